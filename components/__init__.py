@@ -1,0 +1,1 @@
+"""The AIXSSS stack program: config, secrets, certificates, service specs and platforms."""

@@ -1,0 +1,75 @@
+"""The API (NestJS/Fastify on PORT, prefix /api) and its once-per-release migrations."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pulumi
+
+from components.app_env import AppConnections, node_env, shared_env, shared_secret_env
+from components.config import StackConfig
+from components.platforms.base import Placement, Platform
+from components.service import CA_PATH, Service
+from components.spec import ConfigFile, Port, Probe, Security, ServiceSpec, Zone, secret_env
+
+NAME = "api"
+PORT = 3001
+HEALTH_PATH = "/api/health"
+UID = 1000  # the node user of the official Node images
+DATA_SERVICES = ("postgres", "redis", "minio")
+HEALTH_COMMAND = [
+    "node",
+    "-e",
+    f"fetch('http://127.0.0.1:{PORT}{HEALTH_PATH}').then(r=>r.json()).then(b=>process.exit(b.ok?0:1))"
+    ".catch(()=>process.exit(1))",
+]
+
+
+class Api(Service):
+    tls = "behind the edge (TLS terminated there)"
+    auth = "JWT (application)"
+
+    def __init__(
+        self,
+        config: StackConfig,
+        platform: Platform,
+        conn: AppConnections,
+        jwt_secret: pulumi.Output[str],
+        depends_on: list[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("Api", NAME, opts)
+        ca_file = ConfigFile(CA_PATH, conn.ca_pem)
+        command = config.api.migration_command
+        release = hashlib.sha256(f"{config.images.api}\n{command}".encode()).hexdigest()
+        self.migration_spec = ServiceSpec(
+            name="api-migrate",
+            image=config.images.api,
+            resources=config.api,
+            security=Security(run_as_user=UID, run_as_group=UID),
+            probe=None,
+            command=command,
+            env={"NODE_ENV": node_env(config)},
+            secret_env=secret_env({"DATABASE_URL": conn.database_url}),
+            files=[ca_file],
+            talks_to=("postgres",),
+            run_once=True,
+            release=release,
+        )
+        # Migrations run after the data services are healthy and before the new api serves.
+        self.migrations: Placement = platform.place(self.migration_spec, self, depends_on)
+        spec = ServiceSpec(
+            name=NAME,
+            image=config.images.api,
+            resources=config.api,
+            security=Security(run_as_user=UID, run_as_group=UID),
+            probe=Probe(command=HEALTH_COMMAND, http_path=HEALTH_PATH, port=PORT),
+            env={**shared_env(config, conn), "PORT": str(PORT), "CORS_ORIGIN": config.public_origin},
+            secret_env=secret_env({**shared_secret_env(conn), "JWT_SECRET": jwt_secret}),
+            ports=[Port("http", PORT)],
+            files=[ca_file],
+            replicas=config.api.replicas,
+            zones=frozenset({Zone.FRONTEND, Zone.BACKEND, Zone.EGRESS}),
+            talks_to=DATA_SERVICES,
+        )
+        self._place(platform, spec, self.migrations.ready)

@@ -1,0 +1,108 @@
+"""The edge: nginx terminating TLS, /api -> api, / -> web; the only service the world reaches."""
+
+from __future__ import annotations
+
+import pulumi
+
+from components import api, web
+from components.conf import nginx
+from components.config import Environment, StackConfig, Target, supplied_secret
+from components.pki import InternalPki
+from components.platforms.base import Platform
+from components.service import Service
+from components.spec import AcmeCertificate, ConfigFile, Port, Probe, Security, ServiceSpec, Zone
+
+NAME = "edge"
+HTTP_PORT = 8080
+HTTPS_PORT = 8443
+UID = 101  # nginx-unprivileged
+TLS_DIR = "/etc/nginx/tls"
+ACME_WEBROOT = "/var/www/acme"
+
+
+class LoadBalancer(Service):
+    tls = "TLS 1.2/1.3, HTTP redirected, HSTS"
+    auth = "none at the edge (rate limit on /api)"
+
+    def __init__(
+        self,
+        config: StackConfig,
+        platform: Platform,
+        pki: InternalPki,
+        depends_on: list[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("LoadBalancer", NAME, opts)
+        edge = config.edge
+        self.nginx_settings = nginx.EdgeSettings(
+            server_name=config.domain,
+            api_upstream=f"{platform.dns_names(api.NAME)[0]}:{api.PORT}",
+            web_upstream=f"{platform.dns_names(web.NAME)[0]}:{web.PORT}",
+            certificate_path=f"{TLS_DIR}/tls.crt",
+            key_path=f"{TLS_DIR}/tls.key",
+            http_port=HTTP_PORT,
+            https_port=HTTPS_PORT,
+            client_max_body_size_mb=edge.client_max_body_size_mb,
+            api_rate_per_second=edge.api_rate_per_second,
+            api_rate_burst=edge.api_rate_burst,
+            acme_webroot=ACME_WEBROOT,
+            trust_forwarded_proto=config.target is Target.KUBERNETES and config.kubernetes.exposure == "gateway",
+        )
+        self.nginx_conf = nginx.render(self.nginx_settings)
+        self.certificate_source = config.tls.public_certificate
+        files = [ConfigFile("/etc/nginx/nginx.conf", self.nginx_conf)]
+        acme = None
+        self.certificate = None
+        if config.tls.public_certificate == "self-signed":
+            self.certificate = pki.issue("public", [config.domain])
+            files += self._tls_files(self.certificate.cert_pem, self.certificate.key_pem)
+        elif config.tls.public_certificate == "supplied":
+            cert, key = supplied_secret("publicCertificatePem"), supplied_secret("publicPrivateKeyPem")
+            assert cert is not None and key is not None  # load_stack_config checked both are set
+            files += self._tls_files(cert, key)
+        else:
+            bootstrap = pki.issue("public-bootstrap", [config.domain])
+            acme = AcmeCertificate(
+                domain=config.domain,
+                email=config.tls.acme_email,
+                server=config.tls.acme_server,
+                cluster_issuer=config.tls.cluster_issuer,
+                mount_dir=TLS_DIR,
+                webroot=ACME_WEBROOT,
+                bootstrap_cert_pem=bootstrap.cert_pem,
+                bootstrap_key_pem=bootstrap.key_pem,
+            )
+        # Dev binds to loopback; other environments face the network.
+        bind = "127.0.0.1" if config.environment is Environment.DEV else "0.0.0.0"
+        spec = ServiceSpec(
+            name=NAME,
+            image=config.images.edge,
+            resources=edge,
+            security=Security(run_as_user=UID, run_as_group=UID),
+            probe=Probe(
+                command=["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{HTTP_PORT}/healthz"],
+                http_path="/healthz",
+                port=HTTP_PORT,
+            ),
+            # Reload every six hours so renewed certificates are served without a restart.
+            command=["/bin/sh", "-c", "while sleep 21600; do nginx -s reload; done & exec nginx -g 'daemon off;'"]
+            if acme
+            else None,
+            ports=[
+                Port("http", HTTP_PORT, published=80, host_ip=bind),
+                Port("https", HTTPS_PORT, published=443, host_ip=bind),
+            ],
+            files=files,
+            replicas=edge.replicas,
+            zones=frozenset({Zone.FRONTEND}),
+            talks_to=(api.NAME, web.NAME),
+            acme=acme,
+        )
+        self._place(platform, spec, depends_on)
+
+    @staticmethod
+    def _tls_files(cert: pulumi.Input[str], key: pulumi.Input[str]) -> list[ConfigFile]:
+        return [
+            ConfigFile(f"{TLS_DIR}/tls.crt", cert),
+            ConfigFile(f"{TLS_DIR}/tls.key", key, secret=True, mode=0o600, owner=UID),
+        ]

@@ -1,0 +1,157 @@
+"""MinIO over HTTPS, plus a bootstrap job: the app bucket and a user allowed only that bucket."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pulumi
+
+from components.config import StackConfig
+from components.pki import Certificate
+from components.platforms.base import Platform
+from components.service import CA_PATH, Service
+from components.spec import ConfigFile, Port, Probe, Security, ServiceSpec, Volume, secret_env
+
+NAME = "minio"
+API_PORT = 9000
+CONSOLE_PORT = 9001
+UID = 1000
+CERTS_DIR = "/etc/aixsss/minio-certs"
+POLICY_NAME = "aixsss-app"
+
+
+def bucket_policy(bucket: str) -> dict:
+    """Least privilege for the applications: objects in their bucket, nothing else."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+            },
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:DeleteObject",
+                    "s3:AbortMultipartUpload",
+                    "s3:ListMultipartUploadParts",
+                ],
+                "Resource": [f"arn:aws:s3:::{bucket}/*"],
+            },
+        ],
+    }
+
+
+def bootstrap_script(bucket: str, endpoint: str) -> str:
+    # Idempotent: every step tolerates a second run, so a re-run release changes nothing.
+    return "\n".join(
+        [
+            "set -eu",
+            f'mc alias set root {endpoint} "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" --api S3v4',
+            f"mc mb --ignore-existing root/{bucket}",
+            f"mc anonymous set none root/{bucket}",
+            "mc admin policy create root " + POLICY_NAME + " /etc/aixsss/app-policy.json",
+            'mc admin user add root "$APP_ACCESS_KEY" "$APP_SECRET_KEY"',
+            f'mc admin policy attach root {POLICY_NAME} --user "$APP_ACCESS_KEY" || '
+            f'mc admin user info root "$APP_ACCESS_KEY" | grep -q {POLICY_NAME}',
+            "",
+        ]
+    )
+
+
+class ObjectStore(Service):
+    tls = "HTTPS (internal CA)"
+    auth = "S3 signature; app user limited to its bucket"
+
+    def __init__(
+        self,
+        config: StackConfig,
+        platform: Platform,
+        secrets: object,
+        certificate: Certificate,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("ObjectStore", NAME, opts)
+        s = secrets  # StackSecrets; typed loosely to keep the import graph acyclic
+        publish = config.docker.publish_data_ports
+        self.bucket = config.object_store.bucket
+        host = platform.dns_names(NAME)[0]
+        self.endpoint = f"https://{host}:{API_PORT}"
+        spec = ServiceSpec(
+            name=NAME,
+            image=config.images.minio,
+            resources=config.object_store,
+            security=Security(run_as_user=UID, run_as_group=UID),
+            probe=Probe(
+                command=["mc", "ready", "local", "--insecure"],
+                http_path="/minio/health/live",
+                port=API_PORT,
+                scheme="HTTPS",
+            ),
+            args=[
+                "server",
+                "/data",
+                "--address",
+                f":{API_PORT}",
+                "--console-address",
+                f":{CONSOLE_PORT}",
+                "--certs-dir",
+                CERTS_DIR,
+            ],
+            env={"MC_HOST_local": f"https://localhost:{API_PORT}", "MINIO_BROWSER_REDIRECT": "off"},
+            secret_env=secret_env({"MINIO_ROOT_USER": s.minio_root_user, "MINIO_ROOT_PASSWORD": s.minio_root_password}),
+            # The console is never published; in dev only the S3 API is, on loopback.
+            ports=[
+                Port("s3", API_PORT, published=API_PORT if publish else None, host_ip="127.0.0.1"),
+                Port("console", CONSOLE_PORT),
+            ],
+            volumes=[Volume("data", "/data", config.object_store.storage_gb)],
+            files=[
+                ConfigFile(f"{CERTS_DIR}/public.crt", certificate.cert_pem),
+                ConfigFile(f"{CERTS_DIR}/CAs/ca.crt", certificate.ca_pem),
+                ConfigFile(f"{CERTS_DIR}/private.key", certificate.key_pem, secret=True, mode=0o600, owner=UID),
+            ],
+        )
+        self._place(platform, spec, [])
+        policy = json.dumps(bucket_policy(self.bucket), indent=2)
+        script = bootstrap_script(self.bucket, self.endpoint)
+        release = hashlib.sha256(
+            f"{config.images.minio_client}\n{script}\n{policy}\n{config.secrets.rotation}".encode()
+        ).hexdigest()
+        self.bootstrap_spec = ServiceSpec(
+            name="minio-bootstrap",
+            image=config.images.minio_client,
+            resources=config.object_store.model_copy(update={"cpu_millis": 100, "memory_mb": 128}),
+            security=Security(run_as_user=UID, run_as_group=UID),
+            probe=None,
+            command=["/bin/sh", "/etc/aixsss/bootstrap.sh"],
+            env={"MC_CONFIG_DIR": "/tmp/mc", "SSL_CERT_FILE": CA_PATH},
+            secret_env=secret_env(
+                {
+                    "MINIO_ROOT_USER": s.minio_root_user,
+                    "MINIO_ROOT_PASSWORD": s.minio_root_password,
+                    "APP_ACCESS_KEY": s.minio_app_access_key,
+                    "APP_SECRET_KEY": s.minio_app_secret_key,
+                }
+            ),
+            files=[
+                ConfigFile("/etc/aixsss/bootstrap.sh", script),
+                ConfigFile("/etc/aixsss/app-policy.json", policy),
+                ConfigFile(CA_PATH, certificate.ca_pem),
+            ],
+            talks_to=(NAME,),
+            run_once=True,
+            release=release,
+        )
+        self.bootstrap = platform.place(self.bootstrap_spec, self, self.placement.ready)
+        self.bootstrap_script = script
+        self.app_policy = policy
+
+    @property
+    def ready(self) -> list[pulumi.Resource]:
+        # Ready for the apps only once the bucket and the app user exist.
+        return self.bootstrap.ready

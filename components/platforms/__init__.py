@@ -1,0 +1,1 @@
+"""Platforms turn target-neutral service specs into Docker or Kubernetes resources."""

@@ -1,0 +1,466 @@
+"""The Kubernetes platform: a restricted namespace, default-deny networking, hardened workloads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.config import StackConfig
+from components.platforms.base import Placement
+from components.spec import ConfigFile, Probe, ServiceSpec, Zone
+
+PART_OF = {"app.kubernetes.io/part-of": "aixsss", "app.kubernetes.io/managed-by": "pulumi"}
+# Egress to the internet: HTTPS only, and never to cluster-private or link-local ranges.
+PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]
+
+
+def _labels(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": name, **PART_OF}
+
+
+def _selector(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": name}
+
+
+def _file_key(path: str) -> str:
+    return path.strip("/").replace("/", "_")
+
+
+def _probe(probe: Probe, initial_delay: int) -> dict[str, Any]:
+    if probe.http_path is not None:
+        action: dict[str, Any] = {"http_get": {"path": probe.http_path, "port": probe.port, "scheme": probe.scheme}}
+    elif probe.tcp:
+        action = {"tcp_socket": {"port": probe.port}}
+    else:
+        action = {"exec_": {"command": probe.command}}
+    return {
+        **action,
+        "initial_delay_seconds": initial_delay,
+        "period_seconds": 10,
+        "timeout_seconds": 5,
+        "failure_threshold": 6,
+    }
+
+
+class KubernetesPlatform(pulumi.ComponentResource):
+    name = "kubernetes"
+
+    def __init__(self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("aixsss:platform:Kubernetes", name, None, opts)
+        self._config = config
+        settings = config.kubernetes
+        self.namespace_name = settings.namespace or f"aixsss-{config.environment}"
+        self.provider = k8s.Provider(
+            "kubernetes",
+            kubeconfig=settings.kubeconfig or None,
+            context=settings.context or None,
+            namespace=self.namespace_name,
+            # Render mode writes manifests for review (or GitOps) instead of applying them.
+            render_yaml_to_directory=settings.render_yaml_to or None,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self._specs: dict[str, ServiceSpec] = {}
+        self.namespace = k8s.core.v1.Namespace(
+            "namespace",
+            metadata={
+                "name": self.namespace_name,
+                "labels": {
+                    **PART_OF,
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                    "pod-security.kubernetes.io/audit": "restricted",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                },
+            },
+            # Deleting the namespace deletes the PVCs in it.
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=self.provider, protect=config.protect_data, retain_on_delete=config.protect_data
+            ),
+        )
+        self._opts = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[self.namespace])
+        self.default_deny = self._network_policy("default-deny", {}, ingress=[], egress=[], parent=self)
+        self.allow_dns = self._network_policy(
+            "allow-dns",
+            {},
+            egress=[
+                {
+                    "to": [
+                        {
+                            "namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": "kube-system"}},
+                            "pod_selector": {"match_labels": {"k8s-app": "kube-dns"}},
+                        }
+                    ],
+                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                }
+            ],
+            parent=self,
+        )
+        self.register_outputs({"namespace": self.namespace_name})
+
+    def dns_names(self, service: str) -> list[str]:
+        ns = self.namespace_name
+        return [f"{service}.{ns}.svc", service, f"{service}.{ns}", f"{service}.{ns}.svc.cluster.local", "localhost"]
+
+    def _meta(self, name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+        return {"name": name, "namespace": self.namespace_name, "labels": labels or PART_OF}
+
+    def _opts_for(
+        self, parent: pulumi.Resource, depends_on: list[pulumi.Resource], *, stateful: bool = False
+    ) -> pulumi.ResourceOptions:
+        protect = stateful and self._config.protect_data
+        return pulumi.ResourceOptions(
+            parent=parent,
+            provider=self.provider,
+            depends_on=[self.namespace, *depends_on],
+            protect=protect,
+            retain_on_delete=protect,
+        )
+
+    def _network_policy(
+        self,
+        name: str,
+        selector: dict[str, str],
+        *,
+        parent: pulumi.Resource,
+        ingress: list[dict[str, Any]] | None = None,
+        egress: list[dict[str, Any]] | None = None,
+    ) -> k8s.networking.v1.NetworkPolicy:
+        types = [t for t, rules in (("Ingress", ingress), ("Egress", egress)) if rules is not None]
+        # An empty selector selects every pod in the namespace.
+        pod_selector = {"match_labels": selector} if selector else {}
+        spec: dict[str, Any] = {"pod_selector": pod_selector, "policy_types": types}
+        if ingress is not None:
+            spec["ingress"] = ingress
+        if egress is not None:
+            spec["egress"] = egress
+        return k8s.networking.v1.NetworkPolicy(
+            name,
+            metadata=self._meta(name),
+            spec=spec,
+            opts=pulumi.ResourceOptions(parent=parent, provider=self.provider, depends_on=[self.namespace]),
+        )
+
+    def place(self, spec: ServiceSpec, parent: pulumi.Resource, depends_on: list[pulumi.Resource]) -> Placement:
+        self._specs[spec.name] = spec
+        made: list[pulumi.Resource] = []
+        volumes: list[dict[str, Any]] = []
+        mounts: list[dict[str, Any]] = []
+        env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in spec.env.items()]
+        if spec.secret_env:
+            env_secret = k8s.core.v1.Secret(
+                f"{spec.name}-env",
+                metadata=self._meta(f"{spec.name}-env", _labels(spec.name)),
+                type="Opaque",
+                string_data=spec.secret_env,
+                opts=self._opts_for(parent, []),
+            )
+            made.append(env_secret)
+            # Apps read secrets by reference; no secret value sits in a pod spec.
+            env += [
+                {"name": k, "value_from": {"secret_key_ref": {"name": env_secret.metadata["name"], "key": k}}}
+                for k in spec.secret_env
+            ]
+        made += self._files(spec, parent, volumes, mounts)
+        for path in spec.security.tmpfs:
+            vol = f"tmp-{_file_key(path)}".replace("_", "-")
+            volumes.append({"name": vol, "empty_dir": {"medium": "Memory", "size_limit": "64Mi"}})
+            mounts.append({"name": vol, "mount_path": path})
+        for v in spec.volumes:
+            claim = k8s.core.v1.PersistentVolumeClaim(
+                f"{spec.name}-{v.name}",
+                # With WaitForFirstConsumer storage a claim binds only once its pod exists, and
+                # the pod waits for the claim: waiting for Bound here would deadlock.
+                metadata={
+                    **self._meta(f"{spec.name}-{v.name}", _labels(spec.name)),
+                    "annotations": {"pulumi.com/skipAwait": "true"},
+                },
+                spec={
+                    "access_modes": ["ReadWriteOnce"],
+                    "storage_class_name": self._config.kubernetes.storage_class or None,
+                    "resources": {"requests": {"storage": f"{v.size_gb}Gi"}},
+                },
+                opts=self._opts_for(parent, [], stateful=True),
+            )
+            made.append(claim)
+            volumes.append({"name": v.name, "persistent_volume_claim": {"claim_name": claim.metadata["name"]}})
+            mounts.append({"name": v.name, "mount_path": v.path})
+        if spec.acme is not None:
+            made.append(self._acme_certificate(spec, parent))
+            volumes.append(
+                {"name": "public-tls", "secret": {"secret_name": f"{spec.name}-public-tls", "default_mode": 0o440}}
+            )
+            mounts.append({"name": "public-tls", "mount_path": spec.acme.mount_dir, "read_only": True})
+
+        pod = self._pod_spec(spec, env, volumes, mounts)
+        template = {"metadata": {"labels": _labels(spec.name)}, "spec": pod}
+        workload: pulumi.Resource
+        if spec.run_once:
+            job_name = f"{spec.name}-{spec.release[:10]}"
+            pod["restart_policy"] = "Never"
+            workload = k8s.batch.v1.Job(
+                spec.name,
+                metadata=self._meta(job_name, _labels(spec.name)),
+                spec={"backoff_limit": 3, "active_deadline_seconds": 900, "template": template},
+                # A new release is a new Job; Pulumi waits for it to complete.
+                opts=pulumi.ResourceOptions.merge(
+                    self._opts_for(parent, depends_on + made), pulumi.ResourceOptions(delete_before_replace=True)
+                ),
+            )
+        elif spec.stateful:
+            workload = k8s.apps.v1.StatefulSet(
+                spec.name,
+                metadata=self._meta(spec.name, _labels(spec.name)),
+                spec={
+                    "replicas": 1,
+                    "service_name": spec.name,
+                    "selector": {"match_labels": _selector(spec.name)},
+                    "template": template,
+                },
+                opts=self._opts_for(parent, depends_on + made, stateful=True),
+            )
+        else:
+            deployment_spec: dict[str, Any] = {
+                "replicas": spec.replicas,
+                "selector": {"match_labels": _selector(spec.name)},
+                # Never below the desired count during a rollout.
+                "strategy": {"type": "RollingUpdate", "rolling_update": {"max_unavailable": 0, "max_surge": 1}},
+                "template": template,
+            }
+            workload = k8s.apps.v1.Deployment(
+                spec.name,
+                metadata=self._meta(spec.name, _labels(spec.name)),
+                spec=deployment_spec,
+                opts=self._opts_for(parent, depends_on + made),
+            )
+        made.append(workload)
+        exposed: list[str] = []
+        if spec.ports and not spec.run_once:
+            service, exposed = self._service(spec, parent)
+            made.append(service)
+        if spec.replicas > 1 and not spec.run_once:
+            made.append(
+                k8s.policy.v1.PodDisruptionBudget(
+                    spec.name,
+                    metadata=self._meta(spec.name, _labels(spec.name)),
+                    spec={"min_available": 1, "selector": {"match_labels": _selector(spec.name)}},
+                    opts=self._opts_for(parent, []),
+                )
+            )
+        made += self._flows(spec, parent)
+        return Placement(
+            spec=spec,
+            ready=[workload],
+            networks=[f"namespace {self.namespace_name} (default deny)"],
+            exposed=exposed,
+            non_root=True,
+            read_only_root=spec.security.read_only_root,
+            resources=made,
+        )
+
+    def _files(
+        self, spec: ServiceSpec, parent: pulumi.Resource, volumes: list[dict[str, Any]], mounts: list[dict[str, Any]]
+    ) -> list[pulumi.Resource]:
+        made: list[pulumi.Resource] = []
+        for secret, files in (
+            (False, [f for f in spec.files if not f.secret]),
+            (True, [f for f in spec.files if f.secret]),
+        ):
+            if not files:
+                continue
+            kind = "secret-files" if secret else "files"
+            name = f"{spec.name}-{kind}"
+            data = {_file_key(f.path): f.content for f in files}
+            meta = self._meta(name, _labels(spec.name))
+            if secret:
+                obj: pulumi.Resource = k8s.core.v1.Secret(
+                    name, metadata=meta, type="Opaque", string_data=data, opts=self._opts_for(parent, [])
+                )
+                # Owned by root, readable by the pod's fsGroup: what Postgres accepts for its key.
+                volumes.append({"name": kind, "secret": {"secret_name": name, "default_mode": 0o440}})
+            else:
+                obj = k8s.core.v1.ConfigMap(name, metadata=meta, data=data, opts=self._opts_for(parent, []))
+                volumes.append({"name": kind, "config_map": {"name": name, "default_mode": 0o444}})
+            made.append(obj)
+            mounts += [_file_mount(kind, f) for f in files]
+        return made
+
+    def _pod_spec(
+        self, spec: ServiceSpec, env: list[dict[str, Any]], volumes: list[dict[str, Any]], mounts: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        sec = spec.security
+        uid = sec.run_as_user if sec.run_as_user not in (None, 0) else 65532
+        gid = sec.run_as_group or uid
+        resources = {"cpu": f"{spec.resources.cpu_millis}m", "memory": f"{spec.resources.memory_mb}Mi"}
+        container: dict[str, Any] = {
+            "name": spec.name,
+            "image": spec.image,
+            "image_pull_policy": "IfNotPresent",
+            "env": env,
+            "ports": [{"name": p.name, "container_port": p.port, "protocol": "TCP"} for p in spec.ports],
+            "volume_mounts": mounts,
+            # Requests equal limits: Guaranteed QoS, the last to be evicted.
+            "resources": {"requests": resources, "limits": resources},
+            "security_context": {
+                "allow_privilege_escalation": False,
+                "read_only_root_filesystem": sec.read_only_root,
+                "run_as_non_root": True,
+                "run_as_user": uid,
+                "run_as_group": gid,
+                "capabilities": {"drop": ["ALL"], "add": list(sec.cap_add) or None},
+                "seccomp_profile": {"type": "RuntimeDefault"},
+            },
+        }
+        if spec.command:
+            container["command"] = spec.command
+        if spec.args:
+            container["args"] = spec.args
+        if spec.probe is not None and not spec.run_once:
+            container["readiness_probe"] = _probe(spec.probe, 5)
+            container["liveness_probe"] = _probe(spec.probe, spec.probe.start_period_seconds)
+        pod: dict[str, Any] = {
+            "automount_service_account_token": False,
+            "enable_service_links": False,
+            "security_context": {
+                "run_as_non_root": True,
+                "run_as_user": uid,
+                "run_as_group": gid,
+                "fs_group": gid,
+                "fs_group_change_policy": "OnRootMismatch",
+                "seccomp_profile": {"type": "RuntimeDefault"},
+            },
+            "containers": [container],
+            "volumes": volumes,
+        }
+        if spec.replicas > 1:
+            pod["topology_spread_constraints"] = [
+                {
+                    "max_skew": 1,
+                    "topology_key": "kubernetes.io/hostname",
+                    "when_unsatisfiable": "ScheduleAnyway",
+                    "label_selector": {"match_labels": _selector(spec.name)},
+                }
+            ]
+        return pod
+
+    def _service(self, spec: ServiceSpec, parent: pulumi.Resource) -> tuple[pulumi.Resource, list[str]]:
+        public = any(p.published for p in spec.ports) and Zone.FRONTEND in spec.zones and spec.talks_to
+        load_balancer = bool(public) and self._config.kubernetes.exposure == "loadBalancer"
+        ports = [
+            {
+                "name": p.name,
+                "port": (p.published if load_balancer and p.published else p.port),
+                "target_port": p.name,
+                "protocol": "TCP",
+            }
+            for p in spec.ports
+        ]
+        service = k8s.core.v1.Service(
+            spec.name,
+            metadata=self._meta(spec.name, _labels(spec.name)),
+            spec={
+                "type": "LoadBalancer" if load_balancer else "ClusterIP",
+                "selector": _selector(spec.name),
+                "ports": ports,
+            },
+            opts=self._opts_for(parent, []),
+        )
+        exposed: list[str] = []
+        if load_balancer:
+            exposed = [f"LoadBalancer:{p.published}->{p.port}" for p in spec.ports if p.published]
+        elif public:
+            exposed = self._http_route(spec, parent)
+        return service, exposed
+
+    def _http_route(self, spec: ServiceSpec, parent: pulumi.Resource) -> list[str]:
+        settings = self._config.kubernetes
+        parent_ref = {"name": settings.gateway_name}
+        if settings.gateway_namespace:
+            parent_ref["namespace"] = settings.gateway_namespace
+        http = spec.port("http")
+        k8s.apiextensions.CustomResource(
+            f"{spec.name}-route",
+            api_version="gateway.networking.k8s.io/v1",
+            kind="HTTPRoute",
+            metadata=self._meta(spec.name, _labels(spec.name)),
+            spec={
+                "parentRefs": [parent_ref],
+                "hostnames": [self._config.domain],
+                "rules": [{"backendRefs": [{"name": spec.name, "port": http.port}]}],
+            },
+            opts=self._opts_for(parent, []),
+        )
+        return [f"Gateway {settings.gateway_namespace or self.namespace_name}/{settings.gateway_name} -> {http.port}"]
+
+    def _acme_certificate(self, spec: ServiceSpec, parent: pulumi.Resource) -> pulumi.Resource:
+        acme = spec.acme
+        assert acme is not None
+        # cert-manager issues and renews it into the Secret the edge mounts.
+        return k8s.apiextensions.CustomResource(
+            f"{spec.name}-public-certificate",
+            api_version="cert-manager.io/v1",
+            kind="Certificate",
+            metadata=self._meta(f"{spec.name}-public-tls", _labels(spec.name)),
+            spec={
+                "secretName": f"{spec.name}-public-tls",
+                "dnsNames": [acme.domain],
+                "issuerRef": {"kind": "ClusterIssuer", "name": acme.cluster_issuer},
+                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+                "renewBefore": "720h",
+            },
+            opts=self._opts_for(parent, []),
+        )
+
+    def _flows(self, spec: ServiceSpec, parent: pulumi.Resource) -> list[pulumi.Resource]:
+        """NetworkPolicies for this service's flows: each allowed on both ends, nothing else."""
+        made: list[pulumi.Resource] = []
+        me = _selector(spec.name)
+        for target in spec.talks_to:
+            server = self._specs[target]
+            ports = [{"protocol": "TCP", "port": p.port} for p in server.ports]
+            made.append(
+                self._network_policy(
+                    f"{spec.name}-to-{target}",
+                    me,
+                    parent=parent,
+                    egress=[{"to": [{"pod_selector": {"match_labels": _selector(target)}}], "ports": ports}],
+                )
+            )
+            made.append(
+                self._network_policy(
+                    f"{target}-from-{spec.name}",
+                    _selector(target),
+                    parent=parent,
+                    ingress=[{"from": [{"pod_selector": {"match_labels": me}}], "ports": ports}],
+                )
+            )
+        if Zone.EGRESS in spec.zones:
+            made.append(
+                self._network_policy(
+                    f"{spec.name}-https-egress",
+                    me,
+                    parent=parent,
+                    egress=[
+                        {
+                            "to": [{"ip_block": {"cidr": "0.0.0.0/0", "except": PRIVATE_RANGES}}],
+                            "ports": [{"protocol": "TCP", "port": 443}],
+                        }
+                    ],
+                )
+            )
+        if any(p.published for p in spec.ports) and Zone.FRONTEND in spec.zones:
+            # The edge is the one service the world (or the Gateway) reaches.
+            made.append(
+                self._network_policy(
+                    f"{spec.name}-from-world",
+                    me,
+                    parent=parent,
+                    ingress=[{"ports": [{"protocol": "TCP", "port": p.port} for p in spec.ports if p.published]}],
+                )
+            )
+        return made
+
+
+def _file_mount(volume: str, f: ConfigFile) -> dict[str, Any]:
+    return {"name": volume, "mount_path": f.path, "sub_path": _file_key(f.path), "read_only": True}

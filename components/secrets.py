@@ -1,0 +1,75 @@
+"""Generated secrets (pulumi-random), or the ones a user supplied with `config set --secret`."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pulumi
+import pulumi_random as random
+
+from components.config import StackConfig, supplied_secret
+
+
+def fingerprint(value: pulumi.Input[str]) -> pulumi.Output[str]:
+    """A SHA-256 fingerprint an auditor can compare; safe to show, so it is unwrapped."""
+    digest = pulumi.Output.from_input(value).apply(lambda v: "sha256:" + hashlib.sha256(v.encode()).hexdigest())
+    return pulumi.Output.unsecret(digest)
+
+
+class StackSecrets(pulumi.ComponentResource):
+    """Every secret the stack needs; each attribute is a secret Output."""
+
+    def __init__(self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("aixsss:secrets:StackSecrets", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        # Changing `rotation` replaces every rotatable secret in one `pulumi up`.
+        rotating = {"rotation": str(config.secrets.rotation)}
+
+        def password(key: str, length: int, *, upper_only: bool = False) -> pulumi.Output[str]:
+            supplied = supplied_secret(key)
+            if supplied is not None:
+                return pulumi.Output.secret(supplied)
+            generated = random.RandomPassword(
+                key,
+                length=length,
+                # URL-safe alphabet: the values go into DATABASE_URL/REDIS_URL unescaped.
+                special=False,
+                lower=not upper_only,
+                keepers=rotating,
+                opts=child,
+            )
+            return generated.result
+
+        self.postgres_password = password("postgresPassword", 32)
+        self.redis_password = password("redisPassword", 32)
+        self.minio_root_user = password("minioRootUser", 16)
+        self.minio_root_password = password("minioRootPassword", 40)
+        self.minio_app_access_key = password("minioAppAccessKey", 20, upper_only=True)
+        self.minio_app_secret_key = password("minioAppSecretKey", 40)
+        self.jwt_secret = password("jwtSecret", 64)
+        self.api_key_encryption_key = self._encryption_key(config)
+
+        self.inventory: dict[str, pulumi.Output[str]] = {
+            "POSTGRES_PASSWORD": self.postgres_password,
+            "REDIS_PASSWORD": self.redis_password,
+            "MINIO_ROOT_USER": self.minio_root_user,
+            "MINIO_ROOT_PASSWORD": self.minio_root_password,
+            "S3_ACCESS_KEY_ID": self.minio_app_access_key,
+            "S3_SECRET_ACCESS_KEY": self.minio_app_secret_key,
+            "JWT_SECRET": self.jwt_secret,
+            "API_KEY_ENCRYPTION_KEY": self.api_key_encryption_key,
+        }
+        self.register_outputs({"fingerprints": {k: fingerprint(v) for k, v in self.inventory.items()}})
+
+    def _encryption_key(self, config: StackConfig) -> pulumi.Output[str]:
+        supplied = supplied_secret("apiKeyEncryptionKey")
+        if supplied is not None:
+            return pulumi.Output.secret(supplied)
+        # No keepers: this key encrypts users' stored provider keys, so it is never regenerated,
+        # and `protect` keeps `pulumi destroy` from losing it in every environment.
+        key = random.RandomBytes(
+            "apiKeyEncryptionKey",
+            length=32,
+            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=config.protect_data),
+        )
+        return key.base64

@@ -1,0 +1,129 @@
+"""A target-neutral description of a service; the platforms turn it into resources.
+
+Components know their domain (Postgres needs PGDATA and pg_hba rules); a spec carries that
+knowledge to a platform, which owns runtime details and every hardening default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+import pulumi
+
+from components.config import Resources
+
+
+class Zone(StrEnum):
+    """Network zones; Docker maps each to a network, Kubernetes enforces flows instead."""
+
+    FRONTEND = "frontend"  # reachable by the edge
+    BACKEND = "backend"  # the data services and their clients; no route out
+    EGRESS = "egress"  # may open HTTPS connections to the internet
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    port: int
+    # Published to the outside: on Docker bound to `host_ip:published`; on Kubernetes the
+    # edge Service's port. Data services publish only in dev, on 127.0.0.1.
+    published: int | None = None
+    host_ip: str = "0.0.0.0"
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A file mounted read-only into the container; secret files go through Secrets."""
+
+    path: str
+    content: pulumi.Input[str]
+    secret: bool = False
+    # Octal mode and owner uid; a server that checks its key file (Postgres) needs both.
+    mode: int = 0o444
+    owner: int | None = None
+
+
+@dataclass(frozen=True)
+class Volume:
+    name: str
+    path: str
+    size_gb: int
+
+
+@dataclass(frozen=True)
+class Probe:
+    """How to tell the service is healthy.
+
+    ``command`` works everywhere (Docker healthchecks only run commands); a Kubernetes
+    platform prefers ``http_path`` or ``tcp_port`` when given, which need no tool in the image.
+    """
+
+    command: list[str]
+    http_path: str | None = None
+    port: int | None = None
+    scheme: Literal["HTTP", "HTTPS"] = "HTTP"
+    tcp: bool = False
+    start_period_seconds: int = 20
+
+
+@dataclass(frozen=True)
+class Security:
+    run_as_user: int | None
+    run_as_group: int | None = None
+    read_only_root: bool = True
+    tmpfs: tuple[str, ...] = ("/tmp",)
+    cap_add: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AcmeCertificate:
+    """A public certificate from an ACME CA, kept renewed by the platform, as tls.crt/tls.key."""
+
+    domain: str
+    email: str
+    server: str
+    cluster_issuer: str
+    mount_dir: str
+    webroot: str
+    # Served until the first ACME certificate arrives (the HTTP-01 challenge needs the edge up).
+    bootstrap_cert_pem: pulumi.Output[str]
+    bootstrap_key_pem: pulumi.Output[str]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    image: str
+    resources: Resources
+    security: Security
+    probe: Probe | None
+    command: list[str] | None = None
+    args: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    secret_env: dict[str, pulumi.Output[str]] = field(default_factory=dict)
+    ports: list[Port] = field(default_factory=list)
+    volumes: list[Volume] = field(default_factory=list)
+    files: list[ConfigFile] = field(default_factory=list)
+    replicas: int = 1
+    zones: frozenset[Zone] = frozenset({Zone.BACKEND})
+    # Servers this service opens connections to (by spec name): the allowed network flows.
+    talks_to: tuple[str, ...] = ()
+    # Run to completion once per release (migrations, bootstrap) instead of serving.
+    run_once: bool = False
+    # A hash of what makes a new release of a run-once job (image, command).
+    release: str = ""
+    acme: AcmeCertificate | None = None
+
+    @property
+    def stateful(self) -> bool:
+        return bool(self.volumes)
+
+    def port(self, name: str) -> Port:
+        return next(p for p in self.ports if p.name == name)
+
+
+def secret_env(values: dict[str, pulumi.Input[str]]) -> dict[str, pulumi.Output[str]]:
+    """Wrap every value as a secret Output; a derived value (a URL) stays secret too."""
+    return {k: pulumi.Output.secret(v) for k, v in values.items()}

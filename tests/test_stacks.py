@@ -1,0 +1,366 @@
+"""The real program under engine-like mocks, for every stack on both targets."""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import pytest
+from harness import Deployment, Registration, plain_strings, reveal, run_program
+
+CASES = [
+    ("dev", "docker"),
+    ("dev", "kubernetes"),
+    ("staging", "kubernetes"),
+    ("staging", "docker"),
+    ("prod", "kubernetes"),
+    ("prod", "docker"),
+]
+SERVICE_TYPES = {
+    "postgres": "aixsss:service:Database",
+    "redis": "aixsss:service:Cache",
+    "minio": "aixsss:service:ObjectStore",
+    "api": "aixsss:service:Api",
+    "worker": "aixsss:service:Worker",
+    "web": "aixsss:service:Web",
+    "edge": "aixsss:service:LoadBalancer",
+}
+API_ENV = {
+    "NODE_ENV",
+    "PORT",
+    "DATABASE_URL",
+    "JWT_SECRET",
+    "API_KEY_ENCRYPTION_KEY",
+    "REDIS_URL",
+    "AI_QUEUE_NAME",
+    "CORS_ORIGIN",
+    "S3_ENDPOINT",
+    "S3_BUCKET",
+    "S3_ACCESS_KEY_ID",
+    "S3_SECRET_ACCESS_KEY",
+}
+WORKER_ENV = {
+    "NODE_ENV",
+    "DATABASE_URL",
+    "API_KEY_ENCRYPTION_KEY",
+    "REDIS_URL",
+    "AI_QUEUE_NAME",
+    "WORKER_CONCURRENCY",
+    "S3_ENDPOINT",
+    "S3_BUCKET",
+    "S3_ACCESS_KEY_ID",
+    "S3_SECRET_ACCESS_KEY",
+}
+SECRET_ENV = {
+    "DATABASE_URL",
+    "JWT_SECRET",
+    "API_KEY_ENCRYPTION_KEY",
+    "REDIS_URL",
+    "S3_ACCESS_KEY_ID",
+    "S3_SECRET_ACCESS_KEY",
+}
+CONTAINER = "docker:index/container:Container"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+STATEFULSET = "kubernetes:apps/v1:StatefulSet"
+JOB = "kubernetes:batch/v1:Job"
+
+
+@functools.cache
+def deploy(stack: str, target: str) -> Deployment:
+    return run_program(stack, overrides={"target": target})
+
+
+@pytest.fixture(params=CASES, ids=[f"{s}-{t}" for s, t in CASES])
+def case(request: pytest.FixtureRequest) -> tuple[str, str, Deployment]:
+    stack, target = request.param
+    return stack, target, deploy(stack, target)
+
+
+DOCKER_CASES = [c for c in CASES if c[1] == "docker"]
+KUBERNETES_CASES = [c for c in CASES if c[1] == "kubernetes"]
+
+
+@pytest.fixture(params=DOCKER_CASES, ids=[f"{s}-{t}" for s, t in DOCKER_CASES])
+def docker_case(request: pytest.FixtureRequest) -> tuple[str, str, Deployment]:
+    stack, target = request.param
+    return stack, target, deploy(stack, target)
+
+
+@pytest.fixture(params=KUBERNETES_CASES, ids=[f"{s}-{t}" for s, t in KUBERNETES_CASES])
+def k8s_case(request: pytest.FixtureRequest) -> tuple[str, str, Deployment]:
+    stack, target = request.param
+    return stack, target, deploy(stack, target)
+
+
+def component(d: Deployment, name: str) -> Registration:
+    return d.named(name, SERVICE_TYPES[name])
+
+
+def workloads(d: Deployment, service: str) -> list[Registration]:
+    """The containers (Docker) or Deployment/StatefulSet/Job (Kubernetes) under a component."""
+    owner = component(d, service)
+    kinds = {CONTAINER, DEPLOYMENT, STATEFULSET, JOB}
+    return [r for r in d.registrations if r.type in kinds and owner in d.ancestors(r)]
+
+
+def main_workload(d: Deployment, service: str) -> Registration:
+    found = [w for w in workloads(d, service) if w.name in (service, f"{service}-1")]
+    assert found, f"no workload for {service}"
+    return found[0]
+
+
+def env_of(w: Registration) -> dict[str, object]:
+    """Env names -> value (or the secretKeyRef on Kubernetes)."""
+    if w.type == CONTAINER:
+        return dict(e.split("=", 1) for e in reveal(w.inputs["envs"]))
+    container = w.plain["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def test_component_tree(case: tuple[str, str, Deployment]) -> None:
+    _, _, d = case
+    for name, typ in SERVICE_TYPES.items():
+        comp = d.named(name, typ)
+        assert d.children(comp), f"{name} has no children"
+    assert d.of_type("aixsss:secrets:StackSecrets") and d.of_type("aixsss:pki:InternalPki")
+
+
+def test_every_app_env_var_present(case: tuple[str, str, Deployment]) -> None:
+    _stack, target, d = case
+    api_env = env_of(main_workload(d, "api"))
+    worker_env = env_of(main_workload(d, "worker"))
+    assert set(api_env) >= API_ENV, API_ENV - set(api_env)
+    assert set(worker_env) >= WORKER_ENV, WORKER_ENV - set(worker_env)
+    assert api_env["AI_QUEUE_NAME"] == worker_env["AI_QUEUE_NAME"] == "ai-jobs"
+    assert api_env["PORT"] == "3001"
+    domain = d.config["aixsss:domain"]
+    assert api_env["CORS_ORIGIN"] == f"https://{domain}"
+    assert str(api_env["S3_ENDPOINT"]).startswith("https://minio")
+    if target == "docker":
+        assert str(api_env["DATABASE_URL"]).startswith("postgresql://aixsss:")
+        assert "sslmode=require" in str(api_env["DATABASE_URL"])
+        assert str(api_env["REDIS_URL"]).startswith("rediss://")
+        assert len(str(api_env["JWT_SECRET"])) == 64
+        # api and worker share the encryption key (it encrypts data both read).
+        assert api_env["API_KEY_ENCRYPTION_KEY"] == worker_env["API_KEY_ENCRYPTION_KEY"]
+    else:
+        for key in SECRET_ENV:
+            assert "secretKeyRef" in api_env[key], f"{key} must come from a Secret"
+        for key in SECRET_ENV - {"JWT_SECRET"}:
+            assert "secretKeyRef" in worker_env[key]
+
+
+def test_kubernetes_env_secrets_hold_the_values(k8s_case: tuple[str, str, Deployment]) -> None:
+    _, _target, d = k8s_case
+    secret = d.named("api-env", "kubernetes:core/v1:Secret")
+    data = secret.plain["stringData"]
+    assert data["DATABASE_URL"].startswith("postgresql://aixsss:") and "sslmode=require" in data["DATABASE_URL"]
+    assert data["REDIS_URL"].startswith("rediss://default:")
+    assert len(data["JWT_SECRET"]) == 64
+    import base64
+
+    assert len(base64.b64decode(data["API_KEY_ENCRYPTION_KEY"])) == 32
+
+
+def test_no_generated_secret_in_plain_inputs_or_outputs(case: tuple[str, str, Deployment]) -> None:
+    _, _, d = case
+    assert len(d.generated_secrets) >= 8
+    for reg in d.registrations:
+        for text in plain_strings(reg.inputs) + plain_strings(reg.outputs):
+            for secret in d.generated_secrets:
+                assert secret not in text, f"{reg.type} {reg.name} leaks a secret in plain text"
+    for text in plain_strings(d.outputs):
+        for secret in d.generated_secrets:
+            assert secret not in text, "a stack output leaks a secret"
+
+
+def test_connection_strings_are_secret_outputs(case: tuple[str, str, Deployment]) -> None:
+    _, _, d = case
+    from harness import is_secret
+
+    assert is_secret(d.outputs["databaseUrl"]) and is_secret(d.outputs["redisUrl"])
+    fingerprints = d.outputs["secretInventory"]
+    assert set(fingerprints) >= {"JWT_SECRET", "API_KEY_ENCRYPTION_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD"}
+    assert all(not is_secret(v) and v.startswith("sha256:") for v in fingerprints.values())
+
+
+def test_encryption_key_protected_and_never_rotated(case: tuple[str, str, Deployment]) -> None:
+    _, _, d = case
+    key = d.named("apiKeyEncryptionKey", "random:index/randomBytes:RandomBytes")
+    assert key.protect and key.plain["length"] == 32 and "keepers" not in key.plain
+    for password in d.of_type("random:index/randomPassword:RandomPassword"):
+        assert password.plain["keepers"] == {"rotation": "0"}
+
+
+def test_rotation_regenerates_rotatable_secrets() -> None:
+    d = run_program("dev", overrides={"secrets.rotation": 3})
+    passwords = d.of_type("random:index/randomPassword:RandomPassword")
+    assert len(passwords) == 7 and all(p.plain["keepers"] == {"rotation": "3"} for p in passwords)
+    assert "keepers" not in d.named("apiKeyEncryptionKey").plain
+
+
+def test_supplied_secret_replaces_generated_one() -> None:
+    d = run_program("dev", secret_config={"secrets.jwtSecret": "s" * 64})
+    names = {p.name for p in d.of_type("random:index/randomPassword:RandomPassword")}
+    assert "jwtSecret" not in names
+    assert env_of(main_workload(d, "api"))["JWT_SECRET"] == "s" * 64
+
+
+def test_stateful_resources_protected_outside_dev(case: tuple[str, str, Deployment]) -> None:
+    stack, _target, d = case
+    stateful_types = {"docker:index/volume:Volume", "kubernetes:core/v1:PersistentVolumeClaim", STATEFULSET}
+    stateful = [r for r in d.registrations if r.type in stateful_types and "webroot" not in r.name]
+    assert len(stateful) >= 3
+    for reg in stateful:
+        assert reg.protect == (stack != "dev"), f"{reg.name} protect"
+        assert reg.retain_on_delete == (stack != "dev")
+
+
+def test_order_data_then_migrations_then_api_then_worker(case: tuple[str, str, Deployment]) -> None:
+    _, _, d = case
+    migrate = [w for w in workloads(d, "api") if w.name.startswith("api-migrate")]
+    assert len(migrate) == 1
+    api = main_workload(d, "api")
+    for data in ("postgres", "redis"):
+        assert d.depends_on(migrate[0], main_workload(d, data))
+    bootstrap = next(w for w in workloads(d, "minio") if w.name.startswith("minio-bootstrap"))
+    assert d.depends_on(bootstrap, main_workload(d, "minio"))
+    assert d.depends_on(migrate[0], bootstrap)
+    assert d.depends_on(api, migrate[0])
+    assert d.depends_on(main_workload(d, "worker"), api)
+    assert d.depends_on(main_workload(d, "edge"), api) and d.depends_on(
+        main_workload(d, "edge"), main_workload(d, "web")
+    )
+    # No needless ordering: web and the data services start in parallel.
+    assert not d.depends_on(main_workload(d, "web"), main_workload(d, "postgres"))
+    assert not d.depends_on(main_workload(d, "redis"), main_workload(d, "postgres"))
+
+
+def test_only_the_edge_publishes_ports(case: tuple[str, str, Deployment]) -> None:
+    stack, target, d = case
+    if target == "docker":
+        for c in d.of_type(CONTAINER):
+            ports = c.plain.get("ports") or []
+            if re.fullmatch(r"edge(-\d+)?", c.name):
+                assert {p["external"] for p in ports} == {80, 443}
+            elif ports:
+                # Only dev publishes data services, and only on loopback, for debugging.
+                assert stack == "dev" and c.name in ("postgres", "redis", "minio")
+                assert all(p["ip"] == "127.0.0.1" for p in ports)
+                assert 9001 not in {p["internal"] for p in ports}, "the MinIO console is never published"
+    else:
+        services = d.of_type("kubernetes:core/v1:Service")
+        public = [s for s in services if s.plain["spec"]["type"] != "ClusterIP"]
+        assert [s.name for s in public] == ["edge"]
+
+
+def test_docker_hardening(docker_case: tuple[str, str, Deployment]) -> None:
+    _, _target, d = docker_case
+    networks = {n.plain["name"].rsplit("-", 1)[1]: n.plain for n in d.of_type("docker:index/network:Network")}
+    assert networks["backend"]["internal"] is True and not networks["frontend"].get("internal")
+    for c in d.of_type(CONTAINER):
+        p = c.plain
+        assert p["capabilities"]["drops"] == ["ALL"], c.name
+        assert "no-new-privileges:true" in p["securityOpts"], c.name
+        if c.name.endswith("volume-owner"):
+            continue
+        assert p["readOnly"] is True, c.name
+        assert p["memory"] > 0 and float(p["cpus"]) > 0, c.name
+        assert p["user"] and not p["user"].startswith("0:"), c.name
+        if not (c.name.startswith(("api-migrate", "minio-bootstrap")) or c.name == "edge-acme-client"):
+            assert p["healthcheck"]["tests"][0] == "CMD" and p["wait"] is True, c.name
+            assert p["restart"] == "unless-stopped"
+    postgres = d.named("postgres", CONTAINER).plain
+    assert sorted(n["name"] for n in postgres["networksAdvanced"]) == [networks["backend"]["name"]]
+    assert postgres["healthcheck"]["tests"][1] == "pg_isready"
+    assert d.named("redis", CONTAINER).plain["healthcheck"]["tests"][1:3] == ["sh", "-c"]
+
+
+def test_kubernetes_hardening(k8s_case: tuple[str, str, Deployment]) -> None:
+    stack, _target, d = k8s_case
+    ns = d.of_type("kubernetes:core/v1:Namespace")[0].plain["metadata"]["labels"]
+    assert ns["pod-security.kubernetes.io/enforce"] == "restricted"
+    for w in [*d.of_type(DEPLOYMENT), *d.of_type(STATEFULSET), *d.of_type(JOB)]:
+        pod = w.plain["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        container = pod["containers"][0]
+        sc = container["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"]
+        assert sc["readOnlyRootFilesystem"] is True and sc["seccompProfile"]["type"] == "RuntimeDefault"
+        assert container["resources"]["limits"] == container["resources"]["requests"]
+        if w.type != JOB:
+            assert "readinessProbe" in container and "livenessProbe" in container, w.name
+    api = main_workload(d, "api").plain["spec"]["template"]["spec"]["containers"][0]
+    assert api["readinessProbe"]["httpGet"] == {"path": "/api/health", "port": 3001, "scheme": "HTTP"}
+    if stack == "prod":
+        assert main_workload(d, "api").plain["spec"]["replicas"] >= 2
+        pdbs = {p.name for p in d.of_type("kubernetes:policy/v1:PodDisruptionBudget")}
+        assert {"api", "edge"} <= pdbs
+
+
+def _policies(d: Deployment) -> dict[str, dict]:
+    return {p.name: p.plain["spec"] for p in d.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")}
+
+
+def test_kubernetes_network_flows(k8s_case: tuple[str, str, Deployment]) -> None:
+    _, _target, d = k8s_case
+    policies = _policies(d)
+    deny = policies["default-deny"]
+    assert deny["podSelector"] == {} and sorted(deny["policyTypes"]) == ["Egress", "Ingress"]
+    assert "ingress" in deny and deny["ingress"] == [] and deny["egress"] == []
+    allowed_ingress = {name.split("-from-")[1] for name in policies if name.startswith("postgres-from-")}
+    assert allowed_ingress == {"api", "worker", "api-migrate"}
+    assert {n.split("-from-")[1] for n in policies if n.startswith("redis-from-")} == {"api", "worker"}
+    assert {n.split("-from-")[1] for n in policies if n.startswith("minio-from-")} == {
+        "api",
+        "worker",
+        "minio-bootstrap",
+    }
+    assert {n.split("-from-")[1] for n in policies if n.startswith("api-from-")} == {"edge"}
+    egress = {n for n in policies if n.endswith("-https-egress")}
+    assert egress == {"api-https-egress", "worker-https-egress"}
+    assert policies["postgres-from-api"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 5432}]
+    assert "allow-dns" in policies
+
+
+def test_docker_network_isolation(docker_case: tuple[str, str, Deployment]) -> None:
+    _, _target, d = docker_case
+
+    def zones(name: str) -> set[str]:
+        c = d.named(name, CONTAINER).plain
+        return {n["name"].rsplit("-", 1)[1] for n in c["networksAdvanced"]}
+
+    first = "api-1" if any(c.name == "api-1" for c in d.of_type(CONTAINER)) else "api"
+    assert zones("postgres") == zones("redis") == zones("minio") == {"backend"}
+    assert zones(first) == {"frontend", "backend", "egress"}
+    assert zones("worker" if any(c.name == "worker" for c in d.of_type(CONTAINER)) else "worker-1") == {
+        "backend",
+        "egress",
+    }
+    assert zones("web" if any(c.name == "web" for c in d.of_type(CONTAINER)) else "web-1") == {"frontend"}
+
+
+def test_tls_settings(case: tuple[str, str, Deployment]) -> None:
+    _, _, d = case
+    certs = {c["name"]: c for c in d.outputs["certificates"]}
+    assert {"postgres", "redis", "minio", "ca"} <= set(certs)
+    assert any(s.startswith("postgres") for s in certs["postgres"]["sans"])
+    for leaf in d.of_type("tls:index/locallySignedCert:LocallySignedCert"):
+        assert leaf.plain["validityPeriodHours"] == 8760 and leaf.plain["earlyRenewalHours"] == 720
+        assert "server_auth" in leaf.plain["allowedUses"]
+    conf = component(d, "edge")
+    assert conf
+
+
+def test_outputs_for_auditors(case: tuple[str, str, Deployment]) -> None:
+    _stack, _target, d = case
+    out = d.outputs
+    domain = d.config["aixsss:domain"]
+    assert out["endpoints"]["health"] == f"https://{domain}/api/health"
+    assert set(out["images"]) >= set(SERVICE_TYPES)
+    facts = out["services"]["postgres"]
+    assert {"tls", "auth", "exposedPorts", "networks", "nonRoot", "readOnlyRootFs", "limits"} <= set(facts)
+    checklist = out["checklist"]
+    assert len(checklist) == 7 and all(set(item) == {"ok", "reason"} for item in checklist.values())
+    assert all(item["ok"] for item in checklist.values()), checklist
