@@ -1,0 +1,152 @@
+"""What the generated configuration files say, and that the deployed copies are those files."""
+
+from __future__ import annotations
+
+from harness import plain_strings, reveal, run_program
+
+from components.conf import nginx, postgres, redis
+from components.object_store import bootstrap_script, bucket_policy
+
+EDGE = nginx.EdgeSettings(
+    server_name="app.example.com",
+    api_upstream="api:3001",
+    web_upstream="web:8080",
+    certificate_path="/tls/tls.crt",
+    key_path="/tls/tls.key",
+)
+
+
+def uploads(container) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {u["file"]: u["content"] for u in reveal(container.inputs["uploads"])}
+
+
+def test_nginx_tls_redirect_and_headers() -> None:
+    conf = nginx.render(EDGE)
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf
+    assert "location / { return 301 https://$host$request_uri; }" in conf
+    assert conf.count('add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;') == 2
+    assert 'add_header X-Content-Type-Options "nosniff" always;' in conf
+    assert "server_tokens off;" in conf and "gzip on;" in conf
+
+
+def test_nginx_routes_limits_and_caching() -> None:
+    conf = nginx.render(EDGE)
+    assert "location /api/ {" in conf and "proxy_pass http://api;" in conf
+    assert "server api:3001 max_fails=3 fail_timeout=10s;" in conf and "keepalive 32;" in conf
+    assert "client_max_body_size 10m;" in conf
+    assert "limit_req_zone $binary_remote_addr zone=api:10m rate=10r/s;" in conf
+    assert "limit_req zone=api burst=20 nodelay;" in conf and "limit_req_status 429;" in conf
+    assert 'add_header Cache-Control "public, max-age=31536000, immutable" always;' in conf
+
+
+def test_nginx_behind_gateway_serves_only_forwarded_https() -> None:
+    conf = nginx.render(nginx.EdgeSettings(**{**EDGE.__dict__, "trust_forwarded_proto": True}))
+    assert 'if ($http_x_forwarded_proto != "https") { return 301 https://$host$request_uri; }' in conf
+
+
+def test_redis_settings() -> None:
+    conf = redis.render(
+        redis.RedisSettings(password="pw", maxmemory_mb=300, cert_path="/c", key_path="/k", ca_path="/ca")
+    )
+    lines = conf.splitlines()
+    for line in (
+        "port 0",
+        "tls-port 6379",
+        "requirepass pw",
+        "appendonly yes",
+        "maxmemory 300mb",
+        "maxmemory-policy noeviction",
+    ):
+        assert line in lines
+
+
+def test_postgres_hba_requires_tls_and_scram() -> None:
+    settings = postgres.PostgresSettings(
+        cert_path="/c", key_path="/k", hba_path="/h", max_connections=50, shared_buffers_mb=128
+    )
+    rules = [line.split() for line in postgres.render_hba(settings).splitlines() if not line.startswith("#")]
+    assert all(rule[-1] in ("scram-sha-256", "reject") for rule in rules)
+    assert [r[0] for r in rules if r[-1] == "scram-sha-256" and r[0] != "local"] == ["hostssl", "hostssl"]
+    assert rules[-1][0] == "host" and rules[-1][-1] == "reject"
+    conf = postgres.render_conf(settings)
+    assert "ssl = on" in conf and "password_encryption = 'scram-sha-256'" in conf
+
+
+def test_minio_app_policy_is_bucket_only() -> None:
+    policy = bucket_policy("media")
+    resources = {r for s in policy["Statement"] for r in s["Resource"]}
+    assert resources == {"arn:aws:s3:::media", "arn:aws:s3:::media/*"}
+    assert not any("admin:" in a or a == "s3:*" for s in policy["Statement"] for a in s["Action"])
+    script = bootstrap_script("media", "https://minio:9000")
+    assert "mc mb --ignore-existing root/media" in script and "mc anonymous set none root/media" in script
+
+
+def test_deployed_files_are_the_generated_ones_on_docker() -> None:
+    d = run_program("dev")
+    edge = uploads(d.named("edge", "docker:index/container:Container"))
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in edge["/etc/nginx/nginx.conf"]
+    assert "server_name aixsss.localhost;" in edge["/etc/nginx/nginx.conf"]
+    redis_container = d.named("redis", "docker:index/container:Container")
+    files = uploads(redis_container)
+    assert "maxmemory-policy noeviction" in files["/etc/aixsss/redis.conf"]
+    # The file holding the password is uploaded only as a secret.
+    assert "requirepass" in files["/etc/aixsss/redis.conf"]
+    assert not any("requirepass" in text for text in plain_strings(redis_container.inputs))
+    key = next(u for u in reveal(redis_container.inputs["uploads"]) if u["file"].endswith("server.key"))
+    assert key["permissions"] == "0600" and key["owner"] == "999"
+
+
+def test_deployed_files_are_the_generated_ones_on_kubernetes() -> None:
+    d = run_program("staging")
+    config_map = d.named("edge-files", "kubernetes:core/v1:ConfigMap").plain["data"]
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in config_map["etc_nginx_nginx.conf"]
+    redis_secret = d.named("redis-secret-files", "kubernetes:core/v1:Secret").plain["stringData"]
+    assert "maxmemory-policy noeviction" in redis_secret["etc_aixsss_redis.conf"]
+
+
+def test_migrations_run_again_only_for_a_new_release() -> None:
+    first = run_program("dev").of_type("docker:index/container:Container")
+    again = run_program("dev").of_type("docker:index/container:Container")
+    upgraded = run_program("dev", overrides={"images.api": "ghcr.io/aixsss/api:2.0.0"}).of_type(
+        "docker:index/container:Container"
+    )
+
+    def job(containers: list) -> str:  # type: ignore[type-arg]
+        return next(c.name for c in containers if c.name.startswith("api-migrate"))
+
+    assert job(first) == job(again) and job(first) != job(upgraded)
+
+
+def test_kubernetes_provider_options_from_config() -> None:
+    d = run_program("staging", overrides={"kubernetes.renderYamlTo": "out/staging", "kubernetes.kubeconfig": "/kc"})
+    provider = d.of_type("pulumi:providers:kubernetes")[0].plain
+    assert provider["renderYamlToDirectory"] == "out/staging" and provider["context"] == "staging"
+    assert provider["kubeconfig"] == "/kc" and provider["namespace"] == "aixsss-staging"
+
+
+def test_gateway_exposure_uses_an_http_route() -> None:
+    d = run_program(
+        "prod",
+        overrides={
+            "kubernetes.exposure": "gateway",
+            "kubernetes.gatewayName": "public",
+            "kubernetes.gatewayNamespace": "gateways",
+        },
+    )
+    route = d.named("edge-route").plain
+    assert route["kind"] == "HTTPRoute" and route["spec"]["parentRefs"] == [{"name": "public", "namespace": "gateways"}]
+    assert route["spec"]["hostnames"] == ["aixsss.example.com"]
+    service = d.named("edge", "kubernetes:core/v1:Service").plain
+    assert service["spec"]["type"] == "ClusterIP"
+
+
+def test_prod_acme_on_kubernetes_uses_cert_manager() -> None:
+    d = run_program("prod")
+    cert = d.named("edge-public-certificate").plain
+    assert cert["kind"] == "Certificate" and cert["spec"]["dnsNames"] == ["aixsss.example.com"]
+    assert cert["spec"]["issuerRef"] == {"kind": "ClusterIssuer", "name": "letsencrypt"}
+
+
+def test_docker_host_from_config() -> None:
+    d = run_program("dev", overrides={"docker.host": "ssh://deploy@docker.example.com"})
+    assert d.of_type("pulumi:providers:docker")[0].plain["host"] == "ssh://deploy@docker.example.com"
