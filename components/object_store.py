@@ -107,7 +107,7 @@ class ObjectStore(Service):
             # The console is never published; in dev only the S3 API is, on loopback.
             ports=[
                 Port("s3", API_PORT, published=API_PORT if publish else None, host_ip="127.0.0.1"),
-                Port("console", CONSOLE_PORT),
+                Port("console", CONSOLE_PORT, admin=True),
             ],
             volumes=[Volume("data", "/data", config.object_store.storage_gb)],
             files=[

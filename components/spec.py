@@ -31,6 +31,8 @@ class Port:
     # edge Service's port. Data services publish only in dev, on 127.0.0.1.
     published: int | None = None
     host_ip: str = "0.0.0.0"
+    # An administrative port (the MinIO console): no other service's flow may reach it.
+    admin: bool = False
 
 
 @dataclass(frozen=True)

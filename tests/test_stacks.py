@@ -322,6 +322,8 @@ def test_kubernetes_network_flows(k8s_case: tuple[str, str, Deployment]) -> None
     assert egress == {"api-https-egress", "worker-https-egress"}
     assert policies["postgres-from-api"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 5432}]
     assert "allow-dns" in policies
+    # The MinIO console is reachable by no flow, only the S3 API is.
+    assert policies["minio-from-api"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 9000}]
 
 
 def test_docker_network_isolation(docker_case: tuple[str, str, Deployment]) -> None:

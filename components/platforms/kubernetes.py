@@ -418,7 +418,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
         me = _selector(spec.name)
         for target in spec.talks_to:
             server = self._specs[target]
-            ports = [{"protocol": "TCP", "port": p.port} for p in server.ports]
+            ports = [{"protocol": "TCP", "port": p.port} for p in server.ports if not p.admin]
             made.append(
                 self._network_policy(
                     f"{spec.name}-to-{target}",
