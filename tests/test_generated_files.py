@@ -41,7 +41,12 @@ def test_nginx_routes_limits_and_caching() -> None:
 
 def test_nginx_behind_gateway_serves_only_forwarded_https() -> None:
     conf = nginx.render(nginx.EdgeSettings(**{**EDGE.__dict__, "trust_forwarded_proto": True}))
-    assert 'if ($http_x_forwarded_proto != "https") { return 301 https://$host$request_uri; }' in conf
+    guard = 'if ($http_x_forwarded_proto != "https") { return 301 https://$host$request_uri; }'
+    http_server = conf.split("listen 8443 ssl;")[0]
+    # Each of the three app locations on the plain listener checks; /healthz does not.
+    assert http_server.count(guard) == 3
+    assert 'location = /healthz { access_log off; return 200 "ok\\n"; }' in http_server
+    assert guard not in conf.split("listen 8443 ssl;")[1]
 
 
 def test_redis_settings() -> None:

@@ -47,14 +47,17 @@ def _headers(indent: str, extra: tuple[tuple[str, str], ...] = ()) -> list[str]:
     return [f'{indent}add_header {name} "{value}" always;' for name, value in SECURITY_HEADERS + extra]
 
 
-def _app_locations(s: EdgeSettings, forwarded_proto: str) -> list[str]:
+def _app_locations(s: EdgeSettings, *, require_forwarded_https: bool = False) -> list[str]:
+    # Behind a Gateway the check sits in each app location, so /healthz still answers 200.
+    guard = ['if ($http_x_forwarded_proto != "https") { return 301 https://$host$request_uri; }']
     proxy = [
+        *(guard if require_forwarded_https else []),
         "proxy_http_version 1.1;",
         'proxy_set_header Connection "";',
         "proxy_set_header Host $host;",
         "proxy_set_header X-Real-IP $remote_addr;",
         "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-        f"proxy_set_header X-Forwarded-Proto {forwarded_proto};",
+        "proxy_set_header X-Forwarded-Proto https;",
     ]
     lines = [*_headers("    ")]
     lines += [
@@ -121,8 +124,7 @@ def render(s: EdgeSettings) -> str:
     ]
     if s.trust_forwarded_proto:
         lines += [
-            '    if ($http_x_forwarded_proto != "https") { return 301 https://$host$request_uri; }',
-            *_app_locations(s, "https"),
+            *_app_locations(s, require_forwarded_https=True),
         ]
     else:
         lines += ["    location / { return 301 https://$host$request_uri; }"]
@@ -140,7 +142,7 @@ def render(s: EdgeSettings) -> str:
         "    ssl_session_timeout 1d;",
         "    ssl_session_tickets off;",
         '    location = /healthz { access_log off; return 200 "ok\\n"; }',
-        *_app_locations(s, "https"),
+        *_app_locations(s),
         "  }",
         "}",
     ]
