@@ -79,7 +79,6 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 parent=self, provider=self.provider, protect=config.protect_data, retain_on_delete=config.protect_data
             ),
         )
-        self._opts = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[self.namespace])
         self.default_deny = self._network_policy("default-deny", {}, ingress=[], egress=[], parent=self)
         self.allow_dns = self._network_policy(
             "allow-dns",
