@@ -129,7 +129,7 @@ def test_bad_config_stops_before_any_resource() -> None:
 
 
 def test_bad_config_stops_before_any_resource_registers() -> None:
-    import harness
+    from offline import engine as harness
 
     registered: list = []
     original = harness.RecordingMonitor.RegisterResource

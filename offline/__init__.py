@@ -1,0 +1,1 @@
+"""Run the stack program without the Pulumi CLI: real values, recorded resources, rendered files."""

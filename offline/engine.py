@@ -1,0 +1,278 @@
+"""Run the real __main__.py under Pulumi mocks that behave like the engine where it matters.
+
+Used by `make render` and by the tests.
+
+- ``additional_secret_outputs`` are honoured: the engine marks e.g. RandomPassword.result secret;
+  Pulumi's MockMonitor does not, which would make every secret-leak test pass vacuously.
+- Every registration is recorded with its options (parent, protect, dependencies) and its
+  inputs with secret markers intact, and the stack's outputs are captured likewise.
+- Config comes from Pulumi.yaml's declared defaults plus the stack file, as the CLI merges them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import runpy
+import secrets
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks, rpc
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.sync_await import _sync_await
+
+from offline import values
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "aixsss"
+STACKS = ("dev", "staging", "prod")
+SECRET_KEY = rpc._special_sig_key
+SECRET_SIG = rpc._special_secret_sig
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_KEY) == SECRET_SIG
+
+
+def reveal(value: Any) -> Any:
+    """The plain value, with every secret marker removed (for asserting on content)."""
+    if is_secret(value):
+        return reveal(value["value"])
+    if isinstance(value, dict):
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return value
+
+
+def plain_strings(value: Any) -> list[str]:
+    """Every string reachable without passing through a secret marker."""
+    if is_secret(value):
+        return []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in plain_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in plain_strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def _secret(value: Any) -> dict[str, Any]:
+    return {SECRET_KEY: SECRET_SIG, "value": value}
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    protect: bool
+    retain_on_delete: bool
+    delete_before_replace: bool
+    dependencies: list[str]
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+
+    @property
+    def plain(self) -> dict[str, Any]:
+        return reveal(self.inputs)
+
+
+class EngineLikeMocks(mocks.Mocks):
+    """Computed outputs for the providers the program uses, as the real providers compute them."""
+
+    def __init__(self) -> None:
+        # Every secret value a provider generated (the atoms a leak check or redaction looks for).
+        self.generated_secrets: list[str] = []
+
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        state = dict(args.inputs)
+        plain = reveal(args.inputs)
+        typ = args.typ
+        if typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = values.random_password(plain)
+            state["bcryptHash"] = "$2a$10$" + secrets.token_hex(20)
+            self.generated_secrets.append(state["result"])
+        elif typ == "random:index/randomBytes:RandomBytes":
+            raw = secrets.token_bytes(int(plain["length"]))
+            state["base64"] = base64.b64encode(raw).decode()
+            state["hex"] = raw.hex()
+            self.generated_secrets += [state["base64"], state["hex"]]
+        elif typ == "tls:index/privateKey:PrivateKey":
+            keys = values.private_key_outputs(values.private_key(plain))
+            state.update(keys)
+            self.generated_secrets += [keys["privateKeyPem"], keys["privateKeyPemPkcs8"], keys["privateKeyOpenssh"]]
+        elif typ == "tls:index/certRequest:CertRequest":
+            state.update(values.cert_request(plain))
+        elif typ == "tls:index/selfSignedCert:SelfSignedCert":
+            state.update(values.self_signed_cert(plain))
+        elif typ == "tls:index/locallySignedCert:LocallySignedCert":
+            state.update(values.locally_signed_cert(plain))
+        elif typ == "docker:index/remoteImage:RemoteImage":
+            state["imageId"] = f"sha256:{secrets.token_hex(32)}"
+            state["repoDigest"] = f"{plain['name']}@sha256:{secrets.token_hex(32)}"
+        return f"{args.name}-id", state
+
+    def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    def __init__(self, mocks_: EngineLikeMocks) -> None:
+        super().__init__(mocks_)
+        self.registrations: list[Registration] = []
+        self.stack_outputs: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def RegisterResource(self, request: Any) -> Any:
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type == "pulumi:pulumi:Stack":
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        mocks._ensure_event_loop()
+        inputs = rpc.deserialize_properties(request.object)
+        args = mocks.MockResourceArgs(
+            typ=request.type,
+            name=request.name,
+            inputs=inputs,
+            provider=request.provider,
+            resource_id=request.importId,
+            custom=request.custom or False,
+        )
+        id_, state = self.mocks.new_resource(args)
+        # What the engine does and MockMonitor does not: mark the declared secret outputs secret.
+        for key in request.additionalSecretOutputs:
+            if key in state and not is_secret(state[key]):
+                state[key] = _secret(state[key])
+        with self._lock:
+            self.resources[urn] = mocks.MockMonitor.ResourceRegistration(urn, id_, state)
+            self.registrations.append(
+                Registration(
+                    type=request.type,
+                    name=request.name,
+                    urn=urn,
+                    parent=request.parent,
+                    custom=request.custom,
+                    protect=request.protect,
+                    retain_on_delete=request.retainOnDelete,
+                    delete_before_replace=request.deleteBeforeReplace,
+                    dependencies=list(request.dependencies),
+                    inputs=inputs,
+                    outputs=state,
+                )
+            )
+        obj = _sync_await(rpc.serialize_properties(state, {}))
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:
+        if "::pulumi:pulumi:Stack::" in request.urn:
+            self.stack_outputs = rpc.deserialize_properties(request.outputs)
+        return super().RegisterResourceOutputs(request)
+
+
+@dataclass
+class Deployment:
+    stack: str
+    config: dict[str, str]
+    registrations: list[Registration]
+    outputs: dict[str, Any]
+    generated_secrets: list[str] = field(default_factory=list)
+
+    def of_type(self, typ: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == typ]
+
+    def named(self, name: str, typ: str | None = None) -> Registration:
+        found = [r for r in self.registrations if r.name == name and (typ is None or r.type == typ)]
+        assert len(found) == 1, f"expected one resource named {name} ({typ}), found {len(found)}"
+        return found[0]
+
+    def by_urn(self, urn: str) -> Registration:
+        return next(r for r in self.registrations if r.urn == urn)
+
+    def children(self, parent: Registration) -> list[Registration]:
+        return [r for r in self.registrations if r.parent == parent.urn]
+
+    def ancestors(self, reg: Registration) -> list[Registration]:
+        chain = []
+        while reg.parent and reg.parent.split("::")[2] != "pulumi:pulumi:Stack":
+            reg = self.by_urn(reg.parent)
+            chain.append(reg)
+        return chain
+
+    def depends_on(self, reg: Registration, other: Registration) -> bool:
+        """True if ``reg`` waits for ``other``, directly or through its own dependencies."""
+        seen: set[str] = set()
+        todo = list(reg.dependencies)
+        while todo:
+            urn = todo.pop()
+            if urn == other.urn:
+                return True
+            if urn in seen:
+                continue
+            seen.add(urn)
+            found = [r for r in self.registrations if r.urn == urn]
+            if found:
+                todo += found[0].dependencies
+        return False
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    """Pulumi.yaml defaults overlaid with the stack file, keys without the namespace."""
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    values = {key: decl["default"] for key, decl in project["config"].items() if "default" in decl}
+    stack_file = ROOT / f"Pulumi.{stack}.yaml"
+    if stack_file.exists():
+        for key, value in (yaml.safe_load(stack_file.read_text()).get("config") or {}).items():
+            namespace, _, name = key.partition(":")
+            if namespace == PROJECT:
+                values[name] = value
+    return values
+
+
+def _as_config_string(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def run_program(
+    stack: str,
+    overrides: dict[str, Any] | None = None,
+    secret_config: dict[str, str] | None = None,
+    plain_config: dict[str, str] | None = None,
+) -> Deployment:
+    """Run __main__.py for ``stack`` under the mocks and return everything it declared.
+
+    ``secret_config`` is set as encrypted config (``config set --secret``); ``plain_config``
+    sets supplied-secret keys in plain text, which the program must refuse.
+    """
+    values = {**stack_config(stack), **(overrides or {})}
+    config = {f"{PROJECT}:{k}": _as_config_string(v) for k, v in values.items()}
+    secret_keys = []
+    for key, value in (secret_config or {}).items():
+        config[f"{PROJECT}:{key}"] = value
+        secret_keys.append(f"{PROJECT}:{key}")
+    for key, value in (plain_config or {}).items():
+        config[f"{PROJECT}:{key}"] = value
+    pulumi.runtime.set_all_config(config, secret_keys)
+    engine_mocks = EngineLikeMocks()
+    monitor = RecordingMonitor(engine_mocks)
+    runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
+    pulumi.runtime.set_mocks(engine_mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
+
+    def program() -> None:
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+    try:
+        _sync_await(run_in_stack(program))
+    finally:
+        runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
+    return Deployment(stack, config, monitor.registrations, monitor.stack_outputs, engine_mocks.generated_secrets)
