@@ -66,7 +66,7 @@ class Api(Service):
             probe=Probe(command=HEALTH_COMMAND, http_path=HEALTH_PATH, port=PORT),
             env={**shared_env(config, conn), "PORT": str(PORT), "CORS_ORIGIN": config.public_origin},
             secret_env=secret_env({**shared_secret_env(conn), "JWT_SECRET": jwt_secret}),
-            ports=[Port("http", PORT)],
+            ports=[Port("http", PORT, auth="jwt")],
             files=[ca_file],
             replicas=config.api.replicas,
             zones=frozenset({Zone.FRONTEND, Zone.BACKEND, Zone.EGRESS}),

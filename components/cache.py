@@ -57,7 +57,9 @@ class Cache(Service):
             args=["redis-server", CONF_PATH],
             # redis-cli reads the password from here, so it never shows in a process list.
             secret_env=secret_env({"REDISCLI_AUTH": password}),
-            ports=[Port("redis", PORT, published=PORT if publish else None, host_ip="127.0.0.1")],
+            ports=[
+                Port("redis", PORT, published=PORT if publish else None, host_ip="127.0.0.1", tls=True, auth="password")
+            ],
             volumes=[Volume("data", "/data", config.cache.storage_gb)],
             files=[
                 ConfigFile(CONF_PATH, self.redis_conf, secret=True, mode=0o600, owner=UID),

@@ -57,7 +57,16 @@ class Database(Service):
                 "POSTGRES_INITDB_ARGS": "--auth-local=scram-sha-256 --auth-host=scram-sha-256",
             },
             secret_env=secret_env({"POSTGRES_PASSWORD": password}),
-            ports=[Port("postgres", PORT, published=PORT if publish else None, host_ip="127.0.0.1")],
+            ports=[
+                Port(
+                    "postgres",
+                    PORT,
+                    published=PORT if publish else None,
+                    host_ip="127.0.0.1",
+                    tls=True,
+                    auth="scram-sha-256",
+                )
+            ],
             volumes=[Volume("data", "/var/lib/postgresql/data", config.database.storage_gb)],
             files=[
                 ConfigFile("/etc/aixsss/postgresql.conf", self.postgresql_conf),

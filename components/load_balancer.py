@@ -90,7 +90,7 @@ class LoadBalancer(Service):
             else None,
             ports=[
                 Port("http", HTTP_PORT, published=80, host_ip=bind),
-                Port("https", HTTPS_PORT, published=443, host_ip=bind),
+                Port("https", HTTPS_PORT, published=443, host_ip=bind, tls=True),
             ],
             files=files,
             replicas=edge.replicas,

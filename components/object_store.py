@@ -106,8 +106,15 @@ class ObjectStore(Service):
             secret_env=secret_env({"MINIO_ROOT_USER": s.minio_root_user, "MINIO_ROOT_PASSWORD": s.minio_root_password}),
             # The console is never published; in dev only the S3 API is, on loopback.
             ports=[
-                Port("s3", API_PORT, published=API_PORT if publish else None, host_ip="127.0.0.1"),
-                Port("console", CONSOLE_PORT, admin=True),
+                Port(
+                    "s3",
+                    API_PORT,
+                    published=API_PORT if publish else None,
+                    host_ip="127.0.0.1",
+                    tls=True,
+                    auth="sigv4",
+                ),
+                Port("console", CONSOLE_PORT, admin=True, tls=True, auth="password"),
             ],
             volumes=[Volume("data", "/data", config.object_store.storage_gb)],
             files=[

@@ -33,6 +33,36 @@ class Port:
     host_ip: str = "0.0.0.0"
     # An administrative port (the MinIO console): no other service's flow may reach it.
     admin: bool = False
+    # What a client of this port gets: TLS on the wire, and how it proves who it is. The
+    # platforms record both on each flow's resources, so reviews and diagrams read them there.
+    tls: bool = False
+    auth: str = "none"
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One allowed connection: ``client`` opens it to ``server``'s non-admin ports."""
+
+    client: str
+    server: str
+    ports: tuple[Port, ...]
+
+    @property
+    def tls(self) -> bool:
+        return all(p.tls for p in self.ports)
+
+    @property
+    def auth(self) -> str:
+        return ",".join(sorted({p.auth for p in self.ports}))
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "client": self.client,
+            "server": self.server,
+            "ports": [p.port for p in self.ports],
+            "tls": self.tls,
+            "auth": self.auth,
+        }
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,7 @@ class Deployment:
     registrations: list[Registration]
     outputs: dict[str, Any]
     generated_secrets: list[str] = field(default_factory=list)
+    secret_keys: list[str] = field(default_factory=list)
 
     def of_type(self, typ: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == typ]
@@ -275,4 +276,6 @@ def run_program(
         _sync_await(run_in_stack(program))
     finally:
         runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
-    return Deployment(stack, config, monitor.registrations, monitor.stack_outputs, engine_mocks.generated_secrets)
+    return Deployment(
+        stack, config, monitor.registrations, monitor.stack_outputs, engine_mocks.generated_secrets, secret_keys
+    )

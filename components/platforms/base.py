@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import pulumi
 
-from components.spec import ServiceSpec
+from components.spec import Flow, ServiceSpec
+
+# Where a platform records each declared flow (client, server, ports, TLS, auth) as JSON: a
+# Docker container label, a Kubernetes NetworkPolicy annotation. Reviews and diagrams read it.
+FLOW_KEY = "aixsss.io/flows"
+# Likewise each served port: number, published, TLS, auth (on the server's container / Service).
+PORTS_KEY = "aixsss.io/ports"
+
+
+def ports_record(spec: ServiceSpec) -> str:
+    return json.dumps(
+        [{"name": p.name, "port": p.port, "published": p.published, "tls": p.tls, "auth": p.auth} for p in spec.ports]
+    )
+
+
+def flows_of(spec: ServiceSpec, placed: dict[str, ServiceSpec]) -> list[Flow]:
+    """The connections ``spec`` opens: to each server it talks to, that server's non-admin ports."""
+    return [Flow(spec.name, target, tuple(p for p in placed[target].ports if not p.admin)) for target in spec.talks_to]
 
 
 @dataclass

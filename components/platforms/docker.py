@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 
 import pulumi
 import pulumi_docker as docker
 
 from components.config import StackConfig
-from components.platforms.base import Placement
+from components.platforms.base import FLOW_KEY, PORTS_KEY, Placement, flows_of, ports_record
 from components.spec import ServiceSpec, Zone
 
 ACME_UID = 65532  # lego needs no privileges: HTTP-01 goes through the edge's webroot
 LABELS = {"app.kubernetes.io/part-of": "aixsss", "managed-by": "pulumi"}
 
 
-def _labels(spec: ServiceSpec) -> list[docker.ContainerLabelArgs]:
-    values = {**LABELS, "aixsss.service": spec.name}
+def _labels(service: str, records: dict[str, str] | None = None) -> list[docker.ContainerLabelArgs]:
+    values = {**LABELS, "aixsss.service": service, **(records or {})}
     return [docker.ContainerLabelArgs(label=k, value=v) for k, v in values.items()]
 
 
@@ -27,6 +28,7 @@ class DockerPlatform(pulumi.ComponentResource):
         super().__init__("aixsss:platform:Docker", name, None, opts)
         self._config = config
         self._prefix = f"aixsss-{config.environment}"
+        self._specs: dict[str, ServiceSpec] = {}
         self.provider = docker.Provider("docker", host=config.docker.host, opts=pulumi.ResourceOptions(parent=self))
         self._opts = pulumi.ResourceOptions(parent=self, provider=self.provider)
         self.networks: dict[Zone, docker.Network] = {
@@ -60,6 +62,7 @@ class DockerPlatform(pulumi.ComponentResource):
         )
 
     def place(self, spec: ServiceSpec, parent: pulumi.Resource, depends_on: list[pulumi.Resource]) -> Placement:
+        self._specs[spec.name] = spec
         image = docker.RemoteImage(
             f"{spec.name}-image",
             name=spec.image,
@@ -180,7 +183,13 @@ class DockerPlatform(pulumi.ComponentResource):
                 )
                 for f in spec.files
             ],
-            labels=_labels(spec),
+            labels=_labels(
+                spec.name,
+                {
+                    FLOW_KEY: json.dumps([f.describe() for f in flows_of(spec, self._specs)]),
+                    PORTS_KEY: ports_record(spec),
+                },
+            ),
             opts=self._child_opts(parent, depends_on),
         )
 
@@ -224,7 +233,7 @@ class DockerPlatform(pulumi.ComponentResource):
             volumes=[
                 docker.ContainerVolumeArgs(volume_name=vol.name, container_path=path) for path, vol in mounts.items()
             ],
-            labels=_labels(spec),
+            labels=_labels(spec.name),
             opts=self._child_opts(parent, list(mounts.values())),
         )
 
@@ -293,7 +302,7 @@ class DockerPlatform(pulumi.ComponentResource):
                     file="/bootstrap/tls.key", content=acme.bootstrap_key_pem, permissions="0400"
                 ),
             ],
-            labels=_labels(spec),
+            labels=_labels(f"{spec.name}-acme-client"),
             opts=self._child_opts(parent, [owner]),
         )
         mounts = [

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.config import StackConfig
-from components.platforms.base import Placement
+from components.platforms.base import FLOW_KEY, PORTS_KEY, Placement, flows_of, ports_record
 from components.spec import ConfigFile, Probe, ServiceSpec, Zone
 
 PART_OF = {"app.kubernetes.io/part-of": "aixsss", "app.kubernetes.io/managed-by": "pulumi"}
@@ -125,6 +126,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
         parent: pulumi.Resource,
         ingress: list[dict[str, Any]] | None = None,
         egress: list[dict[str, Any]] | None = None,
+        annotations: dict[str, str] | None = None,
     ) -> k8s.networking.v1.NetworkPolicy:
         types = [t for t, rules in (("Ingress", ingress), ("Egress", egress)) if rules is not None]
         # An empty selector selects every pod in the namespace.
@@ -136,7 +138,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
             spec["egress"] = egress
         return k8s.networking.v1.NetworkPolicy(
             name,
-            metadata=self._meta(name),
+            metadata={**self._meta(name), **({"annotations": annotations} if annotations else {})},
             spec=spec,
             opts=pulumi.ResourceOptions(parent=parent, provider=self.provider, depends_on=[self.namespace]),
         )
@@ -357,7 +359,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
         ]
         service = k8s.core.v1.Service(
             spec.name,
-            metadata=self._meta(spec.name, _labels(spec.name)),
+            metadata={**self._meta(spec.name, _labels(spec.name)), "annotations": {PORTS_KEY: ports_record(spec)}},
             spec={
                 "type": "LoadBalancer" if load_balancer else "ClusterIP",
                 "selector": _selector(spec.name),
@@ -415,15 +417,17 @@ class KubernetesPlatform(pulumi.ComponentResource):
         """NetworkPolicies for this service's flows: each allowed on both ends, nothing else."""
         made: list[pulumi.Resource] = []
         me = _selector(spec.name)
-        for target in spec.talks_to:
-            server = self._specs[target]
-            ports = [{"protocol": "TCP", "port": p.port} for p in server.ports if not p.admin]
+        for flow in flows_of(spec, self._specs):
+            target = flow.server
+            ports = [{"protocol": "TCP", "port": p.port} for p in flow.ports]
+            annotations = {FLOW_KEY: json.dumps([flow.describe()])}
             made.append(
                 self._network_policy(
                     f"{spec.name}-to-{target}",
                     me,
                     parent=parent,
                     egress=[{"to": [{"pod_selector": {"match_labels": _selector(target)}}], "ports": ports}],
+                    annotations=annotations,
                 )
             )
             made.append(
@@ -432,6 +436,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
                     _selector(target),
                     parent=parent,
                     ingress=[{"from": [{"pod_selector": {"match_labels": me}}], "ports": ports}],
+                    annotations=annotations,
                 )
             )
         if Zone.EGRESS in spec.zones:

@@ -1,0 +1,57 @@
+"""Redaction of secret values in everything `make render` writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from offline.engine import is_secret
+
+REDACTED = "[redacted]"
+
+
+class Redactor:
+    """Replaces every known secret value, wherever it is embedded, unless secrets are shown.
+
+    ``atoms`` are the values providers generated and the stack's secret config. A value the
+    program marked secret that embeds no atom (a derived secret) is replaced whole.
+    """
+
+    def __init__(self, atoms: list[str], show_secrets: bool) -> None:
+        # Longest first, so a PEM block goes before any shorter value it might contain.
+        self.atoms = sorted({a for a in atoms if a}, key=len, reverse=True)
+        self.show_secrets = show_secrets
+
+    def contains_secret(self, text: str) -> bool:
+        return any(atom in text for atom in self.atoms)
+
+    def text(self, text: str) -> str:
+        if self.show_secrets:
+            return text
+        for atom in self.atoms:
+            text = text.replace(atom, REDACTED)
+        return text
+
+    def value(self, value: Any, *, inside_secret: bool = False) -> Any:
+        """A property tree without secret markers, its secrets redacted (or shown)."""
+        if is_secret(value):
+            return self.value(value["value"], inside_secret=True)
+        if isinstance(value, dict):
+            return {k: self.value(v, inside_secret=inside_secret) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.value(v, inside_secret=inside_secret) for v in value]
+        if isinstance(value, str):
+            redacted = self.text(value)
+            if inside_secret and not self.show_secrets and redacted == value and value:
+                return REDACTED
+            return redacted
+        return value
+
+    def holds_secret(self, value: Any) -> bool:
+        """True if ``value`` carries a secret (a marker or an embedded atom): write it 0600."""
+        if is_secret(value):
+            return True
+        if isinstance(value, dict):
+            return any(self.holds_secret(v) for v in value.values())
+        if isinstance(value, list):
+            return any(self.holds_secret(v) for v in value)
+        return isinstance(value, str) and self.contains_secret(value)

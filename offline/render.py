@@ -1,0 +1,177 @@
+"""`make render STACK=<stack> [TARGET=docker|kubernetes]`: what a stack would deploy, as files.
+
+Runs the real program offline (offline.engine), then writes build/<stack>/:
+kubernetes/ or docker/, config/, certs/, audit.json, architecture.svg and summary.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from offline import diagram, objects, topology
+from offline.engine import ROOT, STACKS, Deployment, Registration, reveal, run_program
+from offline.redact import Redactor
+
+TLS_CERT_TYPES = ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert")
+# API groups Kubernetes itself serves; anything else is a custom resource that needs its CRD.
+BUILT_IN_GROUPS = {
+    "", "apps", "batch", "policy", "autoscaling", "networking.k8s.io", "rbac.authorization.k8s.io",
+    "storage.k8s.io", "scheduling.k8s.io", "coordination.k8s.io", "discovery.k8s.io", "node.k8s.io",
+    "admissionregistration.k8s.io", "apiextensions.k8s.io", "certificates.k8s.io", "events.k8s.io",
+}  # fmt: skip
+SECRET_MODE, PLAIN_MODE = 0o600, 0o644
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def to_yaml(value: Any) -> str:
+    return yaml.dump(value, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
+
+
+@dataclass
+class Rendered:
+    out: Path
+    deployment: Deployment
+    topology: topology.Topology
+    files: dict[str, int] = field(default_factory=dict)  # relative path -> mode
+    custom_resources: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def write(self, relative: str, content: str, *, secret: bool) -> None:
+        path = self.out / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        mode = SECRET_MODE if secret else PLAIN_MODE
+        path.chmod(mode)
+        self.files[relative] = mode
+
+
+def service_of(deployment: Deployment, reg: Registration) -> str:
+    """The component a resource belongs to: a service, or the platform, PKI or secrets."""
+    for ancestor in [reg, *deployment.ancestors(reg)]:
+        if ancestor.type.startswith("aixsss:service:"):
+            return ancestor.name
+    for ancestor in [reg, *deployment.ancestors(reg)]:
+        if ancestor.type.startswith("aixsss:"):
+            return ancestor.type.split(":")[-1].lower()
+    return "stack"
+
+
+def _kubernetes(result: Rendered, redactor: Redactor) -> list[objects.GeneratedFile]:
+    pairs = []
+    for reg in objects.kubernetes_registrations(result.deployment):
+        obj = objects.tidy(redactor.value(reg.inputs))
+        pairs.append((reg, obj))
+        group = obj["apiVersion"].rpartition("/")[0]
+        if group not in BUILT_IN_GROUPS:
+            result.custom_resources.append(f"{obj['apiVersion']} {obj['kind']} {obj['metadata']['name']}")
+        result.write(f"kubernetes/{objects.manifest_path(obj)}", to_yaml(obj), secret=redactor.holds_secret(reg.inputs))
+    return objects.kubernetes_files([(reg, reveal(reg.inputs)) for reg, _ in pairs])
+
+
+def _docker(result: Rendered, redactor: Redactor) -> list[objects.GeneratedFile]:
+    files = objects.docker_files(result.deployment)
+    plan = objects.docker_plan(result.deployment, files)
+    secret = any(redactor.holds_secret(item) for section in plan.values() for item in section)
+    header = "# What `pulumi up` would create on the Docker host; uploaded files are under config/.\n"
+    result.write("docker/plan.yaml", header + to_yaml(objects.tidy(redactor.value(plan))), secret=secret)
+    return files
+
+
+def _certificates(result: Rendered, redactor: Redactor) -> None:
+    deployment = result.deployment
+    for reg in deployment.registrations:
+        base = reg.name.removesuffix("-cert").removesuffix("-key")
+        if reg.type in TLS_CERT_TYPES:
+            result.write(f"certs/{base}.crt", reveal(reg.outputs["certPem"]), secret=False)
+        elif reg.type == "tls:index/privateKey:PrivateKey":
+            key = reveal(reg.outputs["privateKeyPem"])
+            result.write(f"certs/{base}.key", redactor.text(key), secret=True)
+
+
+def _warnings(result: Rendered) -> None:
+    topo = result.topology
+    for edge in topo.edges:
+        if not edge.tls and edge.client not in (topology.WORLD, topology.HOST) and edge.server != topology.EGRESS:
+            result.warnings.append(f"plain-text flow {edge.client} -> {edge.server}:{edge.ports} (inside the stack)")
+        if edge.client == topology.HOST:
+            result.warnings.append(f"{edge.server} is published on 127.0.0.1:{edge.ports} for local tools")
+    for line in result.custom_resources:
+        result.warnings.append(f"custom resource without a bundled schema: {line} (needs its CRD in the cluster)")
+    audit = reveal(result.deployment.outputs)
+    for item in (audit.get("checklist") or {}).values():
+        if isinstance(item, dict) and not item.get("ok", True):
+            result.warnings.append(f"checklist: {item}")
+
+
+def summary(result: Rendered) -> str:
+    per_service = Counter(service_of(result.deployment, r) for r in result.deployment.registrations if r.custom)
+    lines = [f"{'component':<16} resources", *(f"{name:<16} {count}" for name, count in sorted(per_service.items()))]
+    lines += ["", f"{'flow':<40} {'ports':<12} {'TLS':<5} auth"]
+    for e in result.topology.edges:
+        flow = f"{e.client} -> {e.server}"
+        lines.append(f"{flow:<40} {','.join(map(str, e.ports)):<12} {'yes' if e.tls else 'no':<5} {e.auth}")
+    lines += ["", "warnings:" if result.warnings else "warnings: none", *(f"  - {w}" for w in result.warnings)]
+    return "\n".join(lines) + "\n"
+
+
+def render(stack: str, target: str | None = None, out_root: Path | None = None, show_secrets: bool = False) -> Rendered:
+    deployment = run_program(stack, overrides={"target": target} if target else None)
+    atoms = [*deployment.generated_secrets, *(deployment.config[k] for k in deployment.secret_keys)]
+    redactor = Redactor(atoms, show_secrets)
+    out = (out_root or ROOT / "build") / stack
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    result = Rendered(out, deployment, topology.of(deployment))
+    kubernetes = bool(objects.kubernetes_registrations(deployment))
+    files = _kubernetes(result, redactor) if kubernetes else _docker(result, redactor)
+    for f in files:
+        secret = redactor.contains_secret(f.content)
+        result.write(f"config/{f.relative}", redactor.text(f.content), secret=secret)
+    _certificates(result, redactor)
+    audit = json.dumps(redactor.value(deployment.outputs), indent=2, sort_keys=True) + "\n"
+    result.write("audit.json", audit, secret=redactor.holds_secret(deployment.outputs))
+    title = f"aixsss {stack} on {'Kubernetes' if kubernetes else 'Docker'}"
+    result.write("architecture.svg", diagram.render_svg(result.topology, title), secret=False)
+    _warnings(result)
+    result.write("summary.txt", summary(result), secret=False)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make render", description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", required=True, choices=STACKS)
+    parser.add_argument("--target", choices=("docker", "kubernetes"), help="override the stack's target")
+    parser.add_argument("--out", type=Path, default=ROOT / "build", help="default: build/")
+    parser.add_argument("--show-secrets", action="store_true", help="write secret values instead of [redacted]")
+    args = parser.parse_args(argv)
+    result = render(args.stack, args.target, args.out, args.show_secrets)
+    sys.stdout.write(summary(result))
+    secret_files = sum(1 for mode in result.files.values() if mode == SECRET_MODE)
+    print(f"\nwrote {len(result.files)} files to {result.out} ({secret_files} with mode 0600)")
+    if not args.show_secrets:
+        print("secret values are [redacted]; --show-secrets writes them (files stay 0600)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
