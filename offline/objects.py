@@ -62,16 +62,16 @@ class GeneratedFile:
         return f"{self.workload}/{PurePosixPath(self.path).relative_to('/')}"
 
 
-def kubernetes_files(objects: list[tuple[Registration, dict[str, Any]]]) -> list[GeneratedFile]:
+def kubernetes_files(objects: list[dict[str, Any]]) -> list[GeneratedFile]:
     """ConfigMap/Secret keys, placed where each workload mounts them (by subPath)."""
     sources: dict[tuple[str, str], dict[str, Any]] = {}
-    for reg, obj in objects:
+    for obj in objects:
         if obj.get("kind") == "ConfigMap":
-            sources[("configMap", obj["metadata"]["name"])] = reg.inputs.get("data") or {}
+            sources[("configMap", obj["metadata"]["name"])] = obj.get("data") or {}
         elif obj.get("kind") == "Secret":
-            sources[("secret", obj["metadata"]["name"])] = reg.inputs.get("stringData") or {}
+            sources[("secret", obj["metadata"]["name"])] = obj.get("stringData") or {}
     files = []
-    for _, obj in objects:
+    for obj in objects:
         pod = pod_spec(obj)
         if pod is None:
             continue
@@ -89,7 +89,7 @@ def kubernetes_files(objects: list[tuple[Registration, dict[str, Any]]]) -> list
                     continue
                 data = sources[source[0]]
                 if mount["subPath"] in data:
-                    content = reveal(data[mount["subPath"]])
+                    content = data[mount["subPath"]]
                     files.append(GeneratedFile(obj["metadata"]["name"], mount["mountPath"], content, source[1]))
     return files
 

@@ -85,7 +85,7 @@ def _kubernetes(result: Rendered, redactor: Redactor) -> list[objects.GeneratedF
         if group not in BUILT_IN_GROUPS:
             result.custom_resources.append(f"{obj['apiVersion']} {obj['kind']} {obj['metadata']['name']}")
         result.write(f"kubernetes/{objects.manifest_path(obj)}", to_yaml(obj), secret=redactor.holds_secret(reg.inputs))
-    return objects.kubernetes_files([(reg, reveal(reg.inputs)) for reg, _ in pairs])
+    return objects.kubernetes_files([objects.tidy(reveal(reg.inputs)) for reg, _ in pairs])
 
 
 def _docker(result: Rendered, redactor: Redactor) -> list[objects.GeneratedFile]:
