@@ -1,12 +1,17 @@
 # make up [STACK=dev]   deploy a stack (needs the Pulumi CLI and Docker or a cluster)
 # make test             ruff + the test suite (no Pulumi CLI, Docker or cluster needed)
+# make render STACK=prod [TARGET=docker|kubernetes] [SHOW_SECRETS=1]
+#                       what a stack would deploy, as files in build/<stack>/ (no Pulumi CLI)
 STACK ?= dev
+TARGET ?=
 VENV ?= venv
+# checkov pins dependencies that conflict with Pulumi's, so it lives in a venv of its own.
+CHECKOV_VENV ?= venv-checkov
 PY := $(VENV)/bin/python
 # A local file backend unless the caller chose one; state stays beside the project.
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 
-.PHONY: venv up preview destroy test lint clean
+.PHONY: venv up preview destroy test lint render clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -15,6 +20,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 venv: $(VENV)/.installed
+
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements-checkov.txt
+	touch $@
 
 up: venv
 	@test -n "$$PULUMI_CONFIG_PASSPHRASE" -o -n "$$PULUMI_CONFIG_PASSPHRASE_FILE" || \
@@ -31,8 +42,13 @@ preview: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 
-test: lint
-	$(PY) -m pytest
+# The real-server tests need nginx, redis-server and postgresql (Debian packages; .ci/run
+# installs them). Outside CI a missing one skips its tests with the reason; in CI it fails.
+test: lint $(CHECKOV_VENV)/.installed
+	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
+
+render: venv
+	$(PY) -m offline.render --stack $(STACK) $(if $(TARGET),--target $(TARGET)) $(if $(SHOW_SECRETS),--show-secrets)
 
 clean:
-	rm -rf $(VENV) .pytest_cache build
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache build

@@ -34,7 +34,8 @@ def config_file(result: Rendered, workload: str, name: str) -> Path:
 def tool(name: str, *candidates: str | Path) -> str:
     """The path of a judge or server binary. In CI a missing one fails the test; elsewhere it
     skips with the reason (CI installs every one of them: .ci/run)."""
-    for candidate in (*candidates, shutil.which(name)):
+    from_env = os.environ.get(name.upper().replace("-", "_"))
+    for candidate in (from_env, *candidates, shutil.which(name)):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
     message = f"{name} is not installed (.ci/run installs it)"
