@@ -66,7 +66,8 @@ def _app_locations(s: EdgeSettings, *, require_forwarded_https: bool = False) ->
         "      proxy_pass http://api;",
         *(f"      {p}" for p in proxy),
         "    }",
-        f"    location ~* {HASHED_ASSET} {{",
+        # Quoted: the regex's `{8,}` would otherwise open an nginx block.
+        f'    location ~* "{HASHED_ASSET}" {{',
         "      proxy_pass http://web;",
         *(f"      {p}" for p in proxy),
         "      proxy_hide_header Cache-Control;",

@@ -1,0 +1,426 @@
+"""The generated nginx, Redis and Postgres settings, run by the real servers on loopback.
+
+Each server gets the rendered files of the dev stack (`make render --show-secrets`), with
+only two kinds of edits (servers.relocate): file paths point at the rendered copies, and
+listeners bind a free 127.0.0.1 port. Upstreams are small stub servers started here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import gzip
+import http.client
+import json
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from rendering import rendered, tool
+from servers import LOOPBACK, as_user, deployed_copy, free_port, give_to, relocate, running
+
+from offline.render import Rendered
+
+DOMAIN_KEY = "aixsss:domain"
+HASHED_ASSET = "/assets/index-B4xK9q2Z.js"
+ASSET_BODY = ("export const hello = () => console.log('hello from the web stub');\n" * 40).encode()
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
+    return rendered(tmp_path_factory.mktemp("servers"), "dev", "docker", show_secrets=True)
+
+
+def config_int(result: Rendered, key: str) -> int:
+    return int(result.deployment.config[f"aixsss:{key}"])
+
+
+# --------------------------------------------------------------------------- nginx
+
+
+class _Stub(BaseHTTPRequestHandler):
+    """The api answers /api/*; the web serves the SPA and a hashed asset. Both record headers."""
+
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without this, Nagle plus delayed ACKs add 40 ms
+    # per request, too slow to outrun the rate limit.
+    disable_nagle_algorithm = True
+    seen: list[dict[str, str]] = []
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes, content_type: str, cache: str | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if cache:
+            self.send_header("Cache-Control", cache)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        type(self).seen.append(dict(self.headers))
+        if self.path.startswith("/api/"):
+            body = json.dumps({"ok": True, "path": self.path, "proto": self.headers["X-Forwarded-Proto"]})
+            self._send(200, body.encode(), "application/json")
+        elif self.path == HASHED_ASSET:
+            # The app says no-cache; the edge replaces it for hashed assets only.
+            self._send(200, ASSET_BODY, "application/javascript", cache="no-cache")
+        else:
+            self._send(200, b"<!doctype html><title>aixsss</title>", "text/html", cache="no-cache")
+
+
+@contextlib.contextmanager
+def stub_server() -> Iterator[int]:
+    server = ThreadingHTTPServer((LOOPBACK, 0), _Stub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class Edge:
+    http_port: int
+    https_port: int
+    domain: str
+    ca: Path
+    conf: str
+    body_limit_mb: int
+    burst: int
+
+
+def nginx_version(binary: str) -> tuple[int, ...]:
+    out = subprocess.run([binary, "-v"], capture_output=True, text=True).stderr
+    return tuple(int(x) for x in re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out).groups())  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="module")
+def edge(dev: Rendered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
+    binary = tool("nginx", "/usr/sbin/nginx")
+    work = tmp_path_factory.mktemp("nginx")
+    paths = deployed_copy(dev.out / "config/aixsss-dev-edge", work / "files")
+    http_port, https_port = free_port(), free_port()
+    with stub_server() as api_port, stub_server() as web_port:
+        edits = {
+            "listen 8080;": f"listen {LOOPBACK}:{http_port};",
+            "listen 8443 ssl;": f"listen {LOOPBACK}:{https_port} ssl;",
+            "server api:3001 ": f"server {LOOPBACK}:{api_port} ",
+            "server web:8080 ": f"server {LOOPBACK}:{web_port} ",
+            " /tmp/": f" {work}/",
+        }
+        if nginx_version(binary) < (1, 25, 1):
+            # Debian 12's nginx predates `http2 on;` (1.25.1, what the image runs): the same
+            # switch in the older spelling. Nothing else differs.
+            edits["    http2 on;\n"] = ""
+            edits["listen 8443 ssl;"] = f"listen {LOOPBACK}:{https_port} ssl http2;"
+        conf = relocate(paths["/etc/nginx/nginx.conf"].read_text(), paths, edits)
+        conf_path = work / "nginx.conf"
+        conf_path.write_text(conf)
+        command = [binary, "-e", "stderr", "-p", str(work), "-c", str(conf_path), "-g", "daemon off;"]
+        checked = subprocess.run([*command[:-2], "-t"], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+        with running(command, port=https_port, log=work / "nginx.log"):
+            yield Edge(
+                http_port,
+                https_port,
+                dev.deployment.config[DOMAIN_KEY],
+                dev.out / "certs/ca.crt",
+                conf,
+                config_int(dev, "edge.clientMaxBodySizeMb"),
+                config_int(dev, "edge.apiRateBurst"),
+            )
+
+
+def tls_context(ca: Path | None, version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(ca) if ca else None)
+    if version is not None:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client offer old protocols at all
+        ctx.minimum_version = ctx.maximum_version = version
+    return ctx
+
+
+def connect(edge: Edge, source: str = LOOPBACK) -> http.client.HTTPSConnection:
+    """A keep-alive HTTPS connection to the edge, verifying its certificate for the domain."""
+    raw = socket.create_connection((LOOPBACK, edge.https_port), timeout=10, source_address=(source, 0))
+    conn = http.client.HTTPSConnection(edge.domain, edge.https_port, timeout=10)
+    conn.sock = tls_context(edge.ca).wrap_socket(raw, server_hostname=edge.domain)
+    return conn
+
+
+def https(edge: Edge, path: str, *, method: str = "GET", headers: dict[str, str] | None = None,
+          conn: http.client.HTTPSConnection | None = None) -> http.client.HTTPResponse:  # fmt: skip
+    conn = conn or connect(edge)
+    conn.request(method, path, headers=headers or {})
+    return conn.getresponse()
+
+
+def _security_headers_present(response: http.client.HTTPResponse) -> None:
+    assert response.getheader("Strict-Transport-Security") == "max-age=63072000; includeSubDomains"
+    assert response.getheader("X-Content-Type-Options") == "nosniff"
+    assert response.getheader("X-Frame-Options") == "DENY"
+    assert "frame-ancestors 'none'" in (response.getheader("Content-Security-Policy") or "")
+    assert response.getheader("Server") == "nginx"  # server_tokens off: no version
+
+
+def test_nginx_accepts_the_generated_configuration(edge: Edge) -> None:
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in edge.conf  # the fixture ran `nginx -t` on it
+
+
+def test_https_api_health_reaches_the_api_through_a_verified_certificate(edge: Edge) -> None:
+    response = https(edge, "/api/health")
+    body = json.loads(response.read())
+    assert response.status == 200
+    assert body == {"ok": True, "path": "/api/health", "proto": "https"}
+    _security_headers_present(response)
+
+
+def test_http_redirects_to_https(edge: Edge) -> None:
+    conn = http.client.HTTPConnection(LOOPBACK, edge.http_port, timeout=10)
+    conn.request("GET", "/api/health?x=1", headers={"Host": edge.domain})
+    response = conn.getresponse()
+    assert response.status == 301
+    assert response.getheader("Location") == f"https://{edge.domain}/api/health?x=1"
+    conn = http.client.HTTPConnection(LOOPBACK, edge.http_port, timeout=10)
+    conn.request("GET", "/healthz")
+    assert conn.getresponse().status == 200
+
+
+def test_an_oversized_body_gets_413(edge: Edge) -> None:
+    too_big = (edge.body_limit_mb + 1) * 1024 * 1024
+    response = https(edge, "/api/upload", method="POST", headers={"Content-Length": str(too_big)})
+    assert response.status == 413
+    fits = https(edge, "/api/health", method="GET", headers={"Content-Length": "0"})
+    assert fits.status == 200
+
+
+def test_a_burst_past_the_rate_limit_gets_429(edge: Edge) -> None:
+    # Its own source address (127.0.0.2): the limit is per client, and other tests keep theirs.
+    conn = connect(edge, source="127.0.0.2")
+    statuses = []
+    for _ in range(edge.burst + 15):
+        response = https(edge, "/api/health", conn=conn)
+        response.read()
+        statuses.append(response.status)
+    assert statuses[: edge.burst] == [200] * edge.burst
+    assert 429 in statuses
+    assert https(edge, "/api/health").status == 200
+
+
+def test_a_hashed_asset_is_cached_for_a_year_and_gzipped(edge: Edge) -> None:
+    response = https(edge, HASHED_ASSET, headers={"Accept-Encoding": "gzip"})
+    assert response.status == 200
+    assert response.getheader("Cache-Control") == "public, max-age=31536000, immutable"
+    assert response.getheader("Content-Encoding") == "gzip"
+    assert gzip.decompress(response.read()) == ASSET_BODY
+    _security_headers_present(response)
+    page = https(edge, "/", headers={"Accept-Encoding": "gzip"})
+    page.read()
+    assert page.getheader("Cache-Control") == "no-cache"
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
+def test_old_tls_versions_are_refused(edge: Edge, version: ssl.TLSVersion, tmp_path: Path) -> None:
+    def handshake(port: int) -> str:
+        with (
+            socket.create_connection((LOOPBACK, port), timeout=10) as raw,
+            tls_context(None, version).wrap_socket(raw, server_hostname=edge.domain) as tls,
+        ):
+            return str(tls.version())
+
+    with pytest.raises(ssl.SSLError):
+        handshake(edge.https_port)
+    # Control: the same client does complete that handshake with a server that allows it, so
+    # the refusal above is nginx's, not this machine's OpenSSL.
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    server_ctx.minimum_version = version
+    shown = Path(edge.ca).parent
+    server_ctx.load_cert_chain(shown / "public.crt", shown / "public.key")
+    with socket.create_server((LOOPBACK, 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def accept() -> None:
+            conn, _ = listener.accept()
+            with contextlib.suppress(ssl.SSLError, OSError), server_ctx.wrap_socket(conn, server_side=True):
+                pass
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        assert handshake(port) == {ssl.TLSVersion.TLSv1: "TLSv1", ssl.TLSVersion.TLSv1_1: "TLSv1.1"}[version]
+        thread.join(timeout=10)
+
+
+# --------------------------------------------------------------------------- redis
+
+
+@dataclass
+class Cache:
+    port: int
+    password: str
+    ca: Path
+
+
+@pytest.fixture(scope="module")
+def cache(dev: Rendered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cache]:
+    binary = tool("redis-server", "/usr/bin/redis-server")
+    work = tmp_path_factory.mktemp("redis")
+    paths = deployed_copy(dev.out / "config/aixsss-dev-redis", work / "files")
+    port = free_port()
+    (work / "data").mkdir()
+    edits = {"bind * -::*": f"bind {LOOPBACK}", "tls-port 6379": f"tls-port {port}", "dir /data": f"dir {work}/data"}
+    conf = relocate(paths["/etc/aixsss/redis.conf"].read_text(), paths, edits)
+    (work / "redis.conf").write_text(conf)
+    password = re.search(r"^requirepass (\S+)$", conf, re.M).group(1)  # type: ignore[union-attr]
+    with running([binary, str(work / "redis.conf")], port=port, log=work / "redis.log"):
+        yield Cache(port, password, paths["/etc/aixsss/tls/ca.crt"])
+
+
+def redis_client(cache: Cache, *, password: str | None, tls: bool = True, ca: Path | None = None) -> redis.Redis:
+    options = {"ssl": True, "ssl_ca_certs": str(ca or cache.ca), "ssl_cert_reqs": "required"} if tls else {}
+    return redis.Redis(host=LOOPBACK, port=cache.port, password=password, socket_timeout=5, **options)
+
+
+def test_redis_refuses_a_command_without_auth(cache: Cache) -> None:
+    with pytest.raises(redis.AuthenticationError):
+        redis_client(cache, password=None).ping()
+    with pytest.raises(redis.AuthenticationError):
+        redis_client(cache, password="not-the-password").ping()
+
+
+def test_redis_tls_client_trusting_the_rendered_ca_authenticates(cache: Cache) -> None:
+    client = redis_client(cache, password=cache.password)
+    assert client.ping() is True
+    client.set("aixsss:probe", "1")
+    assert client.get("aixsss:probe") == b"1"
+
+
+def test_redis_certificate_is_checked_against_the_ca(cache: Cache, dev: Rendered) -> None:
+    # A client that trusts another CA (here: the server's own leaf) is refused by TLS itself.
+    with pytest.raises(redis.ConnectionError):
+        redis_client(cache, password=cache.password, ca=dev.out / "certs/redis.crt").ping()
+
+
+def test_redis_refuses_plain_text(cache: Cache) -> None:
+    with pytest.raises(redis.ConnectionError):
+        redis_client(cache, password=cache.password, tls=False).ping()
+    settings = redis_client(cache, password=cache.password).config_get("port")
+    assert settings == {"port": "0"}  # no plain-text listener at all
+
+
+def test_redis_persists_and_never_evicts(cache: Cache) -> None:
+    client = redis_client(cache, password=cache.password)
+    assert client.config_get("appendonly") == {"appendonly": "yes"}
+    assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    with pytest.raises(redis.ResponseError):
+        client.execute_command("FLUSHALL")  # renamed away
+
+
+# --------------------------------------------------------------------------- postgres
+
+
+@dataclass
+class Database:
+    port: int
+    user: str
+    database: str
+    password: str
+    ca: Path
+
+
+def postgres_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return tool(name, *found[-1:])
+
+
+@pytest.fixture(scope="module")
+def database(dev: Rendered, request: pytest.FixtureRequest) -> Iterator[Database]:
+    initdb, postgres = postgres_bin("initdb"), postgres_bin("postgres")
+    user = "postgres"
+    # Not under pytest's private (0700) temp root: the postgres user must reach these files.
+    work = Path(tempfile.mkdtemp(prefix="aixsss-postgres-"))
+    request.addfinalizer(lambda: shutil.rmtree(work, ignore_errors=True))
+    paths = deployed_copy(dev.out / "config/aixsss-dev-postgres", work / "files")
+    env = {e.split("=", 1)[0]: e.split("=", 1)[1] for e in _container_env(dev, "postgres")}
+    port = free_port()
+    (work / "run").mkdir()
+    edits = {
+        "listen_addresses = '*'": f"listen_addresses = '{LOOPBACK}'",
+        "port = 5432": f"port = {port}",
+        "unix_socket_directories = '/var/run/postgresql'": f"unix_socket_directories = '{work}/run'",
+    }
+    conf = relocate(paths["/etc/aixsss/postgresql.conf"].read_text(), paths, edits)
+    (work / "postgresql.conf").write_text(conf)
+    (work / "pwfile").write_text(env["POSTGRES_PASSWORD"])
+    work.chmod(0o755)
+    give_to(user, work)
+    # What the postgres image's entrypoint does with POSTGRES_USER/PASSWORD/INITDB_ARGS.
+    init = [initdb, "-D", str(work / "data"), "-U", env["POSTGRES_USER"], f"--pwfile={work}/pwfile"]
+    init += env["POSTGRES_INITDB_ARGS"].split()
+    done = subprocess.run(as_user(user, init), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    command = as_user(user, [postgres, "-D", str(work / "data"), "-c", f"config_file={work}/postgresql.conf"])
+    with running(command, port=port, log=work / "postgres.log"):
+        # The image creates POSTGRES_DB over the local socket, as here.
+        local = psycopg.connect(host=str(work / "run"), port=port, user=env["POSTGRES_USER"], dbname="postgres",
+                                password=env["POSTGRES_PASSWORD"], autocommit=True)  # fmt: skip
+        with local:
+            local.execute(f'CREATE DATABASE "{env["POSTGRES_DB"]}"')
+        yield Database(
+            port, env["POSTGRES_USER"], env["POSTGRES_DB"], env["POSTGRES_PASSWORD"], paths["/etc/aixsss/tls/ca.crt"]
+        )
+
+
+def _container_env(result: Rendered, service: str) -> list[str]:
+    from offline.engine import reveal
+
+    container = result.deployment.named(service, "docker:index/container:Container")
+    return list(reveal(container.inputs)["envs"])
+
+
+def pg_connect(db: Database, **options: str) -> psycopg.Connection:
+    params = {"host": LOOPBACK, "port": db.port, "user": db.user, "dbname": db.database, "password": db.password}
+    params |= {"sslmode": "verify-full", "sslrootcert": str(db.ca), "connect_timeout": "5"}
+    return psycopg.connect(**(params | options))
+
+
+def test_postgres_refuses_a_connection_without_tls(database: Database) -> None:
+    with pytest.raises(psycopg.OperationalError, match="no encryption"):
+        pg_connect(database, sslmode="disable")
+
+
+def test_postgres_accepts_tls_with_the_generated_password_over_scram(database: Database) -> None:
+    # channel_binding=require succeeds only with SCRAM over TLS.
+    with pg_connect(database, channel_binding="require") as conn:
+        row = conn.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+        assert row is not None and row[0] is True and row[1] in ("TLSv1.2", "TLSv1.3")
+        assert conn.execute("SELECT current_user").fetchone() == (database.user,)
+        method = conn.execute("SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = current_user")
+        assert method.fetchone() == (True,)
+
+
+def test_postgres_refuses_a_wrong_password(database: Database) -> None:
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        pg_connect(database, password="not-the-password")
+
+
+def test_postgres_refuses_other_databases_even_over_tls(database: Database) -> None:
+    with pytest.raises(psycopg.OperationalError, match="rejects connection"):
+        pg_connect(database, dbname="postgres")
