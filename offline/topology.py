@@ -127,6 +127,9 @@ def from_docker(deployment: Deployment) -> Topology:
 
 
 def of(deployment: Deployment) -> Topology:
-    if any(r.type.startswith("kubernetes:") for r in deployment.registrations):
-        return from_kubernetes(deployment)
-    return from_docker(deployment)
+    """The topology, in a stable order (resources register concurrently, in any order)."""
+    kubernetes = any(r.type.startswith("kubernetes:") for r in deployment.registrations)
+    topo = from_kubernetes(deployment) if kubernetes else from_docker(deployment)
+    topo.nodes = dict(sorted(topo.nodes.items()))
+    topo.edges.sort(key=lambda e: (e.client, e.server, e.ports))
+    return topo

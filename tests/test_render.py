@@ -188,3 +188,12 @@ def test_cli_renders_a_stack_and_prints_the_summary(tmp_path: Path) -> None:
     )
     assert "flow" in done.stdout and "wrote" in done.stdout
     assert (tmp_path / "staging/docker/plan.yaml").is_file()
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_readme_pictures_are_what_render_draws(stack: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    target = {"dev": "docker", "prod": "kubernetes"}[stack]
+    drawn = rendered(tmp_path_factory.getbasetemp() / stack, stack, target).out / "architecture.svg"
+    checked_in = ROOT / f"docs/architecture-{stack}.svg"
+    assert drawn.read_text() == checked_in.read_text(), f"run `make render STACK={stack}` and copy {drawn.name}"
+    assert f"docs/architecture-{stack}.svg" in (ROOT / "README.md").read_text()
