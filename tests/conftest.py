@@ -1,6 +1,6 @@
 import sys
 from pathlib import Path
 
-# The program's package and the test harness import by name, as `pulumi up` runs them.
+# The program, the test helpers and the policy pack import by name, as Pulumi runs them.
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "policy")]

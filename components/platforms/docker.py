@@ -14,6 +14,7 @@ from components.spec import ServiceSpec, Zone
 
 ACME_UID = 65532  # lego needs no privileges: HTTP-01 goes through the edge's webroot
 LABELS = {"app.kubernetes.io/part-of": "aixsss", "managed-by": "pulumi"}
+ROLE_KEY, VOLUME_OWNER_ROLE = "aixsss.io/role", "volume-owner"
 
 
 def _labels(service: str, records: dict[str, str] | None = None) -> list[docker.ContainerLabelArgs]:
@@ -227,13 +228,17 @@ class DockerPlatform(pulumi.ComponentResource):
             security_opts=["no-new-privileges:true"],
             network_mode="none",
             read_only=True,
+            memory=64,
+            memory_swap=64,
+            cpus="0.5",
             attach=True,
             must_run=False,
             restart="no",
             volumes=[
                 docker.ContainerVolumeArgs(volume_name=vol.name, container_path=path) for path, vol in mounts.items()
             ],
-            labels=_labels(spec.name),
+            # The one container that runs as root; the policy pack allows exactly this shape.
+            labels=_labels(spec.name, {ROLE_KEY: VOLUME_OWNER_ROLE}),
             opts=self._child_opts(parent, list(mounts.values())),
         )
 
@@ -250,8 +255,11 @@ class DockerPlatform(pulumi.ComponentResource):
         certs = docker.Volume(
             "edge-acme-certs", name=f"{self._prefix}-edge-acme-certs", opts=self._child_opts(parent, [], stateful=True)
         )
+        # Protected like every volume of a protected stack, though it only holds challenges.
         webroot = docker.Volume(
-            "edge-acme-webroot", name=f"{self._prefix}-edge-acme-webroot", opts=self._child_opts(parent, [])
+            "edge-acme-webroot",
+            name=f"{self._prefix}-edge-acme-webroot",
+            opts=self._child_opts(parent, [], stateful=True),
         )
         lego = (
             f"lego --accept-tos --email {shlex.quote(acme.email)} --server {shlex.quote(acme.server)} "
@@ -287,7 +295,12 @@ class DockerPlatform(pulumi.ComponentResource):
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
             security_opts=["no-new-privileges:true"],
             memory=128,
+            memory_swap=128,
             cpus="0.2",
+            # Healthy once a certificate is in place (the bootstrap one, then lego's).
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD", "test", "-s", "/certs/tls.crt"], interval="30s", timeout="5s", retries=3
+            ),
             restart="unless-stopped",
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.networks[Zone.EGRESS].name)],
             volumes=[

@@ -1,0 +1,1 @@
+"""The aixsss policy pack: the deployment guide's checklist and hardening advice, enforced."""

@@ -1,0 +1,114 @@
+"""Read what a rule needs from a resource's properties, as the policy engine passes them.
+
+Docker resources come from pulumi-docker, Kubernetes objects from pulumi-kubernetes (camelCase
+properties, the object itself). Values not known yet (a preview before secrets exist) are
+skipped: a rule judges what it can see, and `pulumi up` runs the rules again with values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's "computed later" marker
+CONTAINER = "docker:index/container:Container"
+REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
+VOLUME = "docker:index/volume:Volume"
+DATA_SERVICES = ("postgres", "redis", "minio")
+SERVICE_LABEL = "aixsss.service"
+K8S_NAME_LABEL = "app.kubernetes.io/name"
+ROLE_LABEL, VOLUME_OWNER_ROLE = "aixsss.io/role", "volume-owner"
+POD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
+SERVING_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod")
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+def known(value: Any) -> bool:
+    return value is not None and value != UNKNOWN
+
+
+@dataclass(frozen=True)
+class Resource:
+    """What every rule looks at: the type, the properties and the options of one resource."""
+
+    type: str
+    name: str
+    props: Mapping[str, Any]
+    protect: bool = False
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def kubernetes(self) -> bool:
+        return self.type.startswith("kubernetes:")
+
+    @property
+    def kind(self) -> str:
+        return str(self.props.get("kind") or self.type.rsplit(":", 1)[-1])
+
+    @property
+    def labels(self) -> dict[str, str]:
+        if self.kubernetes:
+            return dict((self.props.get("metadata") or {}).get("labels") or {})
+        return {item["label"]: item["value"] for item in self.props.get("labels") or [] if "label" in item}
+
+    @property
+    def service(self) -> str | None:
+        """The aixsss service a Docker container or a Kubernetes object belongs to."""
+        if self.kubernetes:
+            pod_labels = ((self.pod_template or {}).get("metadata") or {}).get("labels") or {}
+            return pod_labels.get(K8S_NAME_LABEL) or self.labels.get(K8S_NAME_LABEL)
+        return self.labels.get(SERVICE_LABEL)
+
+    @property
+    def pod_template(self) -> dict[str, Any] | None:
+        if not self.kubernetes or self.kind not in POD_KINDS:
+            return None
+        spec = self.props.get("spec") or {}
+        if self.kind == "Pod":
+            return {"metadata": self.props.get("metadata") or {}, "spec": spec}
+        if self.kind == "CronJob":
+            spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
+        return spec.get("template") or {}
+
+    @property
+    def pod(self) -> dict[str, Any] | None:
+        template = self.pod_template
+        return None if template is None else (template.get("spec") or {})
+
+    def containers(self) -> Iterator[dict[str, Any]]:
+        pod = self.pod or {}
+        yield from pod.get("initContainers") or []
+        yield from pod.get("containers") or []
+
+    def files(self) -> Iterator[tuple[str, str]]:
+        """(path or key, content) of every file this resource carries: Docker uploads,
+        ConfigMap data, Secret data."""
+        if self.type == CONTAINER:
+            for upload in self.props.get("uploads") or []:
+                if known(upload.get("content")):
+                    yield upload.get("file", ""), upload["content"]
+        elif self.kind in ("ConfigMap", "Secret"):
+            for section in ("data", "stringData"):
+                for key, value in (self.props.get(section) or {}).items():
+                    if known(value) and isinstance(value, str):
+                        yield key, value
+
+
+def image_is_pinned(image: str) -> bool:
+    """A digest, or a tag other than `latest` (a registry port is not a tag)."""
+    if re.search(r"@sha256:[0-9a-f]{64}$", image):
+        return True
+    last = image.rsplit("/", 1)[-1]
+    return ":" in last and last.rsplit(":", 1)[1] not in ("", "latest")
+
+
+def directives(conf: str) -> list[list[str]]:
+    """A Redis- or nginx-style file as lists of words, comments and blank lines dropped."""
+    lines = []
+    for line in conf.splitlines():
+        words = line.split()
+        if words and not words[0].startswith("#"):
+            lines.append(words)
+    return lines

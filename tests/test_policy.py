@@ -1,0 +1,226 @@
+"""The policy pack: each rule against a compliant and a violating resource, then every
+resource of every stack, called through the ResourceValidationArgs the engine passes."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aixsss_policy.pack import resource_policies, resource_validator, stack_policies, stack_validator
+from aixsss_policy.rules import RULES, STACK_RULES
+from harness import ROOT, Deployment, Registration, reveal, run_program
+from pulumi_policy import (
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    StackValidationArgs,
+)
+
+RULE = {r.name: r for r in RULES}
+CASES = [(s, t) for s in ("dev", "staging", "prod") for t in ("docker", "kubernetes")]
+
+
+def policy_config(stack: str) -> dict[str, Any]:
+    """What a rule's get_config() returns under policy/config/<stack>.json."""
+    return json.loads((ROOT / f"policy/config/{stack}.json").read_text())
+
+
+def _opts(protect: bool) -> PolicyResourceOptions:
+    return PolicyResourceOptions(protect, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
+
+
+def args_of(reg: Registration, props: dict[str, Any] | None = None, **config: Any) -> ResourceValidationArgs:
+    props = reveal(reg.inputs) if props is None else props
+    return ResourceValidationArgs(reg.type, props, reg.urn, reg.name, _opts(reg.protect), None, config)
+
+
+def violations(rule: str, args: ResourceValidationArgs) -> list[str]:
+    found: list[str] = []
+    resource_validator(RULE[rule])(args, lambda message, urn=None: found.append(message))
+    return found
+
+
+def stack_violations(deployment: Deployment, regs: list[Registration] | None = None) -> list[tuple[str, str]]:
+    resources = [
+        PolicyResource(r.type, reveal(r.inputs), r.urn, r.name, _opts(r.protect), None, None, [], {})
+        for r in regs or deployment.registrations
+    ]
+    found: list[tuple[str, str]] = []
+    for rule in STACK_RULES:
+        stack_validator(rule)(StackValidationArgs(resources), lambda m, urn=None, n=rule.name: found.append((n, m)))
+    return found
+
+
+def all_violations(deployment: Deployment, stack: str) -> list[tuple[str, str, str]]:
+    per_rule = policy_config(stack)
+    found = []
+    for reg in deployment.registrations:
+        if not reg.custom:
+            continue
+        for rule in RULES:
+            config = per_rule.get(rule.name) if isinstance(per_rule.get(rule.name), dict) else {}
+            found += [(rule.name, reg.name, m) for m in violations(rule.name, args_of(reg, **config))]
+    return found + [(name, "stack", m) for name, m in stack_violations(deployment)]
+
+
+@functools.cache
+def deployed(stack: str, target: str) -> Deployment:
+    return run_program(stack, overrides={"target": target})
+
+
+def _pick(deployment: Deployment, typ: str, name: str) -> Registration:
+    return deployment.named(name, typ)
+
+
+def _conf(props: dict[str, Any], suffix: str, edit: Callable[[str], str]) -> dict[str, Any]:
+    """``props`` with the generated file ending in ``suffix`` edited (Docker upload or k8s key)."""
+    for upload in props.get("uploads") or []:
+        if upload["file"].endswith(suffix):
+            upload["content"] = edit(upload["content"])
+            return props
+    for section in ("data", "stringData"):
+        for key in props.get(section) or {}:
+            if key.endswith(suffix):
+                props[section][key] = edit(props[section][key])
+                return props
+    raise AssertionError(f"no {suffix} in these props")
+
+
+def _container(props: dict[str, Any]) -> dict[str, Any]:
+    return props["spec"]["template"]["spec"]["containers"][0]
+
+
+CONTAINER, DEPLOYMENT = "docker:index/container:Container", "kubernetes:apps/v1:Deployment"
+STATEFULSET, SERVICE = "kubernetes:apps/v1:StatefulSet", "kubernetes:core/v1:Service"
+# (rule, stack, target, resource type, resource name, weakening, expected message fragment)
+RULE_CASES: list[tuple[str, str, str, str, str, Callable[[dict[str, Any]], Any], str]] = [
+    ("data-services-not-public", "staging", "docker", CONTAINER, "postgres",
+     lambda p: p.update(ports=[{"internal": 5432, "external": 5432, "ip": "0.0.0.0"}]), "on 0.0.0.0:5432"),
+    ("data-services-not-public", "staging", "kubernetes", SERVICE, "redis",
+     lambda p: p["spec"].update(type="LoadBalancer"), "outside the cluster"),
+    ("redis-auth-and-tls", "staging", "docker", CONTAINER, "redis",
+     lambda p: _conf(p, "redis.conf", lambda c: c.replace("requirepass ", "# requirepass ")), "no requirepass"),
+    ("redis-auth-and-tls", "prod", "kubernetes", "kubernetes:core/v1:Secret", "redis-secret-files",
+     lambda p: _conf(p, "redis.conf", lambda c: c.replace("port 0\n", "port 6379\n")), "plain-text port is open"),
+    ("minio-https-console-private", "staging", "docker", CONTAINER, "minio",
+     lambda p: p.update(ports=[{"internal": 9001, "external": 9001, "ip": "127.0.0.1"}]), "console (port 9001)"),
+    ("minio-https-console-private", "prod", "kubernetes", STATEFULSET, "minio",
+     lambda p: _container(p).update(args=[a for a in _container(p)["args"] if a != "--certs-dir"]),
+     "without --certs-dir"),
+    ("images-pinned", "staging", "docker", "docker:index/remoteImage:RemoteImage", "web-image",
+     lambda p: p.update(name="ghcr.io/aixsss/web:latest"), "is not pinned"),
+    ("images-pinned", "prod", "kubernetes", DEPLOYMENT, "api",
+     lambda p: _container(p).update(image="ghcr.io/aixsss/api"), "is not pinned"),
+    ("resource-limits", "staging", "docker", CONTAINER, "api", lambda p: p.pop("memory"), "no memory limit"),
+    ("resource-limits", "prod", "kubernetes", DEPLOYMENT, "worker",
+     lambda p: _container(p)["resources"].pop("limits"), "no cpu limit"),
+    ("health-checks", "staging", "docker", CONTAINER, "web", lambda p: p.pop("healthcheck"), "no healthcheck"),
+    ("health-checks", "prod", "kubernetes", DEPLOYMENT, "edge",
+     lambda p: [_container(p).pop(k) for k in ("readinessProbe", "livenessProbe")], "no readiness or liveness"),
+    ("non-root", "staging", "docker", CONTAINER, "worker", lambda p: p.update(user="0:0"), "runs as root"),
+    ("non-root", "staging", "docker", CONTAINER, "postgres-volume-owner",
+     lambda p: p.update(networkMode="bridge"), "runs as root"),
+    ("non-root", "prod", "kubernetes", STATEFULSET, "postgres",
+     lambda p: _container(p)["securityContext"].update(runAsUser=0), "may run as root"),
+    ("no-privilege-escalation", "staging", "docker", CONTAINER, "edge",
+     lambda p: p.update(securityOpts=[]), "no-new-privileges"),
+    ("no-privilege-escalation", "prod", "kubernetes", DEPLOYMENT, "api",
+     lambda p: _container(p)["securityContext"].update(allowPrivilegeEscalation=True), "privilege escalation"),
+    ("capabilities-dropped", "staging", "docker", CONTAINER, "minio",
+     lambda p: p.update(capabilities={"drops": [], "adds": []}), "does not drop ALL"),
+    ("capabilities-dropped", "prod", "kubernetes", DEPLOYMENT, "web",
+     lambda p: _container(p)["securityContext"]["capabilities"].update(add=["SYS_ADMIN"]), "adds SYS_ADMIN"),
+    ("kubernetes-secrets-by-reference", "prod", "kubernetes", DEPLOYMENT, "api",
+     lambda p: _container(p)["env"].append({"name": "JWT_SECRET", "value": "inline"}), "JWT_SECRET is set inline"),
+    ("namespace-pod-security-restricted", "prod", "kubernetes", "kubernetes:core/v1:Namespace", "namespace",
+     lambda p: p["metadata"]["labels"].update({"pod-security.kubernetes.io/enforce": "baseline"}), "restricted"),
+    ("edge-tls-and-hsts", "staging", "docker", CONTAINER, "edge",
+     lambda p: _conf(p, "nginx.conf", lambda c: c.replace("TLSv1.2 TLSv1.3", "TLSv1 TLSv1.1 TLSv1.2")),
+     "TLSv1.2/TLSv1.3 only"),
+    ("edge-tls-and-hsts", "prod", "kubernetes", "kubernetes:core/v1:ConfigMap", "edge-files",
+     lambda p: _conf(p, "nginx.conf", lambda c: c.replace("max-age=63072000", "max-age=300")), "HSTS"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rule", "stack", "target", "typ", "name", "weaken", "expected"),
+    RULE_CASES,
+    ids=[f"{c[0]}-{c[2]}-{c[4]}" for c in RULE_CASES],
+)
+def test_rule_passes_the_program_and_catches_the_weakened_resource(
+    rule: str, stack: str, target: str, typ: str, name: str, weaken: Callable[[dict[str, Any]], Any], expected: str
+) -> None:
+    reg = _pick(deployed(stack, target), typ, name)
+    assert violations(rule, args_of(reg)) == []
+    props = copy.deepcopy(reveal(reg.inputs))
+    weaken(props)
+    found = violations(rule, args_of(reg, props))
+    assert found and any(expected in m for m in found), found
+
+
+def test_every_rule_has_a_case_a_description_and_a_remediation() -> None:
+    assert {c[0] for c in RULE_CASES} | {"stateful-resources-protected"} == set(RULE)
+    for policy in [*resource_policies(), *stack_policies()]:
+        assert policy.description and policy.remediation_steps
+    assert [p.name for p in resource_policies()] == [r.name for r in RULES]
+
+
+def test_stateful_resources_must_be_protected_where_the_config_says() -> None:
+    prod = deployed("prod", "kubernetes")
+    claim = _pick(prod, "kubernetes:core/v1:PersistentVolumeClaim", "postgres-data")
+    assert claim.protect and violations("stateful-resources-protected", args_of(claim, requireProtect=True)) == []
+    claim = dataclasses.replace(claim, protect=False)
+    assert violations("stateful-resources-protected", args_of(claim, requireProtect=True))
+    assert violations("stateful-resources-protected", args_of(claim, requireProtect=False)) == []
+
+
+def test_every_namespace_needs_a_default_deny_policy() -> None:
+    prod = deployed("prod", "kubernetes")
+    assert stack_violations(prod) == []
+    without = [r for r in prod.registrations if r.name != "default-deny"]
+    assert stack_violations(prod, without) == [
+        ("namespace-default-deny", "namespace aixsss-prod has no default-deny NetworkPolicy "
+         "(all pods, Ingress and Egress, no rules)")
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("stack", "target"), [c for c in CASES if c[0] != "dev"], ids=lambda v: v)
+def test_staging_and_prod_have_no_violation(stack: str, target: str) -> None:
+    assert all_violations(deployed(stack, target), stack) == []
+
+
+@pytest.mark.parametrize("target", ["docker", "kubernetes"])
+def test_dev_reports_exactly_its_latest_images(target: str) -> None:
+    """dev is advisory and runs the app images at `latest`: exactly that is reported."""
+    found = all_violations(deployed("dev", target), "dev")
+    assert {rule for rule, _, _ in found} == {"images-pinned"}
+    assert all("ghcr.io/aixsss/" in m and m.endswith(":latest is not pinned (a tag other than latest, or @sha256 "
+                                                     "digest)") for _, _, m in found)  # fmt: skip
+    named = {name.removesuffix("-image") for _, name, _ in found}
+    assert named >= {"api", "worker", "web"}
+
+
+def test_a_weakened_config_produces_exactly_the_expected_violations() -> None:
+    """staging/docker with an untagged Redis image (a config change dev allows) and a Redis
+    started without TLS and with an open plain-text port (a resource change)."""
+    weak = run_program("dev", overrides={"images.redis": "redis", "target": "docker"})
+    baseline = set(all_violations(deployed("dev", "docker"), "dev"))
+    new = [v for v in all_violations(weak, "dev") if v not in baseline]
+    assert new == [("images-pinned", "redis-image", "image redis is not pinned (a tag other than latest, "
+                                                    "or @sha256 digest)")]  # fmt: skip
+
+    staging = deployed("staging", "docker")
+    redis = _pick(staging, CONTAINER, "redis")
+    props = copy.deepcopy(reveal(redis.inputs))
+    _conf(props, "redis.conf", lambda c: "\n".join(x for x in c.splitlines() if not x.startswith("tls-")).replace(
+        "port 0", "port 6379"))  # fmt: skip
+    assert [(r.name, m) for r in RULES for m in violations(r.name, args_of(redis, props))] == [
+        ("redis-auth-and-tls", "/etc/aixsss/redis.conf: the plain-text port is open (set `port 0`)"),
+        ("redis-auth-and-tls", "/etc/aixsss/redis.conf: TLS is not configured (tls-port, tls-cert-file, tls-key-file)"),
+    ]
