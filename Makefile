@@ -1,9 +1,10 @@
 # make up [STACK=dev]   deploy a stack (needs the Pulumi CLI and Docker or a cluster)
 # make test             ruff + the test suite (no Pulumi CLI, Docker or cluster needed)
-# make render STACK=prod [TARGET=docker|kubernetes] [SHOW_SECRETS=1]
-#                       what a stack would deploy, as files in build/<stack>/ (no Pulumi CLI)
+# make render STACK=prod [TARGET=docker|kubernetes] [SHOW_SECRETS=1] [OUT=build]
+#                       what a stack would deploy, as files in $(OUT)/<stack>/ (no Pulumi CLI)
 STACK ?= dev
 TARGET ?=
+OUT ?= build
 VENV ?= venv
 # checkov pins dependencies that conflict with Pulumi's, so it lives in a venv of its own.
 CHECKOV_VENV ?= venv-checkov
@@ -48,7 +49,7 @@ test: lint $(CHECKOV_VENV)/.installed
 	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
 
 render: venv
-	$(PY) -m offline.render --stack $(STACK) $(if $(TARGET),--target $(TARGET)) $(if $(SHOW_SECRETS),--show-secrets)
+	$(PY) -m offline.render --stack $(STACK) --out $(OUT) $(if $(TARGET),--target $(TARGET)) $(if $(SHOW_SECRETS),--show-secrets)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache build

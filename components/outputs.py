@@ -11,6 +11,7 @@ from components.cache import redis_settings
 from components.conf import redis
 from components.platforms.base import Placement
 from components.secrets import fingerprint
+from components.spec import Zone
 from components.stack import AixsssStack
 
 
@@ -52,7 +53,17 @@ def checklist(stack: AixsssStack) -> dict[str, dict[str, Any]]:
     )
     volumes = [f"{s.spec.name}:{v.name}={v.size_gb}GB" for s in stack.services for v in s.spec.volumes]
     flows = [f"{s.spec.name}->{t}" for s in stack.services for t in s.spec.talks_to]
-    declared = {s.spec.name for s in stack.services}
+    data = [stack.database, stack.cache, stack.object_store]
+    # Isolated: data services sit only in the backend zone (Docker: an internal network with no
+    # route out; Kubernetes: default-deny plus one policy pair per flow), and every flow into
+    # them is TLS.
+    exposed_data = [s.spec.name for s in data if set(s.spec.zones) != {Zone.BACKEND}]
+    plain_into_data = [
+        f"{s.spec.name}->{t}"
+        for s in stack.services
+        for t in s.spec.talks_to
+        if t in {d.spec.name for d in data} and not all(p.tls for p in _server(stack, t).spec.ports if not p.admin)
+    ]
     probe = stack.api.spec.probe
     items = {
         "env.secretsGeneratedAndInjected": (
@@ -75,9 +86,11 @@ def checklist(stack: AixsssStack) -> dict[str, dict[str, Any]]:
             else f"published publicly: {', '.join(public_data)}",
         ),
         "storage.volumesDeclared": (bool(volumes), ", ".join(volumes)),
-        "network.flowsDeclared": (
-            all(target in declared for s in stack.services for target in s.spec.talks_to),
-            "allowed flows: " + ", ".join(flows) + "; everything else is isolated",
+        "network.dataIsolated": (
+            not exposed_data and not plain_into_data,
+            "data services only in the backend zone, reached over TLS by: " + ", ".join(flows)
+            if not exposed_data and not plain_into_data
+            else f"outside the backend zone: {exposed_data}; plain-text flows: {plain_into_data}",
         ),
         "health.endpoint": (
             probe is not None and probe.http_path == api_module.HEALTH_PATH,
@@ -85,6 +98,10 @@ def checklist(stack: AixsssStack) -> dict[str, dict[str, Any]]:
         ),
     }
     return {key: {"ok": bool(ok), "reason": reason} for key, (ok, reason) in items.items()}
+
+
+def _server(stack: AixsssStack, name: str) -> Any:
+    return next(s for s in stack.services if s.spec.name == name)
 
 
 def export(stack: AixsssStack) -> None:

@@ -1,0 +1,129 @@
+"""The GitHub Actions workflows: what each runs, with which permissions, pinned how."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from rendering import tool
+
+from offline.engine import ROOT, STACKS
+
+WORKFLOWS = ROOT / ".github/workflows"
+PULUMI_ACTION = "pulumi/actions@v7"
+
+
+def load(name: str) -> dict[str, Any]:
+    # YAML 1.1 reads the key `on` as True.
+    doc = yaml.safe_load((WORKFLOWS / name).read_text())
+    doc["on"] = doc.pop(True, doc.get("on"))
+    return doc
+
+
+def steps(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [step for job in doc["jobs"].values() for step in job["steps"]]
+
+
+def uses(path: Path) -> list[str]:
+    return re.findall(r"^\s*(?:-\s*)?uses:\s*(\S+)", path.read_text(), re.M)
+
+
+def test_every_action_is_pinned_to_a_version() -> None:
+    files = [*WORKFLOWS.glob("*.yml"), ROOT / ".github/actions/setup/action.yml"]
+    found = [u for f in files for u in uses(f)]
+    assert found
+    for ref in found:
+        if ref.startswith("./"):
+            continue  # this repository's own composite action
+        assert re.search(r"@(v\d+(\.\d+){0,2}|[0-9a-f]{40})$", ref), f"{ref} is not pinned to a version"
+
+
+def test_preview_runs_every_stack_with_the_policy_pack_and_comments() -> None:
+    doc = load("preview.yml")
+    assert set(doc["on"]) == {"pull_request"}
+    assert doc["permissions"] == {"contents": "read", "pull-requests": "write"}
+    assert "github.event.pull_request.number" in doc["concurrency"]["group"]
+    job = doc["jobs"]["preview"]
+    assert job["strategy"]["matrix"]["stack"] == list(STACKS)
+    step = next(s for s in job["steps"] if s.get("uses") == PULUMI_ACTION)
+    w = step["with"]
+    assert w["command"] == "preview" and w["comment-on-pr"] is True
+    assert w["policyPacks"] == "policy" and w["policyPackConfigs"] == "policy/config/${{ matrix.stack }}.json"
+    assert w["cloud-url"] == "${{ secrets.PULUMI_BACKEND_URL }}"
+    assert step["env"]["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"
+    for stack in STACKS:
+        assert (ROOT / f"policy/config/{stack}.json").is_file()
+
+
+def test_policy_is_advisory_in_dev_and_mandatory_in_staging_and_prod() -> None:
+    levels = {s: json.loads((ROOT / f"policy/config/{s}.json").read_text())["all"] for s in STACKS}
+    assert levels == {"dev": "advisory", "staging": "mandatory", "prod": "mandatory"}
+
+
+def test_checks_test_render_every_stack_upload_sarif_and_artifacts() -> None:
+    doc = load("checks.yml")
+    assert set(doc["on"]) == {"pull_request", "push"}
+    assert doc["permissions"] == {"contents": "read"}
+    run = "\n".join(s.get("run", "") for s in steps(doc))
+    assert "make test" in run and "make --no-print-directory render" in run
+    assert "for stack in dev staging prod" in run and "for target in docker kubernetes" in run
+    assert "--output sarif" in run and ".checkov.yaml" in run
+    used = [s.get("uses", "") for s in steps(doc)]
+    assert "github/codeql-action/upload-sarif@v4" in used and "actions/upload-artifact@v5" in used
+    job = doc["jobs"]["test-and-render"]
+    assert job["permissions"] == {"contents": "read", "security-events": "write"}
+
+
+def test_deploy_refreshes_then_ups_staging_on_main_and_prod_by_dispatch_into_a_protected_environment() -> None:
+    doc = load("deploy.yml")
+    assert doc["on"]["push"] == {"branches": ["main"]}
+    assert "workflow_dispatch" in doc["on"] and not doc["on"]["workflow_dispatch"]  # no inputs
+    job = doc["jobs"]["deploy"]
+    assert job["environment"] == "${{ github.event_name == 'push' && 'staging' || 'production' }}"
+    commands = [s["with"]["command"] for s in job["steps"] if s.get("uses") == PULUMI_ACTION]
+    assert commands == ["refresh", "up"]
+    for step in (s for s in job["steps"] if s.get("uses") == PULUMI_ACTION):
+        assert step["with"]["suppress-outputs"] is True
+    up = job["steps"][-1]["with"]
+    assert up["policyPacks"] == "policy" and up["policyPackConfigs"] == "policy/config/${{ env.STACK }}.json"
+    assert job["concurrency"]["cancel-in-progress"] is False
+
+
+def test_no_workflow_prints_secrets() -> None:
+    for path in [*WORKFLOWS.glob("*.yml"), ROOT / ".github/actions/setup/action.yml"]:
+        text = path.read_text()
+        assert "--show-secrets" not in text and "set -x" not in text
+        for line in text.splitlines():
+            if re.search(r"\b(echo|printf|cat)\b", line):
+                assert "secrets." not in line, f"{path.name}: {line.strip()}"
+
+
+def test_checkov_passes_the_workflows() -> None:
+    binary = tool("checkov", ROOT / "venv-checkov/bin/checkov")
+    done = subprocess.run(
+        [binary, "--framework", "github_actions", "-d", str(ROOT / ".github"), "--skip-download", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = json.loads(done.stdout)
+    report = report[0] if isinstance(report, list) else report
+    assert report["summary"]["passed"] > 20
+    assert report["results"]["failed_checks"] == [], [c["check_id"] for c in report["results"]["failed_checks"]]
+    assert done.returncode == 0
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_make_render_writes_where_out_says(stack: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["make", "--no-print-directory", "render", f"STACK={stack}", "TARGET=kubernetes", f"OUT={tmp_path}",
+         f"PY={Path(__import__('sys').executable)}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / stack / "kubernetes/1-manifest").is_dir()
