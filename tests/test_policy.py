@@ -21,6 +21,7 @@ from pulumi_policy import (
     ResourceValidationArgs,
     StackValidationArgs,
 )
+from pulumi_policy.proxy import unknown_checking_proxy
 
 RULE = {r.name: r for r in RULES}
 CASES = [(s, t) for s in ("dev", "staging", "prod") for t in ("docker", "kubernetes")]
@@ -37,7 +38,9 @@ def _opts(protect: bool) -> PolicyResourceOptions:
 
 def args_of(reg: Registration, props: dict[str, Any] | None = None, **config: Any) -> ResourceValidationArgs:
     props = reveal(reg.inputs) if props is None else props
-    return ResourceValidationArgs(reg.type, props, reg.urn, reg.name, _opts(reg.protect), None, config)
+    # Wrapped as the engine wraps them: Mapping/Sequence proxies that refuse unknown values.
+    wrapped = unknown_checking_proxy(props)
+    return ResourceValidationArgs(reg.type, wrapped, reg.urn, reg.name, _opts(reg.protect), None, config)
 
 
 def violations(rule: str, args: ResourceValidationArgs) -> list[str]:
@@ -48,7 +51,9 @@ def violations(rule: str, args: ResourceValidationArgs) -> list[str]:
 
 def stack_violations(deployment: Deployment, regs: list[Registration] | None = None) -> list[tuple[str, str]]:
     resources = [
-        PolicyResource(r.type, reveal(r.inputs), r.urn, r.name, _opts(r.protect), None, None, [], {})
+        PolicyResource(
+            r.type, unknown_checking_proxy(reveal(r.inputs)), r.urn, r.name, _opts(r.protect), None, None, [], {}
+        )
         for r in regs or deployment.registrations
     ]
     found: list[tuple[str, str]] = []
@@ -224,3 +229,18 @@ def test_a_weakened_config_produces_exactly_the_expected_violations() -> None:
         ("redis-auth-and-tls", "/etc/aixsss/redis.conf: the plain-text port is open (set `port 0`)"),
         ("redis-auth-and-tls", "/etc/aixsss/redis.conf: TLS is not configured (tls-port, tls-cert-file, tls-key-file)"),
     ]
+
+
+def test_the_entry_point_builds_the_pack_with_every_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """policy/__main__.py as Pulumi runs it (runpy on the directory); the real constructor
+    serves the pack and blocks, so a recorder stands in for it."""
+    import runpy
+
+    import aixsss_policy.pack as pack
+
+    built: dict[str, Any] = {}
+    monkeypatch.setattr(pack, "PolicyPack", lambda **kwargs: built.update(kwargs))
+    runpy.run_path(str(ROOT / "policy"), run_name="__main__")
+    assert built["name"] == "aixsss"
+    assert built["enforcement_level"].value == "mandatory"
+    assert [p.name for p in built["policies"]] == [r.name for r in RULES] + [r.name for r in STACK_RULES]

@@ -30,6 +30,7 @@ import redis
 from rendering import rendered, tool
 from servers import LOOPBACK, as_user, deployed_copy, free_port, give_to, relocate, running
 
+from offline.engine import reveal
 from offline.render import Rendered
 
 DOMAIN_KEY = "aixsss:domain"
@@ -50,13 +51,12 @@ def config_int(result: Rendered, key: str) -> int:
 
 
 class _Stub(BaseHTTPRequestHandler):
-    """The api answers /api/*; the web serves the SPA and a hashed asset. Both record headers."""
+    """The api answers /api/* (echoing X-Forwarded-Proto); the web serves the SPA and a hashed asset."""
 
     protocol_version = "HTTP/1.1"
     # Headers and body go out in two writes; without this, Nagle plus delayed ACKs add 40 ms
     # per request, too slow to outrun the rate limit.
     disable_nagle_algorithm = True
-    seen: list[dict[str, str]] = []
 
     def log_message(self, *args: object) -> None:
         pass
@@ -71,7 +71,6 @@ class _Stub(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        type(self).seen.append(dict(self.headers))
         if self.path.startswith("/api/"):
             body = json.dumps({"ok": True, "path": self.path, "proto": self.headers["X-Forwarded-Proto"]})
             self._send(200, body.encode(), "application/json")
@@ -389,8 +388,6 @@ def database(dev: Rendered, request: pytest.FixtureRequest) -> Iterator[Database
 
 
 def _container_env(result: Rendered, service: str) -> list[str]:
-    from offline.engine import reveal
-
     container = result.deployment.named(service, "docker:index/container:Container")
     return list(reveal(container.inputs)["envs"])
 

@@ -1,8 +1,9 @@
 """Read what a rule needs from a resource's properties, as the policy engine passes them.
 
 Docker resources come from pulumi-docker, Kubernetes objects from pulumi-kubernetes (camelCase
-properties, the object itself). Values not known yet (a preview before secrets exist) are
-skipped: a rule judges what it can see, and `pulumi up` runs the rules again with values.
+properties, the object itself). The engine hands them over in proxies that raise on a value not
+known yet (a first preview, before the secrets exist): pulumi-policy then reports that the rule
+could not run in preview, and `pulumi up` runs it again with the values.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's "computed later" marker
 CONTAINER = "docker:index/container:Container"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 VOLUME = "docker:index/volume:Volume"
@@ -23,10 +23,6 @@ ROLE_LABEL, VOLUME_OWNER_ROLE = "aixsss.io/role", "volume-owner"
 POD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
 SERVING_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod")
 LOOPBACK = ("127.0.0.1", "::1")
-
-
-def known(value: Any) -> bool:
-    return value is not None and value != UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -87,12 +83,12 @@ class Resource:
         ConfigMap data, Secret data."""
         if self.type == CONTAINER:
             for upload in self.props.get("uploads") or []:
-                if known(upload.get("content")):
+                if upload.get("content") is not None:
                     yield upload.get("file", ""), upload["content"]
         elif self.kind in ("ConfigMap", "Secret"):
             for section in ("data", "stringData"):
                 for key, value in (self.props.get(section) or {}).items():
-                    if known(value) and isinstance(value, str):
+                    if isinstance(value, str):
                         yield key, value
 
 

@@ -23,7 +23,6 @@ from aixsss_policy.resources import (
     Resource,
     directives,
     image_is_pinned,
-    known,
 )
 
 HSTS_MIN_SECONDS = 31536000
@@ -80,7 +79,7 @@ def data_services_not_public(r: Resource) -> Iterator[str]:
     if r.type == CONTAINER:
         for port in r.props.get("ports") or []:
             ip = port.get("ip") or "0.0.0.0"
-            if known(ip) and ip not in LOOPBACK:
+            if ip not in LOOPBACK:
                 yield f"{r.service} publishes port {port.get('internal')} on {ip}:{port.get('external')}"
     elif r.kind == "Service":
         spec = r.props.get("spec") or {}
@@ -106,9 +105,9 @@ def redis_auth_and_tls(r: Resource) -> Iterator[str]:
         if r.kind == "ConfigMap" and settings.get("requirepass"):
             yield f"{path}: the Redis password sits in a ConfigMap; use a Secret"
     if r.service == "redis" and not _helper(r) and (r.type == CONTAINER or r.kind in SERVING_KINDS):
-        args = [a for c in r.containers() for a in (c.get("args") or []) + (c.get("command") or [])]
+        args = [a for c in r.containers() for a in [*(c.get("args") or []), *(c.get("command") or [])]]
         args += list(r.props.get("command") or []) + list(r.props.get("entrypoints") or [])
-        if not any(str(a).endswith("redis.conf") for a in args if known(a)):
+        if not any(str(a).endswith("redis.conf") for a in args):
             yield "redis starts without the generated redis.conf (no auth, no TLS)"
 
 
@@ -149,7 +148,7 @@ def images_pinned(r: Resource) -> Iterator[str]:
         images = [r.props.get("name")]
     images += [c.get("image") for c in r.containers()]
     for image in images:
-        if known(image) and not image_is_pinned(str(image)):
+        if image is not None and not image_is_pinned(str(image)):
             yield f"image {image} is not pinned (a tag other than latest, or @sha256 digest)"
 
 
@@ -226,7 +225,7 @@ def secrets_by_reference(r: Resource) -> Iterator[str]:
                 continue
             if SECRET_ENV_NAME.search(env.get("name", "")):
                 yield f"{r.name}: {env['name']} is set inline; use valueFrom.secretKeyRef"
-            elif known(value) and CREDENTIALS_IN_URL.search(str(value)):
+            elif CREDENTIALS_IN_URL.search(str(value)):
                 yield f"{r.name}: {env['name']} carries credentials inline; use valueFrom.secretKeyRef"
 
 
@@ -276,7 +275,7 @@ def namespaces_default_deny(resources: list[Resource]) -> Iterator[str]:
                 denies.add((r.props.get("metadata") or {}).get("namespace"))
     for ns in namespaces:
         name = (ns.props.get("metadata") or {}).get("name")
-        if known(name) and name not in denies:
+        if name not in denies:
             yield f"namespace {name} has no default-deny NetworkPolicy (all pods, Ingress and Egress, no rules)"
 
 
