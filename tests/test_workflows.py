@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import yaml
 from rendering import tool
 
 from offline.engine import ROOT, STACKS
+from offline.render import render
 
 WORKFLOWS = ROOT / ".github/workflows"
 PULUMI_ACTION = "pulumi/actions@v7"
@@ -121,9 +123,26 @@ def test_checkov_passes_the_workflows() -> None:
 @pytest.mark.parametrize("stack", STACKS)
 def test_make_render_writes_where_out_says(stack: str, tmp_path: Path) -> None:
     done = subprocess.run(
-        ["make", "--no-print-directory", "render", f"STACK={stack}", "TARGET=kubernetes", f"OUT={tmp_path}",
-         f"PY={Path(__import__('sys').executable)}"],
+        # This interpreter, and no venv (re)build: -o treats the venv as up to date.
+        ["make", "--no-print-directory", "-o", "venv/.installed", "render", f"STACK={stack}", "TARGET=kubernetes",
+         f"OUT={tmp_path}", f"PY={sys.executable}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert (tmp_path / stack / "kubernetes/1-manifest").is_dir()
+
+
+def test_the_checkov_step_writes_the_sarif_file_the_upload_reads(tmp_path: Path) -> None:
+    """checks.yml's own checkov command, on freshly rendered staging and prod objects."""
+    doc = load("checks.yml")
+    job = doc["jobs"]["test-and-render"]["steps"]
+    command = next(s["run"] for s in job if "checkov" in s.get("name", ""))
+    sarif = next(s["with"]["sarif_file"] for s in job if "upload-sarif" in s.get("uses", ""))
+    for stack in ("staging", "prod"):
+        render(stack, "kubernetes", tmp_path / "build/kubernetes")
+    binary = tool("checkov", ROOT / "venv-checkov/bin/checkov")
+    argv = command.replace("venv-checkov/bin/checkov", binary).replace(".checkov.yaml", str(ROOT / ".checkov.yaml"))
+    done = subprocess.run(argv.split(), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    report = json.loads((tmp_path / sarif).read_text())
+    assert report["version"] == "2.1.0" and report["runs"][0]["results"] == []
