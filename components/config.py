@@ -85,7 +85,7 @@ def image_is_pinned(image: str) -> bool:
     if _DIGEST.search(image):
         return True
     last = image.rsplit("/", 1)[-1]
-    return ":" in last and not last.endswith(":latest")
+    return ":" in last and last.rsplit(":", 1)[1] not in ("", "latest")
 
 
 class Section(BaseModel):

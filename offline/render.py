@@ -77,15 +77,14 @@ def service_of(deployment: Deployment, reg: Registration) -> str:
 
 
 def _kubernetes(result: Rendered, redactor: Redactor) -> list[objects.GeneratedFile]:
-    pairs = []
+    deployed = []
     for reg in objects.kubernetes_registrations(result.deployment):
         obj = objects.tidy(redactor.value(reg.inputs))
-        pairs.append((reg, obj))
-        group = obj["apiVersion"].rpartition("/")[0]
-        if group not in BUILT_IN_GROUPS:
+        if obj["apiVersion"].rpartition("/")[0] not in BUILT_IN_GROUPS:
             result.custom_resources.append(f"{obj['apiVersion']} {obj['kind']} {obj['metadata']['name']}")
         result.write(f"kubernetes/{objects.manifest_path(obj)}", to_yaml(obj), secret=redactor.holds_secret(reg.inputs))
-    return objects.kubernetes_files([objects.tidy(reveal(reg.inputs)) for reg, _ in pairs])
+        deployed.append(objects.tidy(reveal(reg.inputs)))
+    return objects.kubernetes_files(deployed)
 
 
 def _docker(result: Rendered, redactor: Redactor) -> list[objects.GeneratedFile]:

@@ -244,3 +244,17 @@ def test_the_entry_point_builds_the_pack_with_every_policy(monkeypatch: pytest.M
     assert built["name"] == "aixsss"
     assert built["enforcement_level"].value == "mandatory"
     assert [p.name for p in built["policies"]] == [r.name for r in RULES] + [r.name for r in STACK_RULES]
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["postgres:16", "postgres", "postgres:latest", "registry:5000/app", "registry:5000/app:1.2",
+     "ghcr.io/aixsss/api@sha256:" + "a" * 64, "nginxinc/nginx-unprivileged:1.29", "repo/app:"],
+)  # fmt: skip
+def test_the_pack_and_the_config_model_agree_on_what_pinned_means(image: str) -> None:
+    # The pack runs in its own venv without the program, so it carries its own copy.
+    from aixsss_policy.resources import image_is_pinned as pack_rule
+
+    from components.config import image_is_pinned as config_rule
+
+    assert pack_rule(image) == config_rule(image)
