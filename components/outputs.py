@@ -9,7 +9,7 @@ import pulumi
 from components import api as api_module
 from components.cache import redis_settings
 from components.conf import redis
-from components.platforms.base import Placement
+from components.platforms.base import Placement, flows_of
 from components.secrets import fingerprint
 from components.spec import Zone
 from components.stack import AixsssStack
@@ -58,11 +58,13 @@ def checklist(stack: AixsssStack) -> dict[str, dict[str, Any]]:
     # route out; Kubernetes: default-deny plus one policy pair per flow), and every flow into
     # them is TLS.
     exposed_data = [s.spec.name for s in data if set(s.spec.zones) != {Zone.BACKEND}]
+    specs = {s.spec.name: s.spec for s in stack.services}
+    data_names = {d.spec.name for d in data}
     plain_into_data = [
-        f"{s.spec.name}->{t}"
+        f"{f.client}->{f.server}"
         for s in stack.services
-        for t in s.spec.talks_to
-        if t in {d.spec.name for d in data} and not all(p.tls for p in _server(stack, t).spec.ports if not p.admin)
+        for f in flows_of(s.spec, specs)
+        if f.server in data_names and not f.tls
     ]
     probe = stack.api.spec.probe
     items = {
@@ -98,10 +100,6 @@ def checklist(stack: AixsssStack) -> dict[str, dict[str, Any]]:
         ),
     }
     return {key: {"ok": bool(ok), "reason": reason} for key, (ok, reason) in items.items()}
-
-
-def _server(stack: AixsssStack, name: str) -> Any:
-    return next(s for s in stack.services if s.spec.name == name)
 
 
 def export(stack: AixsssStack) -> None:
