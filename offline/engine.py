@@ -67,6 +67,22 @@ def _secret(value: Any) -> dict[str, Any]:
     return {SECRET_KEY: SECRET_SIG, "value": value}
 
 
+def integral(value: Any) -> Any:
+    """``value`` with every integral float made an int, through lists, dicts and secret markers.
+
+    A protobuf Struct has only doubles, so the monitor hands back ``3`` as ``3.0``; the real
+    `pulumi stack output --json` prints it as ``3`` (Go encodes a whole float64 without a
+    fraction), and auditors diff against that. Non-integral numbers (2.5) and bools stay as they are.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [integral(v) for v in value]
+    return value
+
+
 @dataclass
 class Registration:
     type: str
@@ -173,7 +189,7 @@ class RecordingMonitor(mocks.MockMonitor):
 
     def RegisterResourceOutputs(self, request: Any) -> Any:
         if "::pulumi:pulumi:Stack::" in request.urn:
-            self.stack_outputs = rpc.deserialize_properties(request.outputs)
+            self.stack_outputs = integral(rpc.deserialize_properties(request.outputs))
         return super().RegisterResourceOutputs(request)
 
 
