@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi_kubernetes.core.v1 import (
+    ContainerArgsDict,
+    EnvVarArgsDict,
+    PodSpecArgsDict,
+    PodTemplateSpecArgsDict,
+    ProbeArgsDict,
+    ServicePortArgsDict,
+    VolumeArgsDict,
+    VolumeMountArgsDict,
+)
+from pulumi_kubernetes.meta.v1 import LabelSelectorArgsDict, ObjectMetaArgsDict
+from pulumi_kubernetes.networking.v1 import (
+    NetworkPolicyEgressRuleArgsDict,
+    NetworkPolicyIngressRuleArgsDict,
+    NetworkPolicyPortArgsDict,
+    NetworkPolicySpecArgsDict,
+)
 
 from components.config import StackConfig
 from components.platforms.base import FLOW_KEY, PORTS_KEY, Placement, flows_of, ports_record
@@ -29,20 +45,21 @@ def _file_key(path: str) -> str:
     return path.strip("/").replace("/", "_")
 
 
-def _probe(probe: Probe, initial_delay: int) -> dict[str, Any]:
-    if probe.http_path is not None:
-        action: dict[str, Any] = {"http_get": {"path": probe.http_path, "port": probe.port, "scheme": probe.scheme}}
-    elif probe.tcp:
-        action = {"tcp_socket": {"port": probe.port}}
+def _probe(probe: Probe, initial_delay: int) -> ProbeArgsDict:
+    if probe.http_path is not None or probe.tcp:
+        if probe.port is None:
+            raise ValueError(f"an HTTP or TCP probe needs a port: {probe}")
+        if probe.http_path is not None:
+            result: ProbeArgsDict = {"http_get": {"path": probe.http_path, "port": probe.port, "scheme": probe.scheme}}
+        else:
+            result = {"tcp_socket": {"port": probe.port}}
     else:
-        action = {"exec_": {"command": probe.command}}
-    return {
-        **action,
-        "initial_delay_seconds": initial_delay,
-        "period_seconds": 10,
-        "timeout_seconds": 5,
-        "failure_threshold": 6,
-    }
+        result = {"exec_": {"command": probe.command}}
+    result["initial_delay_seconds"] = initial_delay
+    result["period_seconds"] = 10
+    result["timeout_seconds"] = 5
+    result["failure_threshold"] = 6
+    return result
 
 
 class KubernetesPlatform(pulumi.ComponentResource):
@@ -103,8 +120,13 @@ class KubernetesPlatform(pulumi.ComponentResource):
         ns = self.namespace_name
         return [f"{service}.{ns}.svc", service, f"{service}.{ns}", f"{service}.{ns}.svc.cluster.local", "localhost"]
 
-    def _meta(self, name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
-        return {"name": name, "namespace": self.namespace_name, "labels": labels or PART_OF}
+    def _meta(
+        self, name: str, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None
+    ) -> ObjectMetaArgsDict:
+        meta: ObjectMetaArgsDict = {"name": name, "namespace": self.namespace_name, "labels": labels or PART_OF}
+        if annotations:
+            meta["annotations"] = annotations
+        return meta
 
     def _opts_for(
         self, parent: pulumi.Resource, depends_on: list[pulumi.Resource], *, stateful: bool = False
@@ -124,21 +146,21 @@ class KubernetesPlatform(pulumi.ComponentResource):
         selector: dict[str, str],
         *,
         parent: pulumi.Resource,
-        ingress: list[dict[str, Any]] | None = None,
-        egress: list[dict[str, Any]] | None = None,
+        ingress: list[NetworkPolicyIngressRuleArgsDict] | None = None,
+        egress: list[NetworkPolicyEgressRuleArgsDict] | None = None,
         annotations: dict[str, str] | None = None,
     ) -> k8s.networking.v1.NetworkPolicy:
         types = [t for t, rules in (("Ingress", ingress), ("Egress", egress)) if rules is not None]
         # An empty selector selects every pod in the namespace.
-        pod_selector = {"match_labels": selector} if selector else {}
-        spec: dict[str, Any] = {"pod_selector": pod_selector, "policy_types": types}
+        pod_selector: LabelSelectorArgsDict = {"match_labels": selector} if selector else {}
+        spec: NetworkPolicySpecArgsDict = {"pod_selector": pod_selector, "policy_types": types}
         if ingress is not None:
             spec["ingress"] = ingress
         if egress is not None:
             spec["egress"] = egress
         return k8s.networking.v1.NetworkPolicy(
             name,
-            metadata={**self._meta(name), **({"annotations": annotations} if annotations else {})},
+            metadata=self._meta(name, annotations=annotations),
             spec=spec,
             opts=pulumi.ResourceOptions(parent=parent, provider=self.provider, depends_on=[self.namespace]),
         )
@@ -146,9 +168,9 @@ class KubernetesPlatform(pulumi.ComponentResource):
     def place(self, spec: ServiceSpec, parent: pulumi.Resource, depends_on: list[pulumi.Resource]) -> Placement:
         self._specs[spec.name] = spec
         made: list[pulumi.Resource] = []
-        volumes: list[dict[str, Any]] = []
-        mounts: list[dict[str, Any]] = []
-        env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in spec.env.items()]
+        volumes: list[VolumeArgsDict] = []
+        mounts: list[VolumeMountArgsDict] = []
+        env: list[EnvVarArgsDict] = [{"name": k, "value": v} for k, v in spec.env.items()]
         if spec.secret_env:
             env_secret = k8s.core.v1.Secret(
                 f"{spec.name}-env",
@@ -159,10 +181,10 @@ class KubernetesPlatform(pulumi.ComponentResource):
             )
             made.append(env_secret)
             # Apps read secrets by reference; no secret value sits in a pod spec.
-            env += [
+            env.extend(
                 {"name": k, "value_from": {"secret_key_ref": {"name": env_secret.metadata["name"], "key": k}}}
                 for k in spec.secret_env
-            ]
+            )
         made += self._files(spec, parent, volumes, mounts)
         for path in spec.security.tmpfs:
             vol = f"tmp-{_file_key(path)}".replace("_", "-")
@@ -173,10 +195,9 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 f"{spec.name}-{v.name}",
                 # With WaitForFirstConsumer storage a claim binds only once its pod exists, and
                 # the pod waits for the claim: waiting for Bound here would deadlock.
-                metadata={
-                    **self._meta(f"{spec.name}-{v.name}", _labels(spec.name)),
-                    "annotations": {"pulumi.com/skipAwait": "true"},
-                },
+                metadata=self._meta(
+                    f"{spec.name}-{v.name}", _labels(spec.name), annotations={"pulumi.com/skipAwait": "true"}
+                ),
                 spec={
                     "access_modes": ["ReadWriteOnce"],
                     "storage_class_name": self._config.kubernetes.storage_class or None,
@@ -195,7 +216,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
             mounts.append({"name": "public-tls", "mount_path": spec.acme.mount_dir, "read_only": True})
 
         pod = self._pod_spec(spec, env, volumes, mounts)
-        template = {"metadata": {"labels": _labels(spec.name)}, "spec": pod}
+        template: PodTemplateSpecArgsDict = {"metadata": {"labels": _labels(spec.name)}, "spec": pod}
         workload: pulumi.Resource
         if spec.run_once:
             job_name = f"{spec.name}-{spec.release[:10]}"
@@ -222,7 +243,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 opts=self._opts_for(parent, depends_on + made, stateful=True),
             )
         else:
-            deployment_spec: dict[str, Any] = {
+            deployment_spec: k8s.apps.v1.DeploymentSpecArgsDict = {
                 "replicas": spec.replicas,
                 "selector": {"match_labels": _selector(spec.name)},
                 # Never below the desired count during a rollout.
@@ -261,7 +282,11 @@ class KubernetesPlatform(pulumi.ComponentResource):
         )
 
     def _files(
-        self, spec: ServiceSpec, parent: pulumi.Resource, volumes: list[dict[str, Any]], mounts: list[dict[str, Any]]
+        self,
+        spec: ServiceSpec,
+        parent: pulumi.Resource,
+        volumes: list[VolumeArgsDict],
+        mounts: list[VolumeMountArgsDict],
     ) -> list[pulumi.Resource]:
         made: list[pulumi.Resource] = []
         for secret, files in (
@@ -288,13 +313,17 @@ class KubernetesPlatform(pulumi.ComponentResource):
         return made
 
     def _pod_spec(
-        self, spec: ServiceSpec, env: list[dict[str, Any]], volumes: list[dict[str, Any]], mounts: list[dict[str, Any]]
-    ) -> dict[str, Any]:
+        self,
+        spec: ServiceSpec,
+        env: list[EnvVarArgsDict],
+        volumes: list[VolumeArgsDict],
+        mounts: list[VolumeMountArgsDict],
+    ) -> PodSpecArgsDict:
         sec = spec.security
         uid = sec.run_as_user if sec.run_as_user not in (None, 0) else 65532
         gid = sec.run_as_group or uid
         resources = {"cpu": f"{spec.resources.cpu_millis}m", "memory": f"{spec.resources.memory_mb}Mi"}
-        container: dict[str, Any] = {
+        container: ContainerArgsDict = {
             "name": spec.name,
             "image": spec.image,
             "image_pull_policy": "IfNotPresent",
@@ -320,7 +349,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
         if spec.probe is not None and not spec.run_once:
             container["readiness_probe"] = _probe(spec.probe, 5)
             container["liveness_probe"] = _probe(spec.probe, spec.probe.start_period_seconds)
-        pod: dict[str, Any] = {
+        pod: PodSpecArgsDict = {
             "automount_service_account_token": False,
             "enable_service_links": False,
             "security_context": {
@@ -348,7 +377,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
     def _service(self, spec: ServiceSpec, parent: pulumi.Resource) -> tuple[pulumi.Resource, list[str]]:
         public = any(p.published for p in spec.ports) and Zone.FRONTEND in spec.zones and spec.talks_to
         load_balancer = bool(public) and self._config.kubernetes.exposure == "loadBalancer"
-        ports = [
+        ports: list[ServicePortArgsDict] = [
             {
                 "name": p.name,
                 "port": (p.published if load_balancer and p.published else p.port),
@@ -359,7 +388,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
         ]
         service = k8s.core.v1.Service(
             spec.name,
-            metadata={**self._meta(spec.name, _labels(spec.name)), "annotations": {PORTS_KEY: ports_record(spec)}},
+            metadata=self._meta(spec.name, _labels(spec.name), annotations={PORTS_KEY: ports_record(spec)}),
             spec={
                 "type": "LoadBalancer" if load_balancer else "ClusterIP",
                 "selector": _selector(spec.name),
@@ -419,7 +448,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
         me = _selector(spec.name)
         for flow in flows_of(spec, self._specs):
             target = flow.server
-            ports = [{"protocol": "TCP", "port": p.port} for p in flow.ports]
+            ports: list[NetworkPolicyPortArgsDict] = [{"protocol": "TCP", "port": p.port} for p in flow.ports]
             annotations = {FLOW_KEY: json.dumps([flow.describe()])}
             made.append(
                 self._network_policy(
@@ -435,7 +464,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
                     f"{target}-from-{spec.name}",
                     _selector(target),
                     parent=parent,
-                    ingress=[{"from": [{"pod_selector": {"match_labels": me}}], "ports": ports}],
+                    ingress=[{"from_": [{"pod_selector": {"match_labels": me}}], "ports": ports}],
                     annotations=annotations,
                 )
             )
@@ -447,7 +476,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
                     parent=parent,
                     egress=[
                         {
-                            "to": [{"ip_block": {"cidr": "0.0.0.0/0", "except": PRIVATE_RANGES}}],
+                            "to": [{"ip_block": {"cidr": "0.0.0.0/0", "except_": PRIVATE_RANGES}}],
                             "ports": [{"protocol": "TCP", "port": 443}],
                         }
                     ],
@@ -466,5 +495,5 @@ class KubernetesPlatform(pulumi.ComponentResource):
         return made
 
 
-def _file_mount(volume: str, f: ConfigFile) -> dict[str, Any]:
+def _file_mount(volume: str, f: ConfigFile) -> VolumeMountArgsDict:
     return {"name": volume, "mount_path": f.path, "sub_path": _file_key(f.path), "read_only": True}
