@@ -10,6 +10,7 @@ import pulumi
 from components.config import StackConfig
 from components.pki import Certificate
 from components.platforms.base import Platform
+from components.secrets import StackSecrets
 from components.service import CA_PATH, Service
 from components.spec import ConfigFile, Port, Probe, Security, ServiceSpec, Volume, secret_env
 
@@ -71,12 +72,12 @@ class ObjectStore(Service):
         self,
         config: StackConfig,
         platform: Platform,
-        secrets: object,
+        secrets: StackSecrets,
         certificate: Certificate,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("ObjectStore", NAME, opts)
-        s = secrets  # StackSecrets; typed loosely to keep the import graph acyclic
+        s = secrets
         publish = config.docker.publish_data_ports
         self.bucket = config.object_store.bucket
         host = platform.dns_names(NAME)[0]

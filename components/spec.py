@@ -6,6 +6,7 @@ knowledge to a platform, which owns runtime details and every hardening default.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
@@ -156,6 +157,6 @@ class ServiceSpec:
         return next(p for p in self.ports if p.name == name)
 
 
-def secret_env(values: dict[str, pulumi.Input[str]]) -> dict[str, pulumi.Output[str]]:
+def secret_env(values: Mapping[str, pulumi.Input[str]]) -> dict[str, pulumi.Output[str]]:
     """Wrap every value as a secret Output; a derived value (a URL) stays secret too."""
     return {k: pulumi.Output.secret(v) for k, v in values.items()}
