@@ -13,7 +13,7 @@ import hashlib
 import ipaddress
 import secrets
 import string
-from typing import Any
+from typing import Any, TypedDict
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -21,6 +21,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+
+class SignedCert(TypedDict):
+    """What pulumi-tls returns for a certificate it signs."""
+
+    certPem: str
+    validityStartTime: str
+    validityEndTime: str
+    readyForRenewal: bool
+
 
 CURVES = {"P224": ec.SECP224R1, "P256": ec.SECP256R1, "P384": ec.SECP384R1, "P521": ec.SECP521R1}
 SUBJECT_FIELDS = {
@@ -142,7 +152,7 @@ def _sign(
     args: dict[str, Any],
     san: list[x509.GeneralName],
     issuer_public_key: Any,
-) -> dict[str, str]:
+) -> SignedCert:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     not_after = now + dt.timedelta(hours=int(args["validityPeriodHours"]))
     is_ca = bool(args.get("isCaCertificate"))
@@ -180,7 +190,7 @@ def _sign(
     }
 
 
-def self_signed_cert(args: dict[str, Any]) -> dict[str, str]:
+def self_signed_cert(args: dict[str, Any]) -> SignedCert:
     key = _load_key(args["privateKeyPem"])
     subject = _name(args.get("subject"))
     public = key.public_key()
@@ -206,7 +216,7 @@ def cert_request(args: dict[str, Any]) -> dict[str, str]:
     return {"certRequestPem": csr.public_bytes(serialization.Encoding.PEM).decode()}
 
 
-def locally_signed_cert(args: dict[str, Any]) -> dict[str, str]:
+def locally_signed_cert(args: dict[str, Any]) -> SignedCert:
     csr = x509.load_pem_x509_csr(args["certRequestPem"].encode())
     ca_cert = x509.load_pem_x509_certificate(args["caCertPem"].encode())
     ca_key = _load_key(args["caPrivateKeyPem"])
