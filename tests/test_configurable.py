@@ -1,0 +1,376 @@
+"""Every configurable value reaches what is deployed: odd values in, the same odd values out.
+
+Tested at their defaults only, a program that ignores a key and hard-codes its default passes.
+Here each key gets a distinctive non-default value, and the test reads it back from the
+rendered resources (container env, uploaded files, Kubernetes objects) against literals written
+in the test, never against a value the program computes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from typing import Any
+
+import pytest
+from harness import Deployment, Registration, reveal, run_program
+
+CONTAINER = "docker:index/container:Container"
+PVC = "kubernetes:core/v1:PersistentVolumeClaim"
+CERT = "tls:index/locallySignedCert:LocallySignedCert"
+
+# Distinctive values: none is a default, and no two services share a cpu/memory figure, so a
+# value read from the wrong section shows. Physically sensible (maxmemory below the cache's
+# memory, shared_buffers a quarter of the database's).
+ODD: dict[str, Any] = {
+    "domain": "shop.example.org",
+    "api.aiQueueName": "q-7f3",
+    "worker.concurrency": 7,
+    "cache.maxmemoryMb": 333,
+    "cache.memoryMb": 640,
+    "cache.cpuMillis": 300,
+    "cache.storageGb": 3,
+    "database.maxConnections": 77,
+    "database.memoryMb": 1536,
+    "database.cpuMillis": 1250,
+    "database.storageGb": 13,
+    "objectStore.bucket": "media-5q",
+    "objectStore.storageGb": 29,
+    "objectStore.cpuMillis": 400,
+    "objectStore.memoryMb": 768,
+    "api.migrationCommand": ["node", "dist/migrate.js", "--yes"],
+    "api.replicas": 3,
+    "api.cpuMillis": 750,
+    "api.memoryMb": 704,
+    "worker.replicas": 2,
+    "worker.cpuMillis": 350,
+    "worker.memoryMb": 448,
+    "web.replicas": 2,
+    "web.cpuMillis": 150,
+    "web.memoryMb": 96,
+    "edge.cpuMillis": 450,
+    "edge.memoryMb": 192,
+    "edge.clientMaxBodySizeMb": 17,
+    "edge.apiRatePerSecond": 13,
+    "edge.apiRateBurst": 27,
+    "tls.validityHours": 2000,
+    "tls.earlyRenewalHours": 100,
+}
+KUBERNETES_ODD: dict[str, Any] = {
+    **ODD,
+    "edge.replicas": 3,
+    "kubernetes.namespace": "team-a9",
+    "kubernetes.storageClass": "fast-ssd",
+}
+# cpu (Docker's `cpus`, Kubernetes' quantity) and memory per workload name, as written above.
+LIMITS = {
+    "postgres": ("1.25", "1250m", 1536),
+    "redis": ("0.3", "300m", 640),
+    "minio": ("0.4", "400m", 768),
+    "api": ("0.75", "750m", 704),
+    "worker": ("0.35", "350m", 448),
+    "web": ("0.15", "150m", 96),
+    "edge": ("0.45", "450m", 192),
+}
+
+
+@functools.cache
+def docker_dev() -> Deployment:
+    return run_program("dev", overrides=ODD)
+
+
+@functools.cache
+def kubernetes_staging() -> Deployment:
+    return run_program("staging", overrides=KUBERNETES_ODD)
+
+
+def containers(d: Deployment, service: str) -> list[Registration]:
+    return [c for c in d.of_type(CONTAINER) if re.fullmatch(rf"{re.escape(service)}(-\d+)?", c.name)]
+
+
+def container(d: Deployment, service: str) -> Registration:
+    found = containers(d, service)
+    assert len(found) == 1, [c.name for c in found]
+    return found[0]
+
+
+def job_container(d: Deployment, prefix: str) -> Registration:
+    found = [c for c in d.of_type(CONTAINER) if c.name.startswith(f"{prefix}-") and not c.name.endswith("owner")]
+    assert len(found) == 1, [c.name for c in found]
+    return found[0]
+
+
+def docker_env(c: Registration) -> dict[str, str]:
+    return dict(e.split("=", 1) for e in reveal(c.inputs["envs"]))
+
+
+def uploaded(c: Registration, path: str) -> str:
+    files = {u["file"]: u["content"] for u in reveal(c.inputs["uploads"])}
+    return files[path]
+
+
+def k8s_workload(d: Deployment, name: str) -> dict[str, Any]:
+    kinds = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job")
+    found = [r for r in d.registrations if r.type in kinds and r.name == name]
+    assert len(found) == 1, name
+    return found[0].plain
+
+
+def k8s_container(d: Deployment, name: str) -> dict[str, Any]:
+    return k8s_workload(d, name)["spec"]["template"]["spec"]["containers"][0]
+
+
+def k8s_env(d: Deployment, name: str) -> dict[str, Any]:
+    """Plain env values, and secret ones resolved through the Secret they reference."""
+    env: dict[str, Any] = {}
+    for e in k8s_container(d, name).get("env", []):
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        else:
+            ref = e["valueFrom"]["secretKeyRef"]
+            env[e["name"]] = d.named(ref["name"], "kubernetes:core/v1:Secret").plain["stringData"][ref["key"]]
+    return env
+
+
+def k8s_file(d: Deployment, workload: str, path: str) -> str:
+    """The content a pod sees at ``path``: follow its volumeMount to the ConfigMap or Secret."""
+    pod = k8s_workload(d, workload)["spec"]["template"]["spec"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == path)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    if "configMap" in volume:
+        data = d.named(volume["configMap"]["name"], "kubernetes:core/v1:ConfigMap").plain["data"]
+    else:
+        data = d.named(volume["secret"]["secretName"], "kubernetes:core/v1:Secret").plain["stringData"]
+    return data[mount["subPath"]]
+
+
+# ------------------------------------------------------------------------ application env
+
+
+def test_queue_name_and_concurrency_reach_api_and_worker_on_docker() -> None:
+    d = docker_dev()
+    for c in containers(d, "api"):
+        assert docker_env(c)["AI_QUEUE_NAME"] == "q-7f3", c.name
+    for c in containers(d, "worker"):
+        env = docker_env(c)
+        assert env["AI_QUEUE_NAME"] == "q-7f3" and env["WORKER_CONCURRENCY"] == "7", c.name
+
+
+def test_queue_name_and_concurrency_reach_api_and_worker_on_kubernetes() -> None:
+    d = kubernetes_staging()
+    assert k8s_env(d, "api")["AI_QUEUE_NAME"] == "q-7f3"
+    worker = k8s_env(d, "worker")
+    assert worker["AI_QUEUE_NAME"] == "q-7f3" and worker["WORKER_CONCURRENCY"] == "7"
+
+
+def test_bucket_reaches_the_apps_the_bootstrap_script_and_the_policy() -> None:
+    for d, env_of in (
+        (docker_dev(), lambda d, n: docker_env(containers(d, n)[0])),
+        (kubernetes_staging(), k8s_env),
+    ):
+        for app in ("api", "worker"):
+            assert env_of(d, app)["S3_BUCKET"] == "media-5q", app
+    d = docker_dev()
+    bootstrap = job_container(d, "minio-bootstrap")
+    script = uploaded(bootstrap, "/etc/aixsss/bootstrap.sh")
+    assert "mc mb --ignore-existing root/media-5q" in script.splitlines()
+    assert "mc anonymous set none root/media-5q" in script.splitlines()
+    assert "aixsss" not in script.replace("/etc/aixsss/", "").replace("aixsss-app", "")
+    policy = json.loads(uploaded(bootstrap, "/etc/aixsss/app-policy.json"))
+    resources = sorted(r for s in policy["Statement"] for r in s["Resource"])
+    assert resources == ["arn:aws:s3:::media-5q", "arn:aws:s3:::media-5q/*"]
+    k = kubernetes_staging()
+    assert "mc mb --ignore-existing root/media-5q" in k8s_file(k, "minio-bootstrap", "/etc/aixsss/bootstrap.sh")
+
+
+def test_domain_reaches_cors_nginx_certificate_and_outputs() -> None:
+    d = docker_dev()
+    assert docker_env(containers(d, "api")[0])["CORS_ORIGIN"] == "https://shop.example.org"
+    conf = uploaded(container(d, "edge"), "/etc/nginx/nginx.conf")
+    assert "    server_name shop.example.org;" in conf.splitlines()
+    public = d.named("public-csr", "tls:index/certRequest:CertRequest").plain
+    assert public["dnsNames"] == ["shop.example.org"]
+    assert reveal(d.outputs)["endpoints"]["health"] == "https://shop.example.org/api/health"
+    assert k8s_env(kubernetes_staging(), "api")["CORS_ORIGIN"] == "https://shop.example.org"
+
+
+def test_migration_command_is_what_the_migration_job_runs() -> None:
+    d = docker_dev()
+    assert job_container(d, "api-migrate").plain["entrypoints"] == ["node", "dist/migrate.js", "--yes"]
+    assert k8s_container(kubernetes_staging(), "api-migrate")["command"] == ["node", "dist/migrate.js", "--yes"]
+
+
+def test_a_new_migration_command_is_a_new_release() -> None:
+    # The job runs once per release; a changed command must run again.
+    before = job_container(run_program("dev"), "api-migrate").name
+    after = job_container(docker_dev(), "api-migrate").name
+    assert before != after
+    k8s_before = k8s_workload(run_program("staging"), "api-migrate")["metadata"]["name"]
+    k8s_after = k8s_workload(kubernetes_staging(), "api-migrate")["metadata"]["name"]
+    assert k8s_before != k8s_after
+
+
+# ------------------------------------------------------------------------ server settings
+
+
+def test_redis_maxmemory_is_the_configured_one() -> None:
+    docker_conf = uploaded(container(docker_dev(), "redis"), "/etc/aixsss/redis.conf").splitlines()
+    k8s_conf = k8s_file(kubernetes_staging(), "redis", "/etc/aixsss/redis.conf").splitlines()
+    for conf in (docker_conf, k8s_conf):
+        assert "maxmemory 333mb" in conf
+        assert "maxmemory-policy noeviction" in conf
+
+
+def test_postgres_connections_and_buffers_follow_the_config() -> None:
+    docker_conf = uploaded(container(docker_dev(), "postgres"), "/etc/aixsss/postgresql.conf").splitlines()
+    k8s_conf = k8s_file(kubernetes_staging(), "postgres", "/etc/aixsss/postgresql.conf").splitlines()
+    for conf in (docker_conf, k8s_conf):
+        assert "max_connections = 77" in conf
+        assert "shared_buffers = 384MB" in conf  # a quarter of database.memoryMb 1536
+
+
+def test_edge_limits_follow_the_config() -> None:
+    docker_conf = uploaded(container(docker_dev(), "edge"), "/etc/nginx/nginx.conf")
+    k8s_conf = k8s_file(kubernetes_staging(), "edge", "/etc/nginx/nginx.conf")
+    for conf in (docker_conf, k8s_conf):
+        lines = [line.strip() for line in conf.splitlines()]
+        assert "client_max_body_size 17m;" in lines
+        assert "limit_req_zone $binary_remote_addr zone=api:10m rate=13r/s;" in lines
+        assert "limit_req zone=api burst=27 nodelay;" in lines
+
+
+def test_certificate_lifetimes_follow_the_config() -> None:
+    for d in (docker_dev(), kubernetes_staging()):
+        leaves = d.of_type(CERT)
+        assert leaves
+        for leaf in leaves:
+            assert leaf.plain["validityPeriodHours"] == 2000 and leaf.plain["earlyRenewalHours"] == 100, leaf.name
+
+
+# ------------------------------------------------------------------------ sizes and counts
+
+
+def test_docker_limits_and_replicas_follow_the_config() -> None:
+    d = docker_dev()
+    counts = {"api": 3, "worker": 2, "web": 2, "edge": 1, "postgres": 1, "redis": 1, "minio": 1}
+    for service, (cpus, _quantity, memory) in LIMITS.items():
+        found = containers(d, service)
+        assert len(found) == counts[service], (service, [c.name for c in found])
+        for c in found:
+            p = c.plain
+            assert (p["cpus"], p["memory"], p["memorySwap"]) == (cpus, memory, memory), c.name
+
+
+def test_kubernetes_limits_and_replicas_follow_the_config() -> None:
+    d = kubernetes_staging()
+    replicas = {"api": 3, "worker": 2, "web": 2, "edge": 3}
+    for name, (_cpus, quantity, memory) in LIMITS.items():
+        resources = k8s_container(d, name)["resources"]
+        expected = {"cpu": quantity, "memory": f"{memory}Mi"}
+        assert resources == {"requests": expected, "limits": expected}, name
+    for name, count in replicas.items():
+        assert k8s_workload(d, name)["spec"]["replicas"] == count, name
+    # A workload with more than one pod is spread and keeps one through disruptions.
+    pdbs = {p.name for p in d.of_type("kubernetes:policy/v1:PodDisruptionBudget")}
+    assert pdbs == {"api", "worker", "web", "edge"}
+
+
+def test_the_migration_job_gets_the_api_limits() -> None:
+    cpus, quantity, memory = LIMITS["api"]
+    job = job_container(docker_dev(), "api-migrate").plain
+    assert (job["cpus"], job["memory"]) == (cpus, memory)
+    assert k8s_container(kubernetes_staging(), "api-migrate")["resources"]["limits"] == {
+        "cpu": quantity,
+        "memory": f"{memory}Mi",
+    }
+
+
+def test_storage_sizes_and_class_reach_the_claims() -> None:
+    d = kubernetes_staging()
+    claims = {c.name: c.plain["spec"] for c in d.of_type(PVC)}
+    assert {name: spec["resources"]["requests"]["storage"] for name, spec in claims.items()} == {
+        "postgres-data": "13Gi",
+        "redis-data": "3Gi",
+        "minio-data": "29Gi",
+    }
+    assert {spec["storageClassName"] for spec in claims.values()} == {"fast-ssd"}
+    reason = reveal(d.outputs)["checklist"]["storage.volumesDeclared"]["reason"]
+    for part in ("postgres:data=13GB", "redis:data=3GB", "minio:data=29GB"):
+        assert part in reason
+
+
+def test_default_storage_class_is_left_to_the_cluster() -> None:
+    claims = run_program("staging").of_type(PVC)
+    assert claims and all(not c.plain["spec"].get("storageClassName") for c in claims)
+
+
+# ------------------------------------------------------------------------ kubernetes namespace
+
+
+def test_own_namespace_holds_every_object_and_every_address() -> None:
+    d = kubernetes_staging()
+    namespace = d.of_type("kubernetes:core/v1:Namespace")[0].plain
+    assert namespace["metadata"]["name"] == "team-a9"
+    for reg in d.registrations:
+        if reg.type.startswith("kubernetes:") and reg.type != "kubernetes:core/v1:Namespace" and reg.custom:
+            meta = reg.plain.get("metadata")
+            if meta is not None:
+                assert meta["namespace"] == "team-a9", (reg.type, reg.name)
+    env = k8s_env(d, "api")
+    assert "@postgres.team-a9.svc:5432/aixsss?" in env["DATABASE_URL"]
+    assert env["REDIS_URL"].endswith("@redis.team-a9.svc:6379")
+    assert env["S3_ENDPOINT"] == "https://minio.team-a9.svc:9000"
+    conf = k8s_file(d, "edge", "/etc/nginx/nginx.conf")
+    assert "    server api.team-a9.svc:3001 max_fails=3 fail_timeout=10s;" in conf.splitlines()
+    assert "    server web.team-a9.svc:8080 max_fails=3 fail_timeout=10s;" in conf.splitlines()
+    provider = d.of_type("pulumi:providers:kubernetes")[0].plain
+    assert provider["namespace"] == "team-a9"
+
+
+# ------------------------------------------------------------------------ docker data ports
+
+
+@pytest.mark.parametrize("publish", [True, False])
+def test_data_ports_published_only_when_asked_and_only_on_loopback(publish: bool) -> None:
+    d = run_program("dev", overrides={"docker.publishDataPorts": publish})
+    expected = {"postgres": [5432], "redis": [6379], "minio": [9000]}
+    for service, ports in expected.items():
+        published = container(d, service).plain.get("ports") or []
+        assert sorted(int(p["external"]) for p in published) == (ports if publish else []), service
+        assert all(p["ip"] == "127.0.0.1" and p["internal"] == p["external"] for p in published), service
+
+
+@pytest.mark.parametrize(("stack", "ip"), [("dev", "127.0.0.1"), ("staging", "0.0.0.0"), ("prod", "0.0.0.0")])
+def test_edge_binds_loopback_in_dev_and_every_address_elsewhere(stack: str, ip: str) -> None:
+    d = run_program(stack, overrides={"target": "docker", "edge.replicas": 1})
+    ports = container(d, "edge").plain["ports"]
+    assert sorted((p["ip"], int(p["internal"]), int(p["external"])) for p in ports) == [(ip, 8080, 80), (ip, 8443, 443)]
+
+
+# ------------------------------------------------------------------------ acme
+
+
+def test_acme_settings_reach_cert_manager_and_lego() -> None:
+    acme = {
+        "tls.acmeEmail": "pki-9@shop.example.org",
+        "tls.acmeServer": "https://acme.example.net/v2/directory",
+        "tls.clusterIssuer": "zerossl-prod",
+        "domain": "shop.example.org",
+    }
+    k = run_program("prod", overrides=acme)
+    cert = k.named("edge-public-certificate").plain["spec"]
+    assert cert["issuerRef"] == {"kind": "ClusterIssuer", "name": "zerossl-prod"}
+    assert cert["dnsNames"] == ["shop.example.org"] and cert["secretName"] == "edge-public-tls"
+    pod = k8s_workload(k, "edge")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "edge-public-tls")
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
+    assert mount["mountPath"] == "/etc/nginx/tls" and mount["readOnly"] is True
+    d = run_program("prod", overrides={**acme, "target": "docker", "api.replicas": 1, "edge.replicas": 1})
+    script = " ".join(container(d, "edge-acme-client").plain["entrypoints"])
+    for part in (
+        "--email pki-9@shop.example.org",
+        "--server https://acme.example.net/v2/directory",
+        "--domains shop.example.org",
+    ):
+        assert part in script
