@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
@@ -23,15 +23,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+def port_accepts(port: int) -> Callable[[], bool]:
+    """Ready when a TCP connection to ``port`` succeeds: enough for a server whose clients only
+    ever use that port and that serves from the moment it listens (nginx)."""
+
+    def probe() -> bool:
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    return probe
+
+
+def _wait_until_ready(ready: Callable[[], bool], process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout=0.5):
+        if ready():
             return
         time.sleep(0.1)
-    raise TimeoutError(f"nothing listened on {LOOPBACK}:{port} within {timeout}s:\n{log.read_text()[-3000:]}")
+    raise TimeoutError(f"server not ready within {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 def as_user(user: str | None, command: list[str]) -> list[str]:
@@ -50,12 +64,25 @@ def give_to(user: str | None, *paths: Path) -> None:
 
 
 @contextlib.contextmanager
-def running(command: list[str], *, port: int, log: Path, timeout: float = 30) -> Iterator[subprocess.Popen[bytes]]:
-    """Start ``command`` in its own process group, wait for ``port``, stop the group on exit."""
+def running(
+    command: list[str],
+    *,
+    ready: Callable[[], bool],
+    log: Path,
+    timeout: float = 60,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``command`` in its own process group, wait until ``ready()``, stop the group on exit.
+
+    ``ready`` must probe what the tests' clients use (the same socket, port and protocol): a
+    listening TCP port says nothing about a Unix socket created later, or about a server still
+    starting up behind it. The timeout is generous because CI machines are loaded; a ready
+    server ends the wait at once.
+    """
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
-        _wait_for_port(port, process, log, timeout)
+        _wait_until_ready(ready, process, log, timeout)
         yield process
     finally:
         with contextlib.suppress(ProcessLookupError):

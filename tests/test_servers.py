@@ -2,7 +2,12 @@
 
 Each server gets the rendered files of the dev stack (`make render --show-secrets`), with
 only two kinds of edits (servers.relocate): file paths point at the rendered copies, and
-listeners bind a free 127.0.0.1 port. Upstreams are small stub servers started here.
+listeners bind a free 127.0.0.1 port. Upstreams are small stub servers started here. One
+negative control (old_tls_edge) runs an explicitly mutated copy instead, to show a test fails
+when the generated setting is weakened.
+
+Each fixture waits until its server answers the way the tests' clients talk to it (the same
+socket, protocol and credentials), not merely until a port listens: that gap made CI flaky.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import glob
 import gzip
 import http.client
 import json
+import os
 import re
 import shutil
 import socket
@@ -19,16 +25,19 @@ import ssl
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rendering import rendered, tool
-from servers import LOOPBACK, as_user, deployed_copy, free_port, give_to, relocate, running
+from servers import LOOPBACK, as_user, deployed_copy, free_port, give_to, port_accepts, relocate, running
 
 from offline.engine import reveal
 from offline.render import Rendered
@@ -109,32 +118,69 @@ def nginx_version(binary: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out).groups())  # type: ignore[union-attr]
 
 
+# OpenSSL settings for the nginx under test that allow TLS 1.0 and 1.1 (protocol floor TLSv1,
+# security level 0). Debian's OpenSSL is built with security level 2, which refuses them by
+# itself; under it, the old-TLS test would pass whatever nginx.conf says. Under these settings
+# the only thing left to refuse an old handshake is the generated `ssl_protocols` line (the
+# control test shows nginx then accepts one once that line allows it).
+PERMISSIVE_OPENSSL_CNF = """\
+openssl_conf = openssl_init
+
+[openssl_init]
+ssl_conf = ssl_section
+
+[ssl_section]
+system_default = system_default_section
+
+[system_default_section]
+MinProtocol = TLSv1
+CipherString = DEFAULT:@SECLEVEL=0
+"""
+GENERATED_SSL_PROTOCOLS = "ssl_protocols TLSv1.2 TLSv1.3;"
+OLD_TLS = {ssl.TLSVersion.TLSv1: "TLSv1", ssl.TLSVersion.TLSv1_1: "TLSv1.1"}
+
+
+def edge_conf(dev: Rendered, binary: str, work: Path, http_port: int, https_port: int, api_port: int,
+              web_port: int) -> str:  # fmt: skip
+    """The rendered nginx.conf, relocated into ``work`` and onto the given loopback ports."""
+    paths = deployed_copy(dev.out / "config/aixsss-dev-edge", work / "files")
+    edits = {
+        "listen 8080;": f"listen {LOOPBACK}:{http_port};",
+        "listen 8443 ssl;": f"listen {LOOPBACK}:{https_port} ssl;",
+        "server api:3001 ": f"server {LOOPBACK}:{api_port} ",
+        "server web:8080 ": f"server {LOOPBACK}:{web_port} ",
+        " /tmp/": f" {work}/",
+    }
+    if nginx_version(binary) < (1, 25, 1):
+        # Debian 12's nginx predates `http2 on;` (1.25.1, what the image runs): the same
+        # switch in the older spelling. Nothing else differs.
+        edits["    http2 on;\n"] = ""
+        edits["listen 8443 ssl;"] = f"listen {LOOPBACK}:{https_port} ssl http2;"
+    return relocate(paths["/etc/nginx/nginx.conf"].read_text(), paths, edits)
+
+
+@contextlib.contextmanager
+def nginx(binary: str, work: Path, conf: str, https_port: int) -> Iterator[None]:
+    """nginx running ``conf`` under PERMISSIVE_OPENSSL_CNF, after `nginx -t` accepted it."""
+    (work / "openssl.cnf").write_text(PERMISSIVE_OPENSSL_CNF)
+    env = os.environ | {"OPENSSL_CONF": str(work / "openssl.cnf")}
+    conf_path = work / "nginx.conf"
+    conf_path.write_text(conf)
+    command = [binary, "-e", "stderr", "-p", str(work), "-c", str(conf_path), "-g", "daemon off;"]
+    checked = subprocess.run([*command[:-2], "-t"], capture_output=True, text=True, env=env)
+    assert checked.returncode == 0, checked.stderr
+    with running(command, ready=port_accepts(https_port), log=work / "nginx.log", env=env):
+        yield
+
+
 @pytest.fixture(scope="module")
 def edge(dev: Rendered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     binary = tool("nginx", "/usr/sbin/nginx")
     work = tmp_path_factory.mktemp("nginx")
-    paths = deployed_copy(dev.out / "config/aixsss-dev-edge", work / "files")
     http_port, https_port = free_port(), free_port()
     with stub_server() as api_port, stub_server() as web_port:
-        edits = {
-            "listen 8080;": f"listen {LOOPBACK}:{http_port};",
-            "listen 8443 ssl;": f"listen {LOOPBACK}:{https_port} ssl;",
-            "server api:3001 ": f"server {LOOPBACK}:{api_port} ",
-            "server web:8080 ": f"server {LOOPBACK}:{web_port} ",
-            " /tmp/": f" {work}/",
-        }
-        if nginx_version(binary) < (1, 25, 1):
-            # Debian 12's nginx predates `http2 on;` (1.25.1, what the image runs): the same
-            # switch in the older spelling. Nothing else differs.
-            edits["    http2 on;\n"] = ""
-            edits["listen 8443 ssl;"] = f"listen {LOOPBACK}:{https_port} ssl http2;"
-        conf = relocate(paths["/etc/nginx/nginx.conf"].read_text(), paths, edits)
-        conf_path = work / "nginx.conf"
-        conf_path.write_text(conf)
-        command = [binary, "-e", "stderr", "-p", str(work), "-c", str(conf_path), "-g", "daemon off;"]
-        checked = subprocess.run([*command[:-2], "-t"], capture_output=True, text=True)
-        assert checked.returncode == 0, checked.stderr
-        with running(command, port=https_port, log=work / "nginx.log"):
+        conf = edge_conf(dev, binary, work, http_port, https_port, api_port, web_port)
+        with nginx(binary, work, conf, https_port):
             yield Edge(
                 http_port,
                 https_port,
@@ -144,6 +190,21 @@ def edge(dev: Rendered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ed
                 config_int(dev, "edge.clientMaxBodySizeMb"),
                 config_int(dev, "edge.apiRateBurst"),
             )
+
+
+@pytest.fixture(scope="module")
+def old_tls_edge(dev: Rendered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The control: the edge's exact setup, but a mutated copy of nginx.conf whose
+    ssl_protocols also allows TLS 1.0 and 1.1 (the one edit beyond relocate(); nothing else
+    differs). Yields its HTTPS port. The upstreams are never reached: only handshakes."""
+    binary = tool("nginx", "/usr/sbin/nginx")
+    work = tmp_path_factory.mktemp("nginx-old-tls")
+    http_port, https_port = free_port(), free_port()
+    conf = edge_conf(dev, binary, work, http_port, https_port, free_port(), free_port())
+    assert conf.count(GENERATED_SSL_PROTOCOLS) == 1
+    mutated = conf.replace(GENERATED_SSL_PROTOCOLS, "ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3;")
+    with nginx(binary, work, mutated, https_port):
+        yield https_port
 
 
 def tls_context(ca: Path | None, version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
@@ -235,36 +296,31 @@ def test_a_hashed_asset_is_cached_for_a_year_and_gzipped(edge: Edge) -> None:
     assert page.getheader("Cache-Control") == "no-cache"
 
 
-@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
-def test_old_tls_versions_are_refused(edge: Edge, version: ssl.TLSVersion, tmp_path: Path) -> None:
-    def handshake(port: int) -> str:
-        with (
-            socket.create_connection((LOOPBACK, port), timeout=10) as raw,
-            tls_context(None, version).wrap_socket(raw, server_hostname=edge.domain) as tls,
-        ):
-            return str(tls.version())
+def old_tls_handshake(port: int, version: ssl.TLSVersion, domain: str) -> str:
+    """A handshake at exactly ``version``; the client itself allows old protocols and ciphers."""
+    with (
+        socket.create_connection((LOOPBACK, port), timeout=10) as raw,
+        tls_context(None, version).wrap_socket(raw, server_hostname=domain) as tls,
+    ):
+        return str(tls.version())
 
+
+@pytest.mark.parametrize("version", list(OLD_TLS))
+def test_old_tls_versions_are_refused(edge: Edge, version: ssl.TLSVersion) -> None:
+    # nginx runs under OpenSSL settings that allow TLS 1.0/1.1 (PERMISSIVE_OPENSSL_CNF), so
+    # this refusal is the generated ssl_protocols line's and nothing else's.
+    assert GENERATED_SSL_PROTOCOLS in edge.conf
     with pytest.raises(ssl.SSLError):
-        handshake(edge.https_port)
-    # Control: the same client does complete that handshake with a server that allows it, so
-    # the refusal above is nginx's, not this machine's OpenSSL.
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-    server_ctx.minimum_version = version
-    shown = Path(edge.ca).parent
-    server_ctx.load_cert_chain(shown / "public.crt", shown / "public.key")
-    with socket.create_server((LOOPBACK, 0)) as listener:
-        port = listener.getsockname()[1]
+        old_tls_handshake(edge.https_port, version, edge.domain)
 
-        def accept() -> None:
-            conn, _ = listener.accept()
-            with contextlib.suppress(ssl.SSLError, OSError), server_ctx.wrap_socket(conn, server_side=True):
-                pass
 
-        thread = threading.Thread(target=accept, daemon=True)
-        thread.start()
-        assert handshake(port) == {ssl.TLSVersion.TLSv1: "TLSv1", ssl.TLSVersion.TLSv1_1: "TLSv1.1"}[version]
-        thread.join(timeout=10)
+@pytest.mark.parametrize("version", list(OLD_TLS))
+def test_control_the_same_nginx_accepts_old_tls_once_ssl_protocols_allows_it(
+    old_tls_edge: int, dev: Rendered, version: ssl.TLSVersion
+) -> None:
+    # Were the program to allow TLS 1.0/1.1, the test above would see this handshake succeed
+    # and fail: it depends on the generated line, not on this machine's OpenSSL defaults.
+    assert old_tls_handshake(old_tls_edge, version, dev.deployment.config[DOMAIN_KEY]) == OLD_TLS[version]
 
 
 # --------------------------------------------------------------------------- redis
@@ -288,20 +344,40 @@ def cache(dev: Rendered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
     conf = relocate(paths["/etc/aixsss/redis.conf"].read_text(), paths, edits)
     (work / "redis.conf").write_text(conf)
     password = re.search(r"^requirepass (\S+)$", conf, re.M).group(1)  # type: ignore[union-attr]
-    with running([binary, str(work / "redis.conf")], port=port, log=work / "redis.log"):
-        yield Cache(port, password, paths["/etc/aixsss/tls/ca.crt"])
+    cache = Cache(port, password, paths["/etc/aixsss/tls/ca.crt"])
+    with running([binary, str(work / "redis.conf")], ready=lambda: _redis_answers(cache), log=work / "redis.log"):
+        yield cache
 
 
-def redis_client(cache: Cache, *, password: str | None, tls: bool = True, ca: Path | None = None) -> redis.Redis:
-    options = {"ssl": True, "ssl_ca_certs": str(ca or cache.ca), "ssl_cert_reqs": "required"} if tls else {}
-    return redis.Redis(host=LOOPBACK, port=cache.port, password=password, socket_timeout=5, **options)
+def _redis_answers(cache: Cache) -> bool:
+    """Ready when an authenticated TLS PING, as the tests send it, gets its answer (a listening
+    port alone may still be loading the AOF and answer LOADING)."""
+    try:
+        with redis_client(cache, password=cache.password, fail_fast=True) as client:
+            return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def redis_client(
+    cache: Cache, *, password: str | None, tls: bool = True, ca: Path | None = None, fail_fast: bool = False
+) -> redis.Redis:
+    """A client of the server under test. ``fail_fast`` is for errors a test expects: redis-py
+    retries ConnectionError (AuthenticationError and TLS failures among them) 10 times with
+    back-off by default, seconds spent re-proving an expected refusal; such a client tries once."""
+    options: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 5}
+    if tls:
+        options |= {"ssl": True, "ssl_ca_certs": str(ca or cache.ca), "ssl_cert_reqs": "required"}
+    if fail_fast:
+        options |= {"retry": Retry(NoBackoff(), retries=0)}
+    return redis.Redis(host=LOOPBACK, port=cache.port, password=password, **options)
 
 
 def test_redis_refuses_a_command_without_auth(cache: Cache) -> None:
     with pytest.raises(redis.AuthenticationError):
-        redis_client(cache, password=None).ping()
+        redis_client(cache, password=None, fail_fast=True).ping()
     with pytest.raises(redis.AuthenticationError):
-        redis_client(cache, password="not-the-password").ping()
+        redis_client(cache, password="not-the-password", fail_fast=True).ping()
 
 
 def test_redis_tls_client_trusting_the_rendered_ca_authenticates(cache: Cache) -> None:
@@ -314,12 +390,12 @@ def test_redis_tls_client_trusting_the_rendered_ca_authenticates(cache: Cache) -
 def test_redis_certificate_is_checked_against_the_ca(cache: Cache, dev: Rendered) -> None:
     # A client that trusts another CA (here: the server's own leaf) is refused by TLS itself.
     with pytest.raises(redis.ConnectionError):
-        redis_client(cache, password=cache.password, ca=dev.out / "certs/redis.crt").ping()
+        redis_client(cache, password=cache.password, ca=dev.out / "certs/redis.crt", fail_fast=True).ping()
 
 
 def test_redis_refuses_plain_text(cache: Cache) -> None:
     with pytest.raises(redis.ConnectionError):
-        redis_client(cache, password=cache.password, tls=False).ping()
+        redis_client(cache, password=cache.password, tls=False, fail_fast=True).ping()
     settings = redis_client(cache, password=cache.password).config_get("port")
     assert settings == {"port": "0"}  # no plain-text listener at all
 
@@ -376,15 +452,34 @@ def database(dev: Rendered, request: pytest.FixtureRequest) -> Iterator[Database
     done = subprocess.run(as_user(user, init), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     command = as_user(user, [postgres, "-D", str(work / "data"), "-c", f"config_file={work}/postgresql.conf"])
-    with running(command, port=port, log=work / "postgres.log"):
+    # Clients use both the Unix socket (below) and TCP on loopback (the tests). Postgres opens
+    # its TCP port before it creates the socket file, and refuses connections on either while
+    # it is still starting up: wait until each of the two answers "accepting connections".
+    ready = _postgres_accepts(postgres_bin("pg_isready"), [str(work / "run"), LOOPBACK], port)
+    with running(command, ready=ready, log=work / "postgres.log"):
         # The image creates POSTGRES_DB over the local socket, as here.
         local = psycopg.connect(host=str(work / "run"), port=port, user=env["POSTGRES_USER"], dbname="postgres",
-                                password=env["POSTGRES_PASSWORD"], autocommit=True)  # fmt: skip
+                                password=env["POSTGRES_PASSWORD"], autocommit=True, connect_timeout=10)  # fmt: skip
         with local:
             local.execute(f'CREATE DATABASE "{env["POSTGRES_DB"]}"')
         yield Database(
             port, env["POSTGRES_USER"], env["POSTGRES_DB"], env["POSTGRES_PASSWORD"], paths["/etc/aixsss/tls/ca.crt"]
         )
+
+
+def _postgres_accepts(pg_isready: str, hosts: list[str], port: int) -> Callable[[], bool]:
+    """Ready when pg_isready exits 0 (accepting connections) for every host, at ``port``:
+    a socket directory is the same Unix socket the fixture connects through, 127.0.0.1 the
+    same TCP listener the tests use. Exit 1 means still starting up, 2 no answer yet."""
+
+    def probe() -> bool:
+        for host in hosts:
+            done = subprocess.run([pg_isready, "-q", "-h", host, "-p", str(port), "-t", "5"], check=False)
+            if done.returncode != 0:
+                return False
+        return True
+
+    return probe
 
 
 def _container_env(result: Rendered, service: str) -> list[str]:
