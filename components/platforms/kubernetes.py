@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import NotRequired, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -31,6 +32,47 @@ from components.spec import ConfigFile, Probe, ServiceSpec, Zone
 PART_OF = {"app.kubernetes.io/part-of": "aixsss", "app.kubernetes.io/managed-by": "pulumi"}
 # Egress to the internet: HTTPS only, and never to cluster-private or link-local ranges.
 PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]
+
+
+# The custom resources' specs, in their APIs' own (camelCase) spelling. The SDK has no types for
+# them and kubernetes-validate no schema, so these few fields are typed here.
+class _ParentReference(TypedDict):  # gateway.networking.k8s.io/v1
+    name: str
+    namespace: NotRequired[str]
+
+
+class _HTTPBackendRef(TypedDict):
+    name: str
+    port: int
+
+
+class _HTTPRouteRule(TypedDict):
+    backendRefs: list[_HTTPBackendRef]
+
+
+class _HTTPRouteSpec(TypedDict):
+    parentRefs: list[_ParentReference]
+    hostnames: list[str]
+    rules: list[_HTTPRouteRule]
+
+
+class _IssuerRef(TypedDict):  # cert-manager.io/v1
+    kind: str
+    name: str
+
+
+class _CertificatePrivateKey(TypedDict):
+    algorithm: str
+    size: int
+    rotationPolicy: str
+
+
+class _CertificateSpec(TypedDict):
+    secretName: str
+    dnsNames: list[str]
+    issuerRef: _IssuerRef
+    privateKey: _CertificatePrivateKey
+    renewBefore: str
 
 
 def _labels(name: str) -> dict[str, str]:
@@ -405,20 +447,21 @@ class KubernetesPlatform(pulumi.ComponentResource):
 
     def _http_route(self, spec: ServiceSpec, parent: pulumi.Resource) -> list[str]:
         settings = self._config.kubernetes
-        parent_ref = {"name": settings.gateway_name}
+        parent_ref: _ParentReference = {"name": settings.gateway_name}
         if settings.gateway_namespace:
             parent_ref["namespace"] = settings.gateway_namespace
         http = spec.port("http")
+        route: _HTTPRouteSpec = {
+            "parentRefs": [parent_ref],
+            "hostnames": [self._config.domain],
+            "rules": [{"backendRefs": [{"name": spec.name, "port": http.port}]}],
+        }
         k8s.apiextensions.CustomResource(
             f"{spec.name}-route",
             api_version="gateway.networking.k8s.io/v1",
             kind="HTTPRoute",
             metadata=self._meta(spec.name, _labels(spec.name)),
-            spec={
-                "parentRefs": [parent_ref],
-                "hostnames": [self._config.domain],
-                "rules": [{"backendRefs": [{"name": spec.name, "port": http.port}]}],
-            },
+            spec=route,
             opts=self._opts_for(parent, []),
         )
         return [f"Gateway {settings.gateway_namespace or self.namespace_name}/{settings.gateway_name} -> {http.port}"]
@@ -427,18 +470,19 @@ class KubernetesPlatform(pulumi.ComponentResource):
         acme = spec.acme
         assert acme is not None
         # cert-manager issues and renews it into the Secret the edge mounts.
+        certificate: _CertificateSpec = {
+            "secretName": f"{spec.name}-public-tls",
+            "dnsNames": [acme.domain],
+            "issuerRef": {"kind": "ClusterIssuer", "name": acme.cluster_issuer},
+            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+            "renewBefore": "720h",
+        }
         return k8s.apiextensions.CustomResource(
             f"{spec.name}-public-certificate",
             api_version="cert-manager.io/v1",
             kind="Certificate",
             metadata=self._meta(f"{spec.name}-public-tls", _labels(spec.name)),
-            spec={
-                "secretName": f"{spec.name}-public-tls",
-                "dnsNames": [acme.domain],
-                "issuerRef": {"kind": "ClusterIssuer", "name": acme.cluster_issuer},
-                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
-                "renewBefore": "720h",
-            },
+            spec=certificate,
             opts=self._opts_for(parent, []),
         )
 
