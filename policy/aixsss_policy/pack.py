@@ -7,8 +7,10 @@ from pulumi_policy import (
     PolicyConfigSchema,
     PolicyPack,
     ReportViolation,
+    ResourceValidation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidation,
     StackValidationArgs,
     StackValidationPolicy,
 )
@@ -27,7 +29,7 @@ def resource_of(args: ResourceValidationArgs) -> Resource:
     return Resource(args.resource_type, args.name, args.props, bool(opts and opts.protect), args.get_config() or {})
 
 
-def resource_validator(rule: Rule):  # type: ignore[no-untyped-def]
+def resource_validator(rule: Rule) -> ResourceValidation:
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
         for message in rule.check(resource_of(args)):
             report_violation(message, None)
@@ -35,7 +37,7 @@ def resource_validator(rule: Rule):  # type: ignore[no-untyped-def]
     return validate
 
 
-def stack_validator(rule: StackRule):  # type: ignore[no-untyped-def]
+def stack_validator(rule: StackRule) -> StackValidation:
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         resources = [
             Resource(r.resource_type, r.name, r.props, bool(r.opts and r.opts.protect)) for r in args.resources
