@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from components.conf import redis
+from components.conf.urls import url_quote
 from components.config import StackConfig
 from components.pki import Certificate
 from components.platforms.base import Platform
@@ -71,5 +72,9 @@ class Cache(Service):
         self._place(platform, spec, [])
         host = platform.dns_names(NAME)[0]
         self.url: pulumi.Output[str] = pulumi.Output.secret(
-            pulumi.Output.concat("rediss://default:", password, f"@{host}:{PORT}")
+            # The app reads the password with WHATWG URL and does not decode it, so the config
+            # only accepts URL-safe Redis passwords; quoting keeps the URL valid regardless.
+            pulumi.Output.concat(
+                "rediss://default:", pulumi.Output.from_input(password).apply(url_quote), f"@{host}:{PORT}"
+            )
         )

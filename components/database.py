@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from components.conf import postgres
+from components.conf.urls import url_quote
 from components.config import StackConfig
 from components.pki import Certificate
 from components.platforms.base import Platform
@@ -80,11 +81,15 @@ class Database(Service):
         self._place(platform, spec, [])
         host = platform.dns_names(NAME)[0]
         # Prisma's TLS dialect: sslcert is the CA that must have signed the server certificate.
+        # connection_limit caps each process's pool so the stack fits max_connections (a config
+        # rule checks the sum); Prisma percent-decodes the password, so any character is safe.
+        query = (
+            f"sslmode=require&sslaccept=strict&sslcert={CA_PATH}&connection_limit={config.database.connection_limit}"
+        )
         self.url: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.concat(
                 f"postgresql://{USER}:",
-                password,
-                f"@{host}:{PORT}/{DATABASE}",
-                f"?sslmode=require&sslaccept=strict&sslcert={CA_PATH}",
+                pulumi.Output.from_input(password).apply(url_quote),
+                f"@{host}:{PORT}/{DATABASE}?{query}",
             )
         )

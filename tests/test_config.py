@@ -16,6 +16,7 @@ PINNED = {
 PROD_OK = {
     **PINNED,
     "target": "kubernetes",
+    "domain": "aixsss.example.com",
     "api.replicas": 2,
     "edge.replicas": 2,
     "tls.publicCertificate": "acme",
@@ -148,12 +149,13 @@ def test_bad_config_stops_before_any_resource_registers() -> None:
 
 
 def test_supplied_secret_in_plain_text_is_refused() -> None:
-    with pytest.raises(StackConfigError, match=r"aixsss:secrets.jwtSecret holds a plain-text value"):
+    with pytest.raises(StackConfigError, match=r"aixsss:secrets.jwtSecret = \(plain text\) is not allowed: a secret"):
         run_program("dev", plain_config={"secrets.jwtSecret": "x" * 64})
 
 
 def test_supplied_public_certificate_must_be_set() -> None:
-    with pytest.raises(StackConfigError, match=r"aixsss:tls.suppliedCertificatePem is not set"):
+    expected = r"aixsss:tls.suppliedCertificatePem = '' \(default\) is not allowed: set"
+    with pytest.raises(StackConfigError, match=expected):
         run_program("dev", overrides={"tls.publicCertificate": "supplied"})
 
 

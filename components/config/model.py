@@ -1,0 +1,460 @@
+"""The whole stack config as pydantic models: the one place defaults and rules live.
+
+A rule about one value sits on the value's type (``Replicas``, ``BucketName``…); a rule between
+values sits on the section that holds them, as ``problems()``, which yields every broken rule
+rather than stopping at the first, so a user sees all of them in one run.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+PROJECT = "aixsss"
+
+# Kubernetes and Protobuf carry counts as int32; nothing the stack sizes needs more.
+INT32_MAX = 2**31 - 1
+# pulumi-tls computes validity as a Go time.Duration (int64 nanoseconds): it overflows past this.
+GO_DURATION_MAX_HOURS = (2**63 - 1) // (3600 * 10**9)
+# Docker refuses --cpus below 0.01 and --memory below 6 MB (daemon/container validation).
+DOCKER_MIN_CPU_MILLIS = 10
+DOCKER_MIN_MEMORY_MB = 6
+# Connections PostgreSQL must keep free beyond the app's pools: superuser_reserved_connections (3),
+# healthchecks, and an operator's psql during an incident.
+DATABASE_RESERVED_CONNECTIONS = 10
+# Redis needs room beyond maxmemory for client buffers, AOF rewrite and fork copy-on-write.
+REDIS_OVERHEAD_MIN_MB = 64
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[a-z0-9-]+(\.[a-z0-9-]+)+$")
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+# The distribution reference grammar (github.com/distribution/reference, regexp.go), without
+# upper case in the repository path, which Docker refuses.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_REGISTRY = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)"
+_IMAGE = re.compile(
+    rf"^{_REGISTRY}?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*(?::[\w][\w.-]{{0,127}})?(?:@sha256:[0-9a-f]{{64}})?$"
+)
+# Names no public CA can validate: special-use TLDs (RFC 2606, 6761, 6762, 7686, 8375, 9476).
+# The second-level names IANA reserves for examples do resolve, but Let's Encrypt refuses them by
+# policy; the shipped stack files use them as placeholders, so they warn instead (warnings()).
+_NOT_PUBLIC_TLDS = ("localhost", "local", "test", "example", "invalid", "internal", "onion", "alt", "home.arpa")
+_EXAMPLE_DOMAINS = ("example.com", "example.net", "example.org")
+KUBERNETES_RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+class Environment(StrEnum):
+    DEV = "dev"
+    STAGING = "staging"
+    PROD = "prod"
+
+
+class Target(StrEnum):
+    DOCKER = "docker"
+    KUBERNETES = "kubernetes"
+
+
+class RuleViolation(ValueError):
+    """A rule broken by one key: its flat key, the value found and what is allowed."""
+
+    def __init__(self, key: str, value: object, allowed: str) -> None:
+        super().__init__(f"{key}={value!r}: {allowed}")
+        self.key = key
+        self.value = value
+        self.allowed = allowed
+
+
+# --------------------------------------------------------------------------- one value
+
+
+def _hostname(value: str) -> str:
+    if not _HOSTNAME.match(value):
+        raise ValueError("a DNS name such as app.example.com (lower case, at least two labels)")
+    return value
+
+
+def _email(value: str) -> str:
+    if value and not _EMAIL.match(value):
+        raise ValueError("an e-mail address such as ops@example.com")
+    return value
+
+
+def _image(value: str) -> str:
+    if not _IMAGE.match(value):
+        raise ValueError(
+            "an image reference such as postgres:16 or registry.example.com/team/app@sha256:<digest> "
+            "(lower-case repository path)"
+        )
+    return value
+
+
+def _dns_label(value: str) -> str:
+    if value and not _DNS_LABEL.match(value):
+        raise ValueError("a DNS-1123 label: at most 63 of a-z, 0-9 and '-', starting and ending alphanumeric")
+    return value
+
+
+def _dns_subdomain(value: str) -> str:
+    if value and not _DNS_SUBDOMAIN.match(value):
+        raise ValueError(
+            "a DNS-1123 subdomain: at most 253 of a-z, 0-9, '-' and '.', each part alphanumeric at both ends"
+        )
+    return value
+
+
+def _namespace(value: str) -> str:
+    _dns_label(value)
+    if value in KUBERNETES_RESERVED_NAMESPACES or value.startswith("kube-"):
+        raise ValueError("a namespace of the stack's own: default and kube-* belong to the cluster")
+    return value
+
+
+def _bucket(value: str) -> str:
+    """S3 general purpose bucket naming rules (AWS S3 user guide, "Bucket naming rules")."""
+    problems = []
+    if not 3 <= len(value) <= 63:
+        problems.append("3 to 63 characters")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]*[a-z0-9]", value):
+        problems.append("only a-z, 0-9, '.' and '-', starting and ending with a letter or digit")
+    if ".." in value or ".-" in value or "-." in value:
+        problems.append("no '..', '.-' or '-.'")
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", value):
+        problems.append("not formatted as an IP address")
+    if value.startswith(("xn--", "sthree-", "amzn-s3-demo-")) or value.endswith(
+        ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+    ):
+        problems.append("none of the prefixes/suffixes S3 reserves (xn--, sthree-, -s3alias, --ol-s3, …)")
+    if problems:
+        raise ValueError("an S3 bucket name: " + "; ".join(problems))
+    return value
+
+
+def _queue_name(value: str) -> str:
+    # BullMQ's QueueBase throws "Queue name cannot contain :" (':' separates its Redis keys).
+    if not value or ":" in value or value != value.strip():
+        raise ValueError("a BullMQ queue name: not empty, no ':' and no surrounding spaces")
+    return value
+
+
+def _https_url(value: str) -> str:
+    if not re.fullmatch(r"https://[^\s/]+(/\S*)?", value):
+        raise ValueError("an https:// URL")
+    return value
+
+
+def _command(value: list[str]) -> list[str]:
+    if not value or any(not part.strip() for part in value):
+        raise ValueError("a non-empty list of non-empty arguments, e.g. [npx, prisma, migrate, deploy]")
+    return value
+
+
+Hostname = Annotated[str, AfterValidator(_hostname)]
+Email = Annotated[str, AfterValidator(_email)]
+Image = Annotated[str, AfterValidator(_image)]
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+DnsSubdomain = Annotated[str, AfterValidator(_dns_subdomain)]
+NamespaceName = Annotated[str, AfterValidator(_namespace)]
+BucketName = Annotated[str, AfterValidator(_bucket)]
+QueueName = Annotated[str, AfterValidator(_queue_name)]
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+Command = Annotated[list[str], AfterValidator(_command)]
+Positive = Annotated[int, Field(gt=0, le=INT32_MAX)]
+Replicas = Annotated[int, Field(gt=0, le=INT32_MAX)]
+Hours = Annotated[int, Field(gt=0, le=GO_DURATION_MAX_HOURS)]
+
+
+def image_is_pinned(image: str) -> bool:
+    """A tag other than ``latest``, or a digest; ``repo`` alone means ``latest``."""
+    if _DIGEST.search(image):
+        return True
+    last = image.rsplit("/", 1)[-1]
+    return ":" in last and last.rsplit(":", 1)[1] not in ("", "latest")
+
+
+def domain_public_ca_refuses(domain: str) -> str | None:
+    """Why no public ACME CA could issue for ``domain`` (it cannot exist in public DNS), or None."""
+    with_dot = "." + domain
+    for tld in _NOT_PUBLIC_TLDS:
+        if with_dot.endswith("." + tld):
+            return f".{tld} is a special-use name that does not exist in public DNS"
+    try:
+        ipaddress.ip_address(domain)
+    except ValueError:
+        return None
+    return "an IP address"
+
+
+def domain_is_documentation_example(domain: str) -> bool:
+    """example.com/.net/.org exist in DNS but are reserved (RFC 2606): Let's Encrypt refuses them."""
+    return any(("." + domain).endswith("." + reserved) for reserved in _EXAMPLE_DOMAINS)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
+        """Rules between this section's values (and the stack's); none by default."""
+        return iter(())
+
+
+class Resources(Section):
+    """Requests equal limits: predictable placement and no noisy neighbours."""
+
+    cpu_millis: Positive = 500
+    memory_mb: Positive = 512
+
+    def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
+        if stack.target is Target.DOCKER:
+            if self.cpu_millis < DOCKER_MIN_CPU_MILLIS:
+                yield RuleViolation(f"{prefix}.cpuMillis", self.cpu_millis, "at least 10 on Docker (--cpus 0.01)")
+            if self.memory_mb < DOCKER_MIN_MEMORY_MB:
+                yield RuleViolation(f"{prefix}.memoryMb", self.memory_mb, "at least 6 on Docker (its minimum)")
+
+
+class Images(Section):
+    postgres: Image = "postgres:16"
+    redis: Image = "redis:7"
+    minio: Image = "minio/minio:RELEASE.2025-09-07T16-13-09Z"
+    minio_client: Image = "minio/mc:RELEASE.2025-08-13T08-35-41Z"
+    api: Image = "ghcr.io/aixsss/api:latest"
+    worker: Image = "ghcr.io/aixsss/worker:latest"
+    web: Image = "ghcr.io/aixsss/web:latest"
+    edge: Image = "nginxinc/nginx-unprivileged:1.29"
+    acme_client: Image = "goacme/lego:v4.26.0"
+
+    def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
+        if stack.environment is Environment.DEV:
+            return
+        for field, image in self.model_dump(by_alias=True).items():
+            if not image_is_pinned(image):
+                yield RuleViolation(
+                    f"{prefix}.{field}",
+                    image,
+                    f"a pinned image (a tag other than latest, or @sha256 digest) in {stack.environment}",
+                )
+
+
+def _docker_host(value: str) -> str:
+    if not value.startswith(("unix://", "ssh://", "tcp://", "npipe://")):
+        raise ValueError("a unix://, ssh:// or tcp:// address")
+    return value
+
+
+class DockerSettings(Section):
+    host: Annotated[str, AfterValidator(_docker_host)] = "unix:///var/run/docker.sock"
+    publish_data_ports: bool = False
+
+    def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
+        if self.publish_data_ports and stack.environment is Environment.PROD:
+            yield RuleViolation(
+                f"{prefix}.publishDataPorts", True, "false in prod (data ports on the host are for debugging dev)"
+            )
+
+
+class KubernetesSettings(Section):
+    kubeconfig: str = ""
+    context: str = ""
+    namespace: NamespaceName = ""
+    render_yaml_to: str = ""
+    storage_class: DnsSubdomain = ""
+    exposure: Literal["gateway", "loadBalancer"] = "loadBalancer"
+    gateway_name: DnsSubdomain = ""
+    gateway_namespace: DnsLabel = ""
+
+    def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
+        if stack.target is Target.KUBERNETES and self.exposure == "gateway" and not self.gateway_name:
+            yield RuleViolation(
+                f"{prefix}.gatewayName", "", "the name of an existing Gateway when kubernetes.exposure is gateway"
+            )
+
+
+class DatabaseSettings(Resources):
+    storage_gb: Positive = 10
+    max_connections: Annotated[int, Field(gt=0, le=262143)] = 100  # PostgreSQL's MAX_BACKENDS
+    # Prisma's pool per process (connection_limit); without it Prisma opens 2 x cores + 1.
+    connection_limit: Annotated[int, Field(gt=0, le=1000)] = 10
+    memory_mb: Positive = 1024
+
+    @property
+    def shared_buffers_mb(self) -> int:
+        # A quarter of the container's memory, the usual starting point, never below 32 MB.
+        return max(32, self.memory_mb // 4)
+
+    def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
+        yield from super().problems(stack, prefix)
+        # shared_buffers, plus a base for the postmaster, plus a few MB per backend.
+        needed = self.shared_buffers_mb + 64 + 2 * self.max_connections
+        if self.memory_mb < needed:
+            yield RuleViolation(
+                f"{prefix}.memoryMb",
+                self.memory_mb,
+                f"at least {needed}: shared_buffers ({self.shared_buffers_mb} MB) + 64 MB + 2 MB for each "
+                f"of database.maxConnections ({self.max_connections})",
+            )
+        budget = stack.connection_budget
+        if budget > self.max_connections:
+            yield RuleViolation(
+                f"{prefix}.maxConnections",
+                self.max_connections,
+                f"at least {budget}: (api.replicas {stack.api.replicas} + worker.replicas {stack.worker.replicas}"
+                f" + 1 of each during a rollout + 1 migration) x database.connectionLimit {self.connection_limit}"
+                f" + {DATABASE_RESERVED_CONNECTIONS} reserved",
+            )
+
+
+class CacheSettings(Resources):
+    maxmemory_mb: Positive = 256
+    storage_gb: Positive = 2
+
+    def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
+        yield from super().problems(stack, prefix)
+        headroom = max(REDIS_OVERHEAD_MIN_MB, self.memory_mb // 4)
+        if self.maxmemory_mb + headroom > self.memory_mb:
+            yield RuleViolation(
+                f"{prefix}.maxmemoryMb",
+                self.maxmemory_mb,
+                f"at most {self.memory_mb - headroom}: cache.memoryMb ({self.memory_mb}) less a quarter "
+                f"(≥ {REDIS_OVERHEAD_MIN_MB} MB) for buffers and AOF rewrites, or Redis is killed before it "
+                "refuses writes",
+            )
+
+
+class ObjectStoreSettings(Resources):
+    bucket: BucketName = "aixsss"
+    storage_gb: Positive = 20
+
+
+class ApiSettings(Resources):
+    replicas: Replicas = 1
+    migration_command: Command = ["npx", "prisma", "migrate", "deploy"]
+    ai_queue_name: QueueName = "ai-jobs"
+
+
+class WorkerSettings(Resources):
+    replicas: Replicas = 1
+    concurrency: Positive = 4
+
+
+class WebSettings(Resources):
+    replicas: Replicas = 1
+    memory_mb: Positive = 128
+    cpu_millis: Positive = 200
+
+
+class EdgeSettings(Resources):
+    replicas: Replicas = 1
+    memory_mb: Positive = 256
+    client_max_body_size_mb: Positive = 10
+    api_rate_per_second: Positive = 10
+    api_rate_burst: Positive = 20
+
+
+class TlsSettings(Section):
+    public_certificate: Literal["self-signed", "acme", "supplied"] = "self-signed"
+    acme_email: Email = ""
+    acme_server: HttpsUrl = "https://acme-v02.api.letsencrypt.org/directory"
+    cluster_issuer: DnsSubdomain = "letsencrypt"
+    # The CA lives five times as long as its leaves (pki.py), so five times this must fit too.
+    validity_hours: Annotated[int, Field(gt=0, le=GO_DURATION_MAX_HOURS // 5)] = 8760
+    early_renewal_hours: Hours = 720
+
+    def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
+        if self.early_renewal_hours >= self.validity_hours:
+            yield RuleViolation(
+                f"{prefix}.earlyRenewalHours",
+                self.early_renewal_hours,
+                f"fewer hours than tls.validityHours ({self.validity_hours})",
+            )
+        if self.public_certificate == "acme":
+            if not self.acme_email:
+                yield RuleViolation(
+                    f"{prefix}.acmeEmail", self.acme_email, "an e-mail address when tls.publicCertificate is acme"
+                )
+            refused = domain_public_ca_refuses(stack.domain)
+            if refused:
+                yield RuleViolation(
+                    "domain",
+                    stack.domain,
+                    f"a name a public CA can issue for when tls.publicCertificate is acme ({refused}); "
+                    "use self-signed or supplied for it",
+                )
+        if stack.environment is Environment.PROD and self.public_certificate == "self-signed":
+            yield RuleViolation(
+                f"{prefix}.publicCertificate",
+                "self-signed",
+                "acme or supplied in prod (browsers must trust the public certificate)",
+            )
+
+
+class SecretSettings(Section):
+    # Bump to regenerate every rotatable secret (all but the API key encryption key).
+    rotation: Annotated[int, Field(ge=0, le=INT32_MAX)] = 0
+
+
+class StackConfig(Section):
+    environment: Environment
+    target: Target = Target.DOCKER
+    domain: Hostname = "aixsss.localhost"
+    docker: DockerSettings = DockerSettings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
+    images: Images = Images()
+    database: DatabaseSettings = DatabaseSettings()
+    cache: CacheSettings = CacheSettings()
+    object_store: ObjectStoreSettings = ObjectStoreSettings()
+    api: ApiSettings = ApiSettings()
+    worker: WorkerSettings = WorkerSettings()
+    web: WebSettings = WebSettings()
+    edge: EdgeSettings = EdgeSettings()
+    tls: TlsSettings = TlsSettings()
+    secrets: SecretSettings = SecretSettings()
+
+    @property
+    def protect_data(self) -> bool:
+        return self.environment is not Environment.DEV
+
+    @property
+    def public_origin(self) -> str:
+        return f"https://{self.domain}"
+
+    @property
+    def connection_budget(self) -> int:
+        """PostgreSQL connections the stack can open at its peak: every api and worker process
+        (one more of each while a rollout surges), the migration job, and the reserve."""
+        processes = (self.api.replicas + 1) + (self.worker.replicas + 1) + 1
+        return processes * self.database.connection_limit + DATABASE_RESERVED_CONNECTIONS
+
+    def warnings(self) -> list[str]:
+        """Values that are allowed but will likely fail later, for the CLI to print."""
+        notes = []
+        if self.tls.public_certificate == "acme" and domain_is_documentation_example(self.domain):
+            notes.append(
+                f"aixsss:domain = {self.domain!r} is a documentation name (RFC 2606): ACME CAs such as "
+                "Let's Encrypt refuse to issue for it; set your own domain before deploying"
+            )
+        return notes
+
+    def all_problems(self) -> Iterator[RuleViolation]:
+        """Every rule between values broken anywhere in the stack, in key order."""
+        for name, field in type(self).model_fields.items():
+            section = getattr(self, name)
+            if isinstance(section, Section):
+                yield from section.problems(self, field.alias or name)
+        if self.environment is Environment.PROD and self.target is Target.KUBERNETES:
+            for name, section in (("api", self.api), ("edge", self.edge)):
+                if section.replicas < 2:
+                    yield RuleViolation(
+                        f"{name}.replicas",
+                        section.replicas,
+                        "at least 2 in prod on Kubernetes (one pod may be drained or fail)",
+                    )
