@@ -1,7 +1,11 @@
-# make up [STACK=dev]   deploy a stack (needs the Pulumi CLI and Docker or a cluster)
-# make test             ruff + the test suite (no Pulumi CLI, Docker or cluster needed)
+# make up [STACK=dev] [POLICY=1]       deploy a stack (needs the Pulumi CLI and Docker or a cluster)
+# make preview [STACK=dev] [POLICY=1]  what `up` would change; POLICY=1 runs the policy pack
+# make refresh [STACK=dev]             read the real state of the stack's resources into its state
+# make destroy [STACK=dev] [EXCLUDE_PROTECTED=1]   delete the stack's resources (see the notice it prints)
+# make test                            ruff + the test suite (no Pulumi CLI, Docker or cluster needed)
 # make render STACK=prod [TARGET=docker|kubernetes] [SHOW_SECRETS=1] [OUT=build]
-#                       what a stack would deploy, as files in $(OUT)/<stack>/ (no Pulumi CLI)
+#                                      what a stack would deploy, as files in $(OUT)/<stack>/ (no Pulumi CLI)
+# make policy-venv                     the policy pack's venv (policy/venv), for POLICY=1
 STACK ?= dev
 TARGET ?=
 OUT ?= build
@@ -9,18 +13,43 @@ VENV ?= venv
 # checkov pins dependencies that conflict with Pulumi's, so it lives in a venv of its own.
 CHECKOV_VENV ?= venv-checkov
 PY := $(VENV)/bin/python
+# Pulumi.yaml's runtime.options.virtualenv is `venv`: `pulumi up` runs the program with venv/.
+# It gets requirements.txt only (stamp .installed-runtime); the tests' tools come on top from
+# requirements-dev.txt (stamp .installed), so deploying never installs them.
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed
+# PulumiPolicy.yaml names `venv`, relative to the pack: the pack's venv is policy/venv, fixed.
+POLICY_VENV := policy/venv
+PULUMI ?= pulumi
+PREFLIGHT = PULUMI=$(PULUMI) scripts/pulumi-preflight.sh $(STACK)
+POLICY_ARGS = $(if $(POLICY),--policy-pack policy --policy-pack-config policy/config/$(STACK).json)
 # A local file backend unless the caller chose one; state stays beside the project.
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 
-.PHONY: venv up preview destroy test lint render clean
+.PHONY: venv venv-dev policy-venv preflight up preview refresh destroy test lint render clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
-	python3 -m venv $(VENV)
+# `test -x` keeps an existing venv as it is (others may be using it); pip then adds what is missing.
+$(RUNTIME): requirements.txt
+	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+$(DEV): $(RUNTIME) requirements-dev.txt
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-venv: $(VENV)/.installed
+venv: $(RUNTIME)
+
+venv-dev: $(DEV)
+
+$(POLICY_VENV)/.installed: policy/requirements.txt
+	test -x $(POLICY_VENV)/bin/python || python3 -m venv $(POLICY_VENV)
+	$(POLICY_VENV)/bin/pip install --quiet --upgrade pip
+	$(POLICY_VENV)/bin/pip install --quiet -r policy/requirements.txt
+	touch $@
+
+policy-venv: $(POLICY_VENV)/.installed
 
 $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	python3 -m venv $(CHECKOV_VENV)
@@ -28,19 +57,44 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements-checkov.txt
 	touch $@
 
-up: venv
-	@test -n "$$PULUMI_CONFIG_PASSPHRASE" -o -n "$$PULUMI_CONFIG_PASSPHRASE_FILE" || \
-		{ echo "set PULUMI_CONFIG_PASSPHRASE (or _FILE): it encrypts this stack's secrets"; exit 1; }
-	mkdir -p .pulumi-state
-	pulumi stack select --create $(STACK)
-	pulumi up --stack $(STACK)
+# Before any Pulumi command: the CLI, its version and the passphrase (scripts/pulumi-preflight.sh).
+# It comes first among the prerequisites, so nothing is installed for a run that cannot start.
+preflight:
+	@$(PREFLIGHT)
 
-preview: venv
-	mkdir -p .pulumi-state
-	pulumi stack select --create $(STACK)
-	pulumi preview --stack $(STACK)
+# The local file backend's directory, when that is the backend.
+STATE_DIR = $(if $(filter file://$(CURDIR)/.pulumi-state,$(PULUMI_BACKEND_URL)),mkdir -p .pulumi-state,:)
 
-lint: venv
+up: preflight $(RUNTIME) $(if $(POLICY),$(POLICY_VENV)/.installed)
+	@$(STATE_DIR)
+	$(PULUMI) stack select --create $(STACK)
+	$(PULUMI) up --stack $(STACK) $(POLICY_ARGS)
+
+preview: preflight $(RUNTIME) $(if $(POLICY),$(POLICY_VENV)/.installed)
+	@$(STATE_DIR)
+	$(PULUMI) stack select --create $(STACK)
+	$(PULUMI) preview --stack $(STACK) $(POLICY_ARGS)
+
+# refresh and destroy act on an existing stack: no --create.
+refresh: preflight $(RUNTIME)
+	$(PULUMI) stack select $(STACK)
+	$(PULUMI) refresh --stack $(STACK)
+
+# Protected resources stop `pulumi destroy` with an error: every stack protects the API key
+# encryption key (it decrypts users' stored provider keys), staging and prod also their data
+# (volumes, PVCs, StatefulSets, the namespace; retain_on_delete too, so those outlive the stack).
+destroy: preflight $(RUNTIME)
+	@echo "make destroy STACK=$(STACK): protected resources block pulumi destroy (it stops and names them):"
+	@echo "  every stack: the API key encryption key (without it, users' stored provider keys are unreadable);"
+	@echo "  staging, prod: data volumes, PVCs, StatefulSets and the namespace (retain_on_delete: once"
+	@echo "  unprotected, destroy drops them from the state but leaves them in Docker or the cluster)."
+	@echo "  Keep them, destroy the rest:  make destroy STACK=$(STACK) EXCLUDE_PROTECTED=1  (pulumi destroy --exclude-protected)"
+	@echo "  Destroy them too: back up first (pulumi stack export --stack $(STACK) --file $(STACK)-state.json,"
+	@echo "  and the data), then pulumi state unprotect --all --stack $(STACK), then make destroy again."
+	$(PULUMI) stack select $(STACK)
+	$(PULUMI) destroy --stack $(STACK)$(if $(EXCLUDE_PROTECTED), --exclude-protected)
+
+lint: $(DEV)
 	$(VENV)/bin/ruff check .
 
 # The real-server tests need nginx, redis-server and postgresql (Debian packages; .ci/run
@@ -48,8 +102,8 @@ lint: venv
 test: lint $(CHECKOV_VENV)/.installed
 	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
 
-render: venv
+render: $(DEV)
 	$(PY) -m offline.render --stack $(STACK) --out $(OUT) $(if $(TARGET),--target $(TARGET)) $(if $(SHOW_SECRETS),--show-secrets)
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache build
+	rm -rf $(VENV) $(CHECKOV_VENV) $(POLICY_VENV) .pytest_cache build
