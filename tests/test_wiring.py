@@ -1,0 +1,583 @@
+"""Wiring checked against independent expectations: what each healthcheck and probe actually
+calls, that it is what the server listens on, secret fingerprints recomputed from the deployed
+values, file modes of secret files, Services and ports, and checklist items that must turn
+false when the program is broken.
+
+Expected values are literals written here or parsed from another rendered artefact (the
+server's own config file, its env), never computed with the program's functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from harness import Deployment, Registration, is_secret, plain_strings, reveal, run_program
+
+CONTAINER = "docker:index/container:Container"
+SECRET = "kubernetes:core/v1:Secret"
+WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job")
+CA = "/etc/aixsss/tls/ca.crt"
+# One container per service, so each is found by its plain name (prod sets several replicas).
+ONE_EACH = {"api.replicas": 1, "worker.replicas": 1, "web.replicas": 1, "edge.replicas": 1}
+
+
+@functools.cache
+def deployed(stack: str, target: str) -> Deployment:
+    return run_program(stack, overrides={"target": target})
+
+
+def container(d: Deployment, name: str) -> Registration:
+    return d.named(name, CONTAINER)
+
+
+def prefixed(d: Deployment, prefix: str) -> Registration:
+    found = [c for c in d.of_type(CONTAINER) if c.name.startswith(prefix + "-") and not c.name.endswith("owner")]
+    assert len(found) == 1, [c.name for c in found]
+    return found[0]
+
+
+def docker_env(c: Registration) -> dict[str, str]:
+    return dict(e.split("=", 1) for e in reveal(c.inputs["envs"]))
+
+
+def uploads(c: Registration) -> dict[str, dict[str, Any]]:
+    return {u["file"]: u for u in reveal(c.inputs["uploads"])}
+
+
+def workload(d: Deployment, name: str) -> dict[str, Any]:
+    found = [r for r in d.registrations if r.type in WORKLOADS and r.name == name]
+    assert len(found) == 1, name
+    return found[0].plain
+
+
+def pod_spec(d: Deployment, name: str) -> dict[str, Any]:
+    return workload(d, name)["spec"]["template"]["spec"]
+
+
+def k8s_env(d: Deployment, name: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for e in pod_spec(d, name)["containers"][0].get("env", []):
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        else:
+            ref = e["valueFrom"]["secretKeyRef"]
+            env[e["name"]] = d.named(ref["name"], SECRET).plain["stringData"][ref["key"]]
+    return env
+
+
+def k8s_file(d: Deployment, name: str, path: str) -> str:
+    pod = pod_spec(d, name)
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == path)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    if "configMap" in volume:
+        return d.named(volume["configMap"]["name"], "kubernetes:core/v1:ConfigMap").plain["data"][mount["subPath"]]
+    return d.named(volume["secret"]["secretName"], SECRET).plain["stringData"][mount["subPath"]]
+
+
+# --------------------------------------------------------------------------- healthchecks
+
+# What each Docker healthcheck runs, written out.
+DOCKER_HEALTHCHECKS = {
+    "postgres": ["CMD", "pg_isready", "-U", "aixsss", "-d", "aixsss"],
+    "redis": [
+        "CMD",
+        "sh",
+        "-c",
+        "redis-cli --tls --cacert /etc/aixsss/tls/ca.crt -h 127.0.0.1 -p 6379 ping | grep -q PONG",
+    ],
+    "minio": ["CMD", "mc", "ready", "local", "--insecure"],
+    "web": ["CMD", "wget", "-q", "--spider", "http://127.0.0.1:8080/"],
+    "edge": ["CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8080/healthz"],
+}
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_docker_healthchecks_call_the_right_targets(stack: str) -> None:
+    d = run_program(stack, overrides={"target": "docker", **ONE_EACH})
+    for name, tests in DOCKER_HEALTHCHECKS.items():
+        assert container(d, name).plain["healthcheck"]["tests"] == tests, name
+    api = container(d, "api").plain["healthcheck"]["tests"]
+    assert api[:3] == ["CMD", "node", "-e"]
+    assert re.findall(r"fetch\('([^']+)'\)", api[3]) == ["http://127.0.0.1:3001/api/health"]
+    assert "b.ok?0:1" in api[3], "healthy means the body says ok, not merely a response"
+    worker = container(d, "worker").plain["healthcheck"]["tests"]
+    assert worker[:3] == ["CMD", "node", "-e"] and "process.env.REDIS_URL" in worker[3] and "ping()" in worker[3]
+
+
+def test_docker_healthchecks_target_what_each_server_listens_on() -> None:
+    d = deployed("dev", "docker")
+    # redis: TLS on the port redis.conf opens, the plain port being closed, with a mounted CA.
+    redis_files = uploads(container(d, "redis"))
+    conf = redis_files["/etc/aixsss/redis.conf"]["content"].splitlines()
+    tls_port = next(line.split()[1] for line in conf if line.startswith("tls-port "))
+    assert "port 0" in conf
+    probe = container(d, "redis").plain["healthcheck"]["tests"][3]
+    assert f"-p {tls_port} " in probe and "--tls" in probe
+    assert CA in redis_files and f"--cacert {CA}" in probe
+    # The CLI authenticates with REDISCLI_AUTH: the password redis.conf requires.
+    password = next(line.split(" ", 1)[1] for line in conf if line.startswith("requirepass "))
+    assert docker_env(container(d, "redis"))["REDISCLI_AUTH"] == password
+    # edge: the plain listener of nginx.conf, whose server block answers /healthz itself.
+    nginx = uploads(container(d, "edge"))["/etc/nginx/nginx.conf"]["content"]
+    plain_server = nginx.split("  server {")[1]
+    assert "    listen 8080;" in plain_server.splitlines()
+    assert 'location = /healthz { access_log off; return 200 "ok\\n"; }' in plain_server
+    # minio: the S3 address it serves, over HTTPS (certs dir), which the mc alias points at.
+    minio = container(d, "minio").plain
+    args = minio["command"]
+    assert args[args.index("--address") + 1] == ":9000" and "--certs-dir" in args
+    assert docker_env(container(d, "minio"))["MC_HOST_local"] == "https://localhost:9000"
+    # api: the port its PORT env makes it listen on.
+    assert docker_env(container(d, "api"))["PORT"] == "3001"
+    # postgres: pg_isready as the user the image creates.
+    assert docker_env(container(d, "postgres"))["POSTGRES_USER"] == "aixsss"
+
+
+K8S_HTTP_PROBES = {
+    "api": {"path": "/api/health", "port": 3001, "scheme": "HTTP"},
+    "web": {"path": "/", "port": 8080, "scheme": "HTTP"},
+    "edge": {"path": "/healthz", "port": 8080, "scheme": "HTTP"},
+    "minio": {"path": "/minio/health/live", "port": 9000, "scheme": "HTTPS"},
+}
+K8S_EXEC_PROBES = {
+    "postgres": ["pg_isready", "-U", "aixsss", "-d", "aixsss"],
+    "redis": ["sh", "-c", "redis-cli --tls --cacert /etc/aixsss/tls/ca.crt -h 127.0.0.1 -p 6379 ping | grep -q PONG"],
+}
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_kubernetes_probes_call_the_right_targets(stack: str) -> None:
+    d = deployed(stack, "kubernetes")
+    for name, expected in K8S_HTTP_PROBES.items():
+        c = pod_spec(d, name)["containers"][0]
+        for kind in ("readinessProbe", "livenessProbe"):
+            assert c[kind].get("httpGet") == expected, (name, kind)
+        # The probed port is one the container declares.
+        assert expected["port"] in [p["containerPort"] for p in c["ports"]], name
+    for name, command in K8S_EXEC_PROBES.items():
+        c = pod_spec(d, name)["containers"][0]
+        for kind in ("readinessProbe", "livenessProbe"):
+            assert c[kind].get("exec") == {"command": command}, (name, kind)
+    worker = pod_spec(d, "worker")["containers"][0]["livenessProbe"]["exec"]["command"]
+    assert "process.env.REDIS_URL" in worker[-1]
+    for job in ("api-migrate", "minio-bootstrap"):
+        c = pod_spec(d, job)["containers"][0]
+        assert "readinessProbe" not in c and "livenessProbe" not in c, job
+
+
+def test_kubernetes_probe_targets_are_what_the_servers_serve() -> None:
+    d = deployed("staging", "kubernetes")
+    conf = k8s_file(d, "redis", "/etc/aixsss/redis.conf").splitlines()
+    assert "port 0" in conf and "tls-port 6379" in conf
+    nginx = k8s_file(d, "edge", "/etc/nginx/nginx.conf")
+    assert "    listen 8080;" in nginx.split("  server {")[1].splitlines()
+    assert k8s_env(d, "api")["PORT"] == "3001"
+    args = pod_spec(d, "minio")["containers"][0]["args"]
+    assert args[args.index("--address") + 1] == ":9000" and "--certs-dir" in args
+
+
+# --------------------------------------------------------------------------- services and ports
+
+SERVICE_PORTS = {
+    "postgres": [("postgres", 5432, "postgres")],
+    "redis": [("redis", 6379, "redis")],
+    "minio": [("s3", 9000, "s3"), ("console", 9001, "console")],
+    "api": [("http", 3001, "http")],
+    "web": [("http", 8080, "http")],
+    "edge": [("http", 80, "http"), ("https", 443, "https")],
+}
+CONTAINER_PORTS = {
+    "postgres": {"postgres": 5432},
+    "redis": {"redis": 6379},
+    "minio": {"s3": 9000, "console": 9001},
+    "api": {"http": 3001},
+    "web": {"http": 8080},
+    "edge": {"http": 8080, "https": 8443},
+}
+
+
+def test_kubernetes_services_select_their_pods_and_name_real_ports() -> None:
+    d = deployed("staging", "kubernetes")
+    services = {s.name: s.plain["spec"] for s in d.of_type("kubernetes:core/v1:Service")}
+    assert set(services) == set(SERVICE_PORTS)
+    for name, spec in services.items():
+        assert sorted((p["name"], p["port"], p["targetPort"]) for p in spec["ports"]) == sorted(SERVICE_PORTS[name])
+        labels = workload(d, name)["spec"]["template"]["metadata"]["labels"]
+        assert spec["selector"] and all(labels.get(k) == v for k, v in spec["selector"].items()), name
+        declared = {p["name"]: p["containerPort"] for p in pod_spec(d, name)["containers"][0]["ports"]}
+        assert declared == CONTAINER_PORTS[name], name
+    nginx = k8s_file(d, "edge", "/etc/nginx/nginx.conf").splitlines()
+    assert "    server api.aixsss-staging.svc:3001 max_fails=3 fail_timeout=10s;" in nginx
+    assert "    server web.aixsss-staging.svc:8080 max_fails=3 fail_timeout=10s;" in nginx
+
+
+def test_docker_containers_answer_to_their_service_name() -> None:
+    d = run_program("dev", overrides={"api.replicas": 2})
+    for c in d.of_type(CONTAINER):
+        service = c.plain["labels"]
+        name = next(label["value"] for label in service if label["label"] == "aixsss.service")
+        for network in c.plain.get("networksAdvanced") or []:
+            if c.name.endswith(("volume-owner", "acme-client")):
+                continue
+            assert network["aliases"] == [name], (c.name, network)
+    nginx = uploads(container(d, "edge"))["/etc/nginx/nginx.conf"]["content"].splitlines()
+    assert "    server api:3001 max_fails=3 fail_timeout=10s;" in nginx
+    assert "    server web:8080 max_fails=3 fail_timeout=10s;" in nginx
+    env = docker_env(container(d, "api-1"))
+    assert urlsplit(env["DATABASE_URL"]).hostname == "postgres" and urlsplit(env["DATABASE_URL"]).port == 5432
+    assert urlsplit(env["REDIS_URL"]).hostname == "redis" and urlsplit(env["REDIS_URL"]).port == 6379
+    assert env["S3_ENDPOINT"] == "https://minio:9000"
+
+
+def test_docker_tmpfs_is_noexec_and_swap_is_off() -> None:
+    d = deployed("dev", "docker")
+    for c in d.of_type(CONTAINER):
+        for path, options in (c.plain.get("tmpfs") or {}).items():
+            assert {"noexec", "nosuid"} <= set(options.split(",")), (c.name, path)
+        assert c.plain["memorySwap"] == c.plain["memory"], c.name
+
+
+def test_kubernetes_rollouts_and_disruptions_keep_a_pod() -> None:
+    d = deployed("prod", "kubernetes")
+    for r in d.of_type("kubernetes:apps/v1:Deployment"):
+        assert r.plain["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0, r.name
+    for pdb in d.of_type("kubernetes:policy/v1:PodDisruptionBudget"):
+        assert pdb.plain["spec"]["minAvailable"] == 1, pdb.name
+
+
+# --------------------------------------------------------------------------- secrets
+
+SECRET_ENV = {
+    "postgres": {"POSTGRES_PASSWORD"},
+    "redis": {"REDISCLI_AUTH"},
+    "minio": {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"},
+    "minio-bootstrap": {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "APP_ACCESS_KEY", "APP_SECRET_KEY"},
+    "api-migrate": {"DATABASE_URL"},
+    "api": {
+        "DATABASE_URL",
+        "REDIS_URL",
+        "JWT_SECRET",
+        "API_KEY_ENCRYPTION_KEY",
+        "S3_ACCESS_KEY_ID",
+        "S3_SECRET_ACCESS_KEY",
+    },
+    "worker": {"DATABASE_URL", "REDIS_URL", "API_KEY_ENCRYPTION_KEY", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"},
+}
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_kubernetes_secret_env_comes_only_from_the_workloads_secret(stack: str) -> None:
+    d = deployed(stack, "kubernetes")
+    for name, keys in SECRET_ENV.items():
+        env = pod_spec(d, name)["containers"][0]["env"]
+        by_ref = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
+        assert set(by_ref) == keys, name
+        assert all(ref == {"name": f"{name}-env", "key": key} for key, ref in by_ref.items()), name
+        secret = d.named(f"{name}-env", SECRET)
+        assert set(secret.plain["stringData"]) == keys
+        assert all(is_secret(v) for v in secret.inputs["stringData"].values()) or is_secret(
+            secret.inputs["stringData"]
+        ), name
+
+
+def test_docker_env_holding_secrets_is_a_secret_input() -> None:
+    d = deployed("dev", "docker")
+    for name, keys in SECRET_ENV.items():
+        c = container(d, name) if name in ("postgres", "redis", "minio", "api", "worker") else prefixed(d, name)
+        assert is_secret(c.inputs["envs"]), name
+        assert keys <= set(docker_env(c)), name
+
+
+INVENTORY_SOURCES: dict[str, Callable[[Callable[[str], dict[str, str]]], str]] = {
+    "POSTGRES_PASSWORD": lambda env: env("postgres")["POSTGRES_PASSWORD"],
+    "REDIS_PASSWORD": lambda env: env("redis")["REDISCLI_AUTH"],
+    "MINIO_ROOT_USER": lambda env: env("minio")["MINIO_ROOT_USER"],
+    "MINIO_ROOT_PASSWORD": lambda env: env("minio")["MINIO_ROOT_PASSWORD"],
+    "S3_ACCESS_KEY_ID": lambda env: env("api")["S3_ACCESS_KEY_ID"],
+    "S3_SECRET_ACCESS_KEY": lambda env: env("api")["S3_SECRET_ACCESS_KEY"],
+    "JWT_SECRET": lambda env: env("api")["JWT_SECRET"],
+    "API_KEY_ENCRYPTION_KEY": lambda env: env("worker")["API_KEY_ENCRYPTION_KEY"],
+}
+
+
+def _env_reader(d: Deployment, target: str) -> Callable[[str], dict[str, str]]:
+    if target == "docker":
+        return lambda name: docker_env(container(d, name))
+    return lambda name: k8s_env(d, name)
+
+
+@pytest.mark.parametrize(("stack", "target"), [("dev", "docker"), ("staging", "kubernetes"), ("prod", "docker")])
+def test_fingerprints_are_sha256_of_the_deployed_values(stack: str, target: str) -> None:
+    d = deployed(stack, target) if stack != "prod" else run_program("prod", overrides={"target": "docker", **ONE_EACH})
+    env = _env_reader(d, target)
+    inventory = d.outputs["secretInventory"]
+    assert set(inventory) == set(INVENTORY_SOURCES)
+    for name, source in INVENTORY_SOURCES.items():
+        value = source(env)
+        assert inventory[name] == "sha256:" + hashlib.sha256(value.encode()).hexdigest(), name
+        assert not is_secret(inventory[name])
+    assert len(set(inventory.values())) == len(inventory), "two secrets share a value"
+
+
+def test_fingerprint_of_a_supplied_secret() -> None:
+    supplied = "s3cr3t-" + "x" * 57
+    d = run_program("dev", secret_config={"secrets.jwtSecret": supplied})
+    assert docker_env(container(d, "api"))["JWT_SECRET"] == supplied
+    assert d.outputs["secretInventory"]["JWT_SECRET"] == "sha256:" + hashlib.sha256(supplied.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(("stack", "target"), [("dev", "docker"), ("staging", "kubernetes")])
+def test_every_consumer_gets_the_same_secret(stack: str, target: str) -> None:
+    d = deployed(stack, target)
+    env = _env_reader(d, target)
+    api, worker = env("api"), env("worker")
+    for key in ("DATABASE_URL", "REDIS_URL", "API_KEY_ENCRYPTION_KEY", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"):
+        assert api[key] == worker[key], key
+    assert urlsplit(api["DATABASE_URL"]).password == env("postgres")["POSTGRES_PASSWORD"]
+    assert urlsplit(api["DATABASE_URL"]).username == env("postgres")["POSTGRES_USER"] == "aixsss"
+    assert urlsplit(api["REDIS_URL"]).password == env("redis")["REDISCLI_AUTH"]
+    if target == "docker":
+        migrate = docker_env(prefixed(d, "api-migrate"))
+        bootstrap = docker_env(prefixed(d, "minio-bootstrap"))
+        conf = uploads(container(d, "redis"))["/etc/aixsss/redis.conf"]["content"]
+    else:
+        migrate, bootstrap = env("api-migrate"), env("minio-bootstrap")
+        conf = k8s_file(d, "redis", "/etc/aixsss/redis.conf")
+    assert f"requirepass {env('redis')['REDISCLI_AUTH']}" in conf.splitlines()
+    assert migrate["DATABASE_URL"] == api["DATABASE_URL"]
+    assert bootstrap["APP_ACCESS_KEY"] == api["S3_ACCESS_KEY_ID"]
+    assert bootstrap["APP_SECRET_KEY"] == api["S3_SECRET_ACCESS_KEY"]
+    assert bootstrap["MINIO_ROOT_PASSWORD"] == env("minio")["MINIO_ROOT_PASSWORD"]
+    # Passwords go into URLs unescaped, so they must be URL-safe.
+    for value in (env("postgres")["POSTGRES_PASSWORD"], env("redis")["REDISCLI_AUTH"]):
+        assert re.fullmatch(r"[A-Za-z0-9]{32}", value)
+
+
+def test_api_key_encryption_key_survives_rotation() -> None:
+    plain = run_program("dev")
+    rotated = run_program("dev", overrides={"secrets.rotation": 4})
+    key = rotated.named("apiKeyEncryptionKey", "random:index/randomBytes:RandomBytes")
+    assert key.protect is True and "keepers" not in key.plain
+    assert plain.named("apiKeyEncryptionKey").plain == key.plain
+    for stack, retained in (("dev", False), ("staging", True), ("prod", True)):
+        reg = deployed(stack, "kubernetes").named("apiKeyEncryptionKey", "random:index/randomBytes:RandomBytes")
+        assert reg.protect is True and reg.retain_on_delete is retained, stack
+
+
+@pytest.mark.parametrize(("stack", "protected"), [("dev", False), ("staging", True), ("prod", True)])
+def test_namespace_is_protected_where_data_is(stack: str, protected: bool) -> None:
+    namespace = deployed(stack, "kubernetes").of_type("kubernetes:core/v1:Namespace")[0]
+    assert namespace.protect is protected and namespace.retain_on_delete is protected
+
+
+# --------------------------------------------------------------------------- secret files
+
+# Docker uploads: path -> (permissions, owner). Keys and the file holding the Redis password
+# are readable by the service's user only; everything else is world-readable, never writable.
+DOCKER_FILES: dict[str, dict[str, tuple[str, str | None]]] = {
+    "postgres": {
+        "/etc/aixsss/postgresql.conf": ("0444", None),
+        "/etc/aixsss/pg_hba.conf": ("0444", None),
+        "/etc/aixsss/tls/server.crt": ("0444", None),
+        "/etc/aixsss/tls/ca.crt": ("0444", None),
+        "/etc/aixsss/tls/server.key": ("0600", "999"),
+    },
+    "redis": {
+        "/etc/aixsss/redis.conf": ("0600", "999"),
+        "/etc/aixsss/tls/server.crt": ("0444", None),
+        "/etc/aixsss/tls/ca.crt": ("0444", None),
+        "/etc/aixsss/tls/server.key": ("0600", "999"),
+    },
+    "minio": {
+        "/etc/aixsss/minio-certs/public.crt": ("0444", None),
+        "/etc/aixsss/minio-certs/CAs/ca.crt": ("0444", None),
+        "/etc/aixsss/minio-certs/private.key": ("0600", "1000"),
+    },
+    "edge": {
+        "/etc/nginx/nginx.conf": ("0444", None),
+        "/etc/nginx/tls/tls.crt": ("0444", None),
+        "/etc/nginx/tls/tls.key": ("0600", "101"),
+    },
+    "api": {CA: ("0444", None)},
+    "worker": {CA: ("0444", None)},
+}
+
+
+def test_docker_secret_files_are_private_to_the_service_user() -> None:
+    d = deployed("dev", "docker")
+    for name, files in DOCKER_FILES.items():
+        c = container(d, name)
+        found = {path: (u["permissions"], u.get("owner")) for path, u in uploads(c).items()}
+        assert found == files, name
+        uid = c.plain["user"].split(":")[0]
+        assert all(owner in (None, uid) for _, owner in files.values()), name
+    assert is_secret(container(d, "redis").inputs["uploads"])
+
+
+def test_docker_acme_bootstrap_key_is_private() -> None:
+    d = run_program("prod", overrides={"target": "docker", **ONE_EACH})
+    files = uploads(container(d, "edge-acme-client"))
+    assert files["/bootstrap/tls.key"]["permissions"] == "0400"
+    assert files["/bootstrap/tls.crt"]["permissions"] == "0444"
+
+
+# Kubernetes: which paths each pod gets from its Secret (everything else: a ConfigMap).
+K8S_SECRET_PATHS = {
+    "postgres": {"/etc/aixsss/tls/server.key"},
+    "redis": {"/etc/aixsss/redis.conf", "/etc/aixsss/tls/server.key"},
+    "minio": {"/etc/aixsss/minio-certs/private.key"},
+    "edge": {"/etc/nginx/tls/tls.key"},
+}
+FS_GROUP = {"postgres": 999, "redis": 999, "minio": 1000, "edge": 101}
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging"])
+def test_kubernetes_secret_files_come_from_secrets_readable_by_the_pod_group_only(stack: str) -> None:
+    d = deployed(stack, "kubernetes")
+    for name, secret_paths in K8S_SECRET_PATHS.items():
+        pod = pod_spec(d, name)
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        from_secret = set()
+        for mount in pod["containers"][0]["volumeMounts"]:
+            volume = volumes[mount["name"]]
+            if "secret" in volume:
+                from_secret.add(mount["mountPath"])
+                assert volume["secret"]["defaultMode"] == 0o440, (name, mount["mountPath"])
+                assert mount["readOnly"] is True
+            elif "configMap" in volume:
+                assert volume["configMap"]["defaultMode"] == 0o444, (name, mount["mountPath"])
+        assert from_secret == secret_paths, name
+        assert pod["securityContext"]["fsGroup"] == FS_GROUP[name], name
+
+
+def test_kubernetes_acme_certificate_secret_mode() -> None:
+    pod = pod_spec(deployed("prod", "kubernetes"), "edge")
+    tls = next(v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "edge-public-tls")
+    assert tls["secret"]["defaultMode"] == 0o440
+
+
+def test_no_secret_file_content_in_a_config_map() -> None:
+    d = deployed("staging", "kubernetes")
+    for cm in d.of_type("kubernetes:core/v1:ConfigMap"):
+        for key, text in cm.plain["data"].items():
+            assert "PRIVATE KEY" not in text and "requirepass" not in text, (cm.name, key)
+    # and the private keys in Secrets are secret inputs, not plain strings
+    for text in [t for s in d.of_type(SECRET) for t in plain_strings(s.inputs)]:
+        assert "PRIVATE KEY" not in text
+
+
+# --------------------------------------------------------------------------- checklist turning false
+# The checklist must decide from what is declared. Each case breaks the program in one place
+# (a spec changed before it is placed, or a config renderer) and expects exactly that item false.
+
+
+def _break_spec(monkeypatch: pytest.MonkeyPatch, service: str, change: Callable[[Any], Any]) -> None:
+    from components.service import Service
+
+    original = Service._place
+
+    def place(self: Any, platform: Any, spec: Any, depends_on: list[Any]) -> Any:
+        if spec.name == service:
+            spec = change(spec)
+        return original(self, platform, spec, depends_on)
+
+    monkeypatch.setattr(Service, "_place", place)
+
+
+def _checklist(stack: str = "dev") -> dict[str, dict[str, Any]]:
+    return reveal(run_program(stack).outputs)["checklist"]
+
+
+def _only_false(checklist: dict[str, dict[str, Any]], item: str) -> str:
+    assert {k for k, v in checklist.items() if not v["ok"]} == {item}, checklist
+    return checklist[item]["reason"]
+
+
+def test_checklist_all_true_as_declared() -> None:
+    for stack in ("dev", "staging", "prod"):
+        checklist = reveal(run_program(stack).outputs)["checklist"]
+        assert all(v["ok"] for v in checklist.values()), (stack, checklist)
+
+
+def test_checklist_database_published_publicly(monkeypatch: pytest.MonkeyPatch) -> None:
+    _break_spec(
+        monkeypatch,
+        "postgres",
+        lambda s: dataclasses.replace(s, ports=[dataclasses.replace(p, host_ip="0.0.0.0") for p in s.ports]),
+    )
+    reason = _only_false(_checklist(), "security.databaseNotPublic")
+    assert "0.0.0.0" in reason and "5432" in reason
+
+
+def test_checklist_data_service_outside_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    from components.spec import Zone
+
+    _break_spec(monkeypatch, "redis", lambda s: dataclasses.replace(s, zones=frozenset({Zone.BACKEND, Zone.FRONTEND})))
+    assert "redis" in _only_false(_checklist(), "network.dataIsolated")
+
+
+def test_checklist_plain_text_flow_into_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    _break_spec(
+        monkeypatch,
+        "postgres",
+        lambda s: dataclasses.replace(s, ports=[dataclasses.replace(p, tls=False) for p in s.ports]),
+    )
+    assert "postgres" in _only_false(_checklist("staging"), "network.dataIsolated")
+
+
+def test_checklist_secret_not_injected_as_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    def move_jwt(s: Any) -> Any:
+        secret_env = dict(s.secret_env)
+        secret_env.pop("JWT_SECRET")
+        return dataclasses.replace(s, secret_env=secret_env, env={**s.env, "JWT_SECRET": "not-a-secret-" * 4})
+
+    _break_spec(monkeypatch, "api", move_jwt)
+    assert "JWT_SECRET" in _only_false(_checklist(), "env.secretsGeneratedAndInjected")
+
+
+def test_checklist_api_not_probed_at_health(monkeypatch: pytest.MonkeyPatch) -> None:
+    _break_spec(monkeypatch, "api", lambda s: dataclasses.replace(s, probe=dataclasses.replace(s.probe, http_path="/")))
+    _only_false(_checklist(), "health.endpoint")
+
+
+def test_checklist_minio_without_certificates(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_certs(s: Any) -> Any:
+        args = list(s.args)
+        i = args.index("--certs-dir")
+        return dataclasses.replace(s, args=args[:i] + args[i + 2 :])
+
+    _break_spec(monkeypatch, "minio", no_certs)
+    _only_false(_checklist(), "security.minioHttps")
+
+
+def test_checklist_redis_plain_port_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    from components.conf import redis
+
+    original = redis.render
+    monkeypatch.setattr(redis, "render", lambda s: original(s).replace("\nport 0\n", "\nport 6380\n"))
+    _only_false(_checklist(), "security.redisAuthAndTls")
+
+
+def test_checklist_redis_without_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    from components.conf import redis
+
+    original = redis.render
+
+    def no_password(s: Any) -> str:
+        return "\n".join(line for line in original(s).splitlines() if not line.startswith("requirepass")) + "\n"
+
+    monkeypatch.setattr(redis, "render", no_password)
+    _only_false(_checklist(), "security.redisAuthAndTls")
+
+
+def test_checklist_no_volumes(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("postgres", "redis", "minio"):
+        _break_spec(monkeypatch, name, lambda s: dataclasses.replace(s, volumes=[]))
+    _only_false(_checklist(), "storage.volumesDeclared")
