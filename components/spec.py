@@ -134,11 +134,11 @@ class ServiceSpec:
     probe: Probe | None
     command: list[str] | None = None
     args: list[str] | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    secret_env: dict[str, pulumi.Output[str]] = field(default_factory=dict)
-    ports: list[Port] = field(default_factory=list)
-    volumes: list[Volume] = field(default_factory=list)
-    files: list[ConfigFile] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict[str, str])
+    secret_env: dict[str, pulumi.Output[str]] = field(default_factory=dict[str, pulumi.Output[str]])
+    ports: list[Port] = field(default_factory=list[Port])
+    volumes: list[Volume] = field(default_factory=list[Volume])
+    files: list[ConfigFile] = field(default_factory=list[ConfigFile])
     replicas: int = 1
     zones: frozenset[Zone] = frozenset({Zone.BACKEND})
     # Servers this service opens connections to (by spec name): the allowed network flows.

@@ -39,7 +39,7 @@ class Placement:
     exposed: list[str]
     non_root: bool
     read_only_root: bool
-    resources: list[pulumi.Resource] = field(default_factory=list)
+    resources: list[pulumi.Resource] = field(default_factory=list[pulumi.Resource])
 
 
 class Platform(Protocol):
