@@ -12,7 +12,6 @@ Used by `make render` and by the tests.
 from __future__ import annotations
 
 import base64
-import json
 import runpy
 import secrets
 import threading
@@ -21,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from pulumi.runtime import mocks, rpc
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
-from offline import values
+from offline import stack_file, values
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "aixsss"
@@ -201,6 +199,8 @@ class Deployment:
     outputs: dict[str, Any]
     generated_secrets: list[str] = field(default_factory=list)
     secret_keys: list[str] = field(default_factory=list)
+    # Secure config keys whose value is a stand-in (not decrypted), with the reason.
+    stand_ins: dict[str, str] = field(default_factory=dict)
 
     def of_type(self, typ: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == typ]
@@ -240,23 +240,27 @@ class Deployment:
         return False
 
 
-def stack_config(stack: str) -> dict[str, Any]:
-    """Pulumi.yaml defaults overlaid with the stack file, keys without the namespace."""
-    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
-    values = {key: decl["default"] for key, decl in project["config"].items() if "default" in decl}
-    stack_file = ROOT / f"Pulumi.{stack}.yaml"
-    if stack_file.exists():
-        for key, value in (yaml.safe_load(stack_file.read_text()).get("config") or {}).items():
-            namespace, _, name = key.partition(":")
-            if namespace == PROJECT:
-                values[name] = value
+def stack_config(stack: str, project_dir: Path = ROOT) -> dict[str, Any]:
+    """Pulumi.yaml defaults overlaid with the stack file's plain values, keys without the namespace.
+
+    ``secure:`` values are left out: run_program passes them as secret config. A stack without
+    its Pulumi.<stack>.yaml is a StackFileError (offline there is no backend that knows it).
+    """
+    return _plain_config(stack_file.read(project_dir, stack), _project_defaults(project_dir))
+
+
+def _project_defaults(project_dir: Path) -> dict[str, Any]:
+    project = stack_file.load_yaml((project_dir / "Pulumi.yaml").read_text())
+    return {key: decl["default"] for key, decl in project["config"].items() if "default" in decl}
+
+
+def _plain_config(file: stack_file.StackFile, defaults: dict[str, Any]) -> dict[str, Any]:
+    values = dict(defaults)
+    for key, value in file.config.items():
+        namespace, _, name = key.partition(":")
+        if namespace == PROJECT and not stack_file.has_secure(value):
+            values[name] = value
     return values
-
-
-def _as_config_string(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)
 
 
 def run_program(
@@ -264,25 +268,47 @@ def run_program(
     overrides: dict[str, Any] | None = None,
     secret_config: dict[str, str] | None = None,
     plain_config: dict[str, str] | None = None,
+    *,
+    project_dir: Path = ROOT,
+    passphrase: str | None = None,
 ) -> Deployment:
     """Run __main__.py for ``stack`` under the mocks and return everything it declared.
 
-    ``secret_config`` is set as encrypted config (``config set --secret``); ``plain_config``
-    sets supplied-secret keys in plain text, which the program must refuse.
+    Config is what the CLI would pass for ``project_dir``'s Pulumi.yaml and Pulumi.<stack>.yaml:
+    every value a string, ``secure:`` values as secret config — decrypted with ``passphrase``,
+    or stand-ins without it (listed in ``Deployment.stand_ins``). ``secret_config`` is set as
+    encrypted config (``config set --secret``); ``plain_config`` sets supplied-secret keys in
+    plain text, which the program must refuse.
     """
-    values = {**stack_config(stack), **(overrides or {})}
-    config = {f"{PROJECT}:{k}": _as_config_string(v) for k, v in values.items()}
+    file = stack_file.read(project_dir, stack)
+    defaults = _project_defaults(project_dir)
+    values = {**_plain_config(file, defaults), **(overrides or {})}
+    domain = values.get("domain")
+    secure = stack_file.resolve(
+        file,
+        PROJECT,
+        passphrase,
+        domain=domain if isinstance(domain, str) and domain else "aixsss.localhost",
+        defaults=defaults,
+    )
+    config = {f"{PROJECT}:{k}": stack_file.config_string(v) for k, v in values.items()}
+    # An override replaces a secure value as `config set` without --secret would: plain.
+    secure_values = {k: v for k, v in secure.values.items() if k.partition(":")[2] not in (overrides or {})}
     secret_keys = []
-    for key, value in (secret_config or {}).items():
-        config[f"{PROJECT}:{key}"] = value
-        secret_keys.append(f"{PROJECT}:{key}")
+    for key, value in {**secure_values, **{f"{PROJECT}:{k}": v for k, v in (secret_config or {}).items()}}.items():
+        config[key] = value
+        secret_keys.append(key)
     for key, value in (plain_config or {}).items():
         config[f"{PROJECT}:{key}"] = value
+        if f"{PROJECT}:{key}" in secret_keys:
+            secret_keys.remove(f"{PROJECT}:{key}")
     pulumi.runtime.set_all_config(config, secret_keys)
     engine_mocks = EngineLikeMocks()
     monitor = RecordingMonitor(engine_mocks)
     runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
     pulumi.runtime.set_mocks(engine_mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    # The engine reports Pulumi.yaml's directory; the program finds its stack file there.
+    runtime_settings.SETTINGS.root_directory = str(project_dir.resolve())
     runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
 
     def program() -> None:
@@ -292,6 +318,13 @@ def run_program(
         _sync_await(run_in_stack(program))
     finally:
         runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
+    stand_ins = {k: why for k, why in secure.stand_ins.items() if k in secure_values}
     return Deployment(
-        stack, config, monitor.registrations, monitor.stack_outputs, engine_mocks.generated_secrets, secret_keys
+        stack,
+        config,
+        monitor.registrations,
+        monitor.stack_outputs,
+        engine_mocks.generated_secrets,
+        secret_keys,
+        stand_ins,
     )

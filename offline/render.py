@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import yaml
 
 from offline import diagram, objects, topology
-from offline.engine import ROOT, STACKS, Deployment, Registration, reveal, run_program
+from offline.engine import ROOT, Deployment, Registration, reveal, run_program
+from offline.passphrase import SecretsError, passphrase_from_env
 from offline.redact import Redactor
+from offline.stack_file import NOT_DECRYPTED, StackFileError
 
 TLS_CERT_TYPES = ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert")
 # API groups Kubernetes itself serves; anything else is a custom resource that needs its CRD.
@@ -108,6 +111,9 @@ def _certificates(result: Rendered, redactor: Redactor) -> None:
 
 
 def _warnings(result: Rendered) -> None:
+    # First: with a stand-in, what was rendered is not what the stack would deploy.
+    for key, why in result.deployment.stand_ins.items():
+        result.warnings.append(f"{key}: {NOT_DECRYPTED} ({why})")
     topo = result.topology
     for edge in topo.edges:
         if not edge.tls and edge.client not in (topology.WORLD, topology.HOST) and edge.server != topology.EGRESS:
@@ -133,8 +139,19 @@ def summary(result: Rendered) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(stack: str, target: str | None = None, out_root: Path | None = None, show_secrets: bool = False) -> Rendered:
-    deployment = run_program(stack, overrides={"target": target} if target else None)
+def render(
+    stack: str,
+    target: str | None = None,
+    out_root: Path | None = None,
+    show_secrets: bool = False,
+    *,
+    project_dir: Path = ROOT,
+    passphrase: str | None = None,
+) -> Rendered:
+    """Render ``project_dir``'s stack; ``passphrase`` decrypts its secure values (else stand-ins)."""
+    deployment = run_program(
+        stack, overrides={"target": target} if target else None, project_dir=project_dir, passphrase=passphrase
+    )
     atoms = [*deployment.generated_secrets, *(deployment.config[k] for k in deployment.secret_keys)]
     redactor = Redactor(atoms, show_secrets)
     out = (out_root or ROOT / "build") / stack
@@ -156,14 +173,46 @@ def render(stack: str, target: str | None = None, out_root: Path | None = None, 
     return result
 
 
+def _run_error(exc: BaseException) -> pulumi.RunError | None:
+    """The program's RunError, also when the runtime re-raised it wrapped in another exception."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, pulumi.RunError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make render", description=__doc__.splitlines()[0])
-    parser.add_argument("--stack", required=True, choices=STACKS)
+    parser.add_argument("--stack", required=True, help="any stack with a Pulumi.<stack>.yaml")
     parser.add_argument("--target", choices=("docker", "kubernetes"), help="override the stack's target")
     parser.add_argument("--out", type=Path, default=ROOT / "build", help="default: build/")
     parser.add_argument("--show-secrets", action="store_true", help="write secret values instead of [redacted]")
+    parser.add_argument("--project-dir", type=Path, default=ROOT, help="where Pulumi.yaml and the stack files are")
     args = parser.parse_args(argv)
-    result = render(args.stack, args.target, args.out, args.show_secrets)
+    try:
+        result = render(
+            args.stack,
+            args.target,
+            args.out,
+            args.show_secrets,
+            project_dir=args.project_dir,
+            passphrase=passphrase_from_env(),
+        )
+    except (StackFileError, SecretsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        # Bad config: the program's message already names the file, key, value and what is
+        # allowed; a traceback would only bury it.
+        run_error = _run_error(exc)
+        if run_error is None:
+            raise
+        print(f"error: {run_error}", file=sys.stderr)
+        return 2
     sys.stdout.write(summary(result))
     secret_files = sum(1 for mode in result.files.values() if mode == SECRET_MODE)
     print(f"\nwrote {len(result.files)} files to {result.out} ({secret_files} with mode 0600)")
