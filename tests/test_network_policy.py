@@ -213,11 +213,14 @@ def test_exactly_the_needed_flows_connect_inside_the_namespace(cluster: Cluster)
 def test_every_pod_resolves_names_and_nothing_else_in_kube_system(cluster: Cluster) -> None:
     dns = pod("kube-system", **{"k8s-app": "kube-dns"})
     other = pod("kube-system", **{"k8s-app": "metrics-server"})
+    # A pod labelled like kube-dns in a namespace anyone may create is not the cluster's DNS.
+    impostor = pod("intruder", **{"k8s-app": "kube-dns"})
     for name in PODS:
         me = cluster.pod(name)
         assert cluster.connects(me, dns, 53, "UDP") and cluster.connects(me, dns, 53, "TCP"), name
         assert not cluster.connects(me, dns, 443), name
         assert not cluster.connects(me, other, 53, "UDP"), name
+        assert not cluster.connects(me, impostor, 53, "UDP"), name
 
 
 def test_same_labels_in_another_namespace_get_nowhere(cluster: Cluster) -> None:

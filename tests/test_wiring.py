@@ -542,9 +542,25 @@ def test_checklist_secret_not_injected_as_secret(monkeypatch: pytest.MonkeyPatch
     assert "JWT_SECRET" in _only_false(_checklist(), "env.secretsGeneratedAndInjected")
 
 
-def test_checklist_api_not_probed_at_health(monkeypatch: pytest.MonkeyPatch) -> None:
-    _break_spec(monkeypatch, "api", lambda s: dataclasses.replace(s, probe=dataclasses.replace(s.probe, http_path="/")))
-    _only_false(_checklist(), "health.endpoint")
+@pytest.mark.parametrize("stack", ["dev", "staging"])
+def test_checklist_api_not_probed_at_health(monkeypatch: pytest.MonkeyPatch, stack: str) -> None:
+    # Docker runs the command, Kubernetes the HTTP probe: break both, each target sees its own.
+    def elsewhere(s: Any) -> Any:
+        command = [part.replace("/api/health", "/api/version") for part in s.probe.command]
+        return dataclasses.replace(s, probe=dataclasses.replace(s.probe, http_path="/api/version", command=command))
+
+    _break_spec(monkeypatch, "api", elsewhere)
+    _only_false(_checklist(stack), "health.endpoint")
+
+
+def test_checklist_api_probed_on_the_wrong_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    _break_spec(monkeypatch, "api", lambda s: dataclasses.replace(s, probe=dataclasses.replace(s.probe, port=3000)))
+    _only_false(_checklist("staging"), "health.endpoint")
+
+
+def test_checklist_a_serving_service_without_health_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    _break_spec(monkeypatch, "web", lambda s: dataclasses.replace(s, probe=None))
+    assert "web" in _only_false(_checklist(), "health.endpoint")
 
 
 def test_checklist_minio_without_certificates(monkeypatch: pytest.MonkeyPatch) -> None:
