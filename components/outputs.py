@@ -7,11 +7,12 @@ from typing import Any
 import pulumi
 
 from components import api as api_module
+from components import cache as cache_module
 from components.cache import redis_settings
 from components.conf import redis
 from components.platforms.base import Placement, flows_of
 from components.secrets import fingerprint
-from components.spec import Zone
+from components.spec import Flow, Probe, Zone
 from components.stack import AixsssStack
 
 
@@ -32,72 +33,167 @@ def _service_facts(service: Any, placement: Placement) -> dict[str, Any]:
     }
 
 
+REQUIRED_API_SECRETS = ("JWT_SECRET", "API_KEY_ENCRYPTION_KEY", "DATABASE_URL", "REDIS_URL")
+
+
+def _placements(stack: AixsssStack) -> list[Placement]:
+    """Every placed workload, the run-once jobs too: a migration's connection to Postgres is a
+    flow into a data service like any other."""
+    return [s.placement for s in stack.services] + [stack.api.migrations, stack.object_store.bootstrap]
+
+
+def _flow_text(flow: Flow) -> str:
+    return f"{flow.client}->{flow.server}:{','.join(str(p.port) for p in flow.ports)}"
+
+
+def _probe_text(probe: Probe, kubernetes: bool) -> str:
+    """The check the platform runs: Docker healthchecks only run commands; Kubernetes prefers
+    an HTTP or TCP probe when the spec gives one."""
+    if kubernetes and probe.http_path is not None:
+        return f"{probe.scheme} GET {probe.http_path} on {probe.port}"
+    if kubernetes and probe.tcp:
+        return f"TCP {probe.port}"
+    program = next((w for w in " ".join(probe.command).split() if w not in ("sh", "/bin/sh", "-c")), "")
+    return f"command {program}"
+
+
 def checklist(stack: AixsssStack) -> dict[str, dict[str, Any]]:
     """The deployment guide's pre-deployment checklist (appendix E), each item decided from the
-    declared resources rather than asserted."""
+    declared resources rather than asserted. Each reason names exactly what was checked and
+    what was found, so an auditor can verify it against the rendered resources."""
+    kubernetes = stack.config.target.value == "kubernetes"
+    data = [stack.database, stack.cache, stack.object_store]
+    data_names = [d.spec.name for d in data]
+    data_list = ", ".join(data_names)
+
     api_secret = set(stack.api.spec.secret_env)
-    required = {"JWT_SECRET", "API_KEY_ENCRYPTION_KEY", "DATABASE_URL", "REDIS_URL"}
-    missing = sorted(required - api_secret)
-    data_published = [
-        f"{s.spec.name}:{p.host_ip}:{p.published}"
-        for s in (stack.database, stack.cache, stack.object_store)
-        for p in s.spec.ports
-        if p.published
-    ]
-    public_data = [p for p in data_published if not p.split(":")[1].startswith("127.")]
+    missing = [k for k in REQUIRED_API_SECRETS if k not in api_secret]
+    secrets_reason = (
+        f"api's secret environment holds {', '.join(REQUIRED_API_SECRETS)}"
+        if not missing
+        else f"api's secret environment lacks {', '.join(missing)}"
+    )
+
     # Rendered with a placeholder password: the settings, not the secret, are what is checked.
     redis_conf = redis.render(redis_settings(stack.config, "placeholder")).splitlines()
-    redis_ok = "port 0" in redis_conf and any(line.startswith("requirepass ") for line in redis_conf)
-    minio_https = stack.object_store.endpoint.startswith("https://") and "--certs-dir" in (
-        stack.object_store.spec.args or []
+    redis_lines = ["port 0", f"tls-port {cache_module.PORT}"]
+    redis_found = [line for line in redis_lines if line in redis_conf]
+    if any(line.startswith("requirepass ") for line in redis_conf):
+        redis_found.append("requirepass")
+    redis_missing = [line for line in [*redis_lines, "requirepass"] if line not in redis_found]
+    redis_reason = (
+        "redis.conf sets " + ", ".join(redis_found) + " (no plain-text port; clients authenticate)"
+        if not redis_missing
+        else f"redis.conf lacks {', '.join(redis_missing)}"
     )
-    volumes = [f"{s.spec.name}:{v.name}={v.size_gb}GB" for s in stack.services for v in s.spec.volumes]
-    flows = [f"{s.spec.name}->{t}" for s in stack.services for t in s.spec.talks_to]
-    data = [stack.database, stack.cache, stack.object_store]
+
+    store = stack.object_store
+    args = store.spec.args or []
+    certs_dir = args[args.index("--certs-dir") + 1] if "--certs-dir" in args[:-1] else None
+    files = {f.path: f for f in store.spec.files}
+    minio_cert = next((c for c in stack.certificates if c.name == store.spec.name), None)
+    public_crt = files.get(f"{certs_dir}/public.crt")
+    cert_mounted = (
+        minio_cert is not None
+        and public_crt is not None
+        and public_crt.content is minio_cert.cert_pem
+        and f"{certs_dir}/private.key" in files
+    )
+    https = store.endpoint.startswith("https://")
+    minio_ok = https and cert_mounted
+    minio_reason = (
+        f"minio's endpoint is {store.endpoint}; it runs with --certs-dir {certs_dir}, which holds "
+        f"public.crt (the stack CA's {store.spec.name} certificate) and private.key"
+        if minio_ok
+        else f"minio's endpoint is {store.endpoint}; "
+        + (
+            "it runs without --certs-dir"
+            if certs_dir is None
+            else f"--certs-dir {certs_dir} lacks the stack CA's {store.spec.name} certificate or its key"
+            if not cert_mounted
+            else "its certificate is mounted"
+        )
+    )
+
+    # What the platform actually published (Docker: host_ip:port->port; Kubernetes: a
+    # LoadBalancer port), not what the spec asked for: Kubernetes publishes no data port.
+    exposed = [f"{d.spec.name} {e}" for d in data for e in d.placement.exposed]
+    public = [e for e in exposed if not e.split(" ", 1)[1].startswith("127.")]
+    if not exposed:
+        exposure_reason = f"{data_list} publish no port"
+    elif not public:
+        exposure_reason = f"published on loopback only: {', '.join(exposed)}"
+    else:
+        exposure_reason = f"published beyond loopback: {', '.join(public)}"
+
+    missing_volumes = [d.spec.name for d in data if not d.spec.volumes]
+    kept = [
+        f"{d.spec.name} {v.name} at {v.path} ("
+        + (
+            f"PersistentVolumeClaim {d.spec.name}-{v.name} of {v.size_gb}Gi"
+            if kubernetes
+            else f"a Docker volume, which Docker does not cap, {v.size_gb} GB planned"
+        )
+        + ")"
+        for d in data
+        for v in d.spec.volumes
+    ]
+    storage_reason = "; ".join(kept) if not missing_volumes else f"no volume: {', '.join(missing_volumes)}"
+
     # Isolated: data services sit only in the backend zone (Docker: an internal network with no
     # route out; Kubernetes: default-deny plus one policy pair per flow), and every flow into
     # them is TLS.
-    exposed_data = [s.spec.name for s in data if set(s.spec.zones) != {Zone.BACKEND}]
-    specs = {s.spec.name: s.spec for s in stack.services}
-    data_names = {d.spec.name for d in data}
-    plain_into_data = [
-        f"{f.client}->{f.server}"
-        for s in stack.services
-        for f in flows_of(s.spec, specs)
-        if f.server in data_names and not f.tls
+    outside = [
+        f"{d.spec.name} ({', '.join(sorted(d.spec.zones))})" for d in data if set(d.spec.zones) != {Zone.BACKEND}
     ]
+    placements = _placements(stack)
+    specs = {p.spec.name: p.spec for p in placements}
+    into_data = sorted(
+        (f for p in placements for f in flows_of(p.spec, specs) if f.server in data_names), key=_flow_text
+    )
+    plain = [_flow_text(f) for f in into_data if not f.tls]
+    isolation_reason = "; ".join(
+        [
+            f"{data_list} only in the backend zone"
+            if not outside
+            else f"outside the backend zone: {', '.join(outside)}",
+            "every flow into them is TLS: " + ", ".join(_flow_text(f) for f in into_data)
+            if not plain
+            else f"plain-text flows into them: {', '.join(plain)}",
+        ]
+    )
+
     probe = stack.api.spec.probe
+    # The spec is target-neutral: Kubernetes runs the HTTP probe, Docker runs the command, so
+    # both must reach the health path for the stack to be right on either target.
+    http_ok = probe is not None and probe.http_path == api_module.HEALTH_PATH and probe.port == api_module.PORT
+    command_ok = probe is not None and f":{api_module.PORT}{api_module.HEALTH_PATH}" in " ".join(probe.command)
+    api_probed = http_ok and command_ok
+    serving = [s.spec for s in stack.services if not s.spec.run_once]
+    unprobed = [s.name for s in serving if s.probe is None]
+    probed = ", ".join(f"{s.name} ({_probe_text(s.probe, kubernetes)})" for s in serving if s.probe is not None)
+    health_reason = "; ".join(
+        [
+            f"api's health check requests {api_module.HEALTH_PATH} on port {api_module.PORT}, "
+            "as its HTTP probe and as its command"
+            if api_probed
+            else "no api health check"
+            if probe is None
+            else f"api's HTTP probe requests {probe.http_path} on port {probe.port}; its command "
+            + ("requests" if command_ok else "does not request")
+            + f" {api_module.HEALTH_PATH} on port {api_module.PORT}",
+            f"health checks: {probed}" + (f"; none on {', '.join(unprobed)}" if unprobed else ""),
+        ]
+    )
+
     items = {
-        "env.secretsGeneratedAndInjected": (
-            not missing,
-            "api receives JWT_SECRET, API_KEY_ENCRYPTION_KEY, DATABASE_URL, REDIS_URL as secrets"
-            if not missing
-            else f"missing: {', '.join(missing)}",
-        ),
-        "security.redisAuthAndTls": (
-            redis_ok,
-            "redis.conf sets requirepass and disables the plain-text port (port 0, tls-port 6379); REDIS_URL is rediss://",
-        ),
-        "security.minioHttps": (minio_https, f"MinIO serves {stack.object_store.endpoint} with its certificate"),
-        "security.databaseNotPublic": (
-            not public_data,
-            "postgres/redis/minio publish nothing"
-            if not data_published
-            else f"published on loopback only: {', '.join(data_published)}"
-            if not public_data
-            else f"published publicly: {', '.join(public_data)}",
-        ),
-        "storage.volumesDeclared": (bool(volumes), ", ".join(volumes)),
-        "network.dataIsolated": (
-            not exposed_data and not plain_into_data,
-            "data services only in the backend zone, reached over TLS by: " + ", ".join(flows)
-            if not exposed_data and not plain_into_data
-            else f"outside the backend zone: {exposed_data}; plain-text flows: {plain_into_data}",
-        ),
-        "health.endpoint": (
-            probe is not None and probe.http_path == api_module.HEALTH_PATH,
-            f"api is probed at {api_module.HEALTH_PATH}; the deploy waits until every service is healthy",
-        ),
+        "env.secretsGeneratedAndInjected": (not missing, secrets_reason),
+        "security.redisAuthAndTls": (not redis_missing, redis_reason),
+        "security.minioHttps": (minio_ok, minio_reason),
+        "security.databaseNotPublic": (not public, exposure_reason),
+        "storage.volumesDeclared": (not missing_volumes, storage_reason),
+        "network.dataIsolated": (not outside and not plain, isolation_reason),
+        "health.endpoint": (api_probed and not unprobed, health_reason),
     }
     return {key: {"ok": bool(ok), "reason": reason} for key, (ok, reason) in items.items()}
 
