@@ -137,59 +137,61 @@ class DockerPlatform(pulumi.ComponentResource):
             )
         return docker.Container(
             name,
-            name=f"{self._prefix}-{name}",
-            image=image.image_id,
-            entrypoints=spec.command,
-            command=spec.args,
-            envs=envs,
-            user=user,
-            read_only=security.read_only_root,
-            tmpfs={path: "rw,noexec,nosuid,size=64m" for path in security.tmpfs},
-            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=list(security.cap_add)),
-            security_opts=["no-new-privileges:true"],
-            memory=spec.resources.memory_mb,
-            memory_swap=spec.resources.memory_mb,
-            cpus=f"{spec.resources.cpu_millis / 1000:g}",
-            healthcheck=healthcheck,
-            # `pulumi up` waits for the healthcheck, which is what orders the services.
-            wait=not spec.run_once and healthcheck is not None,
-            wait_timeout=180,
-            # A run-once job: wait for it to exit and fail the update if it fails.
-            attach=spec.run_once,
-            must_run=not spec.run_once,
-            logs=spec.run_once,
-            restart="no" if spec.run_once else "unless-stopped",
-            log_driver="json-file",
-            log_opts={"max-size": "10m", "max-file": "3"},
-            networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(name=self.networks[zone].name, aliases=[spec.name])
-                for zone in sorted(spec.zones)
-            ],
-            ports=[
-                docker.ContainerPortArgs(internal=p.port, external=p.published, ip=p.host_ip)
-                for p in spec.ports
-                if p.published
-            ],
-            volumes=[
-                docker.ContainerVolumeArgs(volume_name=vol.name, container_path=v.path)
-                for v, vol in zip(spec.volumes, volumes, strict=True)
-            ]
-            + acme_volumes,
-            uploads=[
-                docker.ContainerUploadArgs(
-                    file=f.path,
-                    content=f.content,
-                    permissions=f"{f.mode:04o}",
-                    owner=str(f.owner) if f.owner is not None else None,
-                )
-                for f in spec.files
-            ],
-            labels=_labels(
-                spec.name,
-                {
-                    FLOW_KEY: json.dumps([f.describe() for f in flows_of(spec, self._specs)]),
-                    PORTS_KEY: ports_record(spec),
-                },
+            docker.ContainerArgs(
+                name=f"{self._prefix}-{name}",
+                image=image.image_id,
+                entrypoints=spec.command,
+                command=spec.args,
+                envs=envs,
+                user=user,
+                read_only=security.read_only_root,
+                tmpfs={path: "rw,noexec,nosuid,size=64m" for path in security.tmpfs},
+                capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=list(security.cap_add)),
+                security_opts=["no-new-privileges:true"],
+                memory=spec.resources.memory_mb,
+                memory_swap=spec.resources.memory_mb,
+                cpus=f"{spec.resources.cpu_millis / 1000:g}",
+                healthcheck=healthcheck,
+                # `pulumi up` waits for the healthcheck, which is what orders the services.
+                wait=not spec.run_once and healthcheck is not None,
+                wait_timeout=180,
+                # A run-once job: wait for it to exit and fail the update if it fails.
+                attach=spec.run_once,
+                must_run=not spec.run_once,
+                logs=spec.run_once,
+                restart="no" if spec.run_once else "unless-stopped",
+                log_driver="json-file",
+                log_opts={"max-size": "10m", "max-file": "3"},
+                networks_advanced=[
+                    docker.ContainerNetworksAdvancedArgs(name=self.networks[zone].name, aliases=[spec.name])
+                    for zone in sorted(spec.zones)
+                ],
+                ports=[
+                    docker.ContainerPortArgs(internal=p.port, external=p.published, ip=p.host_ip)
+                    for p in spec.ports
+                    if p.published
+                ],
+                volumes=[
+                    docker.ContainerVolumeArgs(volume_name=vol.name, container_path=v.path)
+                    for v, vol in zip(spec.volumes, volumes, strict=True)
+                ]
+                + acme_volumes,
+                uploads=[
+                    docker.ContainerUploadArgs(
+                        file=f.path,
+                        content=f.content,
+                        permissions=f"{f.mode:04o}",
+                        owner=str(f.owner) if f.owner is not None else None,
+                    )
+                    for f in spec.files
+                ],
+                labels=_labels(
+                    spec.name,
+                    {
+                        FLOW_KEY: json.dumps([f.describe() for f in flows_of(spec, self._specs)]),
+                        PORTS_KEY: ports_record(spec),
+                    },
+                ),
             ),
             opts=self._child_opts(parent, depends_on),
         )
@@ -219,26 +221,29 @@ class DockerPlatform(pulumi.ComponentResource):
         """
         return docker.Container(
             f"{name}-volume-owner",
-            name=f"{self._prefix}-{name}-volume-owner",
-            image=image.image_id,
-            entrypoints=["chown", "-R", owner],
-            command=list(mounts),
-            user="0:0",
-            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=["CHOWN", "FOWNER"]),
-            security_opts=["no-new-privileges:true"],
-            network_mode="none",
-            read_only=True,
-            memory=64,
-            memory_swap=64,
-            cpus="0.5",
-            attach=True,
-            must_run=False,
-            restart="no",
-            volumes=[
-                docker.ContainerVolumeArgs(volume_name=vol.name, container_path=path) for path, vol in mounts.items()
-            ],
-            # The one container that runs as root; the policy pack allows exactly this shape.
-            labels=_labels(spec.name, {ROLE_KEY: VOLUME_OWNER_ROLE}),
+            docker.ContainerArgs(
+                name=f"{self._prefix}-{name}-volume-owner",
+                image=image.image_id,
+                entrypoints=["chown", "-R", owner],
+                command=list(mounts),
+                user="0:0",
+                capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=["CHOWN", "FOWNER"]),
+                security_opts=["no-new-privileges:true"],
+                network_mode="none",
+                read_only=True,
+                memory=64,
+                memory_swap=64,
+                cpus="0.5",
+                attach=True,
+                must_run=False,
+                restart="no",
+                volumes=[
+                    docker.ContainerVolumeArgs(volume_name=vol.name, container_path=path)
+                    for path, vol in mounts.items()
+                ],
+                # The one container that runs as root; the policy pack allows exactly this shape.
+                labels=_labels(spec.name, {ROLE_KEY: VOLUME_OWNER_ROLE}),
+            ),
             opts=self._child_opts(parent, list(mounts.values())),
         )
 
@@ -285,37 +290,39 @@ class DockerPlatform(pulumi.ComponentResource):
         )
         client = docker.Container(
             "edge-acme-client",
-            name=f"{self._prefix}-edge-acme-client",
-            image=image.image_id,
-            entrypoints=["/bin/sh", "-c", script],
-            user=f"{ACME_UID}:{ACME_UID}",
-            envs=["HOME=/tmp"],
-            read_only=True,
-            tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"},
-            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
-            security_opts=["no-new-privileges:true"],
-            memory=128,
-            memory_swap=128,
-            cpus="0.2",
-            # Healthy once a certificate is in place (the bootstrap one, then lego's).
-            healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD", "test", "-s", "/certs/tls.crt"], interval="30s", timeout="5s", retries=3
+            docker.ContainerArgs(
+                name=f"{self._prefix}-edge-acme-client",
+                image=image.image_id,
+                entrypoints=["/bin/sh", "-c", script],
+                user=f"{ACME_UID}:{ACME_UID}",
+                envs=["HOME=/tmp"],
+                read_only=True,
+                tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"},
+                capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+                security_opts=["no-new-privileges:true"],
+                memory=128,
+                memory_swap=128,
+                cpus="0.2",
+                # Healthy once a certificate is in place (the bootstrap one, then lego's).
+                healthcheck=docker.ContainerHealthcheckArgs(
+                    tests=["CMD", "test", "-s", "/certs/tls.crt"], interval="30s", timeout="5s", retries=3
+                ),
+                restart="unless-stopped",
+                networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.networks[Zone.EGRESS].name)],
+                volumes=[
+                    docker.ContainerVolumeArgs(volume_name=certs.name, container_path="/certs"),
+                    docker.ContainerVolumeArgs(volume_name=webroot.name, container_path="/webroot"),
+                ],
+                uploads=[
+                    docker.ContainerUploadArgs(
+                        file="/bootstrap/tls.crt", content=acme.bootstrap_cert_pem, permissions="0444"
+                    ),
+                    docker.ContainerUploadArgs(
+                        file="/bootstrap/tls.key", content=acme.bootstrap_key_pem, permissions="0400"
+                    ),
+                ],
+                labels=_labels(f"{spec.name}-acme-client"),
             ),
-            restart="unless-stopped",
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.networks[Zone.EGRESS].name)],
-            volumes=[
-                docker.ContainerVolumeArgs(volume_name=certs.name, container_path="/certs"),
-                docker.ContainerVolumeArgs(volume_name=webroot.name, container_path="/webroot"),
-            ],
-            uploads=[
-                docker.ContainerUploadArgs(
-                    file="/bootstrap/tls.crt", content=acme.bootstrap_cert_pem, permissions="0444"
-                ),
-                docker.ContainerUploadArgs(
-                    file="/bootstrap/tls.key", content=acme.bootstrap_key_pem, permissions="0400"
-                ),
-            ],
-            labels=_labels(f"{spec.name}-acme-client"),
             opts=self._child_opts(parent, [owner]),
         )
         mounts = [
