@@ -308,7 +308,8 @@ def run_program(
     runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
     pulumi.runtime.set_mocks(engine_mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     # The engine reports Pulumi.yaml's directory; the program finds its stack file there.
-    runtime_settings.SETTINGS.root_directory = str(project_dir.resolve())
+    # No setter in the SDK (only _set_project/_set_stack); Settings' context properties take a str.
+    setattr(runtime_settings.SETTINGS, "root_directory", str(project_dir.resolve()))  # noqa: B010
     runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
 
     def program() -> None:

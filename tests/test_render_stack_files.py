@@ -258,6 +258,18 @@ def test_without_the_passphrase_stand_ins_of_the_right_shape_are_rendered_and_li
     assert f"  - aixsss:secrets.jwtSecret: {NOT_DECRYPTED}" in (shown.out / "summary.txt").read_text()
 
 
+def test_secrets_of_another_provider_are_stand_ins_even_with_a_passphrase(project: Project) -> None:
+    # A KMS- or service-encrypted stack has no encryptionsalt: the passphrase cannot open it.
+    path = project.stack(
+        "qa", {**QA, "aixsss:secrets.jwtSecret": {"secure": "AQICAHh0a21zLWNpcGhlcnRleHQ="}}, encrypted=False
+    )
+    path.write_text(path.read_text() + "secretsprovider: awskms://alias/aixsss\nencryptedkey: AQICAHh0\n")
+    result = project.render("qa", phrase=PASSPHRASE)
+    [warning] = [w for w in result.warnings if "secure value" in w]
+    assert warning.startswith("aixsss:secrets.jwtSecret: secure value not decrypted (its secrets provider is awskms://")
+    assert len(result.deployment.config["aixsss:secrets.jwtSecret"]) >= 32
+
+
 def test_supplied_certificate_is_what_the_edge_serves(project: Project) -> None:
     cert_pem, key_pem = _certificate(DOMAIN)
     project.stack(
