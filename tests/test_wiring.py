@@ -15,7 +15,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from harness import Deployment, Registration, is_secret, plain_strings, reveal, run_program
@@ -340,9 +340,10 @@ def test_every_consumer_gets_the_same_secret(stack: str, target: str) -> None:
     api, worker = env("api"), env("worker")
     for key in ("DATABASE_URL", "REDIS_URL", "API_KEY_ENCRYPTION_KEY", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"):
         assert api[key] == worker[key], key
-    assert urlsplit(api["DATABASE_URL"]).password == env("postgres")["POSTGRES_PASSWORD"]
+    # URL credentials are percent-encoded; decoded, they are the servers' own.
+    assert unquote(urlsplit(api["DATABASE_URL"]).password or "") == env("postgres")["POSTGRES_PASSWORD"]
     assert urlsplit(api["DATABASE_URL"]).username == env("postgres")["POSTGRES_USER"] == "aixsss"
-    assert urlsplit(api["REDIS_URL"]).password == env("redis")["REDISCLI_AUTH"]
+    assert unquote(urlsplit(api["REDIS_URL"]).password or "") == env("redis")["REDISCLI_AUTH"]
     if target == "docker":
         migrate = docker_env(prefixed(d, "api-migrate"))
         bootstrap = docker_env(prefixed(d, "minio-bootstrap"))
@@ -355,9 +356,6 @@ def test_every_consumer_gets_the_same_secret(stack: str, target: str) -> None:
     assert bootstrap["APP_ACCESS_KEY"] == api["S3_ACCESS_KEY_ID"]
     assert bootstrap["APP_SECRET_KEY"] == api["S3_SECRET_ACCESS_KEY"]
     assert bootstrap["MINIO_ROOT_PASSWORD"] == env("minio")["MINIO_ROOT_PASSWORD"]
-    # Passwords go into URLs unescaped, so they must be URL-safe.
-    for value in (env("postgres")["POSTGRES_PASSWORD"], env("redis")["REDISCLI_AUTH"]):
-        assert re.fullmatch(r"[A-Za-z0-9]{32}", value)
 
 
 def test_api_key_encryption_key_survives_rotation() -> None:

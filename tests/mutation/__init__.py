@@ -1,0 +1,1 @@
+"""Scripted mutation testing: plant one known bug at a time and check the fast suite catches it."""
