@@ -116,7 +116,8 @@ def _warnings(result: Rendered) -> None:
         result.warnings.append(f"{key}: {NOT_DECRYPTED} ({why})")
     topo = result.topology
     for edge in topo.edges:
-        if not edge.tls and edge.client not in (topology.WORLD, topology.HOST) and edge.server != topology.EGRESS:
+        from_outside = edge.client.startswith(topology.WORLD) or edge.client == topology.HOST
+        if not edge.tls and not from_outside and edge.server != topology.EGRESS:
             result.warnings.append(f"plain-text flow {edge.client} -> {edge.server}:{edge.ports} (inside the stack)")
         if edge.client == topology.HOST:
             result.warnings.append(f"{edge.server} is published on 127.0.0.1:{edge.ports} for local tools")
