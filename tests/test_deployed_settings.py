@@ -1,0 +1,127 @@
+"""The security-relevant directives of each server's configuration, as deployed.
+
+Read from what the containers and pods actually receive (Docker uploads, the ConfigMap or
+Secret behind a pod's mount), for both targets, and compared with directives written out here.
+The real-server tests show the servers honour these files; this module pins the settings a
+real-server test cannot tell apart (a TLS floor a modern client never probes, a header value).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+import pytest
+from harness import Deployment, reveal, run_program
+
+CONTAINER = "docker:index/container:Container"
+
+
+@functools.cache
+def deployed(stack: str, target: str) -> Deployment:
+    return run_program(stack, overrides={"target": target})
+
+
+def deployed_file(d: Deployment, workload: str, path: str) -> str:
+    if d.of_type(CONTAINER):
+        container = d.named(workload, CONTAINER)
+        return {u["file"]: u["content"] for u in reveal(container.inputs["uploads"])}[path]
+    kinds = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet")
+    pod: dict[str, Any] = next(
+        r.plain["spec"]["template"]["spec"] for r in d.registrations if r.type in kinds and r.name == workload
+    )
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == path)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    if "configMap" in volume:
+        return d.named(volume["configMap"]["name"], "kubernetes:core/v1:ConfigMap").plain["data"][mount["subPath"]]
+    return d.named(volume["secret"]["secretName"], "kubernetes:core/v1:Secret").plain["stringData"][mount["subPath"]]
+
+
+CASES = [("dev", "docker"), ("staging", "kubernetes"), ("prod", "kubernetes")]
+
+
+@pytest.fixture(params=CASES, ids=[f"{s}-{t}" for s, t in CASES])
+def d(request: pytest.FixtureRequest) -> Deployment:
+    return deployed(*request.param)
+
+
+def directives(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def test_postgresql_conf(d: Deployment) -> None:
+    conf = directives(deployed_file(d, "postgres", "/etc/aixsss/postgresql.conf"))
+    for line in (
+        "ssl = on",
+        "ssl_min_protocol_version = 'TLSv1.2'",
+        "password_encryption = 'scram-sha-256'",
+        "ssl_cert_file = '/etc/aixsss/tls/server.crt'",
+        "ssl_key_file = '/etc/aixsss/tls/server.key'",
+        "hba_file = '/etc/aixsss/pg_hba.conf'",
+        "port = 5432",
+    ):
+        assert line in conf, line
+    assert not [line for line in conf if line.startswith(("ssl_max_protocol_version", "ssl_ciphers"))]
+
+
+def test_pg_hba_conf(d: Deployment) -> None:
+    rules = [line.split() for line in directives(deployed_file(d, "postgres", "/etc/aixsss/pg_hba.conf"))]
+    assert rules == [
+        ["local", "all", "all", "scram-sha-256"],
+        ["hostssl", "aixsss", "aixsss", "0.0.0.0/0", "scram-sha-256"],
+        ["hostssl", "aixsss", "aixsss", "::/0", "scram-sha-256"],
+        ["host", "all", "all", "0.0.0.0/0", "reject"],
+        ["host", "all", "all", "::/0", "reject"],
+    ]
+
+
+def test_redis_conf(d: Deployment) -> None:
+    conf = directives(deployed_file(d, "redis", "/etc/aixsss/redis.conf"))
+    for line in (
+        "protected-mode yes",
+        "port 0",
+        "tls-port 6379",
+        'tls-protocols "TLSv1.2 TLSv1.3"',
+        "tls-cert-file /etc/aixsss/tls/server.crt",
+        "tls-key-file /etc/aixsss/tls/server.key",
+        "tls-ca-cert-file /etc/aixsss/tls/ca.crt",
+        "appendonly yes",
+        "maxmemory-policy noeviction",
+        'rename-command FLUSHALL ""',
+        'rename-command FLUSHDB ""',
+    ):
+        assert line in conf, line
+    passwords = [line for line in conf if line.startswith("requirepass ")]
+    assert len(passwords) == 1 and len(passwords[0].split(" ", 1)[1]) >= 32
+
+
+HEADERS = {
+    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+}
+
+
+def test_nginx_conf(d: Deployment) -> None:
+    conf = deployed_file(d, "edge", "/etc/nginx/nginx.conf")
+    lines = directives(conf)
+    for line in (
+        "ssl_protocols TLSv1.2 TLSv1.3;",
+        "ssl_session_tickets off;",
+        "server_tokens off;",
+        "limit_req_status 429;",
+        "listen 8443 ssl;",
+        "listen 8080;",
+    ):
+        assert line in lines, line
+    https = conf.split("listen 8443 ssl;")[1]
+    # Every block that adds headers repeats the security headers (add_header does not inherit).
+    blocks_with_headers = len(re.findall(r"add_header Cache-Control", https)) + 1
+    for name, value in HEADERS.items():
+        found = re.findall(rf'add_header {re.escape(name)} "([^"]*)" always;', https)
+        assert found == [value] * blocks_with_headers, (name, found)
+    plain = conf.split("listen 8443 ssl;")[0].split("listen 8080;")[1]
+    assert "location / { return 301 https://$host$request_uri; }" in plain
+    assert "proxy_pass" not in plain
