@@ -595,3 +595,41 @@ def test_checklist_no_volumes(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("postgres", "redis", "minio"):
         _break_spec(monkeypatch, name, lambda s: dataclasses.replace(s, volumes=[]))
     _only_false(_checklist(), "storage.volumesDeclared")
+
+
+# --------------------------------------------------------------------------- docker networks
+
+# Every container's networks, written out: Docker filters by network, not by port, so network
+# membership is the whole of who may reach whom (and backend is internal: no route out).
+DOCKER_NETWORKS = {
+    "postgres": {"backend"},
+    "redis": {"backend"},
+    "minio": {"backend"},
+    "minio-bootstrap": {"backend"},
+    "api-migrate": {"backend"},
+    "api": {"frontend", "backend", "egress"},
+    "worker": {"backend", "egress"},
+    "web": {"frontend"},
+    "edge": {"frontend"},
+    "edge-acme-client": {"egress"},
+}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_docker_network_membership_of_every_container(stack: str) -> None:
+    d = run_program(stack, overrides={"target": "docker", **ONE_EACH})
+    prefix = f"aixsss-{stack}-"
+    seen = set()
+    for c in d.of_type(CONTAINER):
+        if c.name.endswith("volume-owner"):
+            assert c.plain["networkMode"] == "none" and not c.plain.get("networksAdvanced"), c.name
+            continue
+        key = re.sub(r"-[0-9a-f]{12}$", "", c.name)
+        nets = {n["name"].removeprefix(prefix) for n in c.plain.get("networksAdvanced") or []}
+        assert nets == DOCKER_NETWORKS[key], c.name
+        seen.add(key)
+    assert seen == set(DOCKER_NETWORKS) - ({"edge-acme-client"} if stack == "dev" else set())
+    internal = {
+        n.plain["name"].removeprefix(prefix): n.plain.get("internal") for n in d.of_type("docker:index/network:Network")
+    }
+    assert internal == {"frontend": False, "backend": True, "egress": False}
