@@ -633,3 +633,59 @@ def test_docker_network_membership_of_every_container(stack: str) -> None:
         n.plain["name"].removeprefix(prefix): n.plain.get("internal") for n in d.of_type("docker:index/network:Network")
     }
     assert internal == {"frontend": False, "backend": True, "egress": False}
+
+
+# --------------------------------------------------------------------------- app environment
+
+NODE_ENV = {"dev": "development", "staging": "production", "prod": "production"}
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_node_env_and_trusted_ca_of_the_apps(stack: str) -> None:
+    d = deployed(stack, "kubernetes")
+    ca_pem = k8s_file(d, "postgres", CA)
+    assert ca_pem.startswith("-----BEGIN CERTIFICATE-----")
+    for name in ("api", "worker", "api-migrate"):
+        env = k8s_env(d, name)
+        assert env["NODE_ENV"] == NODE_ENV[stack], name
+        # Prisma verifies postgres against the file named by sslcert: the CA, mounted here.
+        sslcert = re.search(r"[?&]sslcert=([^&]+)", env["DATABASE_URL"])
+        assert sslcert and unquote(sslcert.group(1)) == CA, name
+        assert k8s_file(d, name, CA) == ca_pem, name
+    for name in ("api", "worker"):
+        # Node trusts the internal CA for rediss:// and the S3 endpoint.
+        assert k8s_env(d, name)["NODE_EXTRA_CA_CERTS"] == CA, name
+    bootstrap = k8s_env(d, "minio-bootstrap")
+    assert bootstrap["SSL_CERT_FILE"] == CA and k8s_file(d, "minio-bootstrap", CA) == ca_pem
+
+
+def test_docker_apps_trust_the_stack_ca() -> None:
+    d = deployed("dev", "docker")
+    ca_pem = uploads(container(d, "redis"))[CA]["content"]
+    for c in (container(d, "api"), container(d, "worker"), prefixed(d, "api-migrate"), prefixed(d, "minio-bootstrap")):
+        assert uploads(c)[CA]["content"] == ca_pem, c.name
+    for c in (container(d, "api"), container(d, "worker")):
+        env = docker_env(c)
+        assert env["NODE_EXTRA_CA_CERTS"] == CA and env["NODE_ENV"] == "development", c.name
+
+
+# Generated secret lengths: the strength each secret must have, written out.
+PASSWORD_LENGTHS = {
+    "postgresPassword": 32,
+    "redisPassword": 32,
+    "minioRootUser": 16,
+    "minioRootPassword": 40,
+    "minioAppAccessKey": 20,
+    "minioAppSecretKey": 40,
+    "jwtSecret": 64,
+}
+
+
+def test_generated_secrets_have_their_strength() -> None:
+    d = deployed("staging", "kubernetes")
+    passwords = {p.name: p for p in d.of_type("random:index/randomPassword:RandomPassword")}
+    assert {name: int(p.plain["length"]) for name, p in passwords.items()} == PASSWORD_LENGTHS
+    for name, p in passwords.items():
+        assert len(reveal(p.outputs["result"])) == PASSWORD_LENGTHS[name], name
+    key = d.named("apiKeyEncryptionKey", "random:index/randomBytes:RandomBytes")
+    assert int(key.plain["length"]) == 32
