@@ -387,3 +387,50 @@ def test_acme_settings_reach_cert_manager_and_lego() -> None:
         "--domains shop.example.org",
     ):
         assert part in script
+
+
+# ------------------------------------------------------------------------ images
+
+IMAGES = {
+    "images.postgres": "registry.example.net/pg:16.4-odd",
+    "images.redis": "registry.example.net/redis:7.2.9-odd",
+    "images.minio": "registry.example.net/silo:2025.1-odd",
+    "images.minioClient": "registry.example.net/mc:2025.2-odd",
+    "images.api": "registry.example.net/api:9.9.1",
+    "images.worker": "registry.example.net/worker:9.9.2",
+    "images.web": "registry.example.net/web:9.9.3",
+    "images.edge": "registry.example.net/nginx:1.29-odd",
+    "images.acmeClient": "registry.example.net/lego:4.99",
+}
+# Which workload runs which image key.
+RUNS = {
+    "postgres": "images.postgres",
+    "redis": "images.redis",
+    "minio": "images.minio",
+    "minio-bootstrap": "images.minioClient",
+    "api": "images.api",
+    "api-migrate": "images.api",
+    "worker": "images.worker",
+    "web": "images.web",
+    "edge": "images.edge",
+}
+
+
+def test_each_workload_runs_its_configured_image() -> None:
+    k = run_program("staging", overrides=IMAGES)
+    for name, key in RUNS.items():
+        assert k8s_container(k, name)["image"] == IMAGES[key], name
+    d = run_program("prod", overrides={**IMAGES, "target": "docker", "api.replicas": 1, "edge.replicas": 1})
+    pulled = {r.name: r.plain["name"] for r in d.of_type("docker:index/remoteImage:RemoteImage")}
+    for name, key in {**RUNS, "acme-client": "images.acmeClient"}.items():
+        assert pulled[f"{name}-image"] == IMAGES[key], name
+    # Each container runs the image pulled for its service (each pull has its own id).
+    image_ids = {r.name: reveal(r.outputs["imageId"]) for r in d.of_type("docker:index/remoteImage:RemoteImage")}
+    for c in d.of_type(CONTAINER):
+        if c.name.endswith("volume-owner"):
+            continue
+        service = next(label["value"] for label in c.plain["labels"] if label["label"] == "aixsss.service")
+        pulled_for = "acme-client" if service == "edge-acme-client" else service
+        assert c.plain["image"] == image_ids[f"{pulled_for}-image"], c.name
+    images = reveal(d.outputs)["images"]
+    assert {name: images[name] for name in RUNS} == {name: IMAGES[key] for name, key in RUNS.items()}
