@@ -964,4 +964,29 @@ MUTANTS: list[Mutant] = [
         '"CORS_ORIGIN": "*"}',
         "api accepts any CORS origin",
     ),
+    # ------------------------------------------------------------------ images
+    Mutant(
+        "worker-runs-api-image",
+        "config",
+        "components/worker.py",
+        "image=config.images.worker,",
+        "image=config.images.api,",
+        "worker runs the api image",
+    ),
+    Mutant(
+        "bootstrap-image-hardcoded",
+        "config",
+        "components/object_store.py",
+        "image=config.images.minio_client,",
+        'image="minio/mc:RELEASE.2025-08-13T08-35-41Z",',
+        "MinIO bootstrap ignores images.minioClient",
+    ),
+    Mutant(
+        "acme-image-hardcoded",
+        "config",
+        DOCKER,
+        "name=self._config.images.acme_client,",
+        'name="goacme/lego:v4.26.0",',
+        "lego ignores images.acmeClient",
+    ),
 ]
