@@ -689,3 +689,41 @@ def test_generated_secrets_have_their_strength() -> None:
         assert len(reveal(p.outputs["result"])) == PASSWORD_LENGTHS[name], name
     key = d.named("apiKeyEncryptionKey", "random:index/randomBytes:RandomBytes")
     assert int(key.plain["length"]) == 32
+
+
+# --------------------------------------------------------------------------- one docker host
+
+
+def _overlap(a: str, b: str) -> bool:
+    # 0.0.0.0 binds every address, so it collides with any address on the same port.
+    return a == b or "0.0.0.0" in (a, b)
+
+
+@pytest.mark.parametrize(
+    "stack",
+    [
+        "dev",
+        "staging",
+        pytest.param(
+            "prod",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="BUG: Pulumi.prod.yaml sets edge.replicas 2; on Docker edge-1 and edge-2 both bind "
+                "0.0.0.0:80 and :443 on the one host, so the second cannot start. Config should refuse "
+                "edge.replicas > 1 on Docker (one public edge per Docker host) or the platform place one edge.",
+            ),
+        ),
+    ],
+)
+def test_no_two_containers_publish_the_same_host_port(stack: str) -> None:
+    from components.config import StackConfigError
+
+    try:
+        d = run_program(stack, overrides={"target": "docker"})
+    except StackConfigError as refused:
+        assert "edge.replicas" in str(refused)  # refusing the stack file's values is a fix too
+        return
+    bindings = [(c.name, p["ip"], int(p["external"])) for c in d.of_type(CONTAINER) for p in c.plain.get("ports") or []]
+    for i, (name, ip, port) in enumerate(bindings):
+        for other, other_ip, other_port in bindings[i + 1 :]:
+            assert not (port == other_port and _overlap(ip, other_ip)), f"{name} and {other} both bind {ip}:{port}"
