@@ -771,3 +771,48 @@ def test_the_apps_redis_client_reaches_a_plain_text_listener(target: str) -> Non
             else k8s_file(d, "redis", "/etc/aixsss/redis.conf")
         )
         assert f"port {port}" in conf.splitlines(), f"{name} connects in plain text to redis:{port}"
+
+
+# --------------------------------------------------------------------------- run-once jobs and volumes
+
+
+def test_docker_run_once_jobs_are_waited_for_and_never_restarted() -> None:
+    d = deployed("dev", "docker")
+    for prefix in ("api-migrate", "minio-bootstrap"):
+        job = prefixed(d, prefix).plain
+        # attach: `pulumi up` waits for the exit and fails the update if the job fails.
+        assert job["attach"] is True and job["mustRun"] is False and job["restart"] == "no", prefix
+        assert not job.get("wait"), prefix
+    for name in ("api", "worker", "postgres"):
+        service = container(d, name).plain
+        assert not service.get("attach") and service["mustRun"] is True, name
+
+
+def test_kubernetes_jobs_are_replaced_not_patched() -> None:
+    d = deployed("staging", "kubernetes")
+    jobs = d.of_type("kubernetes:batch/v1:Job")
+    assert {j.name for j in jobs} == {"api-migrate", "minio-bootstrap"}
+    for job in jobs:
+        # A Job's pod template is immutable: a new release deletes the old Job first.
+        assert job.delete_before_replace is True, job.name
+        assert job.plain["spec"]["template"]["spec"]["restartPolicy"] == "Never", job.name
+
+
+def test_kubernetes_claims_do_not_wait_for_binding() -> None:
+    # With WaitForFirstConsumer storage a claim binds only once its pod exists.
+    for claim in deployed("staging", "kubernetes").of_type("kubernetes:core/v1:PersistentVolumeClaim"):
+        assert claim.plain["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true", claim.name
+
+
+VOLUME_OWNERS = {"postgres": "999:999", "redis": "999:999", "minio": "1000:1000"}
+
+
+def test_docker_volumes_are_handed_to_the_service_user() -> None:
+    d = deployed("dev", "docker")
+    for name, owner in VOLUME_OWNERS.items():
+        chown = container(d, f"{name}-volume-owner").plain
+        assert chown["entrypoints"] == ["chown", "-R", owner], name
+        assert container(d, name).plain["user"] == owner, name
+        service_volumes = {v["volumeName"] for v in container(d, name).plain["volumes"]}
+        assert {v["volumeName"] for v in chown["volumes"]} == service_volumes, name
+        assert d.depends_on(container(d, name), container(d, f"{name}-volume-owner")), name
