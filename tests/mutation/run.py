@@ -32,9 +32,9 @@ PYTHON = Path(sys.executable)
 # Fastest and most targeted first: with -x the first failure ends the run.
 FAST = [
     "tests/test_network_policy.py",
-    "tests/test_configurable.py",
-    "tests/test_wiring.py",
     "tests/test_deployed_settings.py",
+    "tests/test_wiring.py",
+    "tests/test_configurable.py",
     "tests/test_stacks.py",
     "tests/test_generated_files.py",
     "tests/test_policy.py",
