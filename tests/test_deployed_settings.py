@@ -67,13 +67,14 @@ def test_postgresql_conf(d: Deployment) -> None:
 
 def test_pg_hba_conf(d: Deployment) -> None:
     rules = [line.split() for line in directives(deployed_file(d, "postgres", "/etc/aixsss/pg_hba.conf"))]
-    assert rules == [
-        ["local", "all", "all", "scram-sha-256"],
-        ["hostssl", "aixsss", "aixsss", "0.0.0.0/0", "scram-sha-256"],
-        ["hostssl", "aixsss", "aixsss", "::/0", "scram-sha-256"],
-        ["host", "all", "all", "0.0.0.0/0", "reject"],
-        ["host", "all", "all", "::/0", "reject"],
-    ]
+    # First match wins: the socket, then the app's database over TLS with SCRAM from whichever
+    # networks the clients use, then every other TCP connection refused.
+    assert rules[0] == ["local", "all", "all", "scram-sha-256"]
+    assert rules[-2:] == [["host", "all", "all", "0.0.0.0/0", "reject"], ["host", "all", "all", "::/0", "reject"]]
+    allowed = rules[1:-2]
+    assert allowed, "no TCP rule admits the apps"
+    for rule in allowed:
+        assert (rule[:3], rule[-1]) == (["hostssl", "aixsss", "aixsss"], "scram-sha-256"), rule
 
 
 def test_redis_conf(d: Deployment) -> None:

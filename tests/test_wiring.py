@@ -669,7 +669,7 @@ def test_docker_apps_trust_the_stack_ca() -> None:
         assert env["NODE_EXTRA_CA_CERTS"] == CA and env["NODE_ENV"] == "development", c.name
 
 
-# Generated secret lengths: the strength each secret must have, written out.
+# Generated secret lengths: the least strength each secret must have, written out.
 PASSWORD_LENGTHS = {
     "postgresPassword": 32,
     "redisPassword": 32,
@@ -684,11 +684,11 @@ PASSWORD_LENGTHS = {
 def test_generated_secrets_have_their_strength() -> None:
     d = deployed("staging", "kubernetes")
     passwords = {p.name: p for p in d.of_type("random:index/randomPassword:RandomPassword")}
-    assert {name: int(p.plain["length"]) for name, p in passwords.items()} == PASSWORD_LENGTHS
+    assert set(passwords) == set(PASSWORD_LENGTHS)
     for name, p in passwords.items():
-        assert len(reveal(p.outputs["result"])) == PASSWORD_LENGTHS[name], name
+        assert len(reveal(p.outputs["result"])) >= PASSWORD_LENGTHS[name], name
     key = d.named("apiKeyEncryptionKey", "random:index/randomBytes:RandomBytes")
-    assert int(key.plain["length"]) == 32
+    assert int(key.plain["length"]) == 32  # the app's AES-256 key: exactly 32 bytes
 
 
 # --------------------------------------------------------------------------- one docker host
