@@ -71,6 +71,7 @@ def running(
     log: Path,
     timeout: float = 60,
     env: Mapping[str, str] | None = None,
+    stop: signal.Signals = signal.SIGTERM,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start ``command`` in its own process group, wait until ``ready()``, stop the group on exit.
 
@@ -86,7 +87,7 @@ def running(
         yield process
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+            os.killpg(process.pid, stop)
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
