@@ -150,7 +150,8 @@ class RecordingMonitor(mocks.MockMonitor):
         urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == "pulumi:pulumi:Stack":
             return resource_pb2.RegisterResourceResponse(urn=urn)
-        mocks._ensure_event_loop()
+        # As MockMonitor.RegisterResource does (the method this one replaces).
+        mocks._ensure_event_loop()  # pyright: ignore[reportPrivateImportUsage]
         inputs = rpc.deserialize_properties(request.object)
         args = mocks.MockResourceArgs(
             typ=request.type,
@@ -160,7 +161,8 @@ class RecordingMonitor(mocks.MockMonitor):
             resource_id=request.importId,
             custom=request.custom or False,
         )
-        id_, state = self.mocks.new_resource(args)
+        new_id, state = self.mocks.new_resource(args)
+        id_ = new_id or ""  # EngineLikeMocks always names one; the engine's preview id is ""
         # What the engine does and MockMonitor does not: mark the declared secret outputs secret.
         for key in request.additionalSecretOutputs:
             if key in state and not is_secret(state[key]):

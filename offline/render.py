@@ -187,7 +187,7 @@ def _run_error(exc: BaseException) -> pulumi.RunError | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="make render", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="make render", description=(__doc__ or "").strip().splitlines()[0])
     parser.add_argument("--stack", required=True, help="any stack with a Pulumi.<stack>.yaml")
     parser.add_argument("--target", choices=("docker", "kubernetes"), help="override the stack's target")
     parser.add_argument("--out", type=Path, default=ROOT / "build", help="default: build/")
