@@ -2,7 +2,7 @@
 # make preview [STACK=dev] [POLICY=1]  what `up` would change; POLICY=1 runs the policy pack
 # make refresh [STACK=dev]             read the real state of the stack's resources into its state
 # make destroy [STACK=dev] [EXCLUDE_PROTECTED=1]   delete the stack's resources (see the notice it prints)
-# make test                            ruff + the test suite (no Pulumi CLI, Docker or cluster needed)
+# make test                            ruff, pyright + the test suite (no Pulumi CLI, Docker or cluster needed)
 # make render STACK=prod [TARGET=docker|kubernetes] [SHOW_SECRETS=1] [OUT=build]
 #                                      what a stack would deploy, as files in $(OUT)/<stack>/ (no Pulumi CLI)
 # make policy-venv                     the policy pack's venv (policy/venv), for POLICY=1
@@ -94,8 +94,11 @@ destroy: preflight $(RUNTIME)
 	$(PULUMI) stack select $(STACK)
 	$(PULUMI) destroy --stack $(STACK)$(if $(EXCLUDE_PROTECTED), --exclude-protected)
 
+# pyright ([tool.pyright] in pyproject.toml) is the judge no API server or provider can be here:
+# the SDKs' typed Args make a misspelt field an error.
 lint: $(DEV)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pyright
 
 # The real-server tests need nginx, redis-server and postgresql (Debian packages; .ci/run
 # installs them). Outside CI a missing one skips its tests with the reason; in CI it fails.
