@@ -37,8 +37,8 @@ class Database(Service):
             key_path=f"{TLS_DIR}/server.key",
             hba_path="/etc/aixsss/pg_hba.conf",
             max_connections=config.database.max_connections,
-            # A quarter of the container's memory, the usual starting point.
-            shared_buffers_mb=max(32, config.database.memory_mb // 4),
+            # The config model's value: its memory rule checks the same number.
+            shared_buffers_mb=config.database.shared_buffers_mb,
         )
         self.settings = settings
         self.postgresql_conf = postgres.render_conf(settings)

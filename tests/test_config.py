@@ -4,24 +4,9 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from harness import ROOT, run_program
+from harness import PROD_OK, ROOT, run_program
 
 from components.config import StackConfigError, parse_stack_config, pulumi_yaml_declarations
-
-PINNED = {
-    "images.api": "ghcr.io/aixsss/api:1.0.0",
-    "images.worker": "ghcr.io/aixsss/worker:1.0.0",
-    "images.web": "ghcr.io/aixsss/web:1.0.0",
-}
-PROD_OK = {
-    **PINNED,
-    "target": "kubernetes",
-    "domain": "aixsss.example.com",
-    "api.replicas": 2,
-    "edge.replicas": 2,
-    "tls.publicCertificate": "acme",
-    "tls.acmeEmail": "ops@example.com",
-}
 
 
 def error_for(flat: dict, stack: str) -> str:

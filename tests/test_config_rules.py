@@ -20,25 +20,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from harness import run_program
+from harness import PINNED, PROD_OK, run_program
 
 from components.config import StackConfigError, load_stack_config, parse_stack_config
 from offline.engine import EngineLikeMocks, reveal
-
-PINNED = {
-    "images.api": "ghcr.io/aixsss/api:1.0.0",
-    "images.worker": "ghcr.io/aixsss/worker:1.0.0",
-    "images.web": "ghcr.io/aixsss/web:1.0.0",
-}
-PROD_OK = {
-    **PINNED,
-    "target": "kubernetes",
-    "domain": "aixsss.example.com",
-    "api.replicas": 2,
-    "edge.replicas": 2,
-    "tls.publicCertificate": "acme",
-    "tls.acmeEmail": "ops@example.com",
-}
 
 
 def problems(flat: dict[str, Any], stack: str = "dev") -> list[str]:
@@ -278,6 +263,37 @@ def test_a_refused_value_does_not_make_rules_blame_its_default() -> None:
     # A bad maxmemory is reported once, as a type error, not again by the headroom rule.
     lines = problems({"cache.maxmemoryMb": "lots"})
     assert len(lines) == 1 and "aixsss:cache.maxmemoryMb = 'lots'" in lines[0]
+    # A refused value a rule reads is not replaced by its default in that rule's verdict.
+    lines = problems({"cache.memoryMb": 0, "cache.maxmemoryMb": 1024})
+    assert len(lines) == 1 and "aixsss:cache.memoryMb = 0" in lines[0]
+    lines = problems({"target": "kubernets", "edge.cpuMillis": 5})
+    assert len(lines) == 1 and "aixsss:target = 'kubernets'" in lines[0]
+    lines = problems({"tls.validityHours": 600000, "tls.earlyRenewalHours": 10000})
+    assert len(lines) == 1 and "aixsss:tls.validityHours = 600000" in lines[0]
+    # The control: with valid inputs the same rules do fire.
+    assert "at most 384" in problems({"cache.memoryMb": 512, "cache.maxmemoryMb": 1024})[0]
+    assert "at least 10 on Docker" in problems({"target": "docker", "edge.cpuMillis": 5})[0]
+
+
+def test_an_email_domain_may_have_capitals() -> None:
+    accepted({**PROD_OK, "tls.acmeEmail": "Ops@MyCompany.com"}, "prod")
+    refused({**PROD_OK, "tls.acmeEmail": "ops@mycompany"}, "tls.acmeEmail", "an e-mail address", "prod")
+
+
+def test_a_secret_under_a_misspelt_or_refused_key_is_never_shown() -> None:
+    value = "S3CRET-VALUE-THAT-MUST-NOT-LEAK-0123456789"
+    message = load_error("dev", {"aixsss:secrets.jwtSecert": value}, ("aixsss:secrets.jwtSecert",))
+    assert "aixsss:secrets.jwtSecert = [secret] is not allowed: no such key (did you mean" in message
+    assert value not in message
+    message = load_error("dev", {"aixsss:api.replicas": "S3CRETREPLICAS"}, ("aixsss:api.replicas",))
+    assert "aixsss:api.replicas = [secret] is not allowed" in message and "S3CRETREPLICAS" not in message
+    # The control: the same plain value is shown, so the user can see what is wrong.
+    assert "aixsss:api.replicas = 'PLAIN'" in load_error("dev", {"aixsss:api.replicas": "PLAIN"})
+
+
+def test_a_kubeconfig_may_be_json() -> None:
+    kubeconfig = '{"apiVersion":"v1","kind":"Config","users":[{"name":"u","user":{"token":"TOPSECRET"}}]}'
+    assert load("dev", {"aixsss:kubernetes.kubeconfig": kubeconfig}).kubernetes.kubeconfig == kubeconfig
 
 
 # --------------------------------------------------------------------------- the engine's path
@@ -304,12 +320,17 @@ def test_a_near_miss_of_the_namespace_is_reported() -> None:
     assert load("dev", {"aixsss:target": "docker", "kubernetes:context": "x"}).target == "docker"
 
 
-def test_a_missing_stack_file_is_reported_as_such() -> None:
+def test_a_missing_stack_file_is_named_as_the_cause_of_the_defaults() -> None:
     assert not os.path.exists("Pulumi.qa.yaml")
-    message = load_error("qa", {"aixsss:environment": "staging", **{f"aixsss:{k}": v for k, v in PINNED.items()}})
-    assert "Pulumi.qa.yaml: no such file next to Pulumi.yaml" in message
     message = load_error("qa", {})
+    assert "note: there is no Pulumi.qa.yaml next to Pulumi.yaml, so every value is a default" in message
     assert "aixsss:environment = 'qa' (default; Pulumi.qa.yaml does not exist) is not allowed" in message
+    # Config from elsewhere (`pulumi up --config-file`, stackConfigDir) is fine without the file.
+    config = {"aixsss:environment": "staging", "aixsss:target": "kubernetes"}
+    config |= {f"aixsss:{k}": v for k, v in PINNED.items()}
+    assert load("qa", config).environment == "staging"
+    # The control: with the file there, no note.
+    assert "note:" not in load_error("dev", {"aixsss:api.replicas": "0"})
 
 
 def test_config_strings_from_the_cli_are_typed_like_the_declarations() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import pulumi
 from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
 
 from components.config.model import PROJECT, Environment, StackConfig
 from components.config.supplied import SECRET_CHECKS, certificate_problems
@@ -38,6 +40,9 @@ SUPPLIED_SECRET_KEYS: dict[str, str] = {
     "publicPrivateKeyPem": "tls.suppliedPrivateKeyPem",
 }
 SECRET_SHOWN = "[secret]"
+# Plain keys whose values may still hold credentials (a kubeconfig's contents carry tokens): never
+# shown, and taken as written (a kubeconfig may well be JSON).
+CREDENTIAL_KEYS = frozenset({"kubernetes.kubeconfig"})
 
 
 class StackConfigError(pulumi.RunError):
@@ -58,9 +63,9 @@ class Problem:
         return f"{stack_file}: {self.key} = {self.shown}{source} is not allowed: {self.allowed}"
 
 
-def leaf_keys(model: type[BaseModel] = StackConfig, prefix: str = "") -> dict[str, Any]:
+def leaf_keys(model: type[BaseModel] = StackConfig, prefix: str = "") -> dict[str, FieldInfo]:
     """Every flat config key the model reads, mapped to its pydantic field info."""
-    keys: dict[str, Any] = {}
+    keys: dict[str, FieldInfo] = {}
     for name, field in model.model_fields.items():
         key = prefix + (field.alias or name)
         annotation = field.annotation
@@ -121,7 +126,7 @@ def _unknown_key(key: str) -> str:
     return "no such key (see the config reference in README.md)"
 
 
-def _is_string_field(field: Any) -> bool:
+def _is_string_field(field: FieldInfo) -> bool:
     return (isinstance(field.default, str) and not isinstance(field.default, StrEnum)) or field.annotation is str
 
 
@@ -148,24 +153,30 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def _show(value: Any) -> str:
-    return repr(value)
+def _show(value: Any, secret: bool = False) -> str:
+    """A value as the report shows it: a secret's never, only that there is one."""
+    return SECRET_SHOWN if secret else repr(value)
 
 
-def check_stack_config(flat: dict[str, Any], stack: str) -> tuple[StackConfig, list[Problem]]:
+def check_stack_config(
+    flat: dict[str, Any], stack: str, secret_keys: Collection[str] = ()
+) -> tuple[StackConfig, list[Problem]]:
     """Validate flat ``key -> value`` config (without namespace) for ``stack``: every problem
     found (types, unknown keys and rules together), and the config checked once the refused
-    values were dropped (what the rest of the checks can rely on; never deployed with problems)."""
+    values were dropped (what the rest of the checks can rely on; never deployed with problems).
+    Values of ``secret_keys`` (set with --secret, even under a misspelt key) are never shown."""
     fields = leaf_keys()
+    hidden = set(secret_keys) | CREDENTIAL_KEYS
     given = {k: v for k, v in flat.items() if k not in SUPPLIED_SECRET_KEYS.values()}
     problems: list[Problem] = []
     values: dict[str, Any] = {}
     for key, value in given.items():
+        shown = _show(value, key in hidden)
         if key not in fields:
-            problems.append(Problem(f"{PROJECT}:{key}", _show(value), _unknown_key(key)))
-        elif _is_string_field(fields[key]) and _json_shaped(value):
+            problems.append(Problem(f"{PROJECT}:{key}", shown, _unknown_key(key)))
+        elif _is_string_field(fields[key]) and key not in CREDENTIAL_KEYS and _json_shaped(value):
             problems.append(
-                Problem(f"{PROJECT}:{key}", _show(value), "a string, not a YAML list or object (quote it in the file)")
+                Problem(f"{PROJECT}:{key}", shown, "a string, not a YAML list or object (quote it in the file)")
             )
         else:
             values[key] = value
@@ -190,9 +201,8 @@ def check_stack_config(flat: dict[str, Any], stack: str) -> tuple[StackConfig, l
                         "dev, staging or prod (the stack name is used when aixsss:environment is not set: "
                         f"set it with `pulumi config set {PROJECT}:environment staging`)"
                     )
-                problems.append(
-                    Problem(f"{PROJECT}:{key}", _show(error.get("input")), allowed, default=key not in flat)
-                )
+                shown = _show(error.get("input"), key in hidden)
+                problems.append(Problem(f"{PROJECT}:{key}", shown, allowed, default=key not in flat))
                 dropped.add(key)
                 # A refused environment falls back to dev so the other rules can still be checked.
                 values.pop(key, None)
@@ -201,26 +211,27 @@ def check_stack_config(flat: dict[str, Any], stack: str) -> tuple[StackConfig, l
     if config is None:  # pragma: no cover - every pass drops at least one value
         raise StackConfigError("invalid stack config: could not be checked")
     for violation in config.all_problems():
-        if violation.key in dropped:
+        if dropped & {violation.key, *violation.uses}:
             continue
-        problems.append(
-            Problem(f"{PROJECT}:{violation.key}", _show(violation.value), violation.allowed, violation.key not in flat)
-        )
+        shown = _show(violation.value, violation.key in hidden)
+        problems.append(Problem(f"{PROJECT}:{violation.key}", shown, violation.allowed, violation.key not in flat))
     return config, problems
 
 
 def format_problems(problems: list[Problem], stack: str, missing_file: bool = False) -> str:
     stack_file = f"Pulumi.{stack}.yaml"
     lines = [p.line(stack_file, missing_file) for p in problems]
-    if missing_file:
-        lines.insert(
-            0,
-            f"{stack_file}: no such file next to Pulumi.yaml: every stack of this project needs one "
-            f"(`pulumi config set {PROJECT}:environment dev|staging|prod` creates it)",
-        )
     count = f"{len(lines)} problem{'s' if len(lines) != 1 else ''}"
+    # Without the file every value is a default: say so first, as the likely cause (a misspelt
+    # stack name); `--config-file` or `stackConfigDir` users see the note only with problems.
+    note = (
+        f"\n  note: there is no {stack_file} next to Pulumi.yaml, so every value is a default "
+        f"(`pulumi config set {PROJECT}:environment dev|staging|prod` creates it)"
+        if missing_file
+        else ""
+    )
     return (
-        f"invalid config for stack {stack} ({count}; nothing was deployed):\n  "
+        f"invalid config for stack {stack} ({count}; nothing was deployed):{note}\n  "
         + "\n  ".join(lines)
         + f"\nFix them with `pulumi config set {PROJECT}:<key> <value>` (or edit {stack_file}) and run again."
     )
@@ -234,7 +245,7 @@ def parse_stack_config(flat: dict[str, Any], stack: str) -> StackConfig:
     return config
 
 
-def _coerce(raw: str, field: Any) -> Any:
+def _coerce(raw: str, field: FieldInfo) -> Any:
     """Pulumi hands config to the program as strings; arrays and objects as JSON."""
     if isinstance(field.default, (bool, int, list)) and not isinstance(field.default, StrEnum):
         try:
@@ -333,6 +344,7 @@ def load_stack_config() -> StackConfig:
     config = _all_config()
     problems: list[Problem] = []
     flat: dict[str, Any] = {}
+    secret_keys: set[str] = set()
     for full_key, raw in config.items():
         namespace, _, key = full_key.partition(":")
         if namespace != PROJECT:
@@ -342,16 +354,18 @@ def load_stack_config() -> StackConfig:
             continue
         if key in SUPPLIED_SECRET_KEYS.values():
             continue
+        if _is_secret(full_key):
+            secret_keys.add(key)
         flat[key] = _coerce(raw, fields[key]) if key in fields else raw
     missing_file = not (_project_dir() / f"Pulumi.{stack}.yaml").exists()
-    parsed, parse_problems = check_stack_config(flat, stack)
+    parsed, parse_problems = check_stack_config(flat, stack, secret_keys)
     problems += parse_problems
     refused = {p.key.partition(":")[2] for p in parse_problems}
     # A refused value was replaced by its default: check secrets against it only when it was not.
     public_certificate = None if "tls.publicCertificate" in refused else parsed.tls.public_certificate
     domain = None if "domain" in refused else parsed.domain
     problems += _secret_problems(config, public_certificate, domain)
-    if problems or missing_file:
+    if problems:
         raise StackConfigError(format_problems(problems, stack, missing_file))
     for note in parsed.warnings():
         pulumi.log.warn(f"Pulumi.{stack}.yaml: {note}")

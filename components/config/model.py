@@ -34,7 +34,7 @@ REDIS_OVERHEAD_MIN_MB = 64
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
-_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[a-z0-9-]+(\.[a-z0-9-]+)+$")
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 # The distribution reference grammar (github.com/distribution/reference, regexp.go), without
 # upper case in the repository path, which Docker refuses.
@@ -63,13 +63,16 @@ class Target(StrEnum):
 
 
 class RuleViolation(ValueError):
-    """A rule broken by one key: its flat key, the value found and what is allowed."""
+    """A rule broken by one key: its flat key, the value found and what is allowed. ``uses`` names
+    the other keys the rule read, so it is not reported when one of them was refused (its default
+    stood in, and the rule would blame a value the user never gave)."""
 
-    def __init__(self, key: str, value: object, allowed: str) -> None:
+    def __init__(self, key: str, value: object, allowed: str, uses: tuple[str, ...] = ()) -> None:
         super().__init__(f"{key}={value!r}: {allowed}")
         self.key = key
         self.value = value
         self.allowed = allowed
+        self.uses = uses
 
 
 # --------------------------------------------------------------------------- one value
@@ -217,9 +220,13 @@ class Resources(Section):
     def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
         if stack.target is Target.DOCKER:
             if self.cpu_millis < DOCKER_MIN_CPU_MILLIS:
-                yield RuleViolation(f"{prefix}.cpuMillis", self.cpu_millis, "at least 10 on Docker (--cpus 0.01)")
+                yield RuleViolation(
+                    f"{prefix}.cpuMillis", self.cpu_millis, "at least 10 on Docker (--cpus 0.01)", ("target",)
+                )
             if self.memory_mb < DOCKER_MIN_MEMORY_MB:
-                yield RuleViolation(f"{prefix}.memoryMb", self.memory_mb, "at least 6 on Docker (its minimum)")
+                yield RuleViolation(
+                    f"{prefix}.memoryMb", self.memory_mb, "at least 6 on Docker (its minimum)", ("target",)
+                )
 
 
 class Images(Section):
@@ -242,12 +249,13 @@ class Images(Section):
                     f"{prefix}.{field}",
                     image,
                     f"a pinned image (a tag other than latest, or @sha256 digest) in {stack.environment}",
+                    ("environment",),
                 )
 
 
 def _docker_host(value: str) -> str:
     if not value.startswith(("unix://", "ssh://", "tcp://", "npipe://")):
-        raise ValueError("a unix://, ssh:// or tcp:// address")
+        raise ValueError("a unix://, ssh://, tcp:// or npipe:// address")
     return value
 
 
@@ -258,7 +266,10 @@ class DockerSettings(Section):
     def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
         if self.publish_data_ports and stack.environment is Environment.PROD:
             yield RuleViolation(
-                f"{prefix}.publishDataPorts", True, "false in prod (data ports on the host are for debugging dev)"
+                f"{prefix}.publishDataPorts",
+                True,
+                "false in prod (data ports on the host are for debugging dev)",
+                ("environment",),
             )
 
 
@@ -275,7 +286,10 @@ class KubernetesSettings(Section):
     def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
         if stack.target is Target.KUBERNETES and self.exposure == "gateway" and not self.gateway_name:
             yield RuleViolation(
-                f"{prefix}.gatewayName", "", "the name of an existing Gateway when kubernetes.exposure is gateway"
+                f"{prefix}.gatewayName",
+                "",
+                "the name of an existing Gateway when kubernetes.exposure is gateway",
+                ("target", f"{prefix}.exposure"),
             )
 
 
@@ -301,6 +315,7 @@ class DatabaseSettings(Resources):
                 self.memory_mb,
                 f"at least {needed}: shared_buffers ({self.shared_buffers_mb} MB) + 64 MB + 2 MB for each "
                 f"of database.maxConnections ({self.max_connections})",
+                (f"{prefix}.maxConnections",),
             )
         budget = stack.connection_budget
         if budget > self.max_connections:
@@ -310,6 +325,7 @@ class DatabaseSettings(Resources):
                 f"at least {budget}: (api.replicas {stack.api.replicas} + worker.replicas {stack.worker.replicas}"
                 f" + 1 of each during a rollout + 1 migration) x database.connectionLimit {self.connection_limit}"
                 f" + {DATABASE_RESERVED_CONNECTIONS} reserved",
+                ("api.replicas", "worker.replicas", f"{prefix}.connectionLimit"),
             )
 
 
@@ -327,6 +343,7 @@ class CacheSettings(Resources):
                 f"at most {self.memory_mb - headroom}: cache.memoryMb ({self.memory_mb}) less a quarter "
                 f"(≥ {REDIS_OVERHEAD_MIN_MB} MB) for buffers and AOF rewrites, or Redis is killed before it "
                 "refuses writes",
+                (f"{prefix}.memoryMb",),
             )
 
 
@@ -375,11 +392,15 @@ class TlsSettings(Section):
                 f"{prefix}.earlyRenewalHours",
                 self.early_renewal_hours,
                 f"fewer hours than tls.validityHours ({self.validity_hours})",
+                (f"{prefix}.validityHours",),
             )
         if self.public_certificate == "acme":
             if not self.acme_email:
                 yield RuleViolation(
-                    f"{prefix}.acmeEmail", self.acme_email, "an e-mail address when tls.publicCertificate is acme"
+                    f"{prefix}.acmeEmail",
+                    self.acme_email,
+                    "an e-mail address when tls.publicCertificate is acme",
+                    (f"{prefix}.publicCertificate",),
                 )
             refused = domain_public_ca_refuses(stack.domain)
             if refused:
@@ -388,12 +409,14 @@ class TlsSettings(Section):
                     stack.domain,
                     f"a name a public CA can issue for when tls.publicCertificate is acme ({refused}); "
                     "use self-signed or supplied for it",
+                    (f"{prefix}.publicCertificate",),
                 )
         if stack.environment is Environment.PROD and self.public_certificate == "self-signed":
             yield RuleViolation(
                 f"{prefix}.publicCertificate",
                 "self-signed",
                 "acme or supplied in prod (browsers must trust the public certificate)",
+                ("environment",),
             )
 
 
@@ -457,4 +480,5 @@ class StackConfig(Section):
                         f"{name}.replicas",
                         section.replicas,
                         "at least 2 in prod on Kubernetes (one pod may be drained or fail)",
+                        ("environment", "target"),
                     )

@@ -55,9 +55,11 @@ def _encryption_key(value: str) -> str | None:
 
 # Supplied key name -> what its consumer accepts.
 SECRET_CHECKS: dict[str, Check] = {
+    # 16 characters is this project's floor for a password (the generated ones have 32-40);
+    # the services themselves would take less (MinIO: 8).
     "postgresPassword": _password(16),
     "redisPassword": _password(16, url_safe=True),
-    # MinIO refuses a root user under 3 and a password under 8 characters; so does `mc admin user add`.
+    # MinIO refuses a user (access key) under 3 characters, root's or one `mc admin user add` makes.
     "minioRootUser": _password(3),
     "minioRootPassword": _password(16),
     "minioAppAccessKey": _password(3),
