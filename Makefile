@@ -29,7 +29,8 @@ export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 .PHONY: venv venv-dev policy-venv preflight up preview refresh destroy test lint render clean
 
 # `test -x` keeps an existing venv as it is (others may be using it); pip then adds what is missing.
-$(RUNTIME): requirements.txt
+# preflight is order-only: under `make -j` too, nothing is installed for a run that cannot start.
+$(RUNTIME): requirements.txt | $(if $(filter up preview refresh destroy,$(MAKECMDGOALS)),preflight)
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements.txt

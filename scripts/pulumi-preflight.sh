@@ -41,7 +41,11 @@ done
 # 3. The secrets key. Another secrets provider named in the stack file (awskms://, gcpkms://,
 # azurekeyvault://, hashivault://, or Pulumi Cloud's `default`) needs no passphrase; neither does
 # Pulumi Cloud's own key, unless the stack file chose `passphrase` explicitly.
-if [[ -n ${PULUMI_CONFIG_PASSPHRASE:-} ]]; then
+# Set, even to "", is what Pulumi checks (os.LookupEnv in pkg/secrets/passphrase/manager.go):
+# an empty passphrase is valid there, so it is accepted here, with a warning.
+if [[ -n ${PULUMI_CONFIG_PASSPHRASE+set} ]]; then
+  [[ -n $PULUMI_CONFIG_PASSPHRASE ]] ||
+    echo "make: warning: PULUMI_CONFIG_PASSPHRASE is empty: this stack's secrets are encrypted with an empty passphrase" >&2
   exit 0
 fi
 if [[ -n ${PULUMI_CONFIG_PASSPHRASE_FILE:-} ]]; then

@@ -143,6 +143,14 @@ def test_no_passphrase_is_refused(sandbox: Sandbox, target: str) -> None:
     assert run.calls == ["version"]
 
 
+def test_an_empty_passphrase_is_accepted_as_pulumi_accepts_it_with_a_warning(sandbox: Sandbox) -> None:
+    sandbox.env["PULUMI_CONFIG_PASSPHRASE"] = ""
+    run = sandbox.run("up")
+    assert run.returncode == 0, run.stderr
+    assert "PULUMI_CONFIG_PASSPHRASE is empty" in run.stderr
+    assert run.calls[-1].startswith("up --stack")
+
+
 def test_a_passphrase_file_is_enough_if_it_can_be_read(sandbox: Sandbox) -> None:
     del sandbox.env["PULUMI_CONFIG_PASSPHRASE"]
     sandbox.env["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(sandbox.tmp / "missing")
