@@ -27,6 +27,7 @@ from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
 from offline import stack_file, values
+from offline.stack_file import integral
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "aixsss"
@@ -63,22 +64,6 @@ def plain_strings(value: Any) -> list[str]:
 
 def _secret(value: Any) -> dict[str, Any]:
     return {SECRET_KEY: SECRET_SIG, "value": value}
-
-
-def integral(value: Any) -> Any:
-    """``value`` with every integral float made an int, through lists, dicts and secret markers.
-
-    A protobuf Struct has only doubles, so the monitor hands back ``3`` as ``3.0``; the real
-    `pulumi stack output --json` prints it as ``3`` (Go encodes a whole float64 without a
-    fraction), and auditors diff against that. Non-integral numbers (2.5) and bools stay as they are.
-    """
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: integral(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [integral(v) for v in value]
-    return value
 
 
 @dataclass
@@ -189,6 +174,8 @@ class RecordingMonitor(mocks.MockMonitor):
 
     def RegisterResourceOutputs(self, request: Any) -> Any:
         if "::pulumi:pulumi:Stack::" in request.urn:
+            # A protobuf Struct has only doubles, so 3 comes back as 3.0; `pulumi stack output
+            # --json` prints 3 (Go's encoding of a whole float64), and auditors diff against that.
             self.stack_outputs = integral(rpc.deserialize_properties(request.outputs))
         return super().RegisterResourceOutputs(request)
 
@@ -294,9 +281,19 @@ def run_program(
         defaults=defaults,
     )
     config = {f"{PROJECT}:{k}": stack_file.config_string(v) for k, v in values.items()}
+    # Other namespaces reach the program too, as the CLI passes every key: the program reports
+    # one that looks like a misspelt `aixsss:`. Their secure values stay ciphertext, marked secret.
+    foreign_secure = []
+    for key, value in file.config.items():
+        if key.partition(":")[0] != PROJECT:
+            if stack_file.has_secure(value):
+                config[key] = "[secure]"  # the program reads only the key's name
+                foreign_secure.append(key)
+            else:
+                config[key] = stack_file.config_string(value)
     # An override replaces a secure value as `config set` without --secret would: plain.
     secure_values = {k: v for k, v in secure.values.items() if k.partition(":")[2] not in (overrides or {})}
-    secret_keys = []
+    secret_keys = list(foreign_secure)
     for key, value in {**secure_values, **{f"{PROJECT}:{k}": v for k, v in (secret_config or {}).items()}}.items():
         config[key] = value
         secret_keys.append(key)

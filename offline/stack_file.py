@@ -127,6 +127,13 @@ def read(project_dir: Path, stack: str) -> StackFile:
     config = document.get("config") if isinstance(document, dict) else None
     if not isinstance(document, dict) or not isinstance(config or {}, dict):
         raise StackFileError(f"{path.name}: expected a mapping with a config: mapping of key: value")
+    # The CLI refuses these too (config.ParseKey: keys are `<namespace>:<name>`).
+    bare = [str(k) for k in (config or {}) if ":" not in str(k)]
+    if bare:
+        raise StackFileError(
+            f"{path.name}: config keys without a namespace: {', '.join(bare)} "
+            f"(write them as aixsss:{bare[0]}; the CLI refuses them as well)"
+        )
     return StackFile(
         path=path,
         config={str(k): _secure_leaves(v) for k, v in (config or {}).items()},
@@ -135,14 +142,15 @@ def read(project_dir: Path, stack: str) -> StackFile:
     )
 
 
-def _go_json(value: Any) -> Any:
-    """Numbers as Go's encoding/json writes a float64: a whole number without a fraction."""
+def integral(value: Any) -> Any:
+    """Numbers as Go's encoding/json writes a float64: a whole number without a fraction, through
+    lists, dicts and secret markers; fractions (2.5), bools, inf and values past 1e21 unchanged."""
     if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 1e21:
         return int(value)
     if isinstance(value, dict):
-        return {k: _go_json(v) for k, v in value.items()}
+        return {k: integral(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_go_json(v) for v in value]
+        return [integral(v) for v in value]
     return value
 
 
@@ -151,7 +159,7 @@ def config_string(value: Any) -> str:
     if isinstance(value, str):
         return value
     # Go's json.Marshal: compact, map keys sorted, UTF-8 unescaped.
-    return json.dumps(_go_json(value), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return json.dumps(integral(value), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
 def _alnum(length: int, alphabet: str = string.ascii_letters + string.digits) -> str:

@@ -149,7 +149,6 @@ def test_pulumi_go_state_opens_with_its_passphrase_only() -> None:
 
 def test_key_derivation_and_decryption_match_independent_primitives() -> None:
     salt = base64.b64decode("fozI5u6B030=")
-    assert crypto.derive_key("password", salt) == hashlib.pbkdf2_hmac("sha256", b"password", salt, 1_000_000, 32)
     assert crypto.derive_key("password", salt).hex() == PULUMI_STATE_KEY
     key = bytes.fromhex(PULUMI_STATE_KEY)
     nonce = bytes(range(12))
@@ -400,3 +399,24 @@ def _certificate(domain: str) -> tuple[str, str]:
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
     )
     return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+def test_every_suppliable_secret_has_a_stand_in() -> None:
+    from components.config import SUPPLIED_SECRET_KEYS
+    from offline import stack_file
+
+    covered = {*stack_file._STAND_INS, stack_file.CERTIFICATE_KEY, stack_file.PRIVATE_KEY_KEY}
+    assert covered == set(SUPPLIED_SECRET_KEYS.values())
+
+
+def test_other_namespaces_reach_the_program_and_a_bare_key_is_refused(project: Project) -> None:
+    env = {"PULUMI_CONFIG_PASSPHRASE": PASSPHRASE}
+    project.stack("qa", {**QA, "aixss:api.replicas": "3", "kubernetes:context": "kind"})
+    stderr = clean_error(cli(project, "qa", env=env))
+    assert "aixss:api.replicas = '3' is not allowed: no such namespace (did you mean aixsss:api.replicas?)" in stderr
+    assert "kubernetes:context" not in stderr
+    project.stack("qa", {**QA, "api.replicas": "3"})
+    assert "config keys without a namespace: api.replicas" in clean_error(cli(project, "qa", env=env))
+    # The control: another provider's namespace alone renders.
+    project.stack("qa", {**QA, "kubernetes:context": "kind"})
+    assert cli(project, "qa", env=env).returncode == 0
