@@ -42,7 +42,9 @@ def _wait_until_ready(ready: Callable[[], bool], process: subprocess.Popen[bytes
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        if ready():
+        # Ready and still ours: a server that lost its port to another process answers `ready`
+        # through that process, then exits with a bind error.
+        if ready() and process.poll() is None:
             return
         time.sleep(0.1)
     raise TimeoutError(f"server not ready within {timeout}s:\n{log.read_text()[-3000:]}")
