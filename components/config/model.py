@@ -78,43 +78,23 @@ class RuleViolation(ValueError):
 # --------------------------------------------------------------------------- one value
 
 
-def _hostname(value: str) -> str:
-    if not _HOSTNAME.match(value):
-        raise ValueError("a DNS name such as app.example.com (lower case, at least two labels)")
-    return value
+def _matching(pattern: re.Pattern[str], allowed: str, *, optional: bool = False) -> AfterValidator:
+    """A field rule: the value matches ``pattern`` (or, if ``optional``, is empty)."""
+
+    def check(value: str) -> str:
+        if (value or not optional) and not pattern.match(value):
+            raise ValueError(allowed)
+        return value
+
+    return AfterValidator(check)
 
 
-def _email(value: str) -> str:
-    if value and not _EMAIL.match(value):
-        raise ValueError("an e-mail address such as ops@example.com")
-    return value
-
-
-def _image(value: str) -> str:
-    if not _IMAGE.match(value):
-        raise ValueError(
-            "an image reference such as postgres:16 or registry.example.com/team/app@sha256:<digest> "
-            "(lower-case repository path)"
-        )
-    return value
-
-
-def _dns_label(value: str) -> str:
-    if value and not _DNS_LABEL.match(value):
-        raise ValueError("a DNS-1123 label: at most 63 of a-z, 0-9 and '-', starting and ending alphanumeric")
-    return value
-
-
-def _dns_subdomain(value: str) -> str:
-    if value and not _DNS_SUBDOMAIN.match(value):
-        raise ValueError(
-            "a DNS-1123 subdomain: at most 253 of a-z, 0-9, '-' and '.', each part alphanumeric at both ends"
-        )
-    return value
+_LABEL_RULE = "a DNS-1123 label: at most 63 of a-z, 0-9 and '-', starting and ending alphanumeric"
 
 
 def _namespace(value: str) -> str:
-    _dns_label(value)
+    if value and not _DNS_LABEL.match(value):
+        raise ValueError(_LABEL_RULE)
     if value in KUBERNETES_RESERVED_NAMESPACES or value.startswith("kube-"):
         raise ValueError("a namespace of the stack's own: default and kube-* belong to the cluster")
     return value
@@ -159,11 +139,25 @@ def _command(value: list[str]) -> list[str]:
     return value
 
 
-Hostname = Annotated[str, AfterValidator(_hostname)]
-Email = Annotated[str, AfterValidator(_email)]
-Image = Annotated[str, AfterValidator(_image)]
-DnsLabel = Annotated[str, AfterValidator(_dns_label)]
-DnsSubdomain = Annotated[str, AfterValidator(_dns_subdomain)]
+Hostname = Annotated[str, _matching(_HOSTNAME, "a DNS name such as app.example.com (lower case, at least two labels)")]
+Email = Annotated[str, _matching(_EMAIL, "an e-mail address such as ops@example.com", optional=True)]
+Image = Annotated[
+    str,
+    _matching(
+        _IMAGE,
+        "an image reference such as postgres:16 or registry.example.com/team/app@sha256:<digest> "
+        "(lower-case repository path)",
+    ),
+]
+DnsLabel = Annotated[str, _matching(_DNS_LABEL, _LABEL_RULE, optional=True)]
+DnsSubdomain = Annotated[
+    str,
+    _matching(
+        _DNS_SUBDOMAIN,
+        "a DNS-1123 subdomain: at most 253 of a-z, 0-9, '-' and '.', each part alphanumeric at both ends",
+        optional=True,
+    ),
+]
 NamespaceName = Annotated[str, AfterValidator(_namespace)]
 BucketName = Annotated[str, AfterValidator(_bucket)]
 QueueName = Annotated[str, AfterValidator(_queue_name)]
