@@ -215,11 +215,17 @@ class Resources(Section):
         if stack.target is Target.DOCKER:
             if self.cpu_millis < DOCKER_MIN_CPU_MILLIS:
                 yield RuleViolation(
-                    f"{prefix}.cpuMillis", self.cpu_millis, "at least 10 on Docker (--cpus 0.01)", ("target",)
+                    f"{prefix}.cpuMillis",
+                    self.cpu_millis,
+                    f"at least {DOCKER_MIN_CPU_MILLIS} on Docker (--cpus 0.01)",
+                    ("target",),
                 )
             if self.memory_mb < DOCKER_MIN_MEMORY_MB:
                 yield RuleViolation(
-                    f"{prefix}.memoryMb", self.memory_mb, "at least 6 on Docker (its minimum)", ("target",)
+                    f"{prefix}.memoryMb",
+                    self.memory_mb,
+                    f"at least {DOCKER_MIN_MEMORY_MB} on Docker (its minimum)",
+                    ("target",),
                 )
 
 

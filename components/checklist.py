@@ -1,0 +1,213 @@
+"""The deployment guide's pre-deployment checklist (appendix E), one function per item.
+
+Each item is decided from the declared resources rather than asserted, and its reason names
+exactly what was checked and what was found, so an auditor can verify it against the rendered
+resources.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components import api as api_module
+from components import cache as cache_module
+from components.cache import redis_settings
+from components.conf import redis
+from components.platforms.base import Placement, flows_of
+from components.service import Service
+from components.spec import Flow, Probe, Zone
+from components.stack import AixsssStack
+
+REQUIRED_API_SECRETS = ("JWT_SECRET", "API_KEY_ENCRYPTION_KEY", "DATABASE_URL", "REDIS_URL")
+Item = tuple[bool, str]  # ok, and the reason
+
+
+def _data(stack: AixsssStack) -> list[Service]:
+    return [stack.database, stack.cache, stack.object_store]
+
+
+def _placements(stack: AixsssStack) -> list[Placement]:
+    """Every placed workload, the run-once jobs too: a migration's connection to Postgres is a
+    flow into a data service like any other."""
+    return [s.placement for s in stack.services] + [stack.api.migrations, stack.object_store.bootstrap]
+
+
+def _flow_text(flow: Flow) -> str:
+    return f"{flow.client}->{flow.server}:{','.join(str(p.port) for p in flow.ports)}"
+
+
+def _probe_text(probe: Probe, kubernetes: bool) -> str:
+    """The check the platform runs: Docker healthchecks only run commands; Kubernetes prefers
+    an HTTP or TCP probe when the spec gives one."""
+    if kubernetes and probe.http_path is not None:
+        return f"{probe.scheme} GET {probe.http_path} on {probe.port}"
+    if kubernetes and probe.tcp:
+        return f"TCP {probe.port}"
+    program = next((w for w in " ".join(probe.command).split() if w not in ("sh", "/bin/sh", "-c")), "")
+    return f"command {program}"
+
+
+def secrets_injected(stack: AixsssStack) -> Item:
+    api_secret = set(stack.api.spec.secret_env)
+    missing = [k for k in REQUIRED_API_SECRETS if k not in api_secret]
+    secrets_reason = (
+        f"api's secret environment holds {', '.join(REQUIRED_API_SECRETS)}"
+        if not missing
+        else f"api's secret environment lacks {', '.join(missing)}"
+    )
+    return not missing, secrets_reason
+
+
+def redis_auth_and_tls(stack: AixsssStack) -> Item:
+    # Rendered with a placeholder password: the settings, not the secret, are what is checked.
+    redis_conf = redis.render(redis_settings(stack.config, "placeholder")).splitlines()
+    redis_lines = ["port 0", f"tls-port {cache_module.PORT}"]
+    redis_found = [line for line in redis_lines if line in redis_conf]
+    if any(line.startswith("requirepass ") for line in redis_conf):
+        redis_found.append("requirepass")
+    redis_missing = [line for line in [*redis_lines, "requirepass"] if line not in redis_found]
+    redis_reason = (
+        "redis.conf sets " + ", ".join(redis_found) + " (no plain-text port; clients authenticate)"
+        if not redis_missing
+        else f"redis.conf lacks {', '.join(redis_missing)}"
+    )
+    return not redis_missing, redis_reason
+
+
+def minio_https(stack: AixsssStack) -> Item:
+    store = stack.object_store
+    args = store.spec.args or []
+    certs_dir = args[args.index("--certs-dir") + 1] if "--certs-dir" in args[:-1] else None
+    files = {f.path: f for f in store.spec.files}
+    minio_cert = next((c for c in stack.certificates if c.name == store.spec.name), None)
+    public_crt = files.get(f"{certs_dir}/public.crt")
+    cert_mounted = (
+        minio_cert is not None
+        and public_crt is not None
+        and public_crt.content is minio_cert.cert_pem
+        and f"{certs_dir}/private.key" in files
+    )
+    https = store.endpoint.startswith("https://")
+    minio_ok = https and cert_mounted
+    minio_reason = (
+        f"minio's endpoint is {store.endpoint}; it runs with --certs-dir {certs_dir}, which holds "
+        f"public.crt (the stack CA's {store.spec.name} certificate) and private.key"
+        if minio_ok
+        else f"minio's endpoint is {store.endpoint}; "
+        + (
+            "it runs without --certs-dir"
+            if certs_dir is None
+            else f"--certs-dir {certs_dir} lacks the stack CA's {store.spec.name} certificate or its key"
+            if not cert_mounted
+            else "its certificate is mounted"
+        )
+    )
+    return minio_ok, minio_reason
+
+
+def data_not_public(stack: AixsssStack) -> Item:
+    data = _data(stack)
+    data_list = ", ".join(d.spec.name for d in data)
+    # What the platform actually published (Docker: host_ip:port->port; Kubernetes: a
+    # LoadBalancer port), not what the spec asked for: Kubernetes publishes no data port.
+    exposed = [f"{d.spec.name} {e}" for d in data for e in d.placement.exposed]
+    public = [e for e in exposed if not e.split(" ", 1)[1].startswith("127.")]
+    if not exposed:
+        exposure_reason = f"{data_list} publish no port"
+    elif not public:
+        exposure_reason = f"published on loopback only: {', '.join(exposed)}"
+    else:
+        exposure_reason = f"published beyond loopback: {', '.join(public)}"
+    return not public, exposure_reason
+
+
+def volumes_declared(stack: AixsssStack) -> Item:
+    kubernetes = stack.config.target.value == "kubernetes"
+    data = _data(stack)
+    missing_volumes = [d.spec.name for d in data if not d.spec.volumes]
+    kept = [
+        f"{d.spec.name} {v.name} at {v.path} ("
+        + (
+            f"PersistentVolumeClaim {d.spec.name}-{v.name} of {v.size_gb}Gi"
+            if kubernetes
+            else f"a Docker volume, which Docker does not cap, {v.size_gb} GB planned"
+        )
+        + ")"
+        for d in data
+        for v in d.spec.volumes
+    ]
+    storage_reason = "; ".join(kept) if not missing_volumes else f"no volume: {', '.join(missing_volumes)}"
+    return not missing_volumes, storage_reason
+
+
+def data_isolated(stack: AixsssStack) -> Item:
+    data = _data(stack)
+    data_names = [d.spec.name for d in data]
+    data_list = ", ".join(data_names)
+    # Isolated: data services sit only in the backend zone (Docker: an internal network with no
+    # route out; Kubernetes: default-deny plus one policy pair per flow), and every flow into
+    # them is TLS.
+    outside = [
+        f"{d.spec.name} ({', '.join(sorted(d.spec.zones))})" for d in data if set(d.spec.zones) != {Zone.BACKEND}
+    ]
+    placements = _placements(stack)
+    specs = {p.spec.name: p.spec for p in placements}
+    into_data = sorted(
+        (f for p in placements for f in flows_of(p.spec, specs) if f.server in data_names), key=_flow_text
+    )
+    plain = [_flow_text(f) for f in into_data if not f.tls]
+    isolation_reason = "; ".join(
+        [
+            f"{data_list} only in the backend zone"
+            if not outside
+            else f"outside the backend zone: {', '.join(outside)}",
+            "every flow into them is TLS: " + ", ".join(_flow_text(f) for f in into_data)
+            if not plain
+            else f"plain-text flows into them: {', '.join(plain)}",
+        ]
+    )
+    return not outside and not plain, isolation_reason
+
+
+def health_endpoint(stack: AixsssStack) -> Item:
+    kubernetes = stack.config.target.value == "kubernetes"
+    probe = stack.api.spec.probe
+    # The spec is target-neutral: Kubernetes runs the HTTP probe, Docker runs the command, so
+    # both must reach the health path for the stack to be right on either target.
+    http_ok = probe is not None and probe.http_path == api_module.HEALTH_PATH and probe.port == api_module.PORT
+    command_ok = probe is not None and f":{api_module.PORT}{api_module.HEALTH_PATH}" in " ".join(probe.command)
+    api_probed = http_ok and command_ok
+    serving = [s.spec for s in stack.services if not s.spec.run_once]
+    unprobed = [s.name for s in serving if s.probe is None]
+    probed = ", ".join(f"{s.name} ({_probe_text(s.probe, kubernetes)})" for s in serving if s.probe is not None)
+    health_reason = "; ".join(
+        [
+            f"api's health check requests {api_module.HEALTH_PATH} on port {api_module.PORT}, "
+            "as its HTTP probe and as its command"
+            if api_probed
+            else "no api health check"
+            if probe is None
+            else f"api's HTTP probe requests {probe.http_path} on port {probe.port}; its command "
+            + ("requests" if command_ok else "does not request")
+            + f" {api_module.HEALTH_PATH} on port {api_module.PORT}",
+            f"health checks: {probed}" + (f"; none on {', '.join(unprobed)}" if unprobed else ""),
+        ]
+    )
+    return api_probed and not unprobed, health_reason
+
+
+ITEMS = {
+    "env.secretsGeneratedAndInjected": secrets_injected,
+    "security.redisAuthAndTls": redis_auth_and_tls,
+    "security.minioHttps": minio_https,
+    "security.databaseNotPublic": data_not_public,
+    "storage.volumesDeclared": volumes_declared,
+    "network.dataIsolated": data_isolated,
+    "health.endpoint": health_endpoint,
+}
+
+
+def checklist(stack: AixsssStack) -> dict[str, dict[str, Any]]:
+    """Every item as ``{"ok": …, "reason": …}``."""
+    results = {key: item(stack) for key, item in ITEMS.items()}
+    return {key: {"ok": bool(ok), "reason": reason} for key, (ok, reason) in results.items()}
