@@ -138,6 +138,13 @@ def test_docker_minimum_cpu_is_a_hundredth() -> None:
     accepted({"edge.cpuMillis": 9, "target": "kubernetes"})  # Kubernetes counts in millicores
 
 
+def test_one_edge_per_docker_host() -> None:
+    # One Docker host publishes 80/443 once (README: one edge per Docker host).
+    refused({"edge.replicas": 2}, "edge.replicas", "1 on Docker")
+    accepted({"edge.replicas": 1})
+    accepted({"edge.replicas": 2, "target": "kubernetes"})
+
+
 def test_docker_minimum_memory_is_six_megabytes() -> None:
     refused({"web.memoryMb": 5}, "web.memoryMb", "at least 6 on Docker")
     accepted({"web.memoryMb": 6})

@@ -699,22 +699,7 @@ def _overlap(a: str, b: str) -> bool:
     return a == b or "0.0.0.0" in (a, b)
 
 
-@pytest.mark.parametrize(
-    "stack",
-    [
-        "dev",
-        "staging",
-        pytest.param(
-            "prod",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: Pulumi.prod.yaml sets edge.replicas 2; on Docker edge-1 and edge-2 both bind "
-                "0.0.0.0:80 and :443 on the one host, so the second cannot start. Config should refuse "
-                "edge.replicas > 1 on Docker (one public edge per Docker host) or the platform place one edge.",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
 def test_no_two_containers_publish_the_same_host_port(stack: str) -> None:
     from components.config import StackConfigError
 

@@ -376,6 +376,18 @@ class EdgeSettings(Resources):
     api_rate_per_second: Positive = 10
     api_rate_burst: Positive = 20
 
+    def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
+        yield from super().problems(stack, prefix)
+        # One Docker host has one pair of public ports: a second edge could not bind them, and
+        # on one host it would add no failure domain either (README: one edge per Docker host).
+        if stack.target is Target.DOCKER and self.replicas > 1:
+            yield RuleViolation(
+                f"{prefix}.replicas",
+                self.replicas,
+                "1 on Docker (one host publishes ports 80/443 once; run more edges on Kubernetes)",
+                ("target",),
+            )
+
 
 class TlsSettings(Section):
     public_certificate: Literal["self-signed", "acme", "supplied"] = "self-signed"
