@@ -670,6 +670,8 @@ class Applier:
             (report.replaced if reg.urn in follow else report.created).append(reg.name)
             self._remember(reg, self.state.entries[reg.urn])
             return
+        fresh = inputs  # without the old autoname: a create-first replacement gets a new one
+        inputs = _keep_autoname(reg, inputs, entry)
         verdict, changed = diff(reg.type, entry.inputs, inputs)
         if entry.tainted:
             verdict = "replace"
@@ -681,7 +683,8 @@ class Applier:
             report.unchanged.append(reg.name)
         elif verdict in ("same", "update"):
             self._update(reg, entry, inputs, changed)
-            self.state.put(reg.urn, Entry(**{**entry.__dict__, "inputs": inputs, "dependencies": deps}))
+            entry.inputs, entry.dependencies = inputs, deps
+            self.state.save()
             report.updated.append(reg.name)
         elif delete_before_replace(reg):
             for urn in self._dependent_replacements(reg.urn):
@@ -693,7 +696,7 @@ class Applier:
         else:
             old = f"{reg.urn}#old-{entry.id[:12]}"
             self.state.entries[old] = entry
-            self._create(reg, inputs, deps, report)
+            self._create(reg, fresh, deps, report)
             condemned.append(old)
             report.replaced.append(reg.name)
         self._remember(reg, self.state.entries[reg.urn])
@@ -985,6 +988,13 @@ def _autonamed(reg: Registration, inputs: dict[str, Any]) -> dict[str, Any]:
     if inputs.get("name"):
         return inputs
     return {**inputs, "name": f"{reg.name}-{secrets.token_hex(4)[:7]}"}
+
+
+def _keep_autoname(reg: Registration, inputs: dict[str, Any], entry: Entry) -> dict[str, Any]:
+    """The bridge's Check keeps a resource's autoname from its old state (it changes on replace only)."""
+    if reg.type in (NETWORK, VOLUME) and not inputs.get("name") and entry.inputs.get("name"):
+        return {**inputs, "name": entry.inputs["name"]}
+    return inputs
 
 
 def _strings_in(value: Any) -> Iterator[str]:

@@ -314,7 +314,7 @@ HARDENED: dict[str, Any] = {
 }
 
 
-def _stack(env: str = "A=1", net_labels: str = "one", with_job: bool = True) -> Deployment:
+def _stack(env: str = "A=1", net_labels: str = "one", with_job: bool = True, memory: float = 64.0) -> Deployment:
     """A network, a volume, files carried into it, a run-once job and a healthy service."""
     image = _reg(A.IMAGE, "img", {"name": TEST_IMAGE, "keepLocally": True})
     image.outputs = {**image.inputs, "imageId": f"sha256:{secrets.token_hex(32)}"}  # the mock's, new each run
@@ -365,6 +365,8 @@ def _stack(env: str = "A=1", net_labels: str = "one", with_job: bool = True) -> 
         "svc",
         {
             **HARDENED,
+            "memory": memory,
+            "memorySwap": memory,
             "name": f"{PREFIX}svc",
             "image": image_id,
             "entrypoints": ["sh", "-c", "touch /tmp/ready; exec sleep 3600"],
@@ -410,6 +412,12 @@ def test_apply_is_ordered_healthy_idempotent_and_replaces_deletes_destroys(
     again = applier.apply(_stack())
     assert (again.created, again.replaced, again.deleted, again.started) == ([], [], [], [])
     assert again.unchanged == first.created
+    assert _ids(api) == ids
+
+    # memory is not ForceNew: resourceDockerContainerUpdate changes it in place.
+    updated = applier.apply(_stack(memory=96.0))
+    assert updated.updated == ["svc"] and updated.replaced == []
+    assert api.inspect_container(f"{PREFIX}svc")["HostConfig"]["Memory"] == 96 * 1024 * 1024
     assert _ids(api) == ids
 
     changed = applier.apply(_stack(env="A=2"))
@@ -464,6 +472,19 @@ def test_wait_times_out_with_the_last_health_log(api: docker.APIClient, applier:
     )
     with pytest.raises(ApplyError, match=r"container failed to be in healthy state.*not yet"):
         applier.apply(_deployment([image, sick]))
+
+
+def test_an_autonamed_volume_is_replaced_create_first(api: docker.APIClient, applier: Applier) -> None:
+    def volume(label: str) -> Deployment:
+        return _deployment([_reg(A.VOLUME, f"{PREFIX}auto", {"labels": [{"label": "v", "value": label}]})])
+
+    applier.apply(volume("one"))
+    (old,) = [e.id for e in applier.state.entries.values()]
+    assert old.startswith(f"{PREFIX}auto-") and applier.apply(volume("one")).unchanged == [f"{PREFIX}auto"]
+    assert applier.apply(volume("two")).replaced == [f"{PREFIX}auto"]
+    (new,) = [e.id for e in applier.state.entries.values()]
+    names = {v["Name"] for v in api.volumes().get("Volumes") or []}
+    assert new != old and new in names and old not in names
 
 
 def test_a_missing_image_is_an_error_not_a_pull(api: docker.APIClient, applier: Applier) -> None:
