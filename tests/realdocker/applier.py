@@ -682,7 +682,7 @@ class Applier:
                 self.state.save()
             report.unchanged.append(reg.name)
         elif verdict in ("same", "update"):
-            self._update(reg, entry, inputs, changed)
+            self._update(reg, entry, inputs, changed, report)
             entry.inputs, entry.dependencies = inputs, deps
             self.state.save()
             report.updated.append(reg.name)
@@ -854,7 +854,9 @@ class Applier:
     def _must_start(self, reg: Registration, entry: Entry) -> bool:
         return reg.type == CONTAINER and bool(entry.outputs.get("mustRunFalse"))
 
-    def _update(self, reg: Registration, entry: Entry, inputs: dict[str, Any], changed: set[str]) -> None:
+    def _update(
+        self, reg: Registration, entry: Entry, inputs: dict[str, Any], changed: set[str], report: ApplyReport
+    ) -> None:
         """resourceDockerContainerUpdate (networks and images have no update that touches the daemon;
         a volume's only one is for cluster volumes, not mirrored)."""
         if reg.type != CONTAINER:
@@ -863,6 +865,7 @@ class Applier:
         if self._must_start(reg, entry) and values["mustRun"] and values["start"]:
             self._call(reg.name, "Unable to start container", self.api.start, entry.id)
             entry.outputs["mustRunFalse"] = False
+            report.started.append(reg.name)
         if changed & CONTAINER_UPDATED_VIA_API:
             self._call(reg.name, "Unable to update a container", self.api.update_container, entry.id,
                        **_update_kwargs(values))  # fmt: skip

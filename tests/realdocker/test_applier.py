@@ -487,6 +487,22 @@ def test_an_autonamed_volume_is_replaced_create_first(api: docker.APIClient, app
     assert new != old and new in names and old not in names
 
 
+def test_a_must_run_container_found_stopped_is_started_by_the_next_apply(
+    api: docker.APIClient, applier: Applier
+) -> None:
+    """Read (which ends Create) sets must_run=false in the state for a stopped container; the next
+    `up` diffs it against must_run=true and Update starts the container: with attach and the
+    default must_run, a run-once job runs again on every other apply."""
+    image = _reg(A.IMAGE, "img", {"name": TEST_IMAGE, "keepLocally": True})
+    once = _reg(A.CONTAINER, "once", {"name": f"{PREFIX}once", "image": TEST_IMAGE, "entrypoints": ["true"]}, [image])
+    once.inputs["attach"] = True
+    stack = _deployment([image, once])
+    assert applier.apply(stack).exit_codes == {"once": 0}
+    again = applier.apply(stack)
+    assert (again.updated, again.started) == (["once"], ["once"])
+    assert applier.apply(stack).unchanged == ["img", "once"]
+
+
 def test_a_missing_image_is_an_error_not_a_pull(api: docker.APIClient, applier: Applier) -> None:
     image = _reg(A.IMAGE, "img", {"name": f"{PREFIX}absent:never", "keepLocally": True})
     with pytest.raises(ApplyError, match="never pulls"):
