@@ -637,10 +637,10 @@ class Applier:
     def __init__(self, docker_host: str, state_file: Path) -> None:
         self.api = docker.APIClient(base_url=docker_host)
         self.state = State(state_file)
-        self._real: dict[str, str] = {}  # mock output value (imageId, repoDigest) -> real value
+        self._real: dict[str, str] = {}  # a mock output (id, imageId, repoDigest) -> the real one
 
     def _inputs(self, reg: Registration) -> dict[str, Any]:
-        """Revealed inputs with the mock's RemoteImage outputs replaced by the daemon's values."""
+        """Revealed inputs, the mock's made-up outputs in them replaced by the daemon's values."""
         return _substitute(reveal(reg.inputs), self._real)
 
     # ---- apply ----------------------------------------------------------------------------
