@@ -1,5 +1,8 @@
 """The policy pack: each rule against a compliant and a violating resource, then every
-resource of every stack, called through the ResourceValidationArgs the engine passes."""
+resource of every stack, called through the ResourceValidationArgs the engine passes.
+
+On Docker a service's files sit in its config carrier (`<service>-config`, created, never
+started): the file-content cases weaken the carrier, and docker-config-delivered ties the pair."""
 
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ from pulumi_policy import (
     ResourceValidationArgs,
     StackValidationArgs,
 )
-from pulumi_policy.proxy import unknown_checking_proxy
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
+from rendering import SETTINGS
 
 RULE = {r.name: r for r in RULES}
 CASES = [(s, t) for s in ("dev", "staging", "prod") for t in ("docker", "kubernetes")]
@@ -76,7 +80,8 @@ def all_violations(deployment: Deployment, stack: str) -> list[tuple[str, str, s
 
 @functools.cache
 def deployed(stack: str, target: str) -> Deployment:
-    return run_program(stack, overrides={"target": target})
+    # As tests/rendering.py renders them (prod on Docker: one edge per host).
+    return run_program(stack, overrides={"target": target, **SETTINGS.get((stack, target), {})})
 
 
 def _pick(deployment: Deployment, typ: str, name: str) -> Registration:
@@ -109,12 +114,20 @@ RULE_CASES: list[tuple[str, str, str, str, str, Callable[[dict[str, Any]], Any],
      lambda p: p.update(ports=[{"internal": 5432, "external": 5432, "ip": "0.0.0.0"}]), "on 0.0.0.0:5432"),
     ("data-services-not-public", "staging", "kubernetes", SERVICE, "redis",
      lambda p: p["spec"].update(type="LoadBalancer"), "outside the cluster"),
-    ("redis-auth-and-tls", "staging", "docker", CONTAINER, "redis",
+    ("redis-auth-and-tls", "staging", "docker", CONTAINER, "redis-config",
      lambda p: _conf(p, "redis.conf", lambda c: c.replace("requirepass ", "# requirepass ")), "no requirepass"),
+    ("redis-auth-and-tls", "staging", "docker", CONTAINER, "redis",
+     lambda p: p.update(command=["redis-server"]), "without the generated redis.conf"),
+    # Labelled a carrier but could start: it is the service, and must start with redis.conf.
+    ("redis-auth-and-tls", "staging", "docker", CONTAINER, "redis-config",
+     lambda p: p.update(start=True), "without the generated redis.conf"),
     ("redis-auth-and-tls", "prod", "kubernetes", "kubernetes:core/v1:Secret", "redis-secret-files",
      lambda p: _conf(p, "redis.conf", lambda c: c.replace("port 0\n", "port 6379\n")), "plain-text port is open"),
     ("minio-https-console-private", "staging", "docker", CONTAINER, "minio",
      lambda p: p.update(ports=[{"internal": 9001, "external": 9001, "ip": "127.0.0.1"}]), "console (port 9001)"),
+    # Its certificates are not in the config volume it mounts read-only: nothing says they are there.
+    ("minio-https-console-private", "staging", "docker", CONTAINER, "minio",
+     lambda p: [v.update(readOnly=False) for v in p["volumes"]], "no public.crt in /etc/aixsss/minio-certs"),
     ("minio-https-console-private", "prod", "kubernetes", STATEFULSET, "minio",
      lambda p: _container(p).update(args=[a for a in _container(p)["args"] if a != "--certs-dir"]),
      "without --certs-dir"),
@@ -123,14 +136,19 @@ RULE_CASES: list[tuple[str, str, str, str, str, Callable[[dict[str, Any]], Any],
     ("images-pinned", "prod", "kubernetes", DEPLOYMENT, "api",
      lambda p: _container(p).update(image="ghcr.io/aixsss/api"), "is not pinned"),
     ("resource-limits", "staging", "docker", CONTAINER, "api", lambda p: p.pop("memory"), "no memory limit"),
+    ("resource-limits", "staging", "docker", CONTAINER, "api-config", lambda p: p.pop("cpus"), "no CPU limit"),
     ("resource-limits", "prod", "kubernetes", DEPLOYMENT, "worker",
      lambda p: _container(p)["resources"].pop("limits"), "no cpu limit"),
     ("health-checks", "staging", "docker", CONTAINER, "web", lambda p: p.pop("healthcheck"), "no healthcheck"),
+    # A carrier needs none only while it cannot start.
+    ("health-checks", "staging", "docker", CONTAINER, "redis-config",
+     lambda p: p.update(restart="unless-stopped"), "no healthcheck"),
     ("health-checks", "prod", "kubernetes", DEPLOYMENT, "edge",
      lambda p: [_container(p).pop(k) for k in ("readinessProbe", "livenessProbe")], "no readiness or liveness"),
     ("non-root", "staging", "docker", CONTAINER, "worker", lambda p: p.update(user="0:0"), "runs as root"),
     ("non-root", "staging", "docker", CONTAINER, "postgres-volume-owner",
      lambda p: p.update(networkMode="bridge"), "runs as root"),
+    ("non-root", "staging", "docker", CONTAINER, "edge-config", lambda p: p.pop("user"), "runs as root"),
     ("non-root", "prod", "kubernetes", STATEFULSET, "postgres",
      lambda p: _container(p)["securityContext"].update(runAsUser=0), "may run as root"),
     ("no-privilege-escalation", "staging", "docker", CONTAINER, "edge",
@@ -145,7 +163,7 @@ RULE_CASES: list[tuple[str, str, str, str, str, Callable[[dict[str, Any]], Any],
      lambda p: _container(p)["env"].append({"name": "JWT_SECRET", "value": "inline"}), "JWT_SECRET is set inline"),
     ("namespace-pod-security-restricted", "prod", "kubernetes", "kubernetes:core/v1:Namespace", "namespace",
      lambda p: p["metadata"]["labels"].update({"pod-security.kubernetes.io/enforce": "baseline"}), "restricted"),
-    ("edge-tls-and-hsts", "staging", "docker", CONTAINER, "edge",
+    ("edge-tls-and-hsts", "staging", "docker", CONTAINER, "edge-config",
      lambda p: _conf(p, "nginx.conf", lambda c: c.replace("TLSv1.2 TLSv1.3", "TLSv1 TLSv1.1 TLSv1.2")),
      "TLSv1.2/TLSv1.3 only"),
     ("edge-tls-and-hsts", "prod", "kubernetes", "kubernetes:core/v1:ConfigMap", "edge-files",
@@ -156,7 +174,7 @@ RULE_CASES: list[tuple[str, str, str, str, str, Callable[[dict[str, Any]], Any],
 @pytest.mark.parametrize(
     ("rule", "stack", "target", "typ", "name", "weaken", "expected"),
     RULE_CASES,
-    ids=[f"{c[0]}-{c[2]}-{c[4]}" for c in RULE_CASES],
+    ids=[f"{c[0]}-{c[2]}-{c[4]}-{i}" for i, c in enumerate(RULE_CASES)],
 )
 def test_rule_passes_the_program_and_catches_the_weakened_resource(
     rule: str, stack: str, target: str, typ: str, name: str, weaken: Callable[[dict[str, Any]], Any], expected: str
@@ -195,6 +213,123 @@ def test_every_namespace_needs_a_default_deny_policy() -> None:
     ]  # fmt: skip
 
 
+VOLUME = "docker:index/volume:Volume"
+Change = Callable[[dict[str, Any]], Any]
+
+
+def _weakened(deployment: Deployment, changes: dict[tuple[str, str], Change]) -> list[Registration]:
+    """Every registration, those named in ``changes`` (type, name) with their inputs changed."""
+    regs = []
+    for reg in deployment.registrations:
+        change = changes.get((reg.type, reg.name))
+        if change is not None:
+            props = copy.deepcopy(reveal(reg.inputs))
+            change(props)
+            reg = dataclasses.replace(reg, inputs=props)
+        regs.append(reg)
+    assert len([r for r in regs if (r.type, r.name) in changes]) == len(changes)
+    return regs
+
+
+def _drop_upload(suffix: str) -> Change:
+    return lambda p: p.update(uploads=[u for u in p["uploads"] if not u["file"].endswith(suffix)])
+
+
+def _config_volume(name: str) -> str:
+    return reveal(_pick(deployed("staging", "docker"), VOLUME, f"{name}-config").inputs)["name"]
+
+
+def _mount(volume: str, **changes: Any) -> Change:
+    """Change the container's mount at /etc/aixsss."""
+    return lambda p: [
+        v.update(volumeName=volume, **changes) for v in p["volumes"] if v["containerPath"] == "/etc/aixsss"
+    ]
+
+
+# (what is weakened, the changes, a fragment of the message docker-config-delivered reports)
+DELIVERY_CASES: list[tuple[str, dict[tuple[str, str], Change], str]] = [
+    ("redis.conf not delivered", {(CONTAINER, "redis-config"): _drop_upload("redis.conf")},
+     "redis reads /etc/aixsss/redis.conf, which is not among its files"),
+    ("a file redis's health check names", {(CONTAINER, "redis-config"): _drop_upload("tls/ca.crt")},
+     "redis reads /etc/aixsss/tls/ca.crt"),
+    ("postgres's config_file=", {(CONTAINER, "postgres-config"): _drop_upload("postgresql.conf")},
+     "postgres reads /etc/aixsss/postgresql.conf"),
+    ("minio's certificate", {(CONTAINER, "minio-config"): _drop_upload("public.crt")},
+     "minio has no public.crt in /etc/aixsss/minio-certs"),
+    ("minio's key", {(CONTAINER, "minio-config"): _drop_upload("private.key")},
+     "minio has no private.key in /etc/aixsss/minio-certs"),
+    ("nginx.conf not delivered", {(CONTAINER, "edge-config"): _drop_upload("nginx.conf")},
+     "edge reads /etc/aixsss/nginx.conf"),
+    ("a file outside the volume", {(CONTAINER, "edge-config"): lambda p: p["uploads"][0].update(file="/etc/nginx/x")},
+     "config carrier edge-config uploads /etc/nginx/x outside its config volume"),
+    ("the service may rewrite its config", {(CONTAINER, "edge"): _mount(_config_volume("edge"), readOnly=False)},
+     "edge mounts the config volume aixsss-staging-edge-config-"),
+    ("another service's config", {(CONTAINER, "edge"): _mount(_config_volume("redis"), readOnly=True)},
+     "edge (edge) mounts the config of redis (redis-config)"),
+    ("two carriers fill one volume", {(CONTAINER, "api-config"): _mount(_config_volume("worker"))},
+     "is filled by 2 config carriers (expected one)"),
+    ("a carrier that could start", {(CONTAINER, "redis-config"): lambda p: p.update(start=True)},
+     "config carrier redis-config could run"),
+    ("a config volume mounted elsewhere", {(CONTAINER, "web"): lambda p: p.update(
+        volumes=[{"volumeName": _config_volume("edge"), "containerPath": "/srv", "readOnly": True}])},
+     "web mounts the config volume aixsss-staging-edge-config-"),
+    # A data volume named like a config volume (to go unprotected) is filled by no carrier.
+    ("data named as config", {(VOLUME, "redis-data"): lambda p: p.update(name="aixsss-staging-redis-config-0123abcd")},
+     "aixsss-staging-redis-config-0123abcd is named as a config volume (unprotected) but no carrier fills it"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("what", "changes", "expected"), DELIVERY_CASES, ids=[c[0] for c in DELIVERY_CASES])
+def test_each_docker_service_reads_its_files_from_its_own_carrier(
+    what: str, changes: dict[tuple[str, str], Change], expected: str
+) -> None:
+    staging = deployed("staging", "docker")
+    assert stack_violations(staging) == []
+    found = stack_violations(staging, _weakened(staging, changes))
+    assert {rule for rule, _ in found} == {"docker-config-delivered"} and any(expected in m for _, m in found), found
+
+
+def test_the_delivery_rule_reads_no_file_content_so_it_runs_in_a_first_preview() -> None:
+    """Certificates and passwords are not known before the first update; paths are."""
+    staging = deployed("staging", "docker")
+    unknown = lambda p: [u.update(content=UNKNOWN_STRING_VALUE) for u in p.get("uploads") or []]  # noqa: E731
+    changes: dict[tuple[str, str], Change] = {(CONTAINER, r.name): unknown for r in staging.of_type(CONTAINER)}
+    assert stack_violations(staging, _weakened(staging, changes)) == []
+
+
+def test_an_unknown_carrier_id_leaves_the_rules_running_but_an_unknown_service_does_not() -> None:
+    """A service's `aixsss.io/config` label is its carrier's id, unknown in a preview that creates
+    the carrier: the rules skip that label, not the container."""
+    redis = _pick(deployed("staging", "docker"), CONTAINER, "redis")
+    props = copy.deepcopy(reveal(redis.inputs))
+    config = next(label for label in props["labels"] if label["label"] == "aixsss.io/config")
+    config["value"] = UNKNOWN_STRING_VALUE
+    assert [(r.name, m) for r in RULES for m in violations(r.name, args_of(redis, props))] == []
+    props["command"] = ["redis-server"]
+    assert violations("redis-auth-and-tls", args_of(redis, props)) == [
+        "redis starts without the generated redis.conf (no auth, no TLS)"
+    ]
+    service = next(label for label in props["labels"] if label["label"] == "aixsss.service")
+    service["value"] = UNKNOWN_STRING_VALUE
+    with pytest.raises(UnknownValueError):
+        violations("redis-auth-and-tls", args_of(redis, props))
+
+
+def test_config_volumes_go_unprotected_data_volumes_do_not() -> None:
+    """A config volume is refilled on every change and replaced when its paths change: protecting
+    it would stop that. Only the name tells it apart here; docker-config-delivered makes sure
+    nothing but a carrier's config is in a volume named so (DELIVERY_CASES: data named as config)."""
+    staging = deployed("staging", "docker")
+    config = _pick(staging, VOLUME, "redis-config")
+    assert not config.protect
+    assert violations("stateful-resources-protected", args_of(config, requireProtect=True)) == []
+    data = _pick(staging, VOLUME, "redis-data")
+    assert data.protect and violations("stateful-resources-protected", args_of(data, requireProtect=True)) == []
+    assert violations(
+        "stateful-resources-protected", args_of(dataclasses.replace(data, protect=False), requireProtect=True)
+    )
+
+
 @pytest.mark.parametrize(("stack", "target"), [c for c in CASES if c[0] != "dev"], ids=lambda v: v)
 def test_staging_and_prod_have_no_violation(stack: str, target: str) -> None:
     assert all_violations(deployed(stack, target), stack) == []
@@ -221,7 +356,7 @@ def test_a_weakened_config_produces_exactly_the_expected_violations() -> None:
                                                     "or @sha256 digest)")]  # fmt: skip
 
     staging = deployed("staging", "docker")
-    redis = _pick(staging, CONTAINER, "redis")
+    redis = _pick(staging, CONTAINER, "redis-config")
     props = copy.deepcopy(reveal(redis.inputs))
     _conf(props, "redis.conf", lambda c: "\n".join(x for x in c.splitlines() if not x.startswith("tls-")).replace(
         "port 0", "port 6379"))  # fmt: skip

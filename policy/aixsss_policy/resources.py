@@ -13,13 +13,22 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pulumi_policy.proxy import UnknownValueError
+
 CONTAINER = "docker:index/container:Container"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 VOLUME = "docker:index/volume:Volume"
 DATA_SERVICES = ("postgres", "redis", "minio")
 SERVICE_LABEL = "aixsss.service"
 K8S_NAME_LABEL = "app.kubernetes.io/name"
-ROLE_LABEL, VOLUME_OWNER_ROLE = "aixsss.io/role", "volume-owner"
+ROLE_LABEL, VOLUME_OWNER_ROLE, CONFIG_CARRIER_ROLE = "aixsss.io/role", "volume-owner", "config-carrier"
+# The labels the rules decide by: an unknown value of one of these stops the rule (as any
+# unknown does); an unknown value of any other label (the service's `aixsss.io/config`, the id of
+# its config carrier, unknown until the carrier exists) is left out instead.
+RULE_LABELS = (SERVICE_LABEL, ROLE_LABEL, K8S_NAME_LABEL)
+# Docker: every file a service gets sits under this directory, in a volume its config carrier
+# fills and the service mounts read-only (components/spec.py CONFIG_DIR).
+CONFIG_DIR = "/etc/aixsss"
 POD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
 SERVING_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod")
 LOOPBACK = ("127.0.0.1", "::1")
@@ -47,7 +56,16 @@ class Resource:
     def labels(self) -> dict[str, str]:
         if self.kubernetes:
             return dict((self.props.get("metadata") or {}).get("labels") or {})
-        return {item["label"]: item["value"] for item in self.props.get("labels") or [] if "label" in item}
+        labels = {}
+        for item in self.props.get("labels") or []:
+            if "label" not in item:
+                continue
+            try:
+                labels[item["label"]] = item["value"]
+            except UnknownValueError:
+                if item["label"] in RULE_LABELS:
+                    raise
+        return labels
 
     @property
     def service(self) -> str | None:
@@ -77,6 +95,29 @@ class Resource:
         pod = self.pod or {}
         yield from pod.get("initContainers") or []
         yield from pod.get("containers") or []
+
+    def mounts(self) -> Iterator[tuple[str, str, bool]]:
+        """(volume name, path in the container, read-only) of a Docker container's named volumes."""
+        for volume in self.props.get("volumes") or [] if self.type == CONTAINER else []:
+            if volume.get("volumeName"):
+                yield volume["volumeName"], volume.get("containerPath", ""), bool(volume.get("readOnly"))
+
+    def words(self) -> list[str]:
+        """A Docker container's entrypoint, command and health check, split into words (a
+        `sh -c` script too)."""
+        if self.type != CONTAINER:
+            return []
+        health = (self.props.get("healthcheck") or {}).get("tests") or []
+        args = [*(self.props.get("entrypoints") or []), *(self.props.get("command") or []), *health]
+        # `-c config_file=/etc/…` names a path too: the part after the last `=`.
+        return [w.rsplit("=", 1)[-1].strip("'\";") for a in args for w in str(a).split()]
+
+    def upload_paths(self) -> list[str]:
+        """Where a Docker container's uploads go, without reading their content (which is not
+        known in a first preview)."""
+        if self.type != CONTAINER:
+            return []
+        return [str(upload.get("file", "")) for upload in self.props.get("uploads") or []]
 
     def files(self) -> Iterator[tuple[str, str]]:
         """(path or key, content) of every file this resource carries: Docker uploads,

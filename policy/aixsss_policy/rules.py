@@ -3,6 +3,16 @@
 A check takes one Resource (or, for a stack rule, all of them) and yields one message per
 violation. The checks are plain functions so tests call them through the same
 ResourceValidationArgs/StackValidationArgs the engine uses (see pack.py).
+
+Docker services get their files from a config carrier (components/platforms/docker.py): a
+container that is only created, never started, whose uploads fill a volume the service mounts
+read-only at /etc/aixsss. The rules about file content (redis.conf, nginx.conf) judge the file
+where it is declared: on the carrier. That stays a resource rule on purpose: `pulumi up` runs
+resource rules before each resource is created, so a weakened redis.conf stops its carrier, and
+with it the service, whose config label is the carrier's id; stack rules run only once every
+resource is registered (after a preview; after the update, when it is too late to stop anything).
+Which service reads which carrier, and that the files it names are there (MinIO's certificates
+in --certs-dir), needs both resources: the stack rule docker-config-delivered checks it.
 """
 
 from __future__ import annotations
@@ -12,6 +22,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from aixsss_policy.resources import (
+    CONFIG_CARRIER_ROLE,
+    CONFIG_DIR,
     CONTAINER,
     DATA_SERVICES,
     LOOPBACK,
@@ -30,6 +42,10 @@ DANGEROUS_CAPABILITIES = {"ALL", "SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_MO
 SECRET_ENV_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|_KEY$|_KEY_|AUTH|DATABASE_URL|REDIS_URL)")
 CREDENTIALS_IN_URL = re.compile(r"://[^/\s:@]+:[^@\s/]+@")
 STATEFUL_KINDS = ("PersistentVolumeClaim", "StatefulSet")
+# A Docker config volume: `<prefix>-<service>-config-<hash of its paths>`. It holds what the
+# carrier's uploads put there, rewritten on every change, and is replaced when the list of paths
+# changes, so it is not protected; docker-config-delivered checks that only config goes in it.
+CONFIG_VOLUME = re.compile(r".+-config-[0-9a-f]{8}")
 
 
 @dataclass(frozen=True)
@@ -61,9 +77,43 @@ def _volume_owner_helper(r: Resource) -> bool:
     )
 
 
+def _config_carrier(r: Resource) -> bool:
+    """Docker's config carrier: created only to receive its service's files (start false, no
+    restart policy, not required to run), no network, no capability, no port. It runs no process,
+    so it needs no health check (it still gets a user and limits, in case someone starts it); the
+    rules about the files it carries apply to it."""
+    caps = r.props.get("capabilities") or {}
+    return (
+        r.type == CONTAINER
+        and r.labels.get(ROLE_LABEL) == CONFIG_CARRIER_ROLE
+        and r.props.get("start") is False
+        and not r.props.get("mustRun", True)
+        and (r.props.get("restart") or "no") == "no"
+        and r.props.get("networkMode") == "none"
+        and not r.props.get("ports")
+        and not r.props.get("privileged")
+        and "ALL" in (caps.get("drops") or [])
+        and not caps.get("adds")
+    )
+
+
 def _helper(r: Resource) -> bool:
-    """A container with a declared helper role (volume owner): not the service itself."""
-    return ROLE_LABEL in r.labels
+    """A container that helps a service (volume owner, config carrier) and is shaped like one:
+    not the service itself. A role label alone exempts nothing."""
+    return _volume_owner_helper(r) or _config_carrier(r)
+
+
+def _option(words: list[str], flag: str) -> str | None:
+    return next((words[i + 1] for i, w in enumerate(words[:-1]) if w == flag), None)
+
+
+def _config_volume(r: Resource) -> bool:
+    return r.type == VOLUME and bool(CONFIG_VOLUME.fullmatch(str(r.props.get("name") or "")))
+
+
+def _from_config_volume(r: Resource, path: str) -> bool:
+    """``path`` lies in the config volume ``r`` mounts read-only (Docker): its carrier holds it."""
+    return path.startswith(f"{CONFIG_DIR}/") and any(at == CONFIG_DIR and read_only for _, at, read_only in r.mounts())
 
 
 def _run_once(r: Resource) -> bool:
@@ -132,14 +182,21 @@ def minio_https_console_private(r: Resource) -> Iterator[str]:
         files = [path for path, _ in r.files()] + [
             m.get("mountPath", "") for c in r.containers() for m in c.get("volumeMounts") or []
         ]
-        for name in ("public.crt", "private.key"):
-            if not any(f.startswith(certs) and f.endswith(name) for f in files):
-                yield f"minio has no {name} in {certs}"
+        # Docker: the certificates are in the config volume, filled by minio's carrier; which
+        # files that holds only the pair shows (docker-config-delivered, with the same messages).
+        if not _from_config_volume(r, certs):
+            yield from _certs_missing(certs, files)
     if console is not None and r.type == CONTAINER:
         console_port = int(console.rsplit(":", 1)[-1])
         for port in r.props.get("ports") or []:
             if int(port.get("internal", 0)) == console_port:
                 yield f"the MinIO console (port {console_port}) is published"
+
+
+def _certs_missing(certs: str, files: list[str]) -> Iterator[str]:
+    for name in ("public.crt", "private.key"):
+        if not any(f.startswith(certs) and f.endswith(name) for f in files):
+            yield f"minio has no {name} in {certs}"
 
 
 def images_pinned(r: Resource) -> Iterator[str]:
@@ -166,7 +223,12 @@ def resource_limits(r: Resource) -> Iterator[str]:
 
 
 def health_checks(r: Resource) -> Iterator[str]:
-    if r.type == CONTAINER and not _run_once(r) and not (r.props.get("healthcheck") or {}).get("tests"):
+    if (
+        r.type == CONTAINER
+        and not _run_once(r)
+        and not _config_carrier(r)
+        and not (r.props.get("healthcheck") or {}).get("tests")
+    ):
         yield f"container {r.name} has no healthcheck"
     if r.kubernetes and r.kind in SERVING_KINDS:
         for c in r.pod.get("containers") or [] if r.pod else []:
@@ -239,7 +301,9 @@ def namespace_restricted(r: Resource) -> Iterator[str]:
 def stateful_protected(r: Resource) -> Iterator[str]:
     if not r.config.get("requireProtect", False):
         return
-    stateful = r.type == VOLUME or (r.kubernetes and r.kind in (*STATEFUL_KINDS, "Namespace"))
+    stateful = (r.type == VOLUME and not _config_volume(r)) or (
+        r.kubernetes and r.kind in (*STATEFUL_KINDS, "Namespace")
+    )
     if stateful and not r.protect:
         yield f"{r.kind} {r.name} holds data but is not protected (protect: true)"
 
@@ -259,6 +323,61 @@ def edge_tls_and_hsts(r: Resource) -> Iterator[str]:
             yield f"{path}: HSTS missing or max-age below {HSTS_MIN_SECONDS} in some block"
         if "return 301 https://" not in content:
             yield f"{path}: plain HTTP is not redirected to HTTPS"
+
+
+def docker_config_delivered(resources: list[Resource]) -> Iterator[str]:
+    """Each Docker service reads its files from its own config carrier, and finds them there."""
+    containers = [r for r in resources if r.type == CONTAINER]
+    fillers: dict[str, list[Resource]] = {}
+    for c in containers:
+        if c.labels.get(ROLE_LABEL) != CONFIG_CARRIER_ROLE:
+            continue
+        if not _config_carrier(c):
+            yield (
+                f"config carrier {c.name} could run: create it only (start false, restart no, must_run "
+                "false, network none, ALL capabilities dropped, no port)"
+            )
+        volumes = [volume for volume, at, _ in c.mounts() if at == CONFIG_DIR]
+        if len(volumes) != 1:
+            yield f"config carrier {c.name} mounts {len(volumes)} volumes at {CONFIG_DIR} (expected one)"
+        for volume in volumes:
+            fillers.setdefault(volume, []).append(c)
+        for path in c.upload_paths():
+            if not path.startswith(f"{CONFIG_DIR}/"):
+                yield f"config carrier {c.name} uploads {path} outside its config volume: no service sees it"
+    for c in containers:
+        for volume, at, read_only in c.mounts():
+            if volume in fillers and c not in fillers[volume] and not read_only:
+                yield f"{c.name} mounts the config volume {volume} writable: it could rewrite its config"
+            if volume in fillers and at != CONFIG_DIR:
+                yield f"{c.name} mounts the config volume {volume} at {at}, not {CONFIG_DIR}"
+    for c in containers:
+        if _helper(c):
+            continue  # the carriers above; volume owners take no files
+        delivered = list(c.upload_paths())
+        for volume, at, _ in c.mounts():
+            if at != CONFIG_DIR:
+                continue
+            carriers = fillers.get(volume, [])
+            if len(carriers) != 1:
+                yield f"{c.name}'s config volume {volume} is filled by {len(carriers)} config carriers (expected one)"
+            for carrier in carriers:
+                if carrier.service != c.service:
+                    yield f"{c.name} ({c.service}) mounts the config of {carrier.service} ({carrier.name})"
+                delivered += carrier.upload_paths()
+        words = c.words()
+        for word in words:
+            named = word.rstrip("/")
+            if named.startswith(f"{CONFIG_DIR}/") and not any(
+                p == named or p.startswith(f"{named}/") for p in delivered
+            ):
+                yield f"{c.name} reads {named}, which is not among its files (its config carrier's uploads)"
+        certs = _option(words, "--certs-dir") if c.service == "minio" else None
+        if certs is not None:
+            yield from _certs_missing(certs, delivered)
+    for v in resources:
+        if _config_volume(v) and str(v.props.get("name")) not in fillers:
+            yield f"volume {v.props.get('name')} is named as a config volume (unprotected) but no carrier fills it"
 
 
 def namespaces_default_deny(resources: list[Resource]) -> Iterator[str]:
@@ -363,6 +482,15 @@ RULES: tuple[Rule, ...] = (
 )
 
 STACK_RULES: tuple[StackRule, ...] = (
+    StackRule(
+        "docker-config-delivered",
+        "Each Docker service mounts read-only the config volume of its own config carrier (created, never "
+        "started), which holds every file under /etc/aixsss its command and health check name, and MinIO's "
+        "certificate and key in --certs-dir; only config goes into a config volume.",
+        "Declare the service's files as ConfigFiles (components/spec.py); the Docker platform puts them in "
+        "the service's carrier. Do not mount a config volume elsewhere or writable.",
+        docker_config_delivered,
+    ),
     StackRule(
         "namespace-default-deny",
         "Every Kubernetes namespace has a default-deny NetworkPolicy.",
