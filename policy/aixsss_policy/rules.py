@@ -80,7 +80,7 @@ def _volume_owner_helper(r: Resource) -> bool:
 def _config_carrier(r: Resource) -> bool:
     """Docker's config carrier: created only to receive its service's files (start false, no
     restart policy, not required to run), no network, no capability, no port. It runs no process,
-    so it needs no health check (it still gets a user and limits, in case someone starts it); the
+    so it needs no health check and no user (it still gets limits, in case someone starts it); the
     rules about the files it carries apply to it."""
     caps = r.props.get("capabilities") or {}
     return (
@@ -239,7 +239,9 @@ def health_checks(r: Resource) -> Iterator[str]:
 def non_root(r: Resource) -> Iterator[str]:
     if r.type == CONTAINER:
         user = str(r.props.get("user") or "")
-        if user.split(":")[0] in ("", "0", "root") and not _volume_owner_helper(r):
+        # Exempt: the chown helper (root by need, no network, runs once) and the config carrier
+        # (never started: no process runs as anyone; its uploads name their owner).
+        if user.split(":")[0] in ("", "0", "root") and not _volume_owner_helper(r) and not _config_carrier(r):
             yield f"container {r.name} runs as root (set user to a non-zero uid)"
     if r.pod is not None:
         pod_ctx = r.pod.get("securityContext") or {}
