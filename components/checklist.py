@@ -147,6 +147,11 @@ def data_isolated(stack: AixsssStack) -> Item:
     # Isolated: data services sit only in the backend zone (Docker: an internal network with no
     # route out; Kubernetes: default-deny plus one policy pair per flow), and every flow into
     # them is TLS.
+    # Docker publishes a port only from a container on a non-internal network, so a data service
+    # that publishes one (dev's docker.publishDataPorts, loopback only) also joins the network of
+    # published ports: said here, as the containers show it, not hidden behind its zone.
+    docker = stack.config.target.value == "docker"
+    published = [d.spec.name for d in data if docker and d.placement.exposed]
     outside = [
         f"{d.spec.name} ({', '.join(sorted(d.spec.zones))})" for d in data if set(d.spec.zones) != {Zone.BACKEND}
     ]
@@ -165,6 +170,14 @@ def data_isolated(stack: AixsssStack) -> Item:
             if not plain
             else f"plain-text flows into them: {', '.join(plain)}",
         ]
+        + (
+            [
+                "published for the host, so also on the network of published ports (not internal): "
+                + ", ".join(published)
+            ]
+            if published
+            else []
+        )
     )
     return not outside and not plain, isolation_reason
 
