@@ -148,8 +148,8 @@ def data_isolated(stack: AixsssStack) -> Item:
     # route out; Kubernetes: default-deny plus one policy pair per flow), and every flow into
     # them is TLS.
     # Docker publishes a port only from a container on a non-internal network, so a data service
-    # that publishes one (dev's docker.publishDataPorts, loopback only) also joins the network of
-    # published ports: said here, as the containers show it, not hidden behind its zone.
+    # that publishes one (dev's docker.publishDataPorts, loopback only) also joins a network of
+    # published ports of its own (no other container on it): said here, not hidden behind its zone.
     docker = stack.config.target.value == "docker"
     published = [d.spec.name for d in data if docker and d.placement.exposed]
     outside = [
@@ -172,7 +172,7 @@ def data_isolated(stack: AixsssStack) -> Item:
         ]
         + (
             [
-                "published for the host, so also on the network of published ports (not internal): "
+                "published for the host, so also on a network of published ports of its own (not internal): "
                 + ", ".join(published)
             ]
             if published

@@ -10,13 +10,17 @@ from components.config import Environment, StackConfig, Target, supplied_secret
 from components.pki import InternalPki
 from components.platforms.base import Platform
 from components.service import Service
-from components.spec import AcmeCertificate, ConfigFile, Port, Probe, Security, ServiceSpec, Zone
+from components.spec import CONFIG_DIR, AcmeCertificate, ConfigFile, Port, Probe, Security, ServiceSpec, Zone
 
 NAME = "edge"
 HTTP_PORT = 8080
 HTTPS_PORT = 8443
 UID = 101  # nginx-unprivileged
-TLS_DIR = "/etc/nginx/tls"
+CONF_PATH = f"{CONFIG_DIR}/nginx.conf"
+# The internal or supplied certificate comes with the config files; an ACME certificate comes
+# from the platform's certificate store (a volume, a Secret), mounted at its own path.
+TLS_DIR = f"{CONFIG_DIR}/tls"
+ACME_TLS_DIR = "/etc/nginx/tls"
 ACME_WEBROOT = "/var/www/acme"
 
 
@@ -34,12 +38,14 @@ class LoadBalancer(Service):
     ) -> None:
         super().__init__("LoadBalancer", NAME, opts)
         edge = config.edge
+        tls_dir = ACME_TLS_DIR if config.tls.public_certificate == "acme" else TLS_DIR
         self.nginx_settings = nginx.EdgeSettings(
             server_name=config.domain,
-            api_upstream=f"{platform.dns_names(api.NAME)[0]}:{api.PORT}",
-            web_upstream=f"{platform.dns_names(web.NAME)[0]}:{web.PORT}",
-            certificate_path=f"{TLS_DIR}/tls.crt",
-            key_path=f"{TLS_DIR}/tls.key",
+            api_upstream=f"{platform.resolvable_name(api.NAME)}:{api.PORT}",
+            web_upstream=f"{platform.resolvable_name(web.NAME)}:{web.PORT}",
+            resolver=platform.resolver,
+            certificate_path=f"{tls_dir}/tls.crt",
+            key_path=f"{tls_dir}/tls.key",
             http_port=HTTP_PORT,
             https_port=HTTPS_PORT,
             client_max_body_size_mb=edge.client_max_body_size_mb,
@@ -50,7 +56,7 @@ class LoadBalancer(Service):
         )
         self.nginx_conf = nginx.render(self.nginx_settings)
         self.certificate_source = config.tls.public_certificate
-        files = [ConfigFile("/etc/nginx/nginx.conf", self.nginx_conf)]
+        files = [ConfigFile(CONF_PATH, self.nginx_conf)]
         acme = None
         self.certificate = None
         if config.tls.public_certificate == "self-signed":
@@ -67,7 +73,7 @@ class LoadBalancer(Service):
                 email=config.tls.acme_email,
                 server=config.tls.acme_server,
                 cluster_issuer=config.tls.cluster_issuer,
-                mount_dir=TLS_DIR,
+                mount_dir=ACME_TLS_DIR,
                 webroot=ACME_WEBROOT,
                 bootstrap_cert_pem=bootstrap.cert_pem,
                 bootstrap_key_pem=bootstrap.key_pem,
@@ -84,10 +90,16 @@ class LoadBalancer(Service):
                 http_path="/healthz",
                 port=HTTP_PORT,
             ),
-            # Reload every six hours so renewed certificates are served without a restart.
-            command=["/bin/sh", "-c", "while sleep 21600; do nginx -s reload; done & exec nginx -g 'daemon off;'"]
+            # The config comes from CONFIG_DIR; with ACME, a reload every six hours serves
+            # renewed certificates without a restart.
+            command=[
+                "/bin/sh",
+                "-c",
+                f"while sleep 21600; do nginx -c {CONF_PATH} -s reload; done & "
+                f"exec nginx -c {CONF_PATH} -g 'daemon off;'",
+            ]
             if acme
-            else None,
+            else ["nginx", "-c", CONF_PATH, "-g", "daemon off;"],
             ports=[
                 Port("http", HTTP_PORT, published=80, host_ip=bind),
                 Port("https", HTTPS_PORT, published=443, host_ip=bind, tls=True),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pulumi
 
 from components.platforms.base import Placement, Platform
-from components.spec import ServiceSpec
+from components.spec import CONFIG_DIR, ServiceSpec
 
-TLS_DIR = "/etc/aixsss/tls"
+TLS_DIR = f"{CONFIG_DIR}/tls"
 CA_PATH = f"{TLS_DIR}/ca.crt"
 
 

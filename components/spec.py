@@ -66,9 +66,15 @@ class Flow:
         }
 
 
+# Every file a service gets lives under this one directory: a platform delivers it as one unit
+# (Docker: a volume filled before the service starts, mounted read-only; the root filesystem
+# stays read-only, and a real daemon refuses uploads into a read-only root).
+CONFIG_DIR = "/etc/aixsss"
+
+
 @dataclass(frozen=True)
 class ConfigFile:
-    """A file mounted read-only into the container; secret files go through Secrets."""
+    """A file mounted read-only into the container under CONFIG_DIR; secret files go through Secrets."""
 
     path: str
     content: pulumi.Input[str]
@@ -76,6 +82,10 @@ class ConfigFile:
     # Octal mode and owner uid; a server that checks its key file (Postgres) needs both.
     mode: int = 0o444
     owner: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith(f"{CONFIG_DIR}/") or "/../" in self.path:
+            raise ValueError(f"{self.path}: service files live under {CONFIG_DIR}/ (delivered as one volume)")
 
 
 @dataclass(frozen=True)

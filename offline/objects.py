@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from components.platforms.docker import CONFIG_CARRIER_ROLE, ROLE_KEY
 from offline.engine import Deployment, Registration, is_secret, reveal
 
 K8S_PREFIX = "kubernetes:"
@@ -101,10 +102,18 @@ def secret_items(value: Any) -> list[Any]:
     return list(value or [])
 
 
+def _workload(container: Registration) -> str:
+    name: str = reveal(container.inputs.get("name"))
+    labels = {item["label"]: item["value"] for item in reveal(container.inputs.get("labels") or [])}
+    return name.removesuffix("-config") if labels.get(ROLE_KEY) == CONFIG_CARRIER_ROLE else name
+
+
 def docker_files(deployment: Deployment) -> list[GeneratedFile]:
+    """The files each container receives; a config carrier's files are its service's
+    (components/platforms/docker.py: `<service>-config` fills the volume `<service>` mounts)."""
     files = []
     for reg in deployment.of_type("docker:index/container:Container"):
-        name = reveal(reg.inputs.get("name"))
+        name = _workload(reg)
         for upload in secret_items(reg.inputs.get("uploads")):
             plain = reveal(upload)
             files.append(GeneratedFile(name, plain["file"], plain["content"], plain.get("permissions", "0644")))
@@ -129,7 +138,7 @@ def docker_plan(deployment: Deployment, files: list[GeneratedFile]) -> dict[str,
             uploads = []
             for upload in secret_items(settings.get("uploads")):
                 plain = {k: v for k, v in reveal(upload).items() if k != "content"}
-                generated = by_container[(reveal(settings["name"]), plain["file"])]
+                generated = by_container[(_workload(reg), plain["file"])]
                 uploads.append(plain | {"contentFile": f"config/{generated.relative}"})
             settings["uploads"] = uploads
         plan[section].append({"resource": reg.name, "protect": reg.protect, **settings})

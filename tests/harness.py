@@ -1,5 +1,7 @@
 """The tests run the program through the same offline engine as `make render`."""
 
+from typing import Any
+
 from offline.engine import (  # noqa: F401
     PROJECT,
     ROOT,
@@ -28,3 +30,31 @@ PROD_OK = {
     "tls.publicCertificate": "acme",
     "tls.acmeEmail": "ops@example.com",
 }
+
+CONTAINER = "docker:index/container:Container"
+
+
+def _volumes(container: Registration) -> list[dict[str, Any]]:
+    return list(reveal(container.inputs.get("volumes")) or [])
+
+
+def carrier_of(d: Deployment, container: Registration) -> Registration:
+    """The container that filled the volume ``container`` mounts at /etc/aixsss (read-only)."""
+    from components.spec import CONFIG_DIR
+
+    mounts = [v for v in _volumes(container) if v["containerPath"] == CONFIG_DIR]
+    assert len(mounts) == 1, f"{container.name} mounts no config volume at {CONFIG_DIR}"
+    assert mounts[0].get("readOnly") is True, f"{container.name} mounts its config volume writable"
+    volume = mounts[0]["volumeName"]
+    carriers = [
+        c
+        for c in d.of_type(CONTAINER)
+        if c.inputs.get("uploads") and any(v["volumeName"] == volume for v in _volumes(c))
+    ]
+    assert len(carriers) == 1, [c.name for c in carriers]
+    return carriers[0]
+
+
+def delivered(d: Deployment, container: Registration) -> dict[str, dict[str, Any]]:
+    """Path -> upload (content, permissions, owner) of every file ``container`` sees under /etc/aixsss."""
+    return {u["file"]: u for u in reveal(carrier_of(d, container).inputs["uploads"])}

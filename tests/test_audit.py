@@ -109,16 +109,17 @@ def test_data_isolation_lists_exactly_the_flows_into_data_services(case: Rendere
     assert all(e.tls for e in into) and item["ok"] is True
     assert set(_listed(item["reason"], "every flow into them is TLS: ")) == expected
     assert item["reason"].startswith("postgres, redis, minio only in the backend zone;")
-    published_clause = "published for the host, so also on the network of published ports (not internal): "
+    published_clause = "published for the host, so also on a network of published ports of its own (not internal): "
     listed = _listed(item["reason"], published_clause) if published_clause in item["reason"] else []
     if not _kubernetes(case.deployment):
-        backend, published = (_network(case.deployment, n) for n in ("backend", "published"))
-        # Every data service is on the backend network, and on the network of published ports
-        # exactly when it publishes a port (the reason says which); on no other network.
+        backend = _network(case.deployment, "backend")
+        # Every data service is on the backend network, and on a network of published ports of
+        # its own exactly when it publishes a port (the reason says which); on no other network.
         for service in DATA:
             container = _workload(case.deployment, service)
             assert (service in listed) == bool(container.get("ports")), service
-            expected = [backend, published] if service in listed else [backend]
+            own = f"{backend.removesuffix('-backend')}-{service}-published"
+            expected = [backend, own] if service in listed else [backend]
             assert sorted(n["name"] for n in container["networksAdvanced"]) == sorted(expected), service
     else:
         assert not listed
@@ -128,12 +129,6 @@ def _network(deployment: Deployment, name: str) -> str:
     return next(reveal(n.inputs)["name"] for n in deployment.of_type(NETWORK) if n.name == f"{name}-network")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="components/platforms/docker.py: one network of published ports for every container that "
-    "publishes, with the service's alias and inter-container traffic allowed; in dev the edge reaches "
-    "postgres, redis and minio on it (and they get a route out)",
-)
 def test_no_docker_network_joins_the_edge_or_web_to_a_data_service() -> None:
     """What the backend zone promises: only api, worker and the jobs reach the data services. A
     network shared with the edge or web keeps it only if Docker stops traffic between its
@@ -159,11 +154,6 @@ def test_no_docker_network_joins_the_edge_or_web_to_a_data_service() -> None:
     assert shared == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="components/platforms/docker.py: Placement.networks lists the zone networks only, not the "
-    "network of published ports the edge (and dev's data services) join",
-)
 def test_the_audit_lists_every_network_a_docker_service_joins(tmp_path_factory: pytest.TempPathFactory) -> None:
     wrong = {}
     for stack in ("dev", "staging", "prod"):

@@ -20,10 +20,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from harness import PINNED, PROD_OK, run_program
+from harness import PINNED, PROD_OK, delivered, run_program
 
 from components.config import StackConfigError, load_stack_config, parse_stack_config
-from offline.engine import EngineLikeMocks, reveal
+from offline.engine import EngineLikeMocks
 
 
 def problems(flat: dict[str, Any], stack: str = "dev") -> list[str]:
@@ -489,4 +489,4 @@ def test_supplied_certificate_reaches_the_edge() -> None:
         return [value] if isinstance(value, str) else []
 
     edge = deployment.named("edge", "docker:index/container:Container")
-    assert any(cert.strip() in s for s in strings(reveal(edge.inputs)))
+    assert any(cert.strip() in s for s in strings(delivered(deployment, edge)))

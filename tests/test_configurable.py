@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 import pytest
-from harness import Deployment, Registration, reveal, run_program
+from harness import Deployment, Registration, delivered, reveal, run_program
 
 CONTAINER = "docker:index/container:Container"
 PVC = "kubernetes:core/v1:PersistentVolumeClaim"
@@ -97,7 +97,9 @@ def container(d: Deployment, service: str) -> Registration:
 
 
 def job_container(d: Deployment, prefix: str) -> Registration:
-    found = [c for c in d.of_type(CONTAINER) if c.name.startswith(f"{prefix}-") and not c.name.endswith("owner")]
+    found = [
+        c for c in d.of_type(CONTAINER) if c.name.startswith(f"{prefix}-") and not c.name.endswith(("owner", "-config"))
+    ]
     assert len(found) == 1, [c.name for c in found]
     return found[0]
 
@@ -106,9 +108,9 @@ def docker_env(c: Registration) -> dict[str, str]:
     return dict(e.split("=", 1) for e in reveal(c.inputs["envs"]))
 
 
-def uploaded(c: Registration, path: str) -> str:
-    files = {u["file"]: u["content"] for u in reveal(c.inputs["uploads"])}
-    return files[path]
+def uploaded(d: Deployment, c: Registration, path: str) -> str:
+    """The content ``c`` sees at ``path``: from its config carrier (tests.harness.delivered)."""
+    return delivered(d, c)[path]["content"]
 
 
 def k8s_workload(d: Deployment, name: str) -> dict[str, Any]:
@@ -174,11 +176,11 @@ def test_bucket_reaches_the_apps_the_bootstrap_script_and_the_policy() -> None:
             assert env_of(d, app)["S3_BUCKET"] == "media-5q", app
     d = docker_dev()
     bootstrap = job_container(d, "minio-bootstrap")
-    script = uploaded(bootstrap, "/etc/aixsss/bootstrap.sh")
+    script = uploaded(d, bootstrap, "/etc/aixsss/bootstrap.sh")
     assert "mc mb --ignore-existing root/media-5q" in script.splitlines()
     assert "mc anonymous set none root/media-5q" in script.splitlines()
     assert "aixsss" not in script.replace("/etc/aixsss/", "").replace("aixsss-app", "")
-    policy = json.loads(uploaded(bootstrap, "/etc/aixsss/app-policy.json"))
+    policy = json.loads(uploaded(d, bootstrap, "/etc/aixsss/app-policy.json"))
     resources = sorted(r for s in policy["Statement"] for r in s["Resource"])
     assert resources == ["arn:aws:s3:::media-5q", "arn:aws:s3:::media-5q/*"]
     k = kubernetes_staging()
@@ -188,7 +190,7 @@ def test_bucket_reaches_the_apps_the_bootstrap_script_and_the_policy() -> None:
 def test_domain_reaches_cors_nginx_certificate_and_outputs() -> None:
     d = docker_dev()
     assert docker_env(containers(d, "api")[0])["CORS_ORIGIN"] == "https://shop.example.org"
-    conf = uploaded(container(d, "edge"), "/etc/nginx/nginx.conf")
+    conf = uploaded(d, container(d, "edge"), "/etc/aixsss/nginx.conf")
     assert "    server_name shop.example.org;" in conf.splitlines()
     public = d.named("public-csr", "tls:index/certRequest:CertRequest").plain
     assert public["dnsNames"] == ["shop.example.org"]
@@ -227,7 +229,7 @@ def test_a_new_migration_command_is_a_new_release() -> None:
 
 
 def test_redis_maxmemory_is_the_configured_one() -> None:
-    docker_conf = uploaded(container(docker_dev(), "redis"), "/etc/aixsss/redis.conf").splitlines()
+    docker_conf = uploaded(docker_dev(), container(docker_dev(), "redis"), "/etc/aixsss/redis.conf").splitlines()
     k8s_conf = k8s_file(kubernetes_staging(), "redis", "/etc/aixsss/redis.conf").splitlines()
     for conf in (docker_conf, k8s_conf):
         assert "maxmemory 333mb" in conf
@@ -235,7 +237,8 @@ def test_redis_maxmemory_is_the_configured_one() -> None:
 
 
 def test_postgres_connections_and_buffers_follow_the_config() -> None:
-    docker_conf = uploaded(container(docker_dev(), "postgres"), "/etc/aixsss/postgresql.conf").splitlines()
+    dev = docker_dev()
+    docker_conf = uploaded(dev, container(dev, "postgres"), "/etc/aixsss/postgresql.conf").splitlines()
     k8s_conf = k8s_file(kubernetes_staging(), "postgres", "/etc/aixsss/postgresql.conf").splitlines()
     for conf in (docker_conf, k8s_conf):
         assert "max_connections = 97" in conf
@@ -243,8 +246,8 @@ def test_postgres_connections_and_buffers_follow_the_config() -> None:
 
 
 def test_edge_limits_follow_the_config() -> None:
-    docker_conf = uploaded(container(docker_dev(), "edge"), "/etc/nginx/nginx.conf")
-    k8s_conf = k8s_file(kubernetes_staging(), "edge", "/etc/nginx/nginx.conf")
+    docker_conf = uploaded(docker_dev(), container(docker_dev(), "edge"), "/etc/aixsss/nginx.conf")
+    k8s_conf = k8s_file(kubernetes_staging(), "edge", "/etc/aixsss/nginx.conf")
     for conf in (docker_conf, k8s_conf):
         lines = [line.strip() for line in conf.splitlines()]
         assert "client_max_body_size 17m;" in lines
@@ -334,9 +337,9 @@ def test_own_namespace_holds_every_object_and_every_address() -> None:
     assert "@postgres.team-a9.svc:5432/aixsss?" in env["DATABASE_URL"]
     assert env["REDIS_URL"].endswith("@redis.team-a9.svc:6379")
     assert env["S3_ENDPOINT"] == "https://minio.team-a9.svc:9000"
-    conf = k8s_file(d, "edge", "/etc/nginx/nginx.conf")
-    assert "    server api.team-a9.svc:3001 max_fails=3 fail_timeout=10s;" in conf.splitlines()
-    assert "    server web.team-a9.svc:8080 max_fails=3 fail_timeout=10s;" in conf.splitlines()
+    conf = k8s_file(d, "edge", "/etc/aixsss/nginx.conf")
+    assert "    server api.team-a9.svc.cluster.local:3001 resolve max_fails=3 fail_timeout=10s;" in conf.splitlines()
+    assert "    server web.team-a9.svc.cluster.local:8080 resolve max_fails=3 fail_timeout=10s;" in conf.splitlines()
     provider = d.of_type("pulumi:providers:kubernetes")[0].plain
     assert provider["namespace"] == "team-a9"
 

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 import pytest
-from harness import Deployment, reveal, run_program
+from harness import Deployment, delivered, run_program
 
 CONTAINER = "docker:index/container:Container"
 
@@ -25,8 +25,7 @@ def deployed(stack: str, target: str) -> Deployment:
 
 def deployed_file(d: Deployment, workload: str, path: str) -> str:
     if d.of_type(CONTAINER):
-        container = d.named(workload, CONTAINER)
-        return {u["file"]: u["content"] for u in reveal(container.inputs["uploads"])}[path]
+        return delivered(d, d.named(workload, CONTAINER))[path]["content"]
     kinds = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet")
     pod: dict[str, Any] = next(
         r.plain["spec"]["template"]["spec"] for r in d.registrations if r.type in kinds and r.name == workload
@@ -106,7 +105,7 @@ HEADERS = {
 
 
 def test_nginx_conf(d: Deployment) -> None:
-    conf = deployed_file(d, "edge", "/etc/nginx/nginx.conf")
+    conf = deployed_file(d, "edge", "/etc/aixsss/nginx.conf")
     lines = directives(conf)
     for line in (
         "ssl_protocols TLSv1.2 TLSv1.3;",

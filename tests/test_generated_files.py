@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness import plain_strings, reveal, run_program
+from harness import carrier_of, delivered, plain_strings, reveal, run_program
 
 from components.conf import nginx, postgres, redis
 from components.object_store import bootstrap_script, bucket_policy
@@ -14,10 +14,6 @@ EDGE = nginx.EdgeSettings(
     certificate_path="/tls/tls.crt",
     key_path="/tls/tls.key",
 )
-
-
-def uploads(container) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return {u["file"]: u["content"] for u in reveal(container.inputs["uploads"])}
 
 
 def test_nginx_tls_redirect_and_headers() -> None:
@@ -32,7 +28,9 @@ def test_nginx_tls_redirect_and_headers() -> None:
 def test_nginx_routes_limits_and_caching() -> None:
     conf = nginx.render(EDGE)
     assert "location /api/ {" in conf and "proxy_pass http://api;" in conf
-    assert "server api:3001 max_fails=3 fail_timeout=10s;" in conf and "keepalive 32;" in conf
+    assert "server api:3001 resolve max_fails=3 fail_timeout=10s;" in conf and "keepalive 32;" in conf
+    # `resolve` needs the upstream's state in shared memory, and a resolver to ask.
+    assert "zone upstream_api 64k;" in conf and "resolver 127.0.0.11 valid=5s ipv6=off;" in conf
     assert "client_max_body_size 10m;" in conf
     assert "limit_req_zone $binary_remote_addr zone=api:10m rate=10r/s;" in conf
     assert "limit_req zone=api burst=20 nodelay;" in conf and "limit_req_status 429;" in conf
@@ -88,23 +86,23 @@ def test_minio_app_policy_is_bucket_only() -> None:
 
 def test_deployed_files_are_the_generated_ones_on_docker() -> None:
     d = run_program("dev")
-    edge = uploads(d.named("edge", "docker:index/container:Container"))
-    assert "ssl_protocols TLSv1.2 TLSv1.3;" in edge["/etc/nginx/nginx.conf"]
-    assert "server_name aixsss.localhost;" in edge["/etc/nginx/nginx.conf"]
-    redis_container = d.named("redis", "docker:index/container:Container")
-    files = uploads(redis_container)
+    edge = delivered(d, d.named("edge", "docker:index/container:Container"))
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in edge["/etc/aixsss/nginx.conf"]["content"]
+    assert "server_name aixsss.localhost;" in edge["/etc/aixsss/nginx.conf"]["content"]
+    redis_carrier = carrier_of(d, d.named("redis", "docker:index/container:Container"))
+    files = {u["file"]: u["content"] for u in reveal(redis_carrier.inputs["uploads"])}
     assert "maxmemory-policy noeviction" in files["/etc/aixsss/redis.conf"]
     # The file holding the password is uploaded only as a secret.
     assert "requirepass" in files["/etc/aixsss/redis.conf"]
-    assert not any("requirepass" in text for text in plain_strings(redis_container.inputs))
-    key = next(u for u in reveal(redis_container.inputs["uploads"]) if u["file"].endswith("server.key"))
+    assert not any("requirepass" in text for text in plain_strings(redis_carrier.inputs))
+    key = next(u for u in reveal(redis_carrier.inputs["uploads"]) if u["file"].endswith("server.key"))
     assert key["permissions"] == "0600" and key["owner"] == "999"
 
 
 def test_deployed_files_are_the_generated_ones_on_kubernetes() -> None:
     d = run_program("staging")
     config_map = d.named("edge-files", "kubernetes:core/v1:ConfigMap").plain["data"]
-    assert "ssl_protocols TLSv1.2 TLSv1.3;" in config_map["etc_nginx_nginx.conf"]
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in config_map["etc_aixsss_nginx.conf"]
     redis_secret = d.named("redis-secret-files", "kubernetes:core/v1:Secret").plain["stringData"]
     assert "maxmemory-policy noeviction" in redis_secret["etc_aixsss_redis.conf"]
 
@@ -117,7 +115,7 @@ def test_migrations_run_again_only_for_a_new_release() -> None:
     )
 
     def job(containers: list) -> str:  # type: ignore[type-arg]
-        return next(c.name for c in containers if c.name.startswith("api-migrate"))
+        return next(c.name for c in containers if c.name.startswith("api-migrate") and c.name != "api-migrate-config")
 
     assert job(first) == job(again) and job(first) != job(upgraded)
 

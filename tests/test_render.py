@@ -74,9 +74,18 @@ def test_docker_plan_lists_every_container_with_its_settings(docker_case: Render
     postgres = next(c for c in plan["containers"] if c["resource"] == "postgres")
     assert postgres["image"] == case.deployment.config["aixsss:images.postgres"]
     assert postgres["capabilities"]["drops"] == ["ALL"] and postgres["readOnly"] is True
-    for upload in postgres["uploads"]:
+    # Its files travel in its config carrier, each written out under config/.
+    carrier = next(c for c in plan["containers"] if c["resource"] == "postgres-config")
+    assert {u["file"] for u in carrier["uploads"]} >= {"/etc/aixsss/postgresql.conf", "/etc/aixsss/pg_hba.conf"}
+    for upload in carrier["uploads"]:
         assert (case.out / upload["contentFile"]).is_file()
-    assert {n["resource"] for n in plan["networks"]} == {"frontend-network", "backend-network", "egress-network"}
+    publishers = ["edge", *(["postgres", "redis", "minio"] if case.deployment.stack == "dev" else [])]
+    assert {n["resource"] for n in plan["networks"]} == {
+        "frontend-network",
+        "backend-network",
+        "egress-network",
+        *(f"{p}-published-network" for p in publishers),
+    }
 
 
 def test_config_files_are_exactly_what_is_deployed(case: Rendered, tmp_path_factory: pytest.TempPathFactory) -> None:

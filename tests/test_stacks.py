@@ -7,6 +7,7 @@ import re
 
 import pytest
 from harness import Deployment, Registration, plain_strings, reveal, run_program
+from rendering import SETTINGS
 
 CASES = [
     ("dev", "docker"),
@@ -67,7 +68,7 @@ JOB = "kubernetes:batch/v1:Job"
 
 @functools.cache
 def deploy(stack: str, target: str) -> Deployment:
-    return run_program(stack, overrides={"target": target})
+    return run_program(stack, overrides={"target": target, **SETTINGS.get((stack, target), {})})
 
 
 @pytest.fixture(params=CASES, ids=[f"{s}-{t}" for s, t in CASES])
@@ -209,7 +210,9 @@ def test_supplied_secret_replaces_generated_one() -> None:
 def test_stateful_resources_protected_outside_dev(case: tuple[str, str, Deployment]) -> None:
     stack, _target, d = case
     stateful_types = {"docker:index/volume:Volume", "kubernetes:core/v1:PersistentVolumeClaim", STATEFULSET}
-    stateful = [r for r in d.registrations if r.type in stateful_types and "webroot" not in r.name]
+    # Config volumes hold only what the program writes into them on every deploy.
+    kept = [r for r in d.registrations if r.type in stateful_types and not r.name.endswith("-config")]
+    stateful = [r for r in kept if "webroot" not in r.name]
     assert len(stateful) >= 3
     for reg in stateful:
         assert reg.protect == (stack != "dev"), f"{reg.name} protect"
@@ -218,12 +221,12 @@ def test_stateful_resources_protected_outside_dev(case: tuple[str, str, Deployme
 
 def test_order_data_then_migrations_then_api_then_worker(case: tuple[str, str, Deployment]) -> None:
     _, _, d = case
-    migrate = [w for w in workloads(d, "api") if w.name.startswith("api-migrate")]
+    migrate = [w for w in workloads(d, "api") if w.name.startswith("api-migrate") and not w.name.endswith("-config")]
     assert len(migrate) == 1
     api = main_workload(d, "api")
     for data in ("postgres", "redis"):
         assert d.depends_on(migrate[0], main_workload(d, data))
-    bootstrap = next(w for w in workloads(d, "minio") if w.name.startswith("minio-bootstrap"))
+    bootstrap = next(w for w in workloads(d, "minio") if re.fullmatch(r"minio-bootstrap(-[0-9a-f]{12})?", w.name))
     assert d.depends_on(bootstrap, main_workload(d, "minio"))
     assert d.depends_on(migrate[0], bootstrap)
     assert d.depends_on(api, migrate[0])
@@ -257,11 +260,19 @@ def test_only_the_edge_publishes_ports(case: tuple[str, str, Deployment]) -> Non
 def test_docker_hardening(docker_case: tuple[str, str, Deployment]) -> None:
     _, _target, d = docker_case
     networks = {n.plain["name"].rsplit("-", 1)[1]: n.plain for n in d.of_type("docker:index/network:Network")}
-    assert networks["backend"]["internal"] is True and not networks["frontend"].get("internal")
+    # Only egress routes out; `published` carries the published ports of the edge (and dev's data).
+    assert {name for name, n in networks.items() if not n.get("internal")} == {"egress", "published"}
     for c in d.of_type(CONTAINER):
         p = c.plain
         assert p["capabilities"]["drops"] == ["ALL"], c.name
         assert "no-new-privileges:true" in p["securityOpts"], c.name
+        # Rotated logs on every container, the helpers included.
+        assert p["logDriver"] == "json-file" and p["logOpts"] == {"max-size": "10m", "max-file": "3"}, c.name
+        if c.name.endswith("-config"):
+            # A config carrier is created, filled and never started: writable only so the daemon
+            # takes the uploads (components/platforms/docker.py).
+            assert p["start"] is False and p["networkMode"] == "none" and p["readOnly"] is False, c.name
+            continue
         if c.name.endswith("volume-owner"):
             continue
         assert p["readOnly"] is True, c.name
@@ -271,7 +282,10 @@ def test_docker_hardening(docker_case: tuple[str, str, Deployment]) -> None:
             assert p["healthcheck"]["tests"][0] == "CMD" and p["wait"] is True, c.name
             assert p["restart"] == "unless-stopped"
     postgres = d.named("postgres", CONTAINER).plain
-    assert sorted(n["name"] for n in postgres["networksAdvanced"]) == [networks["backend"]["name"]]
+    # Outside dev, postgres is on the internal backend network alone (dev publishes it on loopback,
+    # through a non-internal network of its own).
+    expected = [networks["backend"]["name"]] + ([f"aixsss-{d.stack}-postgres-published"] if d.stack == "dev" else [])
+    assert [n["name"] for n in postgres["networksAdvanced"]] == expected
     assert postgres["healthcheck"]["tests"][1] == "pg_isready"
     assert d.named("redis", CONTAINER).plain["healthcheck"]["tests"][1:3] == ["sh", "-c"]
 
@@ -334,7 +348,9 @@ def test_docker_network_isolation(docker_case: tuple[str, str, Deployment]) -> N
         return {n["name"].rsplit("-", 1)[1] for n in c["networksAdvanced"]}
 
     first = "api-1" if any(c.name == "api-1" for c in d.of_type(CONTAINER)) else "api"
-    assert zones("postgres") == zones("redis") == zones("minio") == {"backend"}
+    # dev publishes the data ports on loopback, each through a non-internal network of its own.
+    for name in ("postgres", "redis", "minio"):
+        assert zones(name) == ({"backend", "published"} if d.stack == "dev" else {"backend"}), name
     assert zones(first) == {"frontend", "backend", "egress"}
     assert zones("worker" if any(c.name == "worker" for c in d.of_type(CONTAINER)) else "worker-1") == {
         "backend",

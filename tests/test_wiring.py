@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from harness import Deployment, Registration, is_secret, plain_strings, reveal, run_program
+from harness import Deployment, Registration, carrier_of, delivered, is_secret, plain_strings, reveal, run_program
 
 CONTAINER = "docker:index/container:Container"
 SECRET = "kubernetes:core/v1:Secret"
@@ -38,7 +38,10 @@ def container(d: Deployment, name: str) -> Registration:
 
 
 def prefixed(d: Deployment, prefix: str) -> Registration:
-    found = [c for c in d.of_type(CONTAINER) if c.name.startswith(prefix + "-") and not c.name.endswith("owner")]
+    """A run-once job's container (named with its release), not its volume owner or config carrier."""
+    found = [
+        c for c in d.of_type(CONTAINER) if c.name.startswith(prefix + "-") and not c.name.endswith(("owner", "-config"))
+    ]
     assert len(found) == 1, [c.name for c in found]
     return found[0]
 
@@ -47,8 +50,9 @@ def docker_env(c: Registration) -> dict[str, str]:
     return dict(e.split("=", 1) for e in reveal(c.inputs["envs"]))
 
 
-def uploads(c: Registration) -> dict[str, dict[str, Any]]:
-    return {u["file"]: u for u in reveal(c.inputs["uploads"])}
+def uploads(d: Deployment, c: Registration) -> dict[str, dict[str, Any]]:
+    """What ``c`` sees under /etc/aixsss: its config carrier's uploads (tests.harness.delivered)."""
+    return delivered(d, c)
 
 
 def workload(d: Deployment, name: str) -> dict[str, Any]:
@@ -114,7 +118,7 @@ def test_docker_healthchecks_call_the_right_targets(stack: str) -> None:
 def test_docker_healthchecks_target_what_each_server_listens_on() -> None:
     d = deployed("dev", "docker")
     # redis: TLS on the port redis.conf opens, the plain port being closed, with a mounted CA.
-    redis_files = uploads(container(d, "redis"))
+    redis_files = uploads(d, container(d, "redis"))
     conf = redis_files["/etc/aixsss/redis.conf"]["content"].splitlines()
     tls_port = next(line.split()[1] for line in conf if line.startswith("tls-port "))
     assert "port 0" in conf
@@ -125,7 +129,7 @@ def test_docker_healthchecks_target_what_each_server_listens_on() -> None:
     password = next(line.split(" ", 1)[1] for line in conf if line.startswith("requirepass "))
     assert docker_env(container(d, "redis"))["REDISCLI_AUTH"] == password
     # edge: the plain listener of nginx.conf, whose server block answers /healthz itself.
-    nginx = uploads(container(d, "edge"))["/etc/nginx/nginx.conf"]["content"]
+    nginx = uploads(d, container(d, "edge"))["/etc/aixsss/nginx.conf"]["content"]
     plain_server = nginx.split("  server {")[1]
     assert "    listen 8080;" in plain_server.splitlines()
     assert 'location = /healthz { access_log off; return 200 "ok\\n"; }' in plain_server
@@ -176,7 +180,7 @@ def test_kubernetes_probe_targets_are_what_the_servers_serve() -> None:
     d = deployed("staging", "kubernetes")
     conf = k8s_file(d, "redis", "/etc/aixsss/redis.conf").splitlines()
     assert "port 0" in conf and "tls-port 6379" in conf
-    nginx = k8s_file(d, "edge", "/etc/nginx/nginx.conf")
+    nginx = k8s_file(d, "edge", "/etc/aixsss/nginx.conf")
     assert "    listen 8080;" in nginx.split("  server {")[1].splitlines()
     assert k8s_env(d, "api")["PORT"] == "3001"
     args = pod_spec(d, "minio")["containers"][0]["args"]
@@ -213,9 +217,11 @@ def test_kubernetes_services_select_their_pods_and_name_real_ports() -> None:
         assert spec["selector"] and all(labels.get(k) == v for k, v in spec["selector"].items()), name
         declared = {p["name"]: p["containerPort"] for p in pod_spec(d, name)["containers"][0]["ports"]}
         assert declared == CONTAINER_PORTS[name], name
-    nginx = k8s_file(d, "edge", "/etc/nginx/nginx.conf").splitlines()
-    assert "    server api.aixsss-staging.svc:3001 max_fails=3 fail_timeout=10s;" in nginx
-    assert "    server web.aixsss-staging.svc:8080 max_fails=3 fail_timeout=10s;" in nginx
+    nginx = k8s_file(d, "edge", "/etc/aixsss/nginx.conf").splitlines()
+    # Fully qualified: nginx's resolver uses no search domains; re-resolved through the cluster DNS.
+    assert "    server api.aixsss-staging.svc.cluster.local:3001 resolve max_fails=3 fail_timeout=10s;" in nginx
+    assert "    server web.aixsss-staging.svc.cluster.local:8080 resolve max_fails=3 fail_timeout=10s;" in nginx
+    assert "  resolver kube-dns.kube-system.svc.cluster.local valid=5s ipv6=off;" in nginx
 
 
 def test_docker_containers_answer_to_their_service_name() -> None:
@@ -227,9 +233,11 @@ def test_docker_containers_answer_to_their_service_name() -> None:
             if c.name.endswith(("volume-owner", "acme-client")):
                 continue
             assert network["aliases"] == [name], (c.name, network)
-    nginx = uploads(container(d, "edge"))["/etc/nginx/nginx.conf"]["content"].splitlines()
-    assert "    server api:3001 max_fails=3 fail_timeout=10s;" in nginx
-    assert "    server web:8080 max_fails=3 fail_timeout=10s;" in nginx
+    nginx = uploads(d, container(d, "edge"))["/etc/aixsss/nginx.conf"]["content"].splitlines()
+    # Re-resolved through Docker's embedded DNS: a replaced api container has a new address.
+    assert "    server api:3001 resolve max_fails=3 fail_timeout=10s;" in nginx
+    assert "    server web:8080 resolve max_fails=3 fail_timeout=10s;" in nginx
+    assert "  resolver 127.0.0.11 valid=5s ipv6=off;" in nginx
     env = docker_env(container(d, "api-1"))
     assert urlsplit(env["DATABASE_URL"]).hostname == "postgres" and urlsplit(env["DATABASE_URL"]).port == 5432
     assert urlsplit(env["REDIS_URL"]).hostname == "redis" and urlsplit(env["REDIS_URL"]).port == 6379
@@ -347,7 +355,7 @@ def test_every_consumer_gets_the_same_secret(stack: str, target: str) -> None:
     if target == "docker":
         migrate = docker_env(prefixed(d, "api-migrate"))
         bootstrap = docker_env(prefixed(d, "minio-bootstrap"))
-        conf = uploads(container(d, "redis"))["/etc/aixsss/redis.conf"]["content"]
+        conf = uploads(d, container(d, "redis"))["/etc/aixsss/redis.conf"]["content"]
     else:
         migrate, bootstrap = env("api-migrate"), env("minio-bootstrap")
         conf = k8s_file(d, "redis", "/etc/aixsss/redis.conf")
@@ -399,9 +407,9 @@ DOCKER_FILES: dict[str, dict[str, tuple[str, str | None]]] = {
         "/etc/aixsss/minio-certs/private.key": ("0600", "1000"),
     },
     "edge": {
-        "/etc/nginx/nginx.conf": ("0444", None),
-        "/etc/nginx/tls/tls.crt": ("0444", None),
-        "/etc/nginx/tls/tls.key": ("0600", "101"),
+        "/etc/aixsss/nginx.conf": ("0444", None),
+        "/etc/aixsss/tls/tls.crt": ("0444", None),
+        "/etc/aixsss/tls/tls.key": ("0600", "101"),
     },
     "api": {CA: ("0444", None)},
     "worker": {CA: ("0444", None)},
@@ -412,18 +420,23 @@ def test_docker_secret_files_are_private_to_the_service_user() -> None:
     d = deployed("dev", "docker")
     for name, files in DOCKER_FILES.items():
         c = container(d, name)
-        found = {path: (u["permissions"], u.get("owner")) for path, u in uploads(c).items()}
+        found = {path: (u["permissions"], u.get("owner")) for path, u in uploads(d, c).items()}
         assert found == files, name
         uid = c.plain["user"].split(":")[0]
         assert all(owner in (None, uid) for _, owner in files.values()), name
-    assert is_secret(container(d, "redis").inputs["uploads"])
+    assert is_secret(carrier_of(d, container(d, "redis")).inputs["uploads"])
 
 
 def test_docker_acme_bootstrap_key_is_private() -> None:
     d = run_program("prod", overrides={"target": "docker", **ONE_EACH})
-    files = uploads(container(d, "edge-acme-client"))
-    assert files["/bootstrap/tls.key"]["permissions"] == "0400"
-    assert files["/bootstrap/tls.crt"]["permissions"] == "0444"
+    # Delivered like every service's files: a carrier fills the volume the client mounts read-only.
+    client = container(d, "edge-acme-client")
+    files = delivered(d, client)
+    uid = client.plain["user"].split(":")[0]
+    key = files["/etc/aixsss/bootstrap/tls.key"]
+    assert (key["permissions"], key["owner"]) == ("0400", uid)
+    assert files["/etc/aixsss/bootstrap/tls.crt"]["permissions"] == "0444"
+    assert is_secret(carrier_of(d, client).inputs["uploads"])
 
 
 # Kubernetes: which paths each pod gets from its Secret (everything else: a ConfigMap).
@@ -431,7 +444,7 @@ K8S_SECRET_PATHS = {
     "postgres": {"/etc/aixsss/tls/server.key"},
     "redis": {"/etc/aixsss/redis.conf", "/etc/aixsss/tls/server.key"},
     "minio": {"/etc/aixsss/minio-certs/private.key"},
-    "edge": {"/etc/nginx/tls/tls.key"},
+    "edge": {"/etc/aixsss/tls/tls.key"},
 }
 FS_GROUP = {"postgres": 999, "redis": 999, "minio": 1000, "edge": 101}
 
@@ -600,7 +613,9 @@ def test_checklist_no_volumes(monkeypatch: pytest.MonkeyPatch) -> None:
 # --------------------------------------------------------------------------- docker networks
 
 # Every container's networks, written out: Docker filters by network, not by port, so network
-# membership is the whole of who may reach whom (and backend is internal: no route out).
+# membership is the whole of who may reach whom (frontend and backend are internal: no route
+# out). Docker publishes nothing from internal networks: each publisher also joins a
+# non-internal network of its own, `<service>-published`, which no other container joins.
 DOCKER_NETWORKS = {
     "postgres": {"backend"},
     "redis": {"backend"},
@@ -610,9 +625,11 @@ DOCKER_NETWORKS = {
     "api": {"frontend", "backend", "egress"},
     "worker": {"backend", "egress"},
     "web": {"frontend"},
-    "edge": {"frontend"},
+    "edge": {"frontend", "edge-published"},
     "edge-acme-client": {"egress"},
 }
+# dev publishes the data ports on loopback (docker.publishDataPorts).
+DEV_PUBLISHERS = {"postgres", "redis", "minio"}
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -621,18 +638,22 @@ def test_docker_network_membership_of_every_container(stack: str) -> None:
     prefix = f"aixsss-{stack}-"
     seen = set()
     for c in d.of_type(CONTAINER):
-        if c.name.endswith("volume-owner"):
+        if c.name.endswith(("volume-owner", "-config")):
             assert c.plain["networkMode"] == "none" and not c.plain.get("networksAdvanced"), c.name
             continue
         key = re.sub(r"-[0-9a-f]{12}$", "", c.name)
         nets = {n["name"].removeprefix(prefix) for n in c.plain.get("networksAdvanced") or []}
-        assert nets == DOCKER_NETWORKS[key], c.name
+        published = {f"{key}-published"} if stack == "dev" and key in DEV_PUBLISHERS else set()
+        assert nets == DOCKER_NETWORKS[key] | published, c.name
         seen.add(key)
     assert seen == set(DOCKER_NETWORKS) - ({"edge-acme-client"} if stack == "dev" else set())
     internal = {
         n.plain["name"].removeprefix(prefix): n.plain.get("internal") for n in d.of_type("docker:index/network:Network")
     }
-    assert internal == {"frontend": False, "backend": True, "egress": False}
+    publishers = {"edge", *(DEV_PUBLISHERS if stack == "dev" else ())}
+    assert internal == {"frontend": True, "backend": True, "egress": False} | {
+        f"{p}-published": False for p in publishers
+    }
 
 
 # --------------------------------------------------------------------------- app environment
@@ -661,9 +682,9 @@ def test_node_env_and_trusted_ca_of_the_apps(stack: str) -> None:
 
 def test_docker_apps_trust_the_stack_ca() -> None:
     d = deployed("dev", "docker")
-    ca_pem = uploads(container(d, "redis"))[CA]["content"]
+    ca_pem = uploads(d, container(d, "redis"))[CA]["content"]
     for c in (container(d, "api"), container(d, "worker"), prefixed(d, "api-migrate"), prefixed(d, "minio-bootstrap")):
-        assert uploads(c)[CA]["content"] == ca_pem, c.name
+        assert uploads(d, c)[CA]["content"] == ca_pem, c.name
     for c in (container(d, "api"), container(d, "worker")):
         env = docker_env(c)
         assert env["NODE_EXTRA_CA_CERTS"] == CA and env["NODE_ENV"] == "development", c.name
@@ -751,7 +772,7 @@ def test_the_apps_redis_client_reaches_a_plain_text_listener(target: str) -> Non
             continue
         assert host == "redis", host
         conf = (
-            uploads(container(d, "redis"))["/etc/aixsss/redis.conf"]["content"]
+            uploads(d, container(d, "redis"))["/etc/aixsss/redis.conf"]["content"]
             if target == "docker"
             else k8s_file(d, "redis", "/etc/aixsss/redis.conf")
         )
@@ -798,6 +819,7 @@ def test_docker_volumes_are_handed_to_the_service_user() -> None:
         chown = container(d, f"{name}-volume-owner").plain
         assert chown["entrypoints"] == ["chown", "-R", owner], name
         assert container(d, name).plain["user"] == owner, name
-        service_volumes = {v["volumeName"] for v in container(d, name).plain["volumes"]}
+        # Its data volumes; the config volume is mounted read-only and filled by its carrier.
+        service_volumes = {v["volumeName"] for v in container(d, name).plain["volumes"] if not v.get("readOnly")}
         assert {v["volumeName"] for v in chown["volumes"]} == service_volumes, name
         assert d.depends_on(container(d, name), container(d, f"{name}-volume-owner")), name

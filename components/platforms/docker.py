@@ -2,24 +2,59 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
+from typing import Any
 
 import pulumi
 import pulumi_docker as docker
 
 from components.config import StackConfig
 from components.platforms.base import FLOW_KEY, PORTS_KEY, Placement, flows_of, ports_record
-from components.spec import ServiceSpec, Zone
+from components.spec import CONFIG_DIR, ConfigFile, ServiceSpec, Zone
 
 ACME_UID = 65532  # lego needs no privileges: HTTP-01 goes through the edge's webroot
+BOOTSTRAP_DIR = f"{CONFIG_DIR}/bootstrap"
 LABELS = {"app.kubernetes.io/part-of": "aixsss", "managed-by": "pulumi"}
-ROLE_KEY, VOLUME_OWNER_ROLE = "aixsss.io/role", "volume-owner"
+ROLE_KEY, VOLUME_OWNER_ROLE, CONFIG_CARRIER_ROLE = "aixsss.io/role", "volume-owner", "config-carrier"
+# On each service container: the id of the container that filled its config volume. Labels are
+# ForceNew in the provider, so new files (a renewed certificate, a changed nginx.conf) replace
+# the service container, which then starts on them.
+CONFIG_KEY = "aixsss.io/config"
+# Docker publishes nothing from a container whose networks are all internal, so a container that
+# publishes ports also joins a non-internal network of its own, `<service>-published`, shared
+# with no other service; every zone network then stays internal except egress (README: what
+# Docker isolates).
+PUBLISHED = "published"
+CONFIG_VOLUME_ROLE = "config"
+LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 
 
-def _labels(service: str, records: dict[str, str] | None = None) -> list[docker.ContainerLabelArgs]:
+def _hardened(**args: Any) -> docker.ContainerArgs:
+    """Every container's defaults: read-only root, no capabilities, no privilege gain, rotated logs.
+
+    Callers add what their container needs (a capability, a writable volume); nothing here is
+    repeated per container. pulumi-docker has no pids limit to set (README: pids limit).
+    """
+    defaults: dict[str, Any] = {
+        "read_only": True,
+        "capabilities": docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+        "security_opts": ["no-new-privileges:true"],
+        "log_driver": "json-file",
+        "log_opts": LOG_OPTS,
+    }
+    return docker.ContainerArgs(**(defaults | args))
+
+
+def _labels(service: str, records: dict[str, pulumi.Input[str]] | None = None) -> list[docker.ContainerLabelArgs]:
     values = {**LABELS, "aixsss.service": service, **(records or {})}
     return [docker.ContainerLabelArgs(label=k, value=v) for k, v in values.items()]
+
+
+def _user(spec: ServiceSpec) -> str | None:
+    uid, gid = spec.security.run_as_user, spec.security.run_as_group
+    return None if uid is None else f"{uid}:{gid or uid}"
 
 
 class DockerPlatform(pulumi.ComponentResource):
@@ -30,21 +65,36 @@ class DockerPlatform(pulumi.ComponentResource):
         self._config = config
         self._prefix = f"aixsss-{config.environment}"
         self._specs: dict[str, ServiceSpec] = {}
+        self._published: dict[str, docker.Network] = {}
         self.provider = docker.Provider("docker", host=config.docker.host, opts=pulumi.ResourceOptions(parent=self))
         self._opts = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        # Only the egress network routes out; backend and frontend are internal (no route out).
         self.networks: dict[Zone, docker.Network] = {
-            zone: docker.Network(
-                f"{zone}-network",
-                name=f"{self._prefix}-{zone}",
-                driver="bridge",
-                # The backend network has no route out: data services cannot reach the internet.
-                internal=zone is Zone.BACKEND,
-                labels=[docker.NetworkLabelArgs(label=k, value=v) for k, v in LABELS.items()],
-                opts=self._opts,
-            )
-            for zone in Zone
+            zone: self._network(str(zone), internal=zone is not Zone.EGRESS) for zone in Zone
         }
         self.register_outputs({})
+
+    def _published_network(self, service: str) -> docker.Network:
+        if service not in self._published:
+            self._published[service] = self._network(f"{service}-{PUBLISHED}", internal=False)
+        return self._published[service]
+
+    def _network(self, name: str, *, internal: bool) -> docker.Network:
+        return docker.Network(
+            f"{name}-network",
+            name=f"{self._prefix}-{name}",
+            driver="bridge",
+            internal=internal,
+            labels=[docker.NetworkLabelArgs(label=k, value=v) for k, v in LABELS.items()],
+            opts=self._opts,
+        )
+
+    # nginx re-resolves upstream names through Docker's embedded DNS server, which answers
+    # container names and aliases on user-defined networks (docs.docker.com, "Container networking").
+    resolver = "127.0.0.11"
+
+    def resolvable_name(self, service: str) -> str:
+        return service
 
     def dns_names(self, service: str) -> list[str]:
         # Containers find each other by their network alias (the service name).
@@ -80,6 +130,9 @@ class DockerPlatform(pulumi.ComponentResource):
             for v in spec.volumes
         ]
         prepare = self._volume_owner(spec, image, volumes, parent)
+        config_volume, carrier = self._config_carrier(spec.name, spec.name, image, spec.files, _user(spec), parent)
+        if carrier is not None:
+            prepare.append(carrier)
         extra: list[docker.Container] = []
         acme_volumes: list[docker.ContainerVolumeArgs] = []
         if spec.acme is not None:
@@ -87,11 +140,28 @@ class DockerPlatform(pulumi.ComponentResource):
             extra.append(acme_client)
             depends_on = [*depends_on, acme_client]
         count = 1 if spec.run_once else spec.replicas
+        config_mount = []
+        if config_volume is not None:
+            config_mount = [
+                docker.ContainerVolumeArgs(volume_name=config_volume.name, container_path=CONFIG_DIR, read_only=True)
+            ]
         containers = [
-            self._container(spec, image, volumes, acme_volumes, index, count, parent, depends_on + prepare)
+            self._container(
+                spec,
+                image,
+                volumes,
+                [*acme_volumes, *config_mount],
+                carrier,
+                index,
+                count,
+                parent,
+                depends_on + prepare,
+            )
             for index in range(count)
         ]
         networks = sorted(f"{self._prefix}-{z}" for z in spec.zones)
+        if any(p.published for p in spec.ports):
+            networks.append(f"{self._prefix}-{spec.name}-{PUBLISHED}")
         exposed = [f"{p.host_ip}:{p.published}->{p.port}" for p in spec.ports if p.published]
         return Placement(
             spec=spec,
@@ -100,7 +170,7 @@ class DockerPlatform(pulumi.ComponentResource):
             exposed=exposed,
             non_root=spec.security.run_as_user not in (None, 0),
             read_only_root=spec.security.read_only_root,
-            resources=[image, *volumes, *prepare, *containers, *extra],
+            resources=[image, *volumes, *([config_volume] if config_volume else []), *prepare, *containers, *extra],
         )
 
     def _container(
@@ -108,7 +178,8 @@ class DockerPlatform(pulumi.ComponentResource):
         spec: ServiceSpec,
         image: docker.RemoteImage,
         volumes: list[docker.Volume],
-        acme_volumes: list[docker.ContainerVolumeArgs],
+        mounts: list[docker.ContainerVolumeArgs],
+        carrier: docker.Container | None,
         index: int,
         count: int,
         parent: pulumi.Resource,
@@ -122,9 +193,7 @@ class DockerPlatform(pulumi.ComponentResource):
         envs = pulumi.Output.all(*(pulumi.Output.concat(k, "=", v) for k, v in spec.secret_env.items())).apply(
             lambda secret: [f"{k}={v}" for k, v in spec.env.items()] + list(secret)
         )
-        user = None
-        if security.run_as_user is not None:
-            user = f"{security.run_as_user}:{security.run_as_group or security.run_as_user}"
+        user = _user(spec)
         healthcheck = None
         if spec.probe is not None:
             healthcheck = docker.ContainerHealthcheckArgs(
@@ -135,9 +204,19 @@ class DockerPlatform(pulumi.ComponentResource):
                 start_period=f"{spec.probe.start_period_seconds}s",
                 start_interval="2s",
             )
+        published = [p for p in spec.ports if p.published]
+        networks = [self.networks[zone].name for zone in sorted(spec.zones)]
+        if published:
+            networks.append(self._published_network(spec.name).name)
+        records: dict[str, pulumi.Input[str]] = {
+            FLOW_KEY: json.dumps([f.describe() for f in flows_of(spec, self._specs)]),
+            PORTS_KEY: ports_record(spec),
+        }
+        if carrier is not None:
+            records[CONFIG_KEY] = carrier.id
         return docker.Container(
             name,
-            docker.ContainerArgs(
+            _hardened(
                 name=f"{self._prefix}-{name}",
                 image=image.image_id,
                 entrypoints=spec.command,
@@ -147,7 +226,6 @@ class DockerPlatform(pulumi.ComponentResource):
                 read_only=security.read_only_root,
                 tmpfs={path: "rw,noexec,nosuid,size=64m" for path in security.tmpfs},
                 capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=list(security.cap_add)),
-                security_opts=["no-new-privileges:true"],
                 memory=spec.resources.memory_mb,
                 memory_swap=spec.resources.memory_mb,
                 cpus=f"{spec.resources.cpu_millis / 1000:g}",
@@ -160,22 +238,68 @@ class DockerPlatform(pulumi.ComponentResource):
                 must_run=not spec.run_once,
                 logs=spec.run_once,
                 restart="no" if spec.run_once else "unless-stopped",
-                log_driver="json-file",
-                log_opts={"max-size": "10m", "max-file": "3"},
-                networks_advanced=[
-                    docker.ContainerNetworksAdvancedArgs(name=self.networks[zone].name, aliases=[spec.name])
-                    for zone in sorted(spec.zones)
-                ],
+                networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=n, aliases=[spec.name]) for n in networks],
                 ports=[
-                    docker.ContainerPortArgs(internal=p.port, external=p.published, ip=p.host_ip)
-                    for p in spec.ports
-                    if p.published
+                    docker.ContainerPortArgs(internal=p.port, external=p.published, ip=p.host_ip) for p in published
                 ],
                 volumes=[
                     docker.ContainerVolumeArgs(volume_name=vol.name, container_path=v.path)
                     for v, vol in zip(spec.volumes, volumes, strict=True)
                 ]
-                + acme_volumes,
+                + mounts,
+                labels=_labels(spec.name, records),
+            ),
+            opts=self._child_opts(parent, depends_on),
+        )
+
+    def _config_carrier(
+        self,
+        name: str,
+        service: str,
+        image: docker.RemoteImage,
+        files: list[ConfigFile],
+        user: str | None,
+        parent: pulumi.Resource,
+    ) -> tuple[docker.Volume | None, docker.Container | None]:
+        """``files`` in a volume of their own, written before the container ``name`` starts.
+
+        A real daemon refuses uploads into a container whose root filesystem is read-only: the
+        provider copies its tar to `/` (terraform-provider-docker v4.5
+        resourceDockerContainerCreate → CopyToContainer), and moby refuses any path outside a
+        writable volume of a read-only root (daemon/archive.go, ErrRootFSReadOnly). So a
+        container that is only created, never started (`start=False`), carries the uploads into
+        the volume, and the service mounts the volume read-only at CONFIG_DIR. The volume's name
+        carries the list of paths, so a file dropped from the spec leaves no stale copy behind.
+        """
+        if not files:
+            return None, None
+        layout = hashlib.sha256("\n".join(sorted(f.path for f in files)).encode()).hexdigest()[:8]
+        volume = docker.Volume(
+            f"{name}-config",
+            name=f"{self._prefix}-{name}-config-{layout}",
+            labels=[
+                docker.VolumeLabelArgs(label=k, value=val)
+                for k, val in {**LABELS, ROLE_KEY: CONFIG_VOLUME_ROLE}.items()
+            ],
+            opts=self._child_opts(parent, []),
+        )
+        carrier = docker.Container(
+            f"{name}-config",
+            _hardened(
+                name=f"{self._prefix}-{name}-config",
+                image=image.image_id,
+                user=user,
+                # Writable only so that the daemon takes the uploads; it never runs (start=False).
+                read_only=False,
+                entrypoints=["true"],
+                start=False,
+                must_run=False,
+                restart="no",
+                network_mode="none",
+                memory=16,
+                memory_swap=16,
+                cpus="0.1",
+                volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=CONFIG_DIR)],
                 uploads=[
                     docker.ContainerUploadArgs(
                         file=f.path,
@@ -183,18 +307,13 @@ class DockerPlatform(pulumi.ComponentResource):
                         permissions=f"{f.mode:04o}",
                         owner=str(f.owner) if f.owner is not None else None,
                     )
-                    for f in spec.files
+                    for f in files
                 ],
-                labels=_labels(
-                    spec.name,
-                    {
-                        FLOW_KEY: json.dumps([f.describe() for f in flows_of(spec, self._specs)]),
-                        PORTS_KEY: ports_record(spec),
-                    },
-                ),
+                labels=_labels(service, {ROLE_KEY: CONFIG_CARRIER_ROLE}),
             ),
-            opts=self._child_opts(parent, depends_on),
+            opts=self._child_opts(parent, [volume]),
         )
+        return volume, carrier
 
     def _volume_owner(
         self, spec: ServiceSpec, image: docker.RemoteImage, volumes: list[docker.Volume], parent: pulumi.Resource
@@ -221,16 +340,14 @@ class DockerPlatform(pulumi.ComponentResource):
         """
         return docker.Container(
             f"{name}-volume-owner",
-            docker.ContainerArgs(
+            _hardened(
                 name=f"{self._prefix}-{name}-volume-owner",
                 image=image.image_id,
                 entrypoints=["chown", "-R", owner],
                 command=list(mounts),
                 user="0:0",
                 capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=["CHOWN", "FOWNER"]),
-                security_opts=["no-new-privileges:true"],
                 network_mode="none",
-                read_only=True,
                 memory=64,
                 memory_swap=64,
                 cpus="0.5",
@@ -257,6 +374,8 @@ class DockerPlatform(pulumi.ComponentResource):
         """
         acme = spec.acme
         assert acme is not None
+        # lego's files get the edge's group, so the edge (another uid) reads the key through it.
+        acme_user = f"{ACME_UID}:{spec.security.run_as_group or spec.security.run_as_user}"
         certs = docker.Volume(
             "edge-acme-certs", name=f"{self._prefix}-edge-acme-certs", opts=self._child_opts(parent, [], stateful=True)
         )
@@ -273,10 +392,13 @@ class DockerPlatform(pulumi.ComponentResource):
         issued = f"/certs/.lego/certificates/{acme.domain}"
         script = (
             "set -u; "
-            "[ -f /certs/tls.crt ] || cp /bootstrap/tls.crt /bootstrap/tls.key /certs/; "
+            "umask 027; "
+            f"[ -f /certs/tls.crt ] || cp {BOOTSTRAP_DIR}/tls.crt {BOOTSTRAP_DIR}/tls.key /certs/; "
+            "chmod 0440 /certs/tls.key; "
             f"while true; do "
             f"if [ -f {issued}.crt ]; then {lego} renew --days 30; else {lego} run; fi; "
-            f"[ -f {issued}.crt ] && cp {issued}.crt /certs/tls.crt && cp {issued}.key /certs/tls.key; "
+            f"[ -f {issued}.crt ] && cp {issued}.crt /certs/tls.crt && cp {issued}.key /certs/tls.key "
+            "&& chmod 0440 /certs/tls.key; "
             "sleep 43200; done"
         )
         image = docker.RemoteImage(
@@ -285,21 +407,25 @@ class DockerPlatform(pulumi.ComponentResource):
             keep_locally=True,
             opts=pulumi.ResourceOptions(parent=parent, provider=self.provider),
         )
-        owner = self._chown_job(
-            "edge-acme", image, f"{ACME_UID}:{ACME_UID}", {"/certs": certs, "/webroot": webroot}, spec, parent
+        # Served until lego's first certificate arrives; delivered like every service's files.
+        bootstrap_files = [
+            ConfigFile(f"{BOOTSTRAP_DIR}/tls.crt", acme.bootstrap_cert_pem),
+            ConfigFile(f"{BOOTSTRAP_DIR}/tls.key", acme.bootstrap_key_pem, secret=True, mode=0o400, owner=ACME_UID),
+        ]
+        bootstrap_volume, bootstrap_carrier = self._config_carrier(
+            "edge-acme-client", f"{spec.name}-acme-client", image, bootstrap_files, acme_user, parent
         )
+        assert bootstrap_volume is not None and bootstrap_carrier is not None
+        owner = self._chown_job("edge-acme", image, acme_user, {"/certs": certs, "/webroot": webroot}, spec, parent)
         client = docker.Container(
             "edge-acme-client",
-            docker.ContainerArgs(
+            _hardened(
                 name=f"{self._prefix}-edge-acme-client",
                 image=image.image_id,
                 entrypoints=["/bin/sh", "-c", script],
-                user=f"{ACME_UID}:{ACME_UID}",
+                user=acme_user,
                 envs=["HOME=/tmp"],
-                read_only=True,
                 tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"},
-                capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
-                security_opts=["no-new-privileges:true"],
                 memory=128,
                 memory_swap=128,
                 cpus="0.2",
@@ -312,18 +438,13 @@ class DockerPlatform(pulumi.ComponentResource):
                 volumes=[
                     docker.ContainerVolumeArgs(volume_name=certs.name, container_path="/certs"),
                     docker.ContainerVolumeArgs(volume_name=webroot.name, container_path="/webroot"),
-                ],
-                uploads=[
-                    docker.ContainerUploadArgs(
-                        file="/bootstrap/tls.crt", content=acme.bootstrap_cert_pem, permissions="0444"
-                    ),
-                    docker.ContainerUploadArgs(
-                        file="/bootstrap/tls.key", content=acme.bootstrap_key_pem, permissions="0400"
+                    docker.ContainerVolumeArgs(
+                        volume_name=bootstrap_volume.name, container_path=CONFIG_DIR, read_only=True
                     ),
                 ],
-                labels=_labels(f"{spec.name}-acme-client"),
+                labels=_labels(f"{spec.name}-acme-client", {CONFIG_KEY: bootstrap_carrier.id}),
             ),
-            opts=self._child_opts(parent, [owner]),
+            opts=self._child_opts(parent, [owner, bootstrap_carrier]),
         )
         mounts = [
             docker.ContainerVolumeArgs(volume_name=certs.name, container_path=acme.mount_dir, read_only=True),
