@@ -151,8 +151,10 @@ def edge_conf(dev: Rendered, binary: str, work: Path, http_port: int, https_port
     edits = {
         "listen 8080;": f"listen {LOOPBACK}:{http_port};",
         "listen 8443 ssl;": f"listen {LOOPBACK}:{https_port} ssl;",
-        "server api:3001 ": f"server {LOOPBACK}:{api_port} ",
-        "server web:8080 ": f"server {LOOPBACK}:{web_port} ",
+        "server api:3001 resolve ": f"server {LOOPBACK}:{api_port} resolve ",
+        "server web:8080 resolve ": f"server {LOOPBACK}:{web_port} resolve ",
+        # The stubs listen on loopback here; Docker's DNS server exists only inside containers.
+        "resolver 127.0.0.11 ": f"resolver {LOOPBACK} ",
         " /tmp/": f" {work}/",
     }
     if nginx_version(binary) < (1, 25, 1):
@@ -160,7 +162,13 @@ def edge_conf(dev: Rendered, binary: str, work: Path, http_port: int, https_port
         # switch in the older spelling. Nothing else differs.
         edits["    http2 on;\n"] = ""
         edits["listen 8443 ssl;"] = f"listen {LOOPBACK}:{https_port} ssl http2;"
-    return relocate(paths["/etc/nginx/nginx.conf"].read_text(), paths, edits)
+    if nginx_version(binary) < (1, 27, 3):
+        # Nor has it `resolve` on upstream servers (1.27.3; the image runs 1.29). The upstreams
+        # are literal loopback addresses here, so there is nothing to re-resolve; the real-daemon
+        # tier (tests/realdocker) proves re-resolution with an nginx that has it.
+        edits["server api:3001 resolve "] = f"server {LOOPBACK}:{api_port} "
+        edits["server web:8080 resolve "] = f"server {LOOPBACK}:{web_port} "
+    return relocate(paths["/etc/aixsss/nginx.conf"].read_text(), paths, edits)
 
 
 @contextlib.contextmanager

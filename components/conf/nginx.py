@@ -37,6 +37,10 @@ class EdgeSettings:
     # Behind a TLS-terminating Gateway the HTTP listener serves the app when the gateway says
     # the client used HTTPS; otherwise that listener only redirects.
     trust_forwarded_proto: bool = False
+    # The DNS server nginx asks, every `resolver_valid_seconds`, for the upstreams' addresses: a
+    # replaced api or web container gets a new address, and `resolve` (nginx >= 1.27.3) follows it.
+    resolver: str = "127.0.0.11"
+    resolver_valid_seconds: int = 5
     temp_dir: str = "/tmp"
     mime_types: str = "/etc/nginx/mime.types"
 
@@ -109,12 +113,17 @@ def render(s: EdgeSettings) -> str:
         "  gzip_types text/plain text/css application/javascript text/javascript application/json image/svg+xml;",
         f"  limit_req_zone $binary_remote_addr zone=api:10m rate={s.api_rate_per_second}r/s;",
         "  limit_req_status 429;",
+        f"  resolver {s.resolver} valid={s.resolver_valid_seconds}s ipv6=off;",
+        "  resolver_timeout 5s;",
+        # `resolve` needs the upstream in shared memory (`zone`); keepalive stays per worker.
         "  upstream api {",
-        f"    server {s.api_upstream} max_fails=3 fail_timeout=10s;",
+        "    zone upstream_api 64k;",
+        f"    server {s.api_upstream} resolve max_fails=3 fail_timeout=10s;",
         "    keepalive 32;",
         "  }",
         "  upstream web {",
-        f"    server {s.web_upstream} max_fails=3 fail_timeout=10s;",
+        "    zone upstream_web 64k;",
+        f"    server {s.web_upstream} resolve max_fails=3 fail_timeout=10s;",
         "    keepalive 16;",
         "  }",
         "  server {",

@@ -44,6 +44,12 @@ class Placement:
 
 class Platform(Protocol):
     name: str
+    # The DNS server a proxy asks to re-resolve service names while it runs.
+    resolver: str
+
+    def resolvable_name(self, service: str) -> str:
+        """The name of ``service`` that ``resolver`` answers as it is (no search domains)."""
+        ...
 
     def dns_names(self, service: str) -> list[str]:
         """Names clients may use for ``service``; the first is the one the stack uses."""

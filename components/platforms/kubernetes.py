@@ -158,6 +158,14 @@ class KubernetesPlatform(pulumi.ComponentResource):
         )
         self.register_outputs({"namespace": self.namespace_name})
 
+    # The cluster DNS Service (kube-dns is its name on every distribution, CoreDNS included),
+    # resolved once at start through the pod's resolv.conf; NetworkPolicy allow-dns admits it.
+    resolver = "kube-dns.kube-system.svc.cluster.local"
+
+    def resolvable_name(self, service: str) -> str:
+        # nginx's resolver uses no search domains: the fully qualified Service name.
+        return f"{service}.{self.namespace_name}.svc.cluster.local"
+
     def dns_names(self, service: str) -> list[str]:
         ns = self.namespace_name
         return [f"{service}.{ns}.svc", service, f"{service}.{ns}", f"{service}.{ns}.svc.cluster.local", "localhost"]
