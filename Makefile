@@ -3,7 +3,7 @@
 # make refresh [STACK=dev]             read the real state of the stack's resources into its state
 # make destroy [STACK=dev] [EXCLUDE_PROTECTED=1]   delete the stack's resources (see the notice it prints)
 # make test                            ruff, pyright + the test suite (no Pulumi CLI, Docker or cluster needed)
-# make render STACK=prod [TARGET=docker|kubernetes] [SHOW_SECRETS=1] [OUT=build]
+# make render STACK=prod [TARGET=docker|kubernetes] [SET='key=value ...'] [SHOW_SECRETS=1] [OUT=build]
 #                                      what a stack would deploy, as files in $(OUT)/<stack>/ (no Pulumi CLI)
 # make policy-venv                     the policy pack's venv (policy/venv), for POLICY=1
 STACK ?= dev
@@ -107,7 +107,7 @@ test: lint $(CHECKOV_VENV)/.installed
 	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
 
 render: $(DEV)
-	$(PY) -m offline.render --stack $(STACK) --out $(OUT) $(if $(TARGET),--target $(TARGET)) $(if $(SHOW_SECRETS),--show-secrets)
+	$(PY) -m offline.render --stack $(STACK) --out $(OUT) $(if $(TARGET),--target $(TARGET)) $(if $(SHOW_SECRETS),--show-secrets) $(foreach s,$(SET),--set $(s))
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) $(POLICY_VENV) .pytest_cache build

@@ -148,11 +148,14 @@ def render(
     *,
     project_dir: Path = ROOT,
     passphrase: str | None = None,
+    settings: dict[str, str] | None = None,
 ) -> Rendered:
-    """Render ``project_dir``'s stack; ``passphrase`` decrypts its secure values (else stand-ins)."""
-    deployment = run_program(
-        stack, overrides={"target": target} if target else None, project_dir=project_dir, passphrase=passphrase
-    )
+    """Render ``project_dir``'s stack; ``passphrase`` decrypts its secure values (else stand-ins).
+
+    ``settings`` are config values on top of the stack file, as `pulumi config set` would put them.
+    """
+    overrides = {**({"target": target} if target else {}), **(settings or {})}
+    deployment = run_program(stack, overrides=overrides or None, project_dir=project_dir, passphrase=passphrase)
     atoms = [*deployment.generated_secrets, *(deployment.config[k] for k in deployment.secret_keys)]
     redactor = Redactor(atoms, show_secrets)
     out = (out_root or ROOT / "build") / stack
@@ -193,7 +196,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "build", help="default: build/")
     parser.add_argument("--show-secrets", action="store_true", help="write secret values instead of [redacted]")
     parser.add_argument("--project-dir", type=Path, default=ROOT, help="where Pulumi.yaml and the stack files are")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config value on top of the stack file, e.g. edge.replicas=1 (repeatable)",
+    )
     args = parser.parse_args(argv)
+    settings: dict[str, str] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--set {item}: expected KEY=VALUE")
+        settings[key.removeprefix("aixsss:")] = value
     try:
         result = render(
             args.stack,
@@ -202,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             args.show_secrets,
             project_dir=args.project_dir,
             passphrase=passphrase_from_env(),
+            settings=settings,
         )
     except (StackFileError, SecretsError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -11,6 +11,8 @@ import pytest
 from offline.render import Rendered, render
 
 CASES = [(s, t) for s in ("dev", "staging", "prod") for t in ("docker", "kubernetes")]
+# prod runs two edges on Kubernetes; on one Docker host the config allows one.
+SETTINGS = {("prod", "docker"): {"edge.replicas": "1"}}
 _cache: dict[tuple[str, str, bool], Rendered] = {}
 
 
@@ -18,7 +20,7 @@ def rendered(tmp_root: Path, stack: str, target: str, *, show_secrets: bool = Fa
     key = (stack, target, show_secrets)
     if key not in _cache:
         out = tmp_root / f"{target}{'-shown' if show_secrets else ''}"
-        _cache[key] = render(stack, target, out, show_secrets=show_secrets)
+        _cache[key] = render(stack, target, out, show_secrets=show_secrets, settings=SETTINGS.get((stack, target)))
     return _cache[key]
 
 
