@@ -79,6 +79,7 @@ class Registration:
     dependencies: list[str]
     inputs: dict[str, Any]
     outputs: dict[str, Any]
+    id: str = ""
 
     @property
     def plain(self) -> dict[str, Any]:
@@ -125,8 +126,11 @@ class EngineLikeMocks(mocks.Mocks):
 
 
 class RecordingMonitor(mocks.MockMonitor):
-    def __init__(self, mocks_: EngineLikeMocks) -> None:
+    def __init__(self, mocks_: EngineLikeMocks, prior: Deployment | None = None) -> None:
         super().__init__(mocks_)
+        # A previous run's state: as the engine keeps a resource whose inputs did not change,
+        # a registration with the same URN and inputs gets that run's id and outputs again.
+        self.prior = {r.urn: r for r in prior.registrations} if prior else {}
         self.registrations: list[Registration] = []
         self.stack_outputs: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -146,7 +150,11 @@ class RecordingMonitor(mocks.MockMonitor):
             resource_id=request.importId,
             custom=request.custom or False,
         )
-        new_id, state = self.mocks.new_resource(args)
+        before = self.prior.get(urn)
+        if before is not None and before.type == request.type and before.inputs == inputs and before.id:
+            new_id, state = before.id, dict(before.outputs)
+        else:
+            new_id, state = self.mocks.new_resource(args)
         id_ = new_id or ""  # EngineLikeMocks always names one; the engine's preview id is ""
         # What the engine does and MockMonitor does not: mark the declared secret outputs secret.
         for key in request.additionalSecretOutputs:
@@ -167,6 +175,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     dependencies=list(request.dependencies),
                     inputs=inputs,
                     outputs=state,
+                    id=id_,
                 )
             )
         obj = _sync_await(rpc.serialize_properties(state, {}))
@@ -260,8 +269,13 @@ def run_program(
     *,
     project_dir: Path = ROOT,
     passphrase: str | None = None,
+    prior: Deployment | None = None,
 ) -> Deployment:
     """Run __main__.py for ``stack`` under the mocks and return everything it declared.
+
+    ``prior`` is the state of an earlier run (as `pulumi up` keeps it): resources whose inputs
+    are unchanged keep their outputs (passwords, keys, certificates), so only what the change
+    touches differs.
 
     Config is what the CLI would pass for ``project_dir``'s Pulumi.yaml and Pulumi.<stack>.yaml:
     every value a string, ``secure:`` values as secret config — decrypted with ``passphrase``,
@@ -303,7 +317,9 @@ def run_program(
             secret_keys.remove(f"{PROJECT}:{key}")
     pulumi.runtime.set_all_config(config, secret_keys)
     engine_mocks = EngineLikeMocks()
-    monitor = RecordingMonitor(engine_mocks)
+    if prior is not None:
+        engine_mocks.generated_secrets += prior.generated_secrets
+    monitor = RecordingMonitor(engine_mocks, prior)
     runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
     pulumi.runtime.set_mocks(engine_mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     # The engine reports Pulumi.yaml's directory; the program finds its stack file there.
