@@ -1,0 +1,58 @@
+'use strict';
+// Stand-in for the AIXSSS api (NestJS on Fastify, global prefix /api): the same environment
+// (APP.md), GET /api/health answering {"ok": true} once PostgreSQL answers a query through
+// DATABASE_URL, and the container's hostname so a test can tell which container answered.
+// POST /api/stand-in/jobs puts a job on the BullMQ queue AI_QUEUE_NAME (for the worker).
+const http = require('node:http');
+const os = require('node:os');
+const { Pool } = require('pg');
+const { pgConfig } = require('./lib/prisma-url');
+const { requireEnv } = require('./lib/env');
+
+requireEnv(['DATABASE_URL', 'JWT_SECRET', 'API_KEY_ENCRYPTION_KEY', 'REDIS_URL'], {
+  minLength: { JWT_SECRET: 32, API_KEY_ENCRYPTION_KEY: 32 },
+});
+const port = Number(process.env.PORT || 3001);
+const queueName = process.env.AI_QUEUE_NAME || 'ai-jobs';
+const pool = new Pool(pgConfig(process.env.DATABASE_URL));
+let queue;
+
+function send(res, status, body) {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+
+async function health() {
+  try {
+    await pool.query('SELECT 1');
+    return { ok: true, db: 'up', hostname: os.hostname() };
+  } catch (err) {
+    return { ok: false, db: String(err.message), hostname: os.hostname() };
+  }
+}
+
+async function enqueue() {
+  const { Queue } = require('bullmq');
+  const IORedis = require('ioredis');
+  queue ??= new Queue(queueName, { connection: new IORedis(process.env.REDIS_URL, { maxRetriesPerRequest: null }) });
+  const job = await queue.add('stand-in', { at: Date.now() });
+  return { id: job.id, queue: queueName };
+}
+
+const server = http.createServer((req, res) => {
+  if (req.method === 'GET' && req.url === '/api/health') {
+    health().then((body) => send(res, body.ok ? 200 : 503, body));
+  } else if (req.method === 'POST' && req.url === '/api/stand-in/jobs') {
+    enqueue().then((body) => send(res, 201, body), (err) => send(res, 502, { error: String(err.message) }));
+  } else {
+    send(res, 404, { message: 'Not Found' });
+  }
+});
+server.listen(port, () => console.log(`api stand-in listening on ${port}`));
+
+function stop() {
+  server.close();
+  Promise.allSettled([pool.end(), queue?.close()]).then(() => process.exit(0));
+}
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
