@@ -1,0 +1,560 @@
+"""The stand-in images on a real daemon: each keeps the contract of the image it replaces.
+
+Every container runs as the program runs it: read-only root, all capabilities dropped,
+no-new-privileges, a non-root user, tmpfs at /tmp, configuration on a read-only volume at
+/etc/aixsss. Configuration files are the program's own renderings where it has them.
+
+AIXSSS_TEST_DOCKER_HOST names the daemon (unset: skipped, or failed under CI);
+AIXSSS_STANDIN_CACHE the image cache (default ~/.cache/aixsss/standins).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import ipaddress
+import json
+import os
+import re
+import secrets
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import docker
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from docker.models.containers import Container
+from docker.models.networks import Network
+
+from components.api import HEALTH_COMMAND as API_HEALTH
+from components.conf import postgres as pgconf
+from components.conf import redis as redisconf
+from components.object_store import bootstrap_script, bucket_policy
+from components.worker import HEALTH_COMMAND as WORKER_HEALTH
+from tests.realdocker.images import RECIPES, ensure_images, recipe_key
+
+HOST_ENV = "AIXSSS_TEST_DOCKER_HOST"
+IMAGES = {
+    "postgres": "postgres:16",
+    "redis": "redis:7",
+    "edge": "nginxinc/nginx-unprivileged:1.29",
+    "minio": "minio/minio:RELEASE.2025-09-07T16-13-09Z",
+    "mc": "minio/mc:RELEASE.2025-08-13T08-35-41Z",
+    "lego": "goacme/lego:v4.26.0",
+    "api": "ghcr.io/aixsss/api:latest",
+    "worker": "ghcr.io/aixsss/worker:latest",
+    "web": "ghcr.io/aixsss/web:latest",
+}
+# The other tags the stacks use, and one a test may use to force a replacement.
+EXTRA_REFERENCES = [
+    "postgres:16.10",
+    "redis:7.4.5",
+    "ghcr.io/aixsss/api:1.4.0",
+    "ghcr.io/aixsss/worker:1.4.0",
+    "ghcr.io/aixsss/web:1.4.0",
+    "ghcr.io/aixsss/api:1.4.1",
+]
+CA_PATH = "/etc/aixsss/tls/ca.crt"
+SERVER_NAMES = ["postgres", "redis", "minio", "localhost"]
+
+
+def test_unknown_repository_is_named() -> None:
+    with pytest.raises(ValueError, match=r"nosuch/image.*quay\.io/minio/minio"):
+        ensure_images("unix:///nonexistent", ["redis:7", "nosuch/image:1", "quay.io/minio/minio:x"], Path("/nowhere"))
+
+
+@pytest.fixture(scope="module")
+def docker_host() -> str:
+    host = os.environ.get(HOST_ENV)
+    if not host:
+        if os.environ.get("CI"):
+            pytest.fail(f"{HOST_ENV} must name a Docker daemon under CI")
+        pytest.skip(f"{HOST_ENV} is not set")
+    return host
+
+
+@pytest.fixture(scope="module")
+def client(docker_host: str) -> Iterator[docker.DockerClient]:
+    cache = Path(os.environ.get("AIXSSS_STANDIN_CACHE", Path.home() / ".cache/aixsss/standins"))
+    ensure_images(docker_host, [*IMAGES.values(), *EXTRA_REFERENCES], cache)
+    c = docker.DockerClient(base_url=docker_host)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+# --- TLS material -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca_pem: str
+    cert_pem: str
+    key_pem: str
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.fixture(scope="module")
+def pki() -> Pki:
+    """A throwaway CA and one server certificate for every service name."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "standin test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(*[False] * 5, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in SERVER_NAMES]
+    sans.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "standin server")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return Pki(_pem(ca), _pem(cert), key_pem)
+
+
+# --- containers as the program runs them ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class File:
+    content: str
+    mode: int = 0o444
+    owner: int = 0
+
+
+class Lab:
+    """Containers, volumes and one network of a test, all named standin-<id>-..., all removed."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self.client = client
+        self.prefix = f"standin-{secrets.token_hex(4)}"
+        self.network: Network = client.networks.create(f"{self.prefix}-net", driver="bridge")
+        self.containers: list[Container] = []
+        self.volumes: list[str] = []
+
+    def volume(self, name: str) -> str:
+        full = f"{self.prefix}-{name}"
+        self.client.volumes.create(full)
+        self.volumes.append(full)
+        return full
+
+    def config(self, name: str, files: dict[str, File], image: str) -> str:
+        """A volume holding ``files`` (paths under /etc/aixsss) with their modes and owners."""
+        volume = self.volume(f"{name}-conf")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for path, f in files.items():
+                data = f.content.encode()
+                info = tarfile.TarInfo(path.removeprefix("/etc/aixsss/"))
+                info.size, info.mode = len(data), f.mode
+                tar.addfile(info, io.BytesIO(data))
+        # The archive API writes as root; a root helper (as the program's volume-owner job)
+        # hands each file to its owner.
+        chown = " ".join(f"chown {f.owner}:{f.owner} {p};" for p, f in files.items() if f.owner)
+        helper = self.client.containers.create(
+            image,
+            entrypoint=["/bin/sh", "-c", chown or "true"],
+            user="0:0",
+            network_mode="none",
+            cap_drop=["ALL"],
+            cap_add=["CHOWN", "FOWNER"],
+            volumes={volume: {"bind": "/etc/aixsss", "mode": "rw"}},
+        )
+        try:
+            helper.put_archive("/etc/aixsss", buffer.getvalue())
+            helper.start()
+            assert helper.wait(timeout=60)["StatusCode"] == 0
+        finally:
+            helper.remove(force=True)
+        return volume
+
+    def start(
+        self,
+        name: str,
+        image: str,
+        *,
+        user: str,
+        command: list[str] | None = None,
+        entrypoint: list[str] | None = None,
+        environment: dict[str, str] | None = None,
+        volumes: dict[str, str] | None = None,
+        tmpfs: tuple[str, ...] = ("/tmp",),
+    ) -> Container:
+        """A hardened container on the lab's network, reachable by ``name``."""
+        binds = {v: {"bind": p, "mode": "ro" if p == "/etc/aixsss" else "rw"} for v, p in (volumes or {}).items()}
+        container = self.client.containers.create(
+            image,
+            command=command,
+            entrypoint=entrypoint,
+            name=f"{self.prefix}-{name}",
+            hostname=name,
+            user=user,
+            environment=environment or {},
+            read_only=True,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"],
+            tmpfs={p: "rw,noexec,nosuid,size=64m" for p in tmpfs},
+            volumes=binds,
+            network=self.network.name,
+        )
+        self.containers.append(container)
+        # Aliased by its short name, as the program's networks alias each service.
+        self.network.disconnect(container)
+        self.network.connect(container, aliases=[name])
+        container.start()
+        return container
+
+    def run(self, name: str, image: str, **kwargs: object) -> tuple[int, str]:
+        """Run a hardened one-shot container to completion: (exit code, output)."""
+        container = self.start(f"{name}-{secrets.token_hex(2)}", image, **kwargs)  # type: ignore[arg-type]
+        code = container.wait(timeout=120)["StatusCode"]
+        return code, container.logs().decode(errors="replace")
+
+    def close(self) -> None:
+        for c in self.containers:
+            with contextlib.suppress(docker.errors.NotFound):
+                c.remove(force=True, v=True)
+        for v in self.volumes:
+            with contextlib.suppress(docker.errors.NotFound):
+                self.client.volumes.get(v).remove(force=True)
+        self.network.remove()
+
+
+def exec_ok(container: Container, command: list[str], **kwargs: object) -> str:
+    code, output = container.exec_run(command, **kwargs)  # type: ignore[arg-type]
+    text = output.decode(errors="replace")
+    assert code == 0, f"{command} exited {code}: {text}"
+    return text
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(1)
+    raise TimeoutError(f"{what} not ready within {timeout}s")
+
+
+def exec_succeeds(container: Container, command: list[str], **kwargs: object) -> bool:
+    container.reload()
+    assert container.status == "running", container.logs().decode(errors="replace")[-3000:]
+    return container.exec_run(command, **kwargs)[0] == 0  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def lab(client: docker.DockerClient) -> Iterator[Lab]:
+    lab = Lab(client)
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
+# --- the services -----------------------------------------------------------------------------
+
+DB_PASSWORD = "db pass/with:reserved@chars"
+REDIS_PASSWORD = secrets.token_urlsafe(24)
+
+
+def tls_files(pki: Pki, owner: int) -> dict[str, File]:
+    return {
+        "/etc/aixsss/tls/server.crt": File(pki.cert_pem),
+        "/etc/aixsss/tls/server.key": File(pki.key_pem, 0o600, owner),
+        CA_PATH: File(pki.ca_pem),
+    }
+
+
+def start_postgres(lab: Lab, pki: Pki) -> Container:
+    settings = pgconf.PostgresSettings(
+        cert_path="/etc/aixsss/tls/server.crt",
+        key_path="/etc/aixsss/tls/server.key",
+        hba_path="/etc/aixsss/pg_hba.conf",
+        max_connections=40,
+        shared_buffers_mb=32,
+    )
+    files = {
+        "/etc/aixsss/postgresql.conf": File(pgconf.render_conf(settings)),
+        "/etc/aixsss/pg_hba.conf": File(pgconf.render_hba(settings)),
+        **tls_files(pki, 999),
+    }
+    conf = lab.config("postgres", files, IMAGES["postgres"])
+    data = lab.volume("postgres-data")
+    db = lab.start(
+        "postgres",
+        IMAGES["postgres"],
+        user="999:999",
+        command=["postgres", "-c", "config_file=/etc/aixsss/postgresql.conf"],
+        environment={
+            "POSTGRES_DB": "aixsss",
+            "POSTGRES_USER": "aixsss",
+            "POSTGRES_PASSWORD": DB_PASSWORD,
+            "PGDATA": "/var/lib/postgresql/data/pgdata",
+            "POSTGRES_INITDB_ARGS": "--auth-local=scram-sha-256 --auth-host=scram-sha-256",
+        },
+        volumes={conf: "/etc/aixsss", data: "/var/lib/postgresql/data"},
+        tmpfs=("/tmp", "/var/run/postgresql"),
+    )
+    # pg_isready answers during initdb's socket-only server too; the TCP listener is the sign
+    # that the real server runs.
+    wait_for(lambda: "init process complete" in db.logs().decode() and listening(db, 5432), "postgres")
+    return db
+
+
+def listening(container: Container, port: int) -> bool:
+    """Whether something in ``container`` listens on TCP ``port`` (read from /proc, no tools)."""
+    container.reload()
+    assert container.status == "running", container.logs().decode(errors="replace")[-3000:]
+    code, out = container.exec_run(["sh", "-c", "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; true"])
+    return code == 0 and re.search(rf":{port:04X} [0-9A-F:]+ 0A ", out.decode()) is not None
+
+
+def database_url(password: str = DB_PASSWORD) -> str:
+    return (
+        f"postgresql://aixsss:{quote(password, safe='')}@postgres:5432/aixsss"
+        f"?sslmode=require&sslaccept=strict&sslcert={CA_PATH}&connection_limit=5"
+    )
+
+
+def start_redis(lab: Lab, pki: Pki) -> Container:
+    settings = redisconf.RedisSettings(
+        password=REDIS_PASSWORD,
+        maxmemory_mb=64,
+        cert_path="/etc/aixsss/tls/server.crt",
+        key_path="/etc/aixsss/tls/server.key",
+        ca_path=CA_PATH,
+    )
+    files = {"/etc/aixsss/redis.conf": File(redisconf.render(settings), 0o600, 999), **tls_files(pki, 999)}
+    conf = lab.config("redis", files, IMAGES["redis"])
+    cache = lab.start(
+        "redis",
+        IMAGES["redis"],
+        user="999:999",
+        command=["redis-server", "/etc/aixsss/redis.conf"],
+        environment={"REDISCLI_AUTH": REDIS_PASSWORD},
+        volumes={conf: "/etc/aixsss", lab.volume("redis-data"): "/data"},
+    )
+    wait_for(lambda: listening(cache, 6379), "redis")
+    return cache
+
+
+def app_env(lab: Lab, pki: Pki) -> tuple[str, dict[str, str]]:
+    conf = lab.config("app", {CA_PATH: File(pki.ca_pem)}, IMAGES["api"])
+    env = {
+        "NODE_ENV": "development",
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": f"rediss://default:{REDIS_PASSWORD}@redis:6379",
+        "AI_QUEUE_NAME": "ai-jobs",
+        "API_KEY_ENCRYPTION_KEY": secrets.token_hex(32),
+        "NODE_EXTRA_CA_CERTS": CA_PATH,
+        "WORKER_CONCURRENCY": "2",
+    }
+    return conf, env
+
+
+# --- the tests --------------------------------------------------------------------------------
+
+
+def test_every_reference_is_its_recipes_image(client: docker.DockerClient) -> None:
+    for ref in [*IMAGES.values(), *EXTRA_REFERENCES]:
+        repo = ref.rsplit(":", 1)[0]
+        assert RECIPES[repo]
+        assert client.images.get(ref).labels["org.aixsss.standin.key"] == recipe_key(repo)
+    assert client.images.get("ghcr.io/aixsss/api:1.4.1").id == client.images.get(IMAGES["api"]).id
+
+
+def test_postgres_first_start_creates_role_and_database_and_checks_passwords(lab: Lab, pki: Pki) -> None:
+    db = start_postgres(lab, pki)
+    exec_ok(db, ["pg_isready", "-U", "aixsss", "-d", "aixsss"])  # the program's probe
+    conf = lab.config("psql", {CA_PATH: File(pki.ca_pem)}, IMAGES["postgres"])
+
+    def psql(password: str, sslmode: str = "verify-full") -> tuple[int, str]:
+        dsn = f"host=postgres dbname=aixsss user=aixsss sslmode={sslmode} sslrootcert={CA_PATH}"
+        return lab.run(
+            "psql",
+            IMAGES["postgres"],
+            user="999:999",
+            entrypoint=["psql", dsn, "-tAc", "select current_user || ' ' || current_database() || ' ' || ssl"
+                        " from pg_stat_ssl where pid = pg_backend_pid()"],
+            environment={"PGPASSWORD": password},
+            volumes={conf: "/etc/aixsss"},
+        )  # fmt: skip
+
+    code, out = psql(DB_PASSWORD)
+    assert code == 0 and "aixsss aixsss t" in out, out
+    code, out = psql("wrong")
+    assert code != 0 and "password authentication failed" in out, out
+    code, out = psql(DB_PASSWORD, sslmode="disable")
+    assert code != 0 and "rejects connection" in out, out
+
+
+def test_redis_tls_ping_and_password(lab: Lab, pki: Pki) -> None:
+    cache = start_redis(lab, pki)
+    probe = f"redis-cli --tls --cacert {CA_PATH} -h 127.0.0.1 -p 6379 ping | grep -q PONG"
+    exec_ok(cache, ["sh", "-c", probe])  # the program's probe, REDISCLI_AUTH from the environment
+    wrong = cache.exec_run(["redis-cli", "--tls", "--cacert", CA_PATH, "-h", "redis", "--pass", "wrong", "ping"])
+    assert "PONG" not in wrong.output.decode() and "WRONGPASS" in wrong.output.decode()
+    plain = cache.exec_run(["redis-cli", "-h", "127.0.0.1", "-p", "6379", "ping"])
+    assert "PONG" not in plain.output.decode()
+    assert exec_ok(cache, ["id", "-u"]).strip() == "999"
+
+
+def test_s3_standin_bootstrap_and_bucket_scoped_user(lab: Lab, pki: Pki) -> None:
+    root, root_secret = "rootuser", secrets.token_urlsafe(24)
+    app, app_secret = "appuser", secrets.token_urlsafe(24)
+    bucket = "aixsss"
+    certs = {
+        "/etc/aixsss/minio-certs/public.crt": File(pki.cert_pem),
+        "/etc/aixsss/minio-certs/CAs/ca.crt": File(pki.ca_pem),
+        "/etc/aixsss/minio-certs/private.key": File(pki.key_pem, 0o600, 1000),
+    }
+    server = lab.start(
+        "minio",
+        IMAGES["minio"],
+        user="1000:1000",
+        command=["server", "/data", "--address", ":9000", "--console-address", ":9001", "--certs-dir",
+                 "/etc/aixsss/minio-certs"],
+        environment={"MINIO_ROOT_USER": root, "MINIO_ROOT_PASSWORD": root_secret,
+                     "MC_HOST_local": "https://localhost:9000", "MINIO_BROWSER_REDIRECT": "off"},
+        volumes={lab.config("minio", certs, IMAGES["minio"]): "/etc/aixsss", lab.volume("minio-data"): "/data"},
+    )  # fmt: skip
+    wait_for(lambda: exec_succeeds(server, ["mc", "ready", "local", "--insecure"]), "minio")  # the healthcheck
+
+    files = {
+        "/etc/aixsss/bootstrap.sh": File(bootstrap_script(bucket, "https://minio:9000")),
+        "/etc/aixsss/app-policy.json": File(json.dumps(bucket_policy(bucket))),
+        CA_PATH: File(pki.ca_pem),
+    }
+    conf = lab.config("bootstrap", files, IMAGES["mc"])
+    secrets_env = {"MINIO_ROOT_USER": root, "MINIO_ROOT_PASSWORD": root_secret,
+                   "APP_ACCESS_KEY": app, "APP_SECRET_KEY": app_secret}  # fmt: skip
+
+    def mc(*script: str, **env: str) -> tuple[int, str]:
+        """Shell lines run in the minio/mc image as the program runs its bootstrap job."""
+        return lab.run(
+            "mc",
+            IMAGES["mc"],
+            user="1000:1000",
+            entrypoint=["/bin/sh", "-c", " && ".join(script)],
+            environment={"MC_CONFIG_DIR": "/tmp/mc", "SSL_CERT_FILE": CA_PATH, **secrets_env, **env},
+            volumes={conf: "/etc/aixsss"},
+        )
+
+    # The program's bootstrap job, twice: every step must tolerate a second run.
+    for _ in range(2):
+        code, out = mc("/bin/sh /etc/aixsss/bootstrap.sh")
+        assert code == 0, out
+    as_app = f"https://{app}:{app_secret}@minio:9000"
+    as_root = f"https://{root}:{root_secret}@minio:9000"
+    code, out = mc("mc mb local/other", MC_HOST_local=as_root)
+    assert code == 0, out
+    code, out = mc(
+        "echo hello > /tmp/f", f"mc cp /tmp/f app/{bucket}/dir/k", f"mc cat app/{bucket}/dir/k", f"mc ls app/{bucket}",
+        MC_HOST_app=as_app,
+    )  # fmt: skip
+    assert code == 0 and "hello" in out and "dir/k" in out, out
+    for refused in ("mc cp /etc/aixsss/bootstrap.sh app/other/k", "mc cat app/other/k", "mc mb app/third", "mc ls app"):
+        code, out = mc(refused, MC_HOST_app=as_app)
+        assert code != 0 and "AccessDenied" in out, (refused, out)
+    code, out = mc(f"mc ls app/{bucket}", MC_HOST_app=f"https://{app}:not-the-secret@minio:9000")
+    assert code != 0 and "SignatureDoesNotMatch" in out, out
+    code, out = mc("mc ls bad", MC_HOST_bad=f"https://{root}:not-the-secret@minio:9000")
+    assert code != 0 and "SignatureDoesNotMatch" in out, out
+
+
+def test_api_migrations_health_and_worker_queue(lab: Lab, pki: Pki) -> None:
+    start_postgres(lab, pki)
+    start_redis(lab, pki)
+    conf, env = app_env(lab, pki)
+    migrate = ["npx", "prisma", "migrate", "deploy"]
+    for expected in ("Applied migration", "No pending migrations"):
+        code, out = lab.run("api-migrate", IMAGES["api"], user="1000:1000", entrypoint=migrate,
+                            environment={"NODE_ENV": "development", "DATABASE_URL": env["DATABASE_URL"]},
+                            volumes={conf: "/etc/aixsss"})  # fmt: skip
+        assert code == 0 and expected in out, out
+    code, out = lab.run("api-migrate", IMAGES["api"], user="1000:1000", entrypoint=migrate,
+                        environment={"DATABASE_URL": database_url("wrong")}, volumes={conf: "/etc/aixsss"})  # fmt: skip
+    assert code != 0 and "password authentication failed" in out, out
+
+    api = lab.start("api", IMAGES["api"], user="1000:1000", volumes={conf: "/etc/aixsss"},
+                    environment={**env, "PORT": "3001", "JWT_SECRET": secrets.token_hex(32)})  # fmt: skip
+    wait_for(lambda: exec_succeeds(api, API_HEALTH), "api")  # the program's healthcheck
+    # stderr apart: Node 18 warns on stderr that fetch is experimental.
+    body = exec_ok(api, ["node", "-e", "fetch('http://api:3001/api/health').then(r=>r.text()).then(console.log)"],
+                   stderr=False)  # fmt: skip
+    health = json.loads(body)
+    assert health["ok"] is True and health["hostname"] == "api"
+
+    worker = lab.start("worker", IMAGES["worker"], user="1000:1000", environment=env, volumes={conf: "/etc/aixsss"})
+    wait_for(lambda: exec_succeeds(worker, WORKER_HEALTH), "worker")  # the program's healthcheck
+    post = "fetch('http://api:3001/api/stand-in/jobs',{method:'POST'}).then(r=>r.json()).then(j=>console.log(j.id))"
+    job = exec_ok(api, ["node", "-e", post], stderr=False).strip()
+    wait_for(lambda: f"job {job} completed" in worker.logs().decode(), "the job")
+    worker.stop(timeout=20)  # SIGTERM
+    assert worker.wait(timeout=30)["StatusCode"] == 0, worker.logs().decode()
+
+
+def test_edge_nginx_version_resolve_and_default_page(lab: Lab) -> None:
+    edge = lab.start("edge", IMAGES["edge"], user="101:101")
+    version = exec_ok(edge, ["nginx", "-v"], stderr=True)
+    major, minor, patch = map(int, re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", version).groups())  # type: ignore[union-attr]
+    assert (major, minor, patch) >= (1, 27, 3), version
+    wait_for(lambda: exec_succeeds(edge, ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8080/"]), "edge")
+    resolving = "\n".join([
+        "pid /tmp/nginx.pid;", "events {}", "http {", "  resolver 127.0.0.11 valid=10s;",
+        "  client_body_temp_path /tmp/c; proxy_temp_path /tmp/p; fastcgi_temp_path /tmp/f;",
+        "  uwsgi_temp_path /tmp/u; scgi_temp_path /tmp/s;",
+        "  upstream api { zone api 64k; server api.invalid:3001 resolve; }",
+        "  server { listen 8081; location / { proxy_pass http://api; } }", "}", "",
+    ])  # fmt: skip
+    conf = lab.config("edge", {"/etc/aixsss/nginx.conf": File(resolving)}, IMAGES["edge"])
+    code, out = lab.run("edge-test", IMAGES["edge"], user="101:101", entrypoint=["nginx", "-t", "-c",
+                        "/etc/aixsss/nginx.conf"], volumes={conf: "/etc/aixsss"})  # fmt: skip
+    assert code == 0 and "test is successful" in out, out
+
+
+def test_web_serves_index_with_wget(lab: Lab) -> None:
+    web = lab.start("web", IMAGES["web"], user="101:101")
+    wait_for(lambda: exec_succeeds(web, ["wget", "-q", "--spider", "http://127.0.0.1:8080/"]), "web")
+    page = exec_ok(web, ["wget", "-qO-", "http://127.0.0.1:8080/some/deep/link"])
+    assert 'id="root"' in page
+
+
+def test_lego_has_its_shell_tools(lab: Lab) -> None:
+    code, out = lab.run("lego", IMAGES["lego"], user="65532:65532", entrypoint=["/bin/sh", "-c",
+                        "for t in sh cp test sleep lego; do command -v $t; done && lego --version"],
+                        environment={"HOME": "/tmp"})  # fmt: skip
+    assert code == 0 and "lego version" in out, out
