@@ -2,7 +2,8 @@
 # make preview [STACK=dev] [POLICY=1]  what `up` would change; POLICY=1 runs the policy pack
 # make refresh [STACK=dev]             read the real state of the stack's resources into its state
 # make destroy [STACK=dev] [EXCLUDE_PROTECTED=1]   delete the stack's resources (see the notice it prints)
-# make test                            ruff, pyright + the test suite (no Pulumi CLI, Docker or cluster needed)
+# make test                            ruff, pyright + the test suite, the real-daemon tier included (no Pulumi CLI or cluster)
+# make test-docker                     only the real-daemon tier: dev, staging, prod on a dockerd of its own (root)
 # make render STACK=prod [TARGET=docker|kubernetes] [SET='key=value ...'] [SHOW_SECRETS=1] [OUT=build]
 #                                      what a stack would deploy, as files in $(OUT)/<stack>/ (no Pulumi CLI)
 # make policy-venv                     the policy pack's venv (policy/venv), for POLICY=1
@@ -26,7 +27,7 @@ POLICY_ARGS = $(if $(POLICY),--policy-pack policy --policy-pack-config policy/co
 # A local file backend unless the caller chose one; state stays beside the project.
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 
-.PHONY: venv venv-dev policy-venv preflight up preview refresh destroy test lint render clean
+.PHONY: venv venv-dev policy-venv preflight up preview refresh destroy test test-docker lint render clean
 
 # `test -x` keeps an existing venv as it is (others may be using it); pip then adds what is missing.
 # preflight is order-only: under `make -j` too, nothing is installed for a run that cannot start.
@@ -105,6 +106,11 @@ lint: $(DEV)
 # installs them). Outside CI a missing one skips its tests with the reason; in CI it fails.
 test: lint $(CHECKOV_VENV)/.installed
 	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
+
+# The real-daemon tier alone (tests/realdocker): its own dockerd (root, docker.io, debootstrap),
+# stand-in images built locally and cached, dev/staging/prod applied as pulumi-docker would.
+test-docker: $(DEV)
+	$(PY) -m pytest tests/realdocker
 
 render: $(DEV)
 	$(PY) -m offline.render --stack $(STACK) --out $(OUT) $(if $(TARGET),--target $(TARGET)) $(if $(SHOW_SECRETS),--show-secrets) $(foreach s,$(SET),--set $(s))

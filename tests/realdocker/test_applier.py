@@ -22,6 +22,7 @@ import pytest
 from offline.engine import Deployment, Registration, run_program
 from tests.realdocker import applier as A
 from tests.realdocker.applier import Applier, ApplyError, UnmappedInput
+from tests.realdocker.images import Docker, ensure_base
 
 PREFIX = "applier-test-"
 TEST_IMAGE = "aixsss-test/debian:bookworm"
@@ -269,13 +270,16 @@ def _deployment(regs: list[Registration]) -> Deployment:
 
 
 @pytest.fixture(scope="module")
-def api() -> Iterator[docker.APIClient]:
+def api(image_cache: Path) -> Iterator[docker.APIClient]:
     host = os.environ.get("AIXSSS_TEST_DOCKER_HOST")
     if not host:
         if os.environ.get("CI"):
             pytest.fail("AIXSSS_TEST_DOCKER_HOST is not set: CI must run the real-daemon tests")
         pytest.skip("AIXSSS_TEST_DOCKER_HOST is not set")
     client = docker.APIClient(base_url=host)
+    # The plain Debian base of the stand-ins (images.py), under the name these tests use.
+    base = ensure_base(Docker(host), "bookworm", image_cache)
+    client.tag(base, *TEST_IMAGE.split(":"))
     _sweep(client)
     yield client
     _sweep(client)

@@ -1,0 +1,282 @@
+"""dev, staging and prod on a real Docker daemon, as the program declares them (make test-docker).
+
+The program runs offline (offline.engine), the applier does what pulumi-docker would with its
+Docker resources (applier.py), the images are local stand-ins (images.py). Then the daemon
+is asked, not the plan: what runs, what is healthy, who can reach whom, what is published.
+Traffic goes only to loopback and to containers this test created.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.models.containers
+import pytest
+
+from offline.engine import Deployment, Registration, reveal, run_program
+from tests.realdocker.applier import Applier, ApplyReport
+from tests.realdocker.images import ensure_images
+
+CONTAINER = "docker:index/container:Container"
+# prod runs two edges on Kubernetes; one Docker host publishes one. Its ACME client is pointed at
+# loopback inside its own container, so it never leaves this machine (it keeps the bootstrap cert).
+SETTINGS: dict[str, dict[str, str]] = {
+    "dev": {},
+    "staging": {},
+    "prod": {"edge.replicas": "1", "tls.acmeServer": "https://127.0.0.1:14000/dir"},
+}
+NEW_API = "ghcr.io/aixsss/api:1.4.1-replaced"
+
+
+@dataclass
+class Deployed:
+    stack: str
+    deployment: Deployment
+    report: ApplyReport
+    applier: Applier
+    client: docker.DockerClient
+    host: str
+
+    def container(self, resource: str) -> docker.models.containers.Container:
+        reg = self.deployment.named(resource, CONTAINER)
+        return self.client.containers.get(reveal(reg.inputs["name"]))
+
+    @property
+    def ca_pem(self) -> str:
+        ca = self.deployment.named("ca", "tls:index/selfSignedCert:SelfSignedCert")
+        return reveal(ca.outputs["certPem"])
+
+    @property
+    def domain(self) -> str:
+        return self.deployment.config["aixsss:domain"]
+
+
+def program(stack: str, prior: Deployment | None = None, **extra: str) -> Deployment:
+    return run_program(stack, overrides={"target": "docker", **SETTINGS[stack], **extra}, prior=prior)
+
+
+def apply(host: str, applier: Applier, deployment: Deployment, cache: Path) -> ApplyReport:
+    references = {reveal(r.inputs["name"]) for r in deployment.of_type("docker:index/remoteImage:RemoteImage")}
+    ensure_images(host, references, cache)
+    return applier.apply(deployment)
+
+
+@pytest.fixture(scope="module", params=list(SETTINGS))
+def deployed(
+    request: pytest.FixtureRequest, docker_daemon: str, image_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployed]:
+    stack = request.param
+    applier = Applier(docker_daemon, tmp_path_factory.mktemp(stack) / "state.json")
+    client = docker.DockerClient(base_url=docker_daemon)
+    deployment = program(stack)
+    try:
+        report = apply(docker_daemon, applier, deployment, image_cache)
+        yield Deployed(stack, deployment, report, applier, client, docker_daemon)
+    finally:
+        applier.destroy()
+        client.close()
+
+
+def _containers(d: Deployed) -> list[Registration]:
+    return d.deployment.of_type(CONTAINER)
+
+
+def _never_started(reg: Registration) -> bool:
+    return reg.plain.get("start") is False
+
+
+# --------------------------------------------------------------------------- created and healthy
+
+
+def test_every_container_is_created_started_and_healthy_in_declared_order(deployed: Deployed) -> None:
+    d = deployed
+    started = d.report.started
+    for reg in _containers(d):
+        c = d.container(reg.name)
+        if _never_started(reg):
+            assert c.status == "created", reg.name  # a config carrier: filled, never run
+            continue
+        if reg.plain.get("attach"):
+            # Run-once: volume owners, migrations, the bucket bootstrap.
+            assert d.report.exit_codes[reg.name] == 0, (reg.name, c.logs()[-2000:])
+            continue
+        c.reload()
+        assert c.status == "running", (reg.name, c.logs()[-2000:])
+        if reg.plain.get("healthcheck"):
+            assert c.attrs["State"]["Health"]["Status"] == "healthy", reg.name
+    # Everything a container waits for (dependencies, recursively) started before it.
+    containers = {r.urn: r for r in _containers(d)}
+    for reg in _containers(d):
+        for other in containers.values():
+            if other is not reg and d.deployment.depends_on(reg, other):
+                assert started.index(other.name) < started.index(reg.name), (reg.name, other.name)
+
+
+def test_a_second_apply_with_unchanged_config_changes_nothing(deployed: Deployed, image_cache: Path) -> None:
+    d = deployed
+    ids = {c.id for c in d.client.containers.list(all=True)}
+    again = apply(d.host, d.applier, program(d.stack, prior=d.deployment), image_cache)
+    assert (again.created, again.replaced, again.deleted, again.updated) == ([], [], [], [])
+    assert {c.id for c in d.client.containers.list(all=True)} == ids
+
+
+# --------------------------------------------------------------------------- isolation
+
+
+def _network(d: Deployed, zone: str) -> dict[str, Any]:
+    return d.client.networks.get(f"aixsss-{d.stack}-{zone}").attrs
+
+
+def _tcp_from(container: docker.models.containers.Container, address: str, port: int) -> bool:
+    """Whether ``container`` opens a TCP connection to address:port (bash's /dev/tcp, 3 s)."""
+    probe = f"exec 3<>/dev/tcp/{address}/{port}"
+    result = container.exec_run(["timeout", "3", "bash", "-c", probe])
+    return result.exit_code == 0
+
+
+def test_backend_and_frontend_have_no_route_out(deployed: Deployed) -> None:
+    d = deployed
+    assert _network(d, "backend")["Internal"] is True and _network(d, "frontend")["Internal"] is True
+    assert _network(d, "egress")["Internal"] is False
+    # A listener of this test's own on the egress network: the api (egress) reaches it, postgres
+    # (backend only) does not. Docker 20.10 still gives internal networks a gateway route; the
+    # daemon's iptables rules drop what would leave the bridge (README: what Docker isolates).
+    listener = d.client.containers.run(
+        reveal(d.deployment.named("api-image").inputs["name"]),
+        ["node", "-e", "require('net').createServer(s=>{s.on('error',()=>{});s.end('x')}).listen(7777)"],
+        name=f"aixsss-test-{d.stack}-listener",
+        network=f"aixsss-{d.stack}-egress",
+        user="1000:1000",
+        detach=True,
+    )
+    try:
+        listener.reload()
+        address = listener.attrs["NetworkSettings"]["Networks"][f"aixsss-{d.stack}-egress"]["IPAddress"]
+        api = d.container("api" if d.stack != "prod" else "api-1")
+        deadline = time.monotonic() + 20
+        while not _tcp_from_node(api, address, 7777) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        listener.reload()
+        assert _tcp_from_node(api, address, 7777), ("control: the api (on egress) reaches the listener",
+                                                    listener.status, listener.logs()[-1000:])  # fmt: skip
+        for data in ("postgres", "redis"):
+            assert not _tcp_from(d.container(data), address, 7777), f"{data} reached a host outside the backend"
+    finally:
+        listener.remove(force=True)
+
+
+def _tcp_from_node(container: docker.models.containers.Container, address: str, port: int) -> bool:
+    script = (
+        f"const s=require('net').connect({port},'{address}',()=>process.exit(0));"
+        "s.on('error',()=>process.exit(1));setTimeout(()=>process.exit(2),3000)"
+    )
+    return container.exec_run(["node", "-e", script]).exit_code == 0
+
+
+def test_only_the_edge_publishes_on_the_configured_address(deployed: Deployed) -> None:
+    d = deployed
+    published: dict[str, set[tuple[str, str]]] = {}
+    for c in d.client.containers.list(filters={"label": "app.kubernetes.io/part-of=aixsss"}):
+        bindings = c.attrs["HostConfig"]["PortBindings"] or {}
+        found = {(b["HostIp"], b["HostPort"]) for spec in bindings.values() for b in spec or []}
+        if found:
+            published[c.labels["aixsss.service"]] = found
+    edge_ip = "127.0.0.1" if d.stack == "dev" else "0.0.0.0"
+    expected = {"edge": {(edge_ip, "80"), (edge_ip, "443")}}
+    if d.stack == "dev":  # docker.publishDataPorts: for local tools, on loopback only
+        expected |= {"postgres": {("127.0.0.1", "5432")}, "redis": {("127.0.0.1", "6379")}}
+        expected |= {"minio": {("127.0.0.1", "9000")}}
+    assert published == expected
+
+
+# --------------------------------------------------------------------------- TLS inside the stack
+
+APP_TLS_CHECK = r"""
+const fs = require('fs'); const ca = fs.readFileSync('/etc/aixsss/tls/ca.crt');
+const { Client } = require('pg'); const Redis = require('ioredis'); const https = require('https');
+const u = new URL(process.env.DATABASE_URL); const r = new URL(process.env.REDIS_URL);
+const pg = (password) => { const c = new Client({ host: u.hostname, port: +u.port, user: decodeURIComponent(u.username),
+  password, database: u.pathname.slice(1), ssl: { ca, rejectUnauthorized: true, servername: u.hostname } });
+  return c.connect().then(() => c.query('select 1')).then(() => c.end())
+    .then(() => 'ok', (e) => e.code || e.message); };
+const redis = (password) => { const c = new Redis({ host: r.hostname, port: +r.port, password, lazyConnect: true,
+  maxRetriesPerRequest: 0, retryStrategy: () => null, tls: { ca, servername: r.hostname } });
+  return c.connect().then(() => c.ping())
+    .then((p) => { c.disconnect(); return p; }, (e) => { c.disconnect(); return e.message; }); };
+const s3 = () => new Promise((ok) => https.get(process.env.S3_ENDPOINT + '/minio/health/live', { ca },
+  (res) => ok(String(res.statusCode))).on('error', (e) => ok(e.message)));
+Promise.all([pg(decodeURIComponent(u.password)), pg('wrong-password'), redis(decodeURIComponent(r.password)),
+  redis('wrong-password'), s3()]).then((v) => { console.log(JSON.stringify(v)); process.exit(0); });
+"""
+
+
+def test_apps_reach_the_data_services_over_verified_tls_and_a_wrong_password_is_refused(deployed: Deployed) -> None:
+    d = deployed
+    api = d.container("api" if d.stack != "prod" else "api-1")
+    result = api.exec_run(["node", "-e", APP_TLS_CHECK], workdir="/app")
+    assert result.exit_code == 0, result.output.decode()
+    pg_ok, pg_wrong, redis_ok, redis_wrong, s3 = json.loads(result.output.decode().strip().splitlines()[-1])
+    assert pg_ok == "ok"
+    assert pg_wrong == "28P01"  # invalid_password
+    assert redis_ok == "PONG"
+    assert "WRONGPASS" in redis_wrong or "NOAUTH" in redis_wrong, redis_wrong
+    assert s3 == "200"
+
+
+# --------------------------------------------------------------------------- through the edge
+
+
+def _https(d: Deployed, path: str, port: int = 443) -> tuple[int, bytes]:
+    context = ssl.create_default_context(cadata=d.ca_pem)
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+    # The certificate is checked for the stack's domain (SNI and Host), reached on loopback.
+    connection.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port), 10), server_hostname=d.domain)
+    connection.request("GET", path, headers={"Host": d.domain})
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    return response.status, body
+
+
+def test_the_edge_serves_api_and_web_over_https_and_redirects_http(deployed: Deployed) -> None:
+    d = deployed
+    status, body = _https(d, "/api/health")
+    assert status == 200 and json.loads(body)["ok"] is True, body
+    status, body = _https(d, "/")
+    assert status == 200 and b"<html" in body.lower(), body[:200]
+    plain = http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
+    plain.request("GET", "/api/health", headers={"Host": d.domain})
+    response = plain.getresponse()
+    assert response.status == 301 and response.getheader("Location") == f"https://{d.domain}/api/health"
+
+
+def test_a_replaced_api_container_answers_through_the_edge_again(deployed: Deployed, image_cache: Path) -> None:
+    d = deployed
+    if d.stack != "dev":
+        pytest.skip("one replacement is enough to prove re-resolution; dev runs it")
+    before = json.loads(_https(d, "/api/health")[1])
+    upgraded = program(d.stack, prior=d.deployment, **{"images.api": NEW_API})
+    report = apply(d.host, d.applier, upgraded, image_cache)
+    assert "api" in report.replaced and "edge" not in report.replaced + report.created
+    started = time.monotonic()
+    answer: dict[str, Any] = {}
+    while time.monotonic() - started < 30:
+        status, body = _https(d, "/api/health")
+        if status == 200:
+            answer = json.loads(body)
+            if answer.get("hostname") != before.get("hostname"):
+                break
+        time.sleep(0.5)
+    elapsed = time.monotonic() - started
+    print(f"edge answered 200 from the new api container {elapsed:.1f}s after the apply")
+    assert answer.get("hostname") and answer["hostname"] != before.get("hostname"), (before, answer)
+    assert elapsed < 15
