@@ -74,10 +74,15 @@ class DockerPlatform(pulumi.ComponentResource):
         }
         self.register_outputs({})
 
-    def _published_network(self, service: str) -> docker.Network:
-        if service not in self._published:
-            self._published[service] = self._network(f"{service}-{PUBLISHED}", internal=False)
-        return self._published[service]
+    def _joined(self, spec: ServiceSpec) -> dict[str, docker.Network]:
+        """The networks ``spec``'s containers join, by name: its zones, and a network of its own
+        when it publishes ports (created once per service)."""
+        joined = {f"{self._prefix}-{zone}": self.networks[zone] for zone in sorted(spec.zones)}
+        if any(p.published for p in spec.ports):
+            if spec.name not in self._published:
+                self._published[spec.name] = self._network(f"{spec.name}-{PUBLISHED}", internal=False)
+            joined[f"{self._prefix}-{spec.name}-{PUBLISHED}"] = self._published[spec.name]
+        return joined
 
     def _network(self, name: str, *, internal: bool) -> docker.Network:
         return docker.Network(
@@ -159,9 +164,7 @@ class DockerPlatform(pulumi.ComponentResource):
             )
             for index in range(count)
         ]
-        networks = sorted(f"{self._prefix}-{z}" for z in spec.zones)
-        if any(p.published for p in spec.ports):
-            networks.append(f"{self._prefix}-{spec.name}-{PUBLISHED}")
+        networks = list(self._joined(spec))
         exposed = [f"{p.host_ip}:{p.published}->{p.port}" for p in spec.ports if p.published]
         return Placement(
             spec=spec,
@@ -205,9 +208,6 @@ class DockerPlatform(pulumi.ComponentResource):
                 start_interval="2s",
             )
         published = [p for p in spec.ports if p.published]
-        networks = [self.networks[zone].name for zone in sorted(spec.zones)]
-        if published:
-            networks.append(self._published_network(spec.name).name)
         records: dict[str, pulumi.Input[str]] = {
             FLOW_KEY: json.dumps([f.describe() for f in flows_of(spec, self._specs)]),
             PORTS_KEY: ports_record(spec),
@@ -233,12 +233,17 @@ class DockerPlatform(pulumi.ComponentResource):
                 # `pulumi up` waits for the healthcheck, which is what orders the services.
                 wait=not spec.run_once and healthcheck is not None,
                 wait_timeout=180,
-                # A run-once job: wait for it to exit and fail the update if it fails.
+                # A run-once job: `pulumi up` waits for it to exit. pulumi-docker does not check
+                # its exit code (terraform-provider-docker resourceDockerContainerCreate), so a
+                # failed job does not fail the update (README: known gaps).
                 attach=spec.run_once,
                 must_run=not spec.run_once,
                 logs=spec.run_once,
                 restart="no" if spec.run_once else "unless-stopped",
-                networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=n, aliases=[spec.name]) for n in networks],
+                networks_advanced=[
+                    docker.ContainerNetworksAdvancedArgs(name=n.name, aliases=[spec.name])
+                    for n in self._joined(spec).values()
+                ],
                 ports=[
                     docker.ContainerPortArgs(internal=p.port, external=p.published, ip=p.host_ip) for p in published
                 ],
