@@ -2,7 +2,7 @@
 # make preview [STACK=dev] [POLICY=1]  what `up` would change; POLICY=1 runs the policy pack
 # make refresh [STACK=dev]             read the real state of the stack's resources into its state
 # make destroy [STACK=dev] [EXCLUDE_PROTECTED=1]   delete the stack's resources (see the notice it prints)
-# make test                            ruff, pyright + the test suite (no Pulumi CLI, Docker or cluster needed)
+# make test                            ruff, pyright + the test suite, the real-daemon tier included (root; no Pulumi CLI or cluster)
 # make test-docker                     only the real-daemon tier: dev, staging, prod on a dockerd of its own (root)
 # make render STACK=prod [TARGET=docker|kubernetes] [SET='key=value ...'] [SHOW_SECRETS=1] [OUT=build]
 #                                      what a stack would deploy, as files in $(OUT)/<stack>/ (no Pulumi CLI)
@@ -104,10 +104,9 @@ lint: $(DEV)
 
 # The real-server tests need nginx, redis-server and postgresql (Debian packages; .ci/run
 # installs them). Outside CI a missing one skips its tests with the reason; in CI it fails.
-# The real-daemon tier (test-docker) is not in `test` yet: it has passed for dev on a real
-# daemon, but not yet a full clean CI run for all three stacks (issue 9 stays open until it has).
+# The real-daemon tier (tests/realdocker) is part of it: it needs root, docker.io and debootstrap.
 test: lint $(CHECKOV_VENV)/.installed
-	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest --ignore=tests/realdocker
+	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
 
 # The real-daemon tier alone (tests/realdocker): its own dockerd (root, docker.io, debootstrap),
 # stand-in images built locally and cached, dev/staging/prod applied as pulumi-docker would.
