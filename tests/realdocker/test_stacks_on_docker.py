@@ -23,18 +23,19 @@ from typing import Any
 import docker
 import docker.models.containers
 import pytest
+from rendering import SETTINGS as RENDER_SETTINGS
 
 from offline.engine import Deployment, Registration, reveal, run_program
 from tests.realdocker.applier import Applier, ApplyReport
 from tests.realdocker.images import ensure_images
 
 CONTAINER = "docker:index/container:Container"
-# prod runs two edges on Kubernetes; one Docker host publishes one. Its ACME client is pointed at
-# loopback inside its own container, so it never leaves this machine (it keeps the bootstrap cert).
+# Each stack switched to Docker as the render tests switch it (prod: one edge per host). prod's
+# ACME client is pointed at loopback inside its own container, so it never leaves this machine
+# (it keeps serving the bootstrap certificate).
 SETTINGS: dict[str, dict[str, str]] = {
-    "dev": {},
-    "staging": {},
-    "prod": {"edge.replicas": "1", "tls.acmeServer": "https://127.0.0.1:14000/dir"},
+    stack: {**RENDER_SETTINGS.get((stack, "docker"), {}), **acme}
+    for stack, acme in (("dev", {}), ("staging", {}), ("prod", {"tls.acmeServer": "https://127.0.0.1:14000/dir"}))
 }
 NEW_API = "ghcr.io/aixsss/api:1.4.1-replaced"
 

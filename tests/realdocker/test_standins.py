@@ -5,7 +5,7 @@ no-new-privileges, a non-root user, tmpfs at /tmp, configuration on a read-only 
 /etc/aixsss. Configuration files are the program's own renderings where it has them.
 
 AIXSSS_TEST_DOCKER_HOST names the daemon (unset: skipped, or failed under CI);
-AIXSSS_TEST_CACHE the image cache (default ~/.cache/aixsss-test, images under images/).
+The image cache is the tier's (conftest.py image_cache).
 """
 
 from __future__ import annotations
@@ -82,10 +82,8 @@ def docker_host() -> str:
 
 
 @pytest.fixture(scope="module")
-def client(docker_host: str) -> Iterator[docker.DockerClient]:
-    # The tier's one image cache (conftest.py CACHE).
-    cache = Path(os.environ.get("AIXSSS_TEST_CACHE", Path.home() / ".cache/aixsss-test")) / "images"
-    ensure_images(docker_host, [*IMAGES.values(), *EXTRA_REFERENCES], cache)
+def client(docker_host: str, image_cache: Path) -> Iterator[docker.DockerClient]:
+    ensure_images(docker_host, [*IMAGES.values(), *EXTRA_REFERENCES], image_cache)
     c = docker.DockerClient(base_url=docker_host)
     try:
         yield c
