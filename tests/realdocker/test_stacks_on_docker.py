@@ -184,10 +184,17 @@ def test_only_the_edge_publishes_on_the_configured_address(deployed: Deployed) -
     d = deployed
     published: dict[str, set[tuple[str, str]]] = {}
     for c in d.client.containers.list(filters={"label": "app.kubernetes.io/part-of=aixsss"}):
-        bindings = c.attrs["HostConfig"]["PortBindings"] or {}
+        # What the daemon bound (NetworkSettings), not what was asked (HostConfig.PortBindings):
+        # a container on internal networks only is given its bindings and publishes nothing.
+        bindings = c.attrs["NetworkSettings"]["Ports"] or {}
         found = {(b["HostIp"], b["HostPort"]) for spec in bindings.values() for b in spec or []}
+        # Docker binds `::` beside each 0.0.0.0 binding where the host has IPv6: the same "all".
+        found -= {("::", port) for ip, port in found if ip == "0.0.0.0"}
         if found:
             published[c.labels["aixsss.service"]] = found
+        for _ip, port in found:  # and each answers on loopback
+            with socket.create_connection(("127.0.0.1", int(port)), timeout=5):
+                pass
     edge_ip = "127.0.0.1" if d.stack == "dev" else "0.0.0.0"
     expected = {"edge": {(edge_ip, "80"), (edge_ip, "443")}}
     if d.stack == "dev":  # docker.publishDataPorts: for local tools, on loopback only
