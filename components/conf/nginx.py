@@ -6,18 +6,33 @@ from dataclasses import dataclass
 
 # Vite names built assets `assets/<name>-<hash>.<ext>`; only those may be cached for a year.
 HASHED_ASSET = r"^/assets/.+-[A-Za-z0-9_-]{8,}\.(?:js|mjs|css|woff2?|ttf|svg|png|jpe?g|gif|webp|avif|ico)$"
+# Exactly what the web app loads (APP.md; checked by headless Chromium in tests/appcode): its
+# index.html links stylesheets from Google Fonts and jsDelivr (LXGW WenKai), whose fonts come from
+# fonts.gstatic.com and jsDelivr; generated images are data: URIs or provider URLs, and generated
+# videos play from provider URLs, so img-src and media-src allow https: (the providers are the
+# user's choice) but no plain http:. All API calls are same-origin (/api). Inline style
+# attributes (React) and index.html's <style> need 'unsafe-inline' for styles only; scripts
+# come from 'self' alone.
+CONTENT_SECURITY_POLICY = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self' 'unsafe-inline' https://fonts.googleapis.com https://cdn.jsdelivr.net",
+    "font-src": "'self' data: https://fonts.gstatic.com https://cdn.jsdelivr.net",
+    "img-src": "'self' data: blob: https:",
+    "media-src": "'self' blob: https:",
+    "connect-src": "'self'",
+    "object-src": "'none'",
+    "frame-ancestors": "'none'",
+    "base-uri": "'self'",
+    "form-action": "'self'",
+}
 SECURITY_HEADERS = (
     ("Strict-Transport-Security", "max-age=63072000; includeSubDomains"),
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "strict-origin-when-cross-origin"),
     ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
-    (
-        "Content-Security-Policy",
-        "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
-        "style-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; "
-        "base-uri 'self'; form-action 'self'",
-    ),
+    ("Content-Security-Policy", "; ".join(f"{k} {v}".strip() for k, v in CONTENT_SECURITY_POLICY.items())),
 )
 
 
