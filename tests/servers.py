@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import pwd
 import re
@@ -10,8 +11,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
@@ -122,3 +125,131 @@ def relocate(text: str, paths: dict[str, Path], extra: dict[str, str] | None = N
     # One pass: a replacement is never itself rewritten by a later one.
     pattern = "|".join(re.escape(k) for k in sorted(mapping, key=len, reverse=True))
     return re.sub(pattern, lambda m: mapping[m.group(0)], text)
+
+
+# ----------------------------------------------------------------- rendered data servers
+# Shared by tests/test_servers.py and tests/appcode (the application's own code against them).
+
+
+@dataclass
+class Cache:
+    port: int
+    password: str
+    ca: Path
+    log: Path
+
+
+def redis_answers(cache: Cache) -> bool:
+    """Ready when an authenticated TLS PING trusting the rendered CA gets its answer (a listening
+    port alone may still be loading the AOF and answer LOADING). One try, no retries."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = redis.Redis(host=LOOPBACK, port=cache.port, password=cache.password, socket_timeout=5,
+                         socket_connect_timeout=5, ssl=True, ssl_ca_certs=str(cache.ca), ssl_cert_reqs="required",
+                         retry=Retry(NoBackoff(), retries=0))  # fmt: skip
+    try:
+        with client:
+            return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+@contextlib.contextmanager
+def rendered_redis(binary: str, config_dir: Path, work: Path) -> Iterator[Cache]:
+    """redis-server running the rendered redis.conf of ``config_dir`` (a workload's rendered
+    files), relocated into ``work``: it binds 127.0.0.1 on a free TLS port; nothing else changes."""
+    paths = deployed_copy(config_dir, work / "files")
+    port = free_port()
+    (work / "data").mkdir()
+    edits = {"bind * -::*": f"bind {LOOPBACK}", "tls-port 6379": f"tls-port {port}", "dir /data": f"dir {work}/data"}
+    conf = relocate(paths["/etc/aixsss/redis.conf"].read_text(), paths, edits)
+    (work / "redis.conf").write_text(conf)
+    password = re.search(r"^requirepass (\S+)$", conf, re.M).group(1)  # type: ignore[union-attr]
+    cache = Cache(port, password, paths["/etc/aixsss/tls/ca.crt"], work / "redis.log")
+    with running([binary, str(work / "redis.conf")], ready=lambda: redis_answers(cache), log=cache.log):
+        yield cache
+
+
+@dataclass
+class Database:
+    port: int
+    user: str
+    database: str
+    password: str
+    ca: Path
+    socket_dir: Path
+
+
+def postgres_bin(name: str) -> str:
+    from rendering import tool
+
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return tool(name, *found[-1:])
+
+
+def _postgres_accepts(pg_isready: str, hosts: list[str], port: int) -> Callable[[], bool]:
+    """Ready when pg_isready exits 0 (accepting connections) for every host, at ``port``:
+    a socket directory is the same Unix socket the fixture connects through, 127.0.0.1 the
+    same TCP listener the tests use. Exit 1 means still starting up, 2 no answer yet."""
+
+    def probe() -> bool:
+        for host in hosts:
+            done = subprocess.run([pg_isready, "-q", "-h", host, "-p", str(port), "-t", "5"], check=False)
+            if done.returncode != 0:
+                return False
+        return True
+
+    return probe
+
+
+@contextlib.contextmanager
+def rendered_postgres(config_dir: Path, env: Mapping[str, str]) -> Iterator[Database]:
+    """PostgreSQL running the rendered postgresql.conf and pg_hba.conf of ``config_dir``, as the
+    postgres image starts it with the container's ``env`` (POSTGRES_USER, _PASSWORD, _DB,
+    _INITDB_ARGS): initdb into a temp dir, the configured database created over the local
+    socket. Relocated: listens on 127.0.0.1 at a free port, its socket in the temp dir."""
+    import psycopg
+    from psycopg import sql
+
+    initdb, postgres = postgres_bin("initdb"), postgres_bin("postgres")
+    user = "postgres"
+    # Not under pytest's private (0700) temp root: the postgres user must reach these files.
+    work = Path(tempfile.mkdtemp(prefix="aixsss-postgres-"))
+    try:
+        paths = deployed_copy(config_dir, work / "files")
+        port = free_port()
+        (work / "run").mkdir()
+        edits = {
+            "listen_addresses = '*'": f"listen_addresses = '{LOOPBACK}'",
+            "port = 5432": f"port = {port}",
+            "unix_socket_directories = '/var/run/postgresql'": f"unix_socket_directories = '{work}/run'",
+        }
+        conf = relocate(paths["/etc/aixsss/postgresql.conf"].read_text(), paths, edits)
+        (work / "postgresql.conf").write_text(conf)
+        (work / "pwfile").write_text(env["POSTGRES_PASSWORD"])
+        work.chmod(0o755)
+        give_to(user, work)
+        # What the postgres image's entrypoint does with POSTGRES_USER/PASSWORD/INITDB_ARGS.
+        init = [initdb, "-D", str(work / "data"), "-U", env["POSTGRES_USER"], f"--pwfile={work}/pwfile"]
+        init += env["POSTGRES_INITDB_ARGS"].split()
+        done = subprocess.run(as_user(user, init), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        command = as_user(user, [postgres, "-D", str(work / "data"), "-c", f"config_file={work}/postgresql.conf"])
+        # Clients use both the Unix socket (below) and TCP on loopback (the tests). Postgres opens
+        # its TCP port before it creates the socket file, and refuses connections on either while
+        # it is still starting up: wait until each of the two answers "accepting connections".
+        ready = _postgres_accepts(postgres_bin("pg_isready"), [str(work / "run"), LOOPBACK], port)
+        # SIGINT: Postgres's fast shutdown (the data directory is thrown away anyway); the default
+        # SIGTERM is its smart shutdown, which took 3 s of every run here.
+        with running(command, ready=ready, log=work / "postgres.log", stop=signal.SIGINT):
+            # The image creates POSTGRES_DB over the local socket, as here.
+            local = psycopg.connect(host=str(work / "run"), port=port, user=env["POSTGRES_USER"], dbname="postgres",
+                                    password=env["POSTGRES_PASSWORD"], autocommit=True, connect_timeout=10)  # fmt: skip
+            with local:
+                local.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(env["POSTGRES_DB"])))
+            yield Database(port, env["POSTGRES_USER"], env["POSTGRES_DB"], env["POSTGRES_PASSWORD"],
+                           paths["/etc/aixsss/tls/ca.crt"], work / "run")  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

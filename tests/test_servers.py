@@ -13,22 +13,18 @@ socket, protocol and credentials), not merely until a port listens: that gap mad
 from __future__ import annotations
 
 import contextlib
-import glob
 import gzip
 import http.client
 import json
 import math
 import os
 import re
-import shutil
-import signal
 import socket
 import ssl
 import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -40,7 +36,18 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rendering import rendered, tool
-from servers import LOOPBACK, as_user, deployed_copy, free_port, give_to, port_accepts, relocate, running
+from servers import (
+    LOOPBACK,
+    Cache,
+    Database,
+    deployed_copy,
+    free_port,
+    port_accepts,
+    relocate,
+    rendered_postgres,
+    rendered_redis,
+    running,
+)
 
 from offline.engine import reveal
 from offline.render import Rendered
@@ -348,37 +355,11 @@ def test_control_the_same_nginx_accepts_old_tls_once_ssl_protocols_allows_it(
 # --------------------------------------------------------------------------- redis
 
 
-@dataclass
-class Cache:
-    port: int
-    password: str
-    ca: Path
-
-
 @pytest.fixture(scope="module")
 def cache(dev: Rendered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cache]:
     binary = tool("redis-server", "/usr/bin/redis-server")
-    work = tmp_path_factory.mktemp("redis")
-    paths = deployed_copy(dev.out / "config/aixsss-dev-redis", work / "files")
-    port = free_port()
-    (work / "data").mkdir()
-    edits = {"bind * -::*": f"bind {LOOPBACK}", "tls-port 6379": f"tls-port {port}", "dir /data": f"dir {work}/data"}
-    conf = relocate(paths["/etc/aixsss/redis.conf"].read_text(), paths, edits)
-    (work / "redis.conf").write_text(conf)
-    password = re.search(r"^requirepass (\S+)$", conf, re.M).group(1)  # type: ignore[union-attr]
-    cache = Cache(port, password, paths["/etc/aixsss/tls/ca.crt"])
-    with running([binary, str(work / "redis.conf")], ready=lambda: _redis_answers(cache), log=work / "redis.log"):
+    with rendered_redis(binary, dev.out / "config/aixsss-dev-redis", tmp_path_factory.mktemp("redis")) as cache:
         yield cache
-
-
-def _redis_answers(cache: Cache) -> bool:
-    """Ready when an authenticated TLS PING, as the tests send it, gets its answer (a listening
-    port alone may still be loading the AOF and answer LOADING)."""
-    try:
-        with redis_client(cache, password=cache.password, fail_fast=True) as client:
-            return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 def redis_client(
@@ -433,77 +414,11 @@ def test_redis_persists_and_never_evicts(cache: Cache) -> None:
 # --------------------------------------------------------------------------- postgres
 
 
-@dataclass
-class Database:
-    port: int
-    user: str
-    database: str
-    password: str
-    ca: Path
-
-
-def postgres_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return tool(name, *found[-1:])
-
-
 @pytest.fixture(scope="module")
-def database(dev: Rendered, request: pytest.FixtureRequest) -> Iterator[Database]:
-    initdb, postgres = postgres_bin("initdb"), postgres_bin("postgres")
-    user = "postgres"
-    # Not under pytest's private (0700) temp root: the postgres user must reach these files.
-    work = Path(tempfile.mkdtemp(prefix="aixsss-postgres-"))
-    request.addfinalizer(lambda: shutil.rmtree(work, ignore_errors=True))
-    paths = deployed_copy(dev.out / "config/aixsss-dev-postgres", work / "files")
+def database(dev: Rendered) -> Iterator[Database]:
     env = {e.split("=", 1)[0]: e.split("=", 1)[1] for e in _container_env(dev, "postgres")}
-    port = free_port()
-    (work / "run").mkdir()
-    edits = {
-        "listen_addresses = '*'": f"listen_addresses = '{LOOPBACK}'",
-        "port = 5432": f"port = {port}",
-        "unix_socket_directories = '/var/run/postgresql'": f"unix_socket_directories = '{work}/run'",
-    }
-    conf = relocate(paths["/etc/aixsss/postgresql.conf"].read_text(), paths, edits)
-    (work / "postgresql.conf").write_text(conf)
-    (work / "pwfile").write_text(env["POSTGRES_PASSWORD"])
-    work.chmod(0o755)
-    give_to(user, work)
-    # What the postgres image's entrypoint does with POSTGRES_USER/PASSWORD/INITDB_ARGS.
-    init = [initdb, "-D", str(work / "data"), "-U", env["POSTGRES_USER"], f"--pwfile={work}/pwfile"]
-    init += env["POSTGRES_INITDB_ARGS"].split()
-    done = subprocess.run(as_user(user, init), capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    command = as_user(user, [postgres, "-D", str(work / "data"), "-c", f"config_file={work}/postgresql.conf"])
-    # Clients use both the Unix socket (below) and TCP on loopback (the tests). Postgres opens
-    # its TCP port before it creates the socket file, and refuses connections on either while
-    # it is still starting up: wait until each of the two answers "accepting connections".
-    ready = _postgres_accepts(postgres_bin("pg_isready"), [str(work / "run"), LOOPBACK], port)
-    # SIGINT: Postgres's fast shutdown (the data directory is thrown away anyway); the default
-    # SIGTERM is its smart shutdown, which took 3 s of every run here.
-    with running(command, ready=ready, log=work / "postgres.log", stop=signal.SIGINT):
-        # The image creates POSTGRES_DB over the local socket, as here.
-        local = psycopg.connect(host=str(work / "run"), port=port, user=env["POSTGRES_USER"], dbname="postgres",
-                                password=env["POSTGRES_PASSWORD"], autocommit=True, connect_timeout=10)  # fmt: skip
-        with local:
-            local.execute(f'CREATE DATABASE "{env["POSTGRES_DB"]}"')
-        yield Database(
-            port, env["POSTGRES_USER"], env["POSTGRES_DB"], env["POSTGRES_PASSWORD"], paths["/etc/aixsss/tls/ca.crt"]
-        )
-
-
-def _postgres_accepts(pg_isready: str, hosts: list[str], port: int) -> Callable[[], bool]:
-    """Ready when pg_isready exits 0 (accepting connections) for every host, at ``port``:
-    a socket directory is the same Unix socket the fixture connects through, 127.0.0.1 the
-    same TCP listener the tests use. Exit 1 means still starting up, 2 no answer yet."""
-
-    def probe() -> bool:
-        for host in hosts:
-            done = subprocess.run([pg_isready, "-q", "-h", host, "-p", str(port), "-t", "5"], check=False)
-            if done.returncode != 0:
-                return False
-        return True
-
-    return probe
+    with rendered_postgres(dev.out / "config/aixsss-dev-postgres", env) as db:
+        yield db
 
 
 def _container_env(result: Rendered, service: str) -> list[str]:
