@@ -100,6 +100,11 @@ def running(
             process.wait(timeout=5)
 
 
+def nginx_version(binary: str) -> tuple[int, ...]:
+    out = subprocess.run([binary, "-v"], capture_output=True, text=True).stderr
+    return tuple(int(x) for x in re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out).groups())  # type: ignore[union-attr]
+
+
 def deployed_copy(workload_dir: Path, into: Path) -> dict[str, Path]:
     """Copy a workload's rendered files into ``into``; map each deployed path to its copy."""
     paths = {}

@@ -18,7 +18,6 @@ import http.client
 import json
 import math
 import os
-import re
 import socket
 import ssl
 import subprocess
@@ -42,6 +41,7 @@ from servers import (
     Database,
     deployed_copy,
     free_port,
+    nginx_version,
     port_accepts,
     relocate,
     rendered_postgres,
@@ -122,11 +122,6 @@ class Edge:
     body_limit_mb: int
     burst: int
     rate: int  # requests per second per client, after the burst
-
-
-def nginx_version(binary: str) -> tuple[int, ...]:
-    out = subprocess.run([binary, "-v"], capture_output=True, text=True).stderr
-    return tuple(int(x) for x in re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out).groups())  # type: ignore[union-attr]
 
 
 # OpenSSL settings for the nginx under test that allow TLS 1.0 and 1.1 (protocol floor TLSv1,
