@@ -300,6 +300,46 @@ def test_control_a_csp_without_a_source_the_app_needs_is_reported(
     assert any(e["directive"] == reported and blocked in e["blocked"] for e in loaded.watch.events), loaded.watch.events
 
 
+# The app's AI settings dialog (ConfigDialog) has a "structured output test": it checks a model's
+# JSON answer against the user's JSON Schema in the browser, with ajv, loaded on demand as its own
+# chunk. ajv compiles each schema to a function with `new Function`, which the edge's
+# `script-src 'self'` (no 'unsafe-eval') forbids: the dialog reports a schema compile failure (EvalError).
+# Whether to allow 'unsafe-eval' for the whole app for this one check is the CSP owner's call
+# (components/conf/nginx.py); until it changes, this test says the check does not work.
+RUN_APP_AJV = """chunk => new Promise(resolve => setTimeout(() => {
+  // A task of the page's own, as the dialog runs it: not inside the DevTools evaluation, which
+  // may compile strings whatever the CSP says.
+  import('/assets/' + chunk).then(m => m.a).then(mod => {
+    const Ajv = mod.default ?? mod;
+    const validate = new Ajv({allErrors: true, strict: false}).compile({type: 'object', required: ['a']});
+    resolve({compiled: true, valid: validate({a: 1}) && !validate({})});
+  }).catch(error => resolve({compiled: false, error: String(error)}));
+}, 0))"""
+
+
+@pytest.mark.xfail(
+    reason="the edge's script-src has no 'unsafe-eval', which ajv's schema compiler needs (decision pending)",
+    raises=AssertionError,
+    strict=True,
+)
+def test_the_settings_dialog_s_schema_check_works_under_the_csp(context: BrowserContext, edge: Edge,
+                                                                 upstreams: Upstreams) -> None:  # fmt: skip
+    dialog = next((upstreams.html / "assets").glob("ConfigDialog-*.js")).read_text(encoding="utf-8")
+    found = re.search(r'import\("\./(ajv-[^"]+\.js)"\)', dialog)
+    if not found:
+        pytest.fail("ConfigDialog no longer loads an ajv chunk: revisit this test")
+    loaded = visit(context, edge.origin + "/")
+    result = loaded.page.evaluate(RUN_APP_AJV, found.group(1))
+    loaded.page.evaluate(f"new Promise(resolve => setTimeout(resolve, {SETTLE_MS}))")
+    # Only the CSP's refusal counts as the expected failure (an AssertionError, below): an
+    # EvalError with a reported violation of script-src for "eval". Anything else fails.
+    if not result["compiled"]:
+        refused = [e for e in loaded.watch.events if e["directive"] == "script-src" and e["blocked"] == "eval"]
+        if "EvalError" not in result["error"] or not refused:
+            pytest.fail(f"the schema check failed, but not by the CSP: {result}\n{loaded.watch.summary()}")
+    assert result == {"compiled": True, "valid": True}, result
+
+
 # --------------------------------------------------------------------------- routing
 
 
