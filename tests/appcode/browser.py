@@ -210,6 +210,10 @@ def launch(playwright: Playwright, chromium: str, home: Path, domain: str) -> Br
             # The tests run as root (CI runs as root), and Chromium refuses to start its
             # sandbox as root; the pages it loads are the app under test, on loopback.
             "--no-sandbox",
+            # Shared memory in the temp dir, not /dev/shm, which is small in many containers
+            # (Debian's launcher means to add this when it is, but its test breaks when findmnt
+            # prints more than one line).
+            "--disable-dev-shm-usage",
             # The stack's domain goes to the loopback edge with its real name, so the Host
             # header and SNI are what a user's browser sends; every other host fails to
             # resolve at once (no internet here, and none wanted elsewhere): the third-party
