@@ -7,10 +7,11 @@ import hashlib
 import pulumi
 
 from components.app_env import AppConnections, node_env, shared_env, shared_secret_env
+from components.app_images import AppImage
 from components.config import StackConfig
 from components.platforms.base import Placement, Platform
 from components.service import CA_PATH, Service
-from components.spec import ConfigFile, Port, Probe, Security, ServiceSpec, Zone, secret_env
+from components.spec import ConfigFile, Port, Probe, Security, ServiceSpec, Sidecar, Zone, secret_env
 
 NAME = "api"
 PORT = 3001
@@ -35,16 +36,20 @@ class Api(Service):
         platform: Platform,
         conn: AppConnections,
         jwt_secret: pulumi.Output[str],
+        image: AppImage,
+        redis_tunnel: Sidecar,
+        database_ready: list[pulumi.Resource],
         depends_on: list[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("Api", NAME, opts)
         ca_file = ConfigFile(CA_PATH, conn.ca_pem)
         command = config.api.migration_command
-        release = hashlib.sha256(f"{config.images.api}\n{command}".encode()).hexdigest()
+        release = hashlib.sha256(f"{image.version}\n{command}".encode()).hexdigest()
+        self.image = image
         self.migration_spec = ServiceSpec(
             name="api-migrate",
-            image=config.images.api,
+            image=image.ref,
             resources=config.api,
             security=Security(run_as_user=UID, run_as_group=UID),
             probe=None,
@@ -56,11 +61,11 @@ class Api(Service):
             run_once=True,
             release=release,
         )
-        # Migrations run after the data services are healthy and before the new api serves.
-        self.migrations: Placement = platform.place(self.migration_spec, self, depends_on)
+        # Migrations need PostgreSQL alone; the new api serves only after they ran.
+        self.migrations: Placement = platform.place(self.migration_spec, self, database_ready)
         spec = ServiceSpec(
             name=NAME,
-            image=config.images.api,
+            image=image.ref,
             resources=config.api,
             security=Security(run_as_user=UID, run_as_group=UID),
             probe=Probe(command=HEALTH_COMMAND, http_path=HEALTH_PATH, port=PORT),
@@ -71,5 +76,6 @@ class Api(Service):
             replicas=config.api.replicas,
             zones=frozenset({Zone.FRONTEND, Zone.BACKEND, Zone.EGRESS}),
             talks_to=DATA_SERVICES,
+            sidecars=(redis_tunnel,),
         )
-        self._place(platform, spec, self.migrations.ready)
+        self._place(platform, spec, self.migrations.ready + depends_on)

@@ -16,6 +16,7 @@ class AppConnections:
     redis_url: pulumi.Output[str]
     s3_endpoint: str
     s3_bucket: str
+    s3_region: str
     s3_access_key: pulumi.Output[str]
     s3_secret_key: pulumi.Output[str]
     api_key_encryption_key: pulumi.Output[str]
@@ -33,9 +34,9 @@ def shared_env(config: StackConfig, conn: AppConnections) -> dict[str, str]:
         "AI_QUEUE_NAME": config.api.ai_queue_name,
         "S3_ENDPOINT": conn.s3_endpoint,
         "S3_BUCKET": conn.s3_bucket,
-        "S3_REGION": "us-east-1",
+        "S3_REGION": conn.s3_region,
         "S3_FORCE_PATH_STYLE": "true",
-        # Node trusts the internal CA for rediss:// and the S3 endpoint.
+        # Node trusts the internal CA for the S3 endpoint (Redis TLS is the tunnel's job).
         "NODE_EXTRA_CA_CERTS": CA_PATH,
     }
 

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import pulumi
 
-from components.conf import redis
+from components.conf import redis, tls_tunnel
 from components.conf.urls import url_quote
 from components.config import StackConfig
 from components.pki import Certificate
 from components.platforms.base import Platform
 from components.service import CA_PATH, TLS_DIR, Service
-from components.spec import ConfigFile, Port, Probe, Security, ServiceSpec, Volume, secret_env
+from components.spec import ConfigFile, Port, Probe, Security, ServiceSpec, Sidecar, Volume, secret_env
 
 NAME = "redis"
 PORT = 6379
 UID = 999  # the image's redis user
 CONF_PATH = "/etc/aixsss/redis.conf"
+# The tunnel beside each client (components/conf/tls_tunnel.py): the app's plain-text Redis client
+# connects to it on loopback; it speaks verified TLS to Redis.
+TUNNEL = "redis-tls"
+TUNNEL_CONF = "/etc/aixsss/redis-tls.conf"
+TUNNEL_PORT = 6379
+TUNNEL_UID = 101  # nginx-unprivileged, the edge's image
 
 
 def redis_settings(config: StackConfig, password: str) -> redis.RedisSettings:
@@ -30,7 +36,10 @@ def redis_settings(config: StackConfig, password: str) -> redis.RedisSettings:
 
 
 class Cache(Service):
-    tls = "required (plain-text port disabled)"
+    tls = (
+        "required (plain-text port disabled); api and worker reach it through a TLS tunnel beside them "
+        "(nginx stream, certificate verified against the stack CA), in plain text only on their own loopback"
+    )
     auth = "requirepass"
 
     def __init__(
@@ -70,11 +79,53 @@ class Cache(Service):
             ],
         )
         self._place(platform, spec, [])
-        host = platform.dns_names(NAME)[0]
+        self.password = password
+        self._tunnel = Sidecar(
+            name=TUNNEL,
+            image=config.images.edge,
+            command=["nginx", "-c", TUNNEL_CONF, "-g", "daemon off;"],
+            resources=config.cache.model_copy(update={"cpu_millis": 100, "memory_mb": 32}),
+            security=Security(run_as_user=TUNNEL_UID, run_as_group=TUNNEL_UID),
+            files=[
+                ConfigFile(
+                    TUNNEL_CONF,
+                    tls_tunnel.render(
+                        tls_tunnel.TunnelSettings(
+                            listen_port=TUNNEL_PORT,
+                            server_host=platform.resolvable_name(NAME),
+                            server_port=PORT,
+                            # The name the stack's certificate for Redis carries first.
+                            server_name=platform.dns_names(NAME)[0],
+                            ca_path=CA_PATH,
+                            resolver=platform.resolver,
+                        )
+                    ),
+                ),
+                ConfigFile(CA_PATH, certificate.ca_pem),
+            ],
+            port=TUNNEL_PORT,
+            # Healthy when Redis answers through it: a PING without the password gets -NOAUTH
+            # back, which only Redis sends, so TLS, the certificate check and the route all work.
+            # bash's /dev/tcp: the nginx image has no Redis client and no nc.
+            probe_command=[
+                "bash",
+                "-c",
+                f"exec 3<>/dev/tcp/127.0.0.1/{TUNNEL_PORT} && printf 'PING\\r\\n' >&3 && "
+                "IFS= read -r -t 3 reply <&3 && [[ $reply == -NOAUTH* ]]",
+            ],
+        )
+        # What api and worker are given: the tunnel on their own loopback, in plain text. The app
+        # reads the password with WHATWG URL and does not decode it, so the config only accepts
+        # URL-safe Redis passwords; quoting keeps the URL valid regardless.
         self.url: pulumi.Output[str] = pulumi.Output.secret(
-            # The app reads the password with WHATWG URL and does not decode it, so the config
-            # only accepts URL-safe Redis passwords; quoting keeps the URL valid regardless.
             pulumi.Output.concat(
-                "rediss://default:", pulumi.Output.from_input(password).apply(url_quote), f"@{host}:{PORT}"
+                "redis://default:",
+                pulumi.Output.from_input(password).apply(url_quote),
+                f"@127.0.0.1:{TUNNEL_PORT}",
             )
         )
+
+    @property
+    def tunnel(self) -> Sidecar:
+        """The sidecar each Redis client runs: loopback plain text in, verified TLS out."""
+        return self._tunnel

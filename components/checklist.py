@@ -71,7 +71,24 @@ def redis_auth_and_tls(stack: AixsssStack) -> Item:
         if not redis_missing
         else f"redis.conf lacks {', '.join(redis_missing)}"
     )
-    return not redis_missing, redis_reason
+    if redis_missing:
+        return False, redis_reason
+    # The app's client cannot speak TLS (APP.md): each client must run the verifying tunnel.
+    tunnel_lines = ("proxy_ssl on;", "proxy_ssl_verify on;", "proxy_ssl_server_name on;")
+    unprotected = []
+    for client in (stack.api.spec, stack.worker.spec):
+        tunnels = [c for c in client.sidecars if c.name == cache_module.TUNNEL]
+        conf = [str(f.content) for t in tunnels for f in t.files if f.path == cache_module.TUNNEL_CONF]
+        lines = {line.strip() for text in conf for line in text.splitlines()}
+        if not conf or not all(line in lines for line in tunnel_lines):
+            unprotected.append(client.name)
+    if unprotected:
+        return False, f"{redis_reason}; but {', '.join(unprotected)} has no verifying TLS tunnel to Redis"
+    redis_reason += (
+        "; api and worker connect through a TLS tunnel beside them (" + ", ".join(tunnel_lines) + " against "
+        "the stack CA), so plain text stays on their own loopback"
+    )
+    return True, redis_reason
 
 
 def minio_https(stack: AixsssStack) -> Item:

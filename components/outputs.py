@@ -27,6 +27,8 @@ def _service_facts(service: Any, placement: Placement) -> dict[str, Any]:
         "readOnlyRootFs": placement.read_only_root,
         "limits": {"cpuMillis": spec.resources.cpu_millis, "memoryMb": spec.resources.memory_mb},
         "healthcheck": spec.probe is not None,
+        # Helpers in the service's network namespace, e.g. the Redis TLS tunnel of api and worker.
+        "sidecars": [{"name": c.name, "image": c.image, "listens": f"127.0.0.1:{c.port}"} for c in spec.sidecars],
     }
 
 
@@ -42,6 +44,8 @@ def export(stack: AixsssStack) -> None:
     services["api-migrate"] = _service_facts(stack.api, stack.api.migrations)
     services["minio-bootstrap"] = _service_facts(stack.object_store, stack.object_store.bootstrap)
     pulumi.export("images", {name: facts["image"] for name, facts in services.items()})
+    # Where each application image comes from: built here from app.source, or given by reference.
+    pulumi.export("imageOrigins", {i.name: i.origin for i in (stack.api.image, stack.worker.image, stack.web.image)})
     pulumi.export("services", services)
     pulumi.export(
         "certificates",

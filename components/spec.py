@@ -136,9 +136,28 @@ class AcmeCertificate:
 
 
 @dataclass(frozen=True)
+class Sidecar:
+    """A helper in the service's network namespace, started before the service and serving it on
+    loopback only (the Redis TLS tunnel). Kubernetes: a native sidecar (an init container that
+    keeps running). Docker: the container that owns the namespace the service's containers join,
+    so it exists (and listens) before they start, as on Kubernetes."""
+
+    name: str  # the container is named `<service>-<name>`
+    image: pulumi.Input[str]
+    command: list[str]
+    resources: Resources
+    security: Security
+    files: list[ConfigFile]
+    # The loopback port it listens on: Kubernetes' startup and liveness check (TCP, no tool).
+    port: int
+    # Docker's health check (a command): it gates the service's start there.
+    probe_command: list[str]
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
-    image: str
+    image: pulumi.Input[str]
     resources: Resources
     security: Security
     probe: Probe | None
@@ -158,6 +177,9 @@ class ServiceSpec:
     # A hash of what makes a new release of a run-once job (image, command).
     release: str = ""
     acme: AcmeCertificate | None = None
+    sidecars: tuple[Sidecar, ...] = ()
+    # How long a stopping container may take before it is killed; None: the platform's default.
+    stop_grace_seconds: int | None = None
 
     @property
     def stateful(self) -> bool:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from components.api import Api
 from components.app_env import AppConnections
+from components.app_images import app_images
 from components.cache import Cache
 from components.config import StackConfig, Target
 from components.database import Database
@@ -47,8 +49,13 @@ def make_platform(config: StackConfig) -> Platform:
     return DockerPlatform("docker", config)
 
 
+# Pulumi runs the program in the project directory; app.source is relative to it.
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
 def build(config: StackConfig) -> AixsssStack:
     platform = make_platform(config)
+    images = app_images(config, platform, PROJECT_DIR)
     secrets = StackSecrets("secrets", config)
     pki = InternalPki("pki", config)
 
@@ -65,15 +72,17 @@ def build(config: StackConfig) -> AixsssStack:
         redis_url=cache.url,
         s3_endpoint=object_store.endpoint,
         s3_bucket=object_store.bucket,
+        s3_region=config.object_store.region,
         s3_access_key=secrets.minio_app_access_key,
         s3_secret_key=secrets.minio_app_secret_key,
         api_key_encryption_key=secrets.api_key_encryption_key,
         ca_pem=pki.ca_cert_pem,
     )
-    # Data services healthy -> migrations -> api -> worker; the edge after api and web.
-    api = Api(config, platform, conn, secrets.jwt_secret, database.ready + cache.ready + object_store.ready)
-    worker = Worker(config, platform, conn, api.ready)
-    web = Web(config, platform)
+    # PostgreSQL healthy -> migrations; they and Redis -> api -> worker; api and web -> the edge.
+    # Nothing waits for the object store: the application reads no S3 setting (APP.md).
+    api = Api(config, platform, conn, secrets.jwt_secret, images["api"], cache.tunnel, database.ready, cache.ready)
+    worker = Worker(config, platform, conn, images["worker"], cache.tunnel, api.ready)
+    web = Web(config, platform, images["web"])
     edge = LoadBalancer(config, platform, pki, api.ready + web.ready)
     certificates = list(certs.values()) + ([edge.certificate] if edge.certificate else [])
     return AixsssStack(

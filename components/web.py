@@ -4,29 +4,41 @@ from __future__ import annotations
 
 import pulumi
 
+from components.app_images import AppImage
+from components.conf import web_server
 from components.config import StackConfig
 from components.platforms.base import Platform
 from components.service import Service
-from components.spec import Port, Probe, Security, ServiceSpec, Zone
+from components.spec import CONFIG_DIR, ConfigFile, Port, Probe, Security, ServiceSpec, Zone
 
 NAME = "web"
 PORT = 8080
 UID = 101  # nginx-unprivileged, the base of the web image
+CONF_PATH = f"{CONFIG_DIR}/web.conf"
 
 
 class Web(Service):
     tls = "behind the edge (TLS terminated there)"
     auth = "none (public static files)"
 
-    def __init__(self, config: StackConfig, platform: Platform, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, config: StackConfig, platform: Platform, image: AppImage, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__("Web", NAME, opts)
+        self.image = image
+        self.conf = web_server.render(web_server.WebServerSettings(port=PORT))
         spec = ServiceSpec(
             name=NAME,
-            image=config.images.web,
+            image=image.ref,
             resources=config.web,
             security=Security(run_as_user=UID, run_as_group=UID, tmpfs=("/tmp",)),
-            probe=Probe(command=["wget", "-q", "--spider", f"http://127.0.0.1:{PORT}/"], http_path="/", port=PORT),
-            env={"VITE_API_BASE_PATH": "/api"},
+            # curl ships with the nginx images; wget does not.
+            probe=Probe(
+                command=["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{PORT}/"], http_path="/", port=PORT
+            ),
+            # The image's own config is replaced by the program's (SPA fallback, caching).
+            command=["nginx", "-c", CONF_PATH, "-g", "daemon off;"],
+            files=[ConfigFile(CONF_PATH, self.conf)],
             ports=[Port("http", PORT)],
             replicas=config.web.replicas,
             zones=frozenset({Zone.FRONTEND}),

@@ -6,13 +6,15 @@ import pulumi
 
 from components.api import DATA_SERVICES, UID
 from components.app_env import AppConnections, shared_env, shared_secret_env
+from components.app_images import AppImage
 from components.config import StackConfig
 from components.platforms.base import Platform
 from components.service import CA_PATH, Service
-from components.spec import ConfigFile, Probe, Security, ServiceSpec, Zone, secret_env
+from components.spec import ConfigFile, Probe, Security, ServiceSpec, Sidecar, Zone, secret_env
 
 NAME = "worker"
-# Healthy means the worker can reach its queue: a PING over the same REDIS_URL it consumes.
+# Healthy means the worker can reach its queue: a PING over the same REDIS_URL it consumes, so
+# through the same TLS tunnel to the same Redis; a broken tunnel, certificate or password fails it.
 HEALTH_COMMAND = [
     "node",
     "-e",
@@ -30,21 +32,32 @@ class Worker(Service):
         config: StackConfig,
         platform: Platform,
         conn: AppConnections,
+        image: AppImage,
+        redis_tunnel: Sidecar,
         depends_on: list[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("Worker", NAME, opts)
         spec = ServiceSpec(
             name=NAME,
-            image=config.images.worker,
+            image=image.ref,
             resources=config.worker,
             security=Security(run_as_user=UID, run_as_group=UID),
             probe=Probe(command=HEALTH_COMMAND, start_period_seconds=30),
-            env={**shared_env(config, conn), "WORKER_CONCURRENCY": str(config.worker.concurrency)},
+            env={
+                **shared_env(config, conn),
+                "WORKER_CONCURRENCY": str(config.worker.concurrency),
+                "AI_REQUEST_TIMEOUT_MS": str(config.worker.ai_request_timeout_seconds * 1000),
+            },
             secret_env=secret_env(shared_secret_env(conn)),
             files=[ConfigFile(CA_PATH, conn.ca_pem)],
             replicas=config.worker.replicas,
             zones=frozenset({Zone.BACKEND, Zone.EGRESS}),
             talks_to=DATA_SERVICES,
+            sidecars=(redis_tunnel,),
+            # It finishes its active jobs on SIGTERM (APP.md); the config rule keeps this above
+            # the AI timeout.
+            stop_grace_seconds=config.worker.stop_grace_seconds,
         )
+        self.image = image
         self._place(platform, spec, depends_on)

@@ -12,6 +12,7 @@ Used by `make render` and by the tests.
 from __future__ import annotations
 
 import base64
+import hashlib
 import runpy
 import secrets
 import threading
@@ -119,6 +120,14 @@ class EngineLikeMocks(mocks.Mocks):
         elif typ == "docker:index/remoteImage:RemoteImage":
             state["imageId"] = f"sha256:{secrets.token_hex(32)}"
             state["repoDigest"] = f"{plain['name']}@sha256:{secrets.token_hex(32)}"
+        elif typ == "docker:index/image:Image":
+            # pulumi-docker's Image (provider/image.go dockerBuild): imageName as given; after a
+            # push, repoDigest is the pushed `repository@sha256:` (no tag); none with skipPush.
+            state["baseImageName"] = plain["imageName"]
+            if not plain.get("skipPush"):
+                repository = plain["imageName"].rsplit(":", 1)[0]
+                state["repoDigest"] = f"{repository}@sha256:{hashlib.sha256(plain['imageName'].encode()).hexdigest()}"
+            return plain["imageName"], state
         return f"{args.name}-id", state
 
     def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:

@@ -99,6 +99,20 @@ def _workload(deployment: Deployment, service: str) -> dict[str, Any]:
     raise AssertionError(f"no workload for {service}")
 
 
+def _networked(deployment: Deployment, service: str) -> dict[str, Any]:
+    """The container that holds ``service``'s networks: its own, or, when it joins another's
+    namespace (`container:<id>`), that sidecar's (labelled with the service and role sidecar)."""
+    container = _workload(deployment, service)
+    if not str(container.get("networkMode", "")).startswith("container:"):
+        return container
+    for reg in deployment.of_type(CONTAINER):
+        plain = reveal(reg.inputs)
+        labels = {item["label"]: item["value"] for item in plain.get("labels") or []}
+        if labels.get("aixsss.service") == service and labels.get(ROLE) == "sidecar" and plain.get("networksAdvanced"):
+            return plain
+    raise AssertionError(f"{service} joins a namespace no sidecar of it owns")
+
+
 def test_data_isolation_lists_exactly_the_flows_into_data_services(case: Rendered) -> None:
     item = _item(case.deployment, "network.dataIsolated")
     # Independent: the flows the platforms recorded on the enforcing resources (NetworkPolicy
@@ -161,7 +175,7 @@ def test_the_audit_lists_every_network_a_docker_service_joins(tmp_path_factory: 
         for service, facts in reveal(deployment.outputs)["services"].items():
             if facts["replicas"] == 0:
                 continue  # the run-once jobs: _workload finds long-running containers
-            joined = sorted(n["name"] for n in _workload(deployment, service)["networksAdvanced"])
+            joined = sorted(n["name"] for n in _networked(deployment, service)["networksAdvanced"])
             if sorted(facts["networks"]) != joined:
                 wrong[f"{stack} {service}"] = (facts["networks"], joined)
     assert wrong == {}
@@ -366,6 +380,21 @@ def test_redis_with_a_plain_text_port_fails_its_item(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(redis, "render", lambda s: original(s).replace("\nport 0\n", "\nport 6380\n"))
     item = _item(run_program("dev"), "security.redisAuthAndTls")
     assert item == {"ok": False, "reason": "redis.conf lacks port 0"}
+
+
+def test_a_redis_tunnel_that_does_not_verify_fails_its_item(monkeypatch: pytest.MonkeyPatch) -> None:
+    from components.conf import tls_tunnel
+
+    original = tls_tunnel.render
+    monkeypatch.setattr(
+        tls_tunnel, "render", lambda s: original(s).replace("proxy_ssl_verify on;", "proxy_ssl_verify off;")
+    )
+    item = _item(run_program("dev"), "security.redisAuthAndTls")
+    assert item["ok"] is False
+    assert item["reason"].endswith("but api, worker has no verifying TLS tunnel to Redis")
+    monkeypatch.undo()
+    ok = _item(run_program("dev"), "security.redisAuthAndTls")
+    assert ok["ok"] is True and "TLS tunnel beside them" in ok["reason"]
 
 
 def test_minio_without_its_certificates_fails_its_item(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from harness import PROD_OK, ROOT, run_program
+from harness import PINNED, PROD_OK, ROOT, run_program
 
 from components.config import StackConfigError, parse_stack_config, pulumi_yaml_declarations
 
@@ -39,7 +39,8 @@ def test_digest_counts_as_pinned() -> None:
 
 
 def test_dev_may_use_latest() -> None:
-    assert parse_stack_config({"images.api": "ghcr.io/aixsss/api:latest"}, "dev").images.api.endswith(":latest")
+    latest = {**PINNED, "images.api": "ghcr.io/aixsss/api:latest"}
+    assert parse_stack_config(latest, "dev").images.api.endswith(":latest")
 
 
 @pytest.mark.parametrize("section", ["api", "edge"])

@@ -27,9 +27,11 @@ from offline.engine import EngineLikeMocks
 
 
 def problems(flat: dict[str, Any], stack: str = "dev") -> list[str]:
-    """The problem lines of the report, or [] when the config is accepted."""
+    """The problem lines of the report, or [] when the config is accepted. The application's
+    images come from PINNED unless the case builds them (app.source) or names its own."""
+    base = {} if "app.source" in flat else PINNED
     try:
-        parse_stack_config(flat, stack)
+        parse_stack_config({**base, **flat}, stack)
     except StackConfigError as exc:
         return [line.strip() for line in str(exc).splitlines()[1:-1]]
     return []
@@ -307,7 +309,9 @@ def test_a_kubeconfig_may_be_json() -> None:
 
 
 def load(stack: str, config: dict[str, str], secret_keys: tuple[str, ...] = ()) -> Any:
-    """load_stack_config as `pulumi up` runs it: config (and its secret keys) from the engine."""
+    """load_stack_config as `pulumi up` runs it: config (and its secret keys) from the engine; the
+    application's images from PINNED unless the case sets its own."""
+    config = {**{f"aixsss:{k}": v for k, v in PINNED.items()}, **config}
     pulumi.runtime.set_all_config(config, list(secret_keys))
     pulumi.runtime.set_mocks(EngineLikeMocks(), project="aixsss", stack=stack, preview=False)
     return load_stack_config()
@@ -490,3 +494,56 @@ def test_supplied_certificate_reaches_the_edge() -> None:
 
     edge = deployment.named("edge", "docker:index/container:Container")
     assert any(cert.strip() in s for s in strings(delivered(deployment, edge)))
+
+
+# --------------------------------------------------------------------------- the application's images and fit
+
+
+def test_app_images_are_built_or_given_never_both_nor_neither() -> None:
+    none = {"images.api": "", "images.worker": "", "images.web": ""}
+    for name in ("api", "worker", "web"):
+        refused(none, f"images.{name}", "or set app.source to an application checkout to build it")
+    refused(
+        {"app.source": "../aixsss", "images.web": "registry.example.com/web:1"}, "images.web", "empty while app.source"
+    )
+    accepted({"app.source": "../aixsss"})
+    accepted({})  # PINNED names all three
+
+
+def test_kubernetes_needs_a_registry_for_built_images() -> None:
+    refused({"app.source": "../aixsss", "target": "kubernetes"}, "app.registry", "a registry to push the built images")
+    accepted({"app.source": "../aixsss", "target": "kubernetes", "app.registry": "registry.example.com/team"})
+    accepted({"app.source": "../aixsss", "target": "docker"})  # built on the Docker host itself
+    refused({"app.registry": "Registry.example.com/Team:1"}, "app.registry", "no tag")
+
+
+def test_worker_grace_outlasts_its_longest_ai_call() -> None:
+    # The app's provider calls time out after AI_REQUEST_TIMEOUT_MS (120 s by default); closing
+    # BullMQ, Prisma and Redis takes the margin.
+    refused({"worker.stopGraceSeconds": 149}, "worker.stopGraceSeconds", "at least 150")
+    accepted({"worker.stopGraceSeconds": 150})
+    refused({"worker.aiRequestTimeoutSeconds": 300}, "worker.stopGraceSeconds", "at least 330")
+    accepted({"worker.aiRequestTimeoutSeconds": 300, "worker.stopGraceSeconds": 330})
+
+
+def test_an_external_object_store_needs_an_https_endpoint() -> None:
+    refused({"objectStore.mode": "external"}, "objectStore.endpoint", "the https:// endpoint of your S3 service")
+    refused(
+        {"objectStore.mode": "external", "objectStore.endpoint": "http://s3.example.com"},
+        "objectStore.endpoint",
+        "https://",
+    )
+    refused(
+        {"objectStore.endpoint": "https://s3.example.com"},
+        "objectStore.endpoint",
+        "empty when objectStore.mode is bundled",
+    )
+    accepted({"objectStore.mode": "external", "objectStore.endpoint": "https://s3.example.com"})
+    refused({"objectStore.mode": "s3"}, "objectStore.mode", "bundled")
+
+
+def test_an_external_object_store_needs_the_apps_credentials_supplied() -> None:
+    config = {"aixsss:objectStore.mode": "external", "aixsss:objectStore.endpoint": "https://s3.example.com"}
+    message = load_error("dev", config)
+    for key in ("minioAppAccessKey", "minioAppSecretKey"):
+        assert f"aixsss:secrets.{key} = '' (default) is not allowed: set when objectStore.mode is external" in message

@@ -335,7 +335,12 @@ def test_own_namespace_holds_every_object_and_every_address() -> None:
                 assert meta["namespace"] == "team-a9", (reg.type, reg.name)
     env = k8s_env(d, "api")
     assert "@postgres.team-a9.svc:5432/aixsss?" in env["DATABASE_URL"]
-    assert env["REDIS_URL"].endswith("@redis.team-a9.svc:6379")
+    # The app reaches Redis through its tunnel, which resolves and verifies the namespace's name.
+    assert env["REDIS_URL"].endswith("@127.0.0.1:6379")
+    files = d.named("api-redis-tls-files", "kubernetes:core/v1:ConfigMap").plain["data"]
+    tunnel = files["etc_aixsss_redis-tls.conf"].splitlines()
+    assert "    server redis.team-a9.svc.cluster.local:6379 resolve;" in tunnel
+    assert "    proxy_ssl_name redis.team-a9.svc;" in tunnel
     assert env["S3_ENDPOINT"] == "https://minio.team-a9.svc:9000"
     conf = k8s_file(d, "edge", "/etc/aixsss/nginx.conf")
     assert "    server api.team-a9.svc.cluster.local:3001 resolve max_fails=3 fail_timeout=10s;" in conf.splitlines()
@@ -420,12 +425,21 @@ RUNS = {
 
 
 def test_each_workload_runs_its_configured_image() -> None:
-    k = run_program("staging", overrides=IMAGES)
+    k = run_program("staging", overrides={**IMAGES, "app.source": ""})
     for name, key in RUNS.items():
         assert k8s_container(k, name)["image"] == IMAGES[key], name
-    d = run_program("prod", overrides={**IMAGES, "target": "docker", "api.replicas": 1, "edge.replicas": 1})
+    d = run_program(
+        "prod", overrides={**IMAGES, "app.source": "", "target": "docker", "api.replicas": 1, "edge.replicas": 1}
+    )
     pulled = {r.name: r.plain["name"] for r in d.of_type("docker:index/remoteImage:RemoteImage")}
-    for name, key in {**RUNS, "acme-client": "images.acmeClient"}.items():
+    # api and worker each run the Redis tunnel, on the edge's image.
+    runs = {
+        **RUNS,
+        "acme-client": "images.acmeClient",
+        "api-redis-tls": "images.edge",
+        "worker-redis-tls": "images.edge",
+    }
+    for name, key in runs.items():
         assert pulled[f"{name}-image"] == IMAGES[key], name
     # Each container runs the image pulled for its service (each pull has its own id).
     image_ids = {r.name: reveal(r.outputs["imageId"]) for r in d.of_type("docker:index/remoteImage:RemoteImage")}
@@ -434,6 +448,8 @@ def test_each_workload_runs_its_configured_image() -> None:
             continue
         service = next(label["value"] for label in c.plain["labels"] if label["label"] == "aixsss.service")
         pulled_for = "acme-client" if service == "edge-acme-client" else service
+        if "-redis-tls" in c.name:
+            pulled_for = f"{service}-redis-tls"
         assert c.plain["image"] == image_ids[f"{pulled_for}-image"], c.name
     images = reveal(d.outputs)["images"]
     assert {name: images[name] for name in RUNS} == {name: IMAGES[key] for name, key in RUNS.items()}

@@ -108,9 +108,10 @@ def test_deployed_files_are_the_generated_ones_on_kubernetes() -> None:
 
 
 def test_migrations_run_again_only_for_a_new_release() -> None:
-    first = run_program("dev").of_type("docker:index/container:Container")
-    again = run_program("dev").of_type("docker:index/container:Container")
-    upgraded = run_program("dev", overrides={"images.api": "ghcr.io/aixsss/api:2.0.0"}).of_type(
+    given = {"app.source": "", "images.api": "ghcr.io/aixsss/api:1.0.0", "images.worker": "w:1", "images.web": "x:1"}
+    first = run_program("dev", overrides=given).of_type("docker:index/container:Container")
+    again = run_program("dev", overrides=given).of_type("docker:index/container:Container")
+    upgraded = run_program("dev", overrides={**given, "images.api": "ghcr.io/aixsss/api:2.0.0"}).of_type(
         "docker:index/container:Container"
     )
 

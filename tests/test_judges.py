@@ -93,14 +93,8 @@ def test_checkov_finds_no_failed_check(case: Rendered) -> None:
     report = checkov(case.out / "kubernetes")
     failed = sorted({(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]})
     assert report["summary"]["passed"] > 500
-    if case.deployment.stack == "dev":
-        # dev runs the app images at `latest` (allowed there only): exactly that is reported.
-        ns = "aixsss-dev"
-        expected = {"Deployment.aixsss-dev.api", "Deployment.aixsss-dev.worker", "Deployment.aixsss-dev.web"}
-        assert {r for c, r in failed if c == "CKV_K8S_14" and not r.startswith(f"Job.{ns}.")} == expected
-        assert {c for c, _ in failed} == {"CKV_K8S_14"}
-    else:
-        assert failed == []
+    # Every stack builds its app images (deployed by digest on Kubernetes) and pins the others.
+    assert failed == []
 
 
 def test_checkov_catches_a_weakened_workload(case: Rendered, tmp_path: Path) -> None:

@@ -337,10 +337,18 @@ def test_staging_and_prod_have_no_violation(stack: str, target: str) -> None:
     assert all_violations(deployed(stack, target), stack) == []
 
 
+def test_dev_has_no_violation_when_it_builds_its_images() -> None:
+    """dev builds api, worker and web from app.source: tags named after the source's hash."""
+    for target in ("docker", "kubernetes"):
+        assert all_violations(deployed("dev", target), "dev") == [], target
+
+
 @pytest.mark.parametrize("target", ["docker", "kubernetes"])
 def test_dev_reports_exactly_its_latest_images(target: str) -> None:
-    """dev is advisory and runs the app images at `latest`: exactly that is reported."""
-    found = all_violations(deployed("dev", target), "dev")
+    """dev may run prebuilt app images at `latest` (advisory there): exactly that is reported."""
+    latest = {name: f"ghcr.io/aixsss/{name}:latest" for name in ("api", "worker", "web")}
+    overrides = {"target": target, "app.source": "", **{f"images.{k}": v for k, v in latest.items()}}
+    found = all_violations(run_program("dev", overrides=overrides), "dev")
     assert {rule for rule, _, _ in found} == {"images-pinned"}
     assert all("ghcr.io/aixsss/" in m and m.endswith(":latest is not pinned (a tag other than latest, or @sha256 "
                                                      "digest)") for _, _, m in found)  # fmt: skip

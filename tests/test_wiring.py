@@ -97,7 +97,16 @@ DOCKER_HEALTHCHECKS = {
         "redis-cli --tls --cacert /etc/aixsss/tls/ca.crt -h 127.0.0.1 -p 6379 ping | grep -q PONG",
     ],
     "minio": ["CMD", "mc", "ready", "local", "--insecure"],
-    "web": ["CMD", "wget", "-q", "--spider", "http://127.0.0.1:8080/"],
+    "web": ["CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8080/"],
+    # Only Redis answers -NOAUTH to a PING without the password: TLS, the name check and the
+    # route through the tunnel all worked.
+    "api-redis-tls": [
+        "CMD",
+        "bash",
+        "-c",
+        "exec 3<>/dev/tcp/127.0.0.1/6379 && printf 'PING\\r\\n' >&3 && "
+        "IFS= read -r -t 3 reply <&3 && [[ $reply == -NOAUTH* ]]",
+    ],
     "edge": ["CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8080/healthz"],
 }
 
@@ -240,7 +249,9 @@ def test_docker_containers_answer_to_their_service_name() -> None:
     assert "  resolver 127.0.0.11 valid=5s ipv6=off;" in nginx
     env = docker_env(container(d, "api-1"))
     assert urlsplit(env["DATABASE_URL"]).hostname == "postgres" and urlsplit(env["DATABASE_URL"]).port == 5432
-    assert urlsplit(env["REDIS_URL"]).hostname == "redis" and urlsplit(env["REDIS_URL"]).port == 6379
+    # Redis through the tunnel beside each api container, which owns the namespace api-1 joins.
+    assert urlsplit(env["REDIS_URL"]).hostname == "127.0.0.1" and urlsplit(env["REDIS_URL"]).port == 6379
+    assert container(d, "api-1").plain["networkMode"] == f"container:{container(d, 'api-1-redis-tls').id}"
     assert env["S3_ENDPOINT"] == "https://minio:9000"
 
 
@@ -622,8 +633,11 @@ DOCKER_NETWORKS = {
     "minio": {"backend"},
     "minio-bootstrap": {"backend"},
     "api-migrate": {"backend"},
-    "api": {"frontend", "backend", "egress"},
-    "worker": {"backend", "egress"},
+    # api and worker join the namespace of their Redis tunnel, which holds their networks.
+    "api": set(),
+    "api-redis-tls": {"frontend", "backend", "egress"},
+    "worker": set(),
+    "worker-redis-tls": {"backend", "egress"},
     "web": {"frontend"},
     "edge": {"frontend", "edge-published"},
     "edge-acme-client": {"egress"},
@@ -738,45 +752,49 @@ def test_no_two_containers_publish_the_same_host_port(stack: str) -> None:
 # --------------------------------------------------------------------------- the app's redis client
 
 
-def _as_the_app_parses(redis_url: str) -> tuple[str, int, bool]:
+def _as_the_app_parses(redis_url: str) -> tuple[str, int]:
     """What api and worker connect to: the app's parseRedisUrl (apps/api/src/jobs/queue.providers.ts,
     apps/worker/src/worker.ts) keeps host, port and password and drops the scheme, so BullMQ
-    connects in plain text even to rediss://."""
+    connects in plain text even to rediss:// (tests/appcode/test_app_redis.py runs that code)."""
     parsed = urlsplit(redis_url)
-    return parsed.hostname or "", parsed.port or 6379, False
+    return parsed.hostname or "", parsed.port or 6379
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: REDIS_URL is rediss://…@redis:6379 but the app's parseRedisUrl drops TLS, and redis.conf "
-    "has `port 0` (TLS only), so api and worker cannot reach their queue; DESIGN.md's TLS sidecar "
-    "(loopback plain -> verified TLS to Redis) is not declared yet",
-)
+def _tunnel_of(d: Deployment, target: str, name: str) -> str:
+    """The Redis tunnel's nginx.conf as ``name``'s sidecar gets it."""
+    if target == "docker":
+        return uploads(d, container(d, f"{name}-redis-tls"))["/etc/aixsss/redis-tls.conf"]["content"]
+    sidecars = [c for c in pod_spec(d, name).get("initContainers", []) if c.get("restartPolicy") == "Always"]
+    assert [c["name"] for c in sidecars] == ["redis-tls"], name
+    data = d.named(f"{name}-redis-tls-files", "kubernetes:core/v1:ConfigMap").plain["data"]
+    return data["etc_aixsss_redis-tls.conf"]
+
+
 @pytest.mark.parametrize("target", ["docker", "kubernetes"])
-def test_the_apps_redis_client_reaches_a_plain_text_listener(target: str) -> None:
+def test_the_apps_redis_client_reaches_redis_through_a_verifying_tunnel(target: str) -> None:
     d = deployed("dev", target)
+    redis_conf = (
+        uploads(d, container(d, "redis"))["/etc/aixsss/redis.conf"]["content"]
+        if target == "docker"
+        else k8s_file(d, "redis", "/etc/aixsss/redis.conf")
+    ).splitlines()
+    assert "port 0" in redis_conf and "tls-port 6379" in redis_conf  # Redis itself: TLS only
     for name in ("api", "worker"):
         env = docker_env(container(d, name)) if target == "docker" else k8s_env(d, name)
-        host, port, tls = _as_the_app_parses(env["REDIS_URL"])
-        assert not tls
-        if host in ("127.0.0.1", "localhost"):
-            # A sidecar beside the app must listen there in plain text (and speak TLS onwards):
-            # a second container of the pod, or a container sharing the app's network namespace.
-            if target == "kubernetes":
-                assert len(pod_spec(d, name)["containers"]) > 1, name
-            else:
-                shared = [
-                    c for c in d.of_type(CONTAINER) if str(c.plain.get("networkMode", "")).startswith("container:")
-                ]
-                assert shared, name
-            continue
-        assert host == "redis", host
-        conf = (
-            uploads(d, container(d, "redis"))["/etc/aixsss/redis.conf"]["content"]
-            if target == "docker"
-            else k8s_file(d, "redis", "/etc/aixsss/redis.conf")
-        )
-        assert f"port {port}" in conf.splitlines(), f"{name} connects in plain text to redis:{port}"
+        host, port = _as_the_app_parses(env["REDIS_URL"])
+        # Plain text only on the namespace's loopback, where the tunnel listens...
+        assert host == "127.0.0.1", name
+        tunnel = [line.strip() for line in _tunnel_of(d, target, name).splitlines()]
+        assert f"listen 127.0.0.1:{port};" in tunnel, name
+        # ...which opens TLS to Redis's TLS port and checks its certificate against the CA.
+        upstream = next(line for line in tunnel if line.startswith("server ") and line.endswith("resolve;"))
+        assert upstream.split()[1].rsplit(":", 1)[1] == "6379", upstream
+        for directive in ("proxy_ssl on;", "proxy_ssl_verify on;", "proxy_ssl_server_name on;"):
+            assert directive in tunnel, (name, directive)
+        assert "proxy_ssl_trusted_certificate /etc/aixsss/tls/ca.crt;" in tunnel
+        if target == "docker":
+            owner = container(d, f"{name}-redis-tls")
+            assert container(d, name).plain["networkMode"] == f"container:{owner.id}", name
 
 
 # --------------------------------------------------------------------------- run-once jobs and volumes

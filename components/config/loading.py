@@ -282,7 +282,9 @@ def _near_namespace(namespace: str) -> bool:
     return namespace != PROJECT and difflib.SequenceMatcher(None, namespace.lower(), PROJECT).ratio() >= 0.8
 
 
-def _secret_problems(config: dict[str, Any], public_certificate: str | None, domain: str | None) -> list[Problem]:
+def _secret_problems(
+    config: dict[str, Any], public_certificate: str | None, domain: str | None, object_store_mode: str | None = None
+) -> list[Problem]:
     problems: list[Problem] = []
     supplied: dict[str, str] = {}
     for name, key in SUPPLIED_SECRET_KEYS.items():
@@ -304,6 +306,20 @@ def _secret_problems(config: dict[str, Any], public_certificate: str | None, dom
         allowed = check(raw) if check else None
         if allowed:
             problems.append(Problem(full_key, SECRET_SHOWN, allowed))
+    if object_store_mode == "external":
+        # An external S3 service has no root user here: the app's own credentials are supplied.
+        for name in ("minioAppAccessKey", "minioAppSecretKey"):
+            key = f"{PROJECT}:{SUPPLIED_SECRET_KEYS[name]}"
+            if not config.get(key):
+                problems.append(
+                    Problem(
+                        key,
+                        "''",
+                        "set when objectStore.mode is external (the app's credentials for your S3 bucket): "
+                        f"`pulumi config set --secret {key}`",
+                        default=True,
+                    )
+                )
     cert_keys = ("publicCertificatePem", "publicPrivateKeyPem")
     if public_certificate == "supplied":
         missing = [n for n in cert_keys if not config.get(f"{PROJECT}:{SUPPLIED_SECRET_KEYS[n]}")]
@@ -364,7 +380,8 @@ def load_stack_config() -> StackConfig:
     # A refused value was replaced by its default: check secrets against it only when it was not.
     public_certificate = None if "tls.publicCertificate" in refused else parsed.tls.public_certificate
     domain = None if "domain" in refused else parsed.domain
-    problems += _secret_problems(config, public_certificate, domain)
+    mode = None if "objectStore.mode" in refused else parsed.object_store.mode
+    problems += _secret_problems(config, public_certificate, domain, mode)
     if problems:
         raise StackConfigError(format_problems(problems, stack, missing_file))
     for note in parsed.warnings():

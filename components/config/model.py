@@ -135,7 +135,7 @@ def _https_url(value: str) -> str:
 
 def _command(value: list[str]) -> list[str]:
     if not value or any(not part.strip() for part in value):
-        raise ValueError("a non-empty list of non-empty arguments, e.g. [npx, prisma, migrate, deploy]")
+        raise ValueError("a non-empty list of non-empty arguments, e.g. [prisma, migrate, deploy]")
     return value
 
 
@@ -148,6 +148,9 @@ Image = Annotated[
         "an image reference such as postgres:16 or registry.example.com/team/app@sha256:<digest> "
         "(lower-case repository path)",
     ),
+]
+OptionalImage = Annotated[
+    str, _matching(_IMAGE, "empty, or an image reference such as registry.example.com/team/api:1.4.0", optional=True)
 ]
 DnsLabel = Annotated[str, _matching(_DNS_LABEL, _LABEL_RULE, optional=True)]
 DnsSubdomain = Annotated[
@@ -229,28 +232,86 @@ class Resources(Section):
                 )
 
 
+# The object store: Silo, the maintained fork of MinIO (same MINIO_* variables, `server /data`,
+# health paths and on-disk format), and its client. MinIO's images left Docker Hub in 2026-09 and
+# its community edition is unpatched (APP.md). Dated tags as the fork publishes them.
+SILO_IMAGE = "pgsty/silo:RELEASE.2026-09-16T00-00-00Z"
+SILO_CLIENT_IMAGE = "pgsty/mc:RELEASE.2026-09-16T00-00-00Z"
+APP_IMAGES = ("api", "worker", "web")
+
+
 class Images(Section):
     postgres: Image = "postgres:16"
     redis: Image = "redis:7"
-    minio: Image = "minio/minio:RELEASE.2025-09-07T16-13-09Z"
-    minio_client: Image = "minio/mc:RELEASE.2025-08-13T08-35-41Z"
-    api: Image = "ghcr.io/aixsss/api:latest"
-    worker: Image = "ghcr.io/aixsss/worker:latest"
-    web: Image = "ghcr.io/aixsss/web:latest"
+    minio: Image = SILO_IMAGE
+    minio_client: Image = SILO_CLIENT_IMAGE
+    # The application has no published image (APP.md): these name images you built and pushed,
+    # or stay empty when app.source is set and the program builds them (images/app/Dockerfile).
+    api: OptionalImage = ""
+    worker: OptionalImage = ""
+    web: OptionalImage = ""
     edge: Image = "nginxinc/nginx-unprivileged:1.29"
     acme_client: Image = "goacme/lego:v4.26.0"
 
     def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
+        built = bool(stack.app.source)
+        for name in APP_IMAGES:
+            image = getattr(self, name)
+            if built and image:
+                yield RuleViolation(
+                    f"{prefix}.{name}",
+                    image,
+                    f"empty while app.source is set (the program builds {name} from it); unset one of them",
+                    ("app.source",),
+                )
+            elif not built and not image:
+                yield RuleViolation(
+                    f"{prefix}.{name}",
+                    image,
+                    f"the {name} image to deploy, or set app.source to an application checkout to build it "
+                    "(the application publishes no image)",
+                    ("app.source",),
+                )
         if stack.environment is Environment.DEV:
             return
         for field, image in self.model_dump(by_alias=True).items():
-            if not image_is_pinned(image):
+            if image and not image_is_pinned(image):
                 yield RuleViolation(
                     f"{prefix}.{field}",
                     image,
                     f"a pinned image (a tag other than latest, or @sha256 digest) in {stack.environment}",
                     ("environment",),
                 )
+
+
+_REPOSITORY_PREFIX = re.compile(rf"^{_REGISTRY}?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
+
+
+def _registry(value: str) -> str:
+    if value and not _REPOSITORY_PREFIX.match(value):
+        raise ValueError("a registry and repository prefix such as registry.example.com/team (no tag)")
+    return value
+
+
+class AppSettings(Section):
+    """The application to deploy when it is built here rather than given as images."""
+
+    # A checkout of the application (absolute, or relative to the project directory): api,
+    # worker and web are built from it with this repo's images/app/Dockerfile.
+    source: str = ""
+    # Where built images are pushed for Kubernetes, e.g. registry.example.com/team; pods pull them
+    # by digest. On Docker the images are built on the host that runs them and never pushed.
+    registry: Annotated[str, AfterValidator(_registry)] = ""
+
+    def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
+        if self.source and stack.target is Target.KUBERNETES and not self.registry:
+            yield RuleViolation(
+                f"{prefix}.registry",
+                "",
+                "a registry to push the built images to (e.g. registry.example.com/team): a cluster pulls "
+                "images, it cannot use ones built on this machine",
+                (f"{prefix}.source", "target"),
+            )
 
 
 def _docker_host(value: str) -> str:
@@ -348,19 +409,65 @@ class CacheSettings(Resources):
 
 
 class ObjectStoreSettings(Resources):
+    # bundled: Silo (the MinIO fork) in the stack; external: any S3 endpoint you run, with the
+    # bucket created and the app's credentials supplied as secrets (minioAppAccessKey/SecretKey).
+    mode: Literal["bundled", "external"] = "bundled"
+    endpoint: Annotated[str, AfterValidator(lambda v: _https_url(v) if v else v)] = ""
+    region: Annotated[str, Field(min_length=1, max_length=64)] = "us-east-1"
     bucket: BucketName = "aixsss"
     storage_gb: Positive = 20
+
+    def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
+        yield from super().problems(stack, prefix)
+        if self.mode == "external" and not self.endpoint:
+            yield RuleViolation(
+                f"{prefix}.endpoint",
+                "",
+                "the https:// endpoint of your S3 service when objectStore.mode is external",
+                (f"{prefix}.mode",),
+            )
+        if self.mode == "bundled" and self.endpoint:
+            yield RuleViolation(
+                f"{prefix}.endpoint",
+                self.endpoint,
+                "empty when objectStore.mode is bundled (the stack's own store is used); set mode external",
+                (f"{prefix}.mode",),
+            )
 
 
 class ApiSettings(Resources):
     replicas: Replicas = 1
-    migration_command: Command = ["npx", "prisma", "migrate", "deploy"]
+    # The api image bakes the Prisma CLI, its engines and the schema (images/app/Dockerfile): the
+    # job runs with no network.
+    migration_command: Command = ["prisma", "migrate", "deploy", "--schema", "/app/prisma/schema.prisma"]
     ai_queue_name: QueueName = "ai-jobs"
+
+
+# Seconds a stopping worker may need beyond its longest AI call: closing BullMQ, Prisma and Redis.
+WORKER_SHUTDOWN_MARGIN_SECONDS = 30
 
 
 class WorkerSettings(Resources):
     replicas: Replicas = 1
     concurrency: Positive = 4
+    # The app's AI_REQUEST_TIMEOUT_MS, in seconds: the longest one provider call may take (its
+    # default is 120 s).
+    ai_request_timeout_seconds: Annotated[int, Field(gt=0, le=3600)] = 120
+    # On SIGTERM the worker finishes its active jobs before exiting (APP.md); it is killed after
+    # this long (Docker stop timeout, Kubernetes terminationGracePeriodSeconds).
+    stop_grace_seconds: Annotated[int, Field(gt=0, le=86400)] = 180
+
+    def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
+        yield from super().problems(stack, prefix)
+        needed = self.ai_request_timeout_seconds + WORKER_SHUTDOWN_MARGIN_SECONDS
+        if self.stop_grace_seconds < needed:
+            yield RuleViolation(
+                f"{prefix}.stopGraceSeconds",
+                self.stop_grace_seconds,
+                f"at least {needed}: worker.aiRequestTimeoutSeconds ({self.ai_request_timeout_seconds}) + "
+                f"{WORKER_SHUTDOWN_MARGIN_SECONDS} s to close its connections, or a stop kills jobs in flight",
+                (f"{prefix}.aiRequestTimeoutSeconds",),
+            )
 
 
 class WebSettings(Resources):
@@ -443,6 +550,7 @@ class StackConfig(Section):
     domain: Hostname = "aixsss.localhost"
     docker: DockerSettings = DockerSettings()
     kubernetes: KubernetesSettings = KubernetesSettings()
+    app: AppSettings = AppSettings()
     images: Images = Images()
     database: DatabaseSettings = DatabaseSettings()
     cache: CacheSettings = CacheSettings()

@@ -12,12 +12,14 @@ import pulumi_docker as docker
 
 from components.config import StackConfig
 from components.platforms.base import FLOW_KEY, PORTS_KEY, Placement, flows_of, ports_record
-from components.spec import CONFIG_DIR, ConfigFile, ServiceSpec, Zone
+from components.spec import CONFIG_DIR, ConfigFile, Security, ServiceSpec, Sidecar, Zone
 
 ACME_UID = 65532  # lego needs no privileges: HTTP-01 goes through the edge's webroot
 BOOTSTRAP_DIR = f"{CONFIG_DIR}/bootstrap"
 LABELS = {"app.kubernetes.io/part-of": "aixsss", "managed-by": "pulumi"}
 ROLE_KEY, VOLUME_OWNER_ROLE, CONFIG_CARRIER_ROLE = "aixsss.io/role", "volume-owner", "config-carrier"
+# A service's sidecar owns the network namespace its containers join (ServiceSpec.sidecars).
+SIDECAR_ROLE = "sidecar"
 # On each service container: the id of the container that filled its config volume. Labels are
 # ForceNew in the provider, so new files (a renewed certificate, a changed nginx.conf) replace
 # the service container, which then starts on them.
@@ -52,9 +54,18 @@ def _labels(service: str, records: dict[str, pulumi.Input[str]] | None = None) -
     return [docker.ContainerLabelArgs(label=k, value=v) for k, v in values.items()]
 
 
-def _user(spec: ServiceSpec) -> str | None:
-    uid, gid = spec.security.run_as_user, spec.security.run_as_group
+def _user_of(security: Security) -> str | None:
+    uid, gid = security.run_as_user, security.run_as_group
     return None if uid is None else f"{uid}:{gid or uid}"
+
+
+def _joining(owner: docker.Container) -> dict[str, Any]:
+    """Join ``owner``'s network namespace (its networks, ports and loopback)."""
+    return {"network_mode": pulumi.Output.concat("container:", owner.id)}
+
+
+def _user(spec: ServiceSpec) -> str | None:
+    return _user_of(spec.security)
 
 
 class DockerPlatform(pulumi.ComponentResource):
@@ -105,6 +116,19 @@ class DockerPlatform(pulumi.ComponentResource):
         # Containers find each other by their network alias (the service name).
         return [service, "localhost"]
 
+    def build_image(self, name: str, context: str, dockerfile: str, target: str, version: str) -> pulumi.Output[str]:
+        """Build ``target`` on the Docker host that runs the stack, which needs no registry; the tag
+        carries the source's version, so new sources are a new reference and replace the containers
+        that use it (pulumi-docker: imageName alone would not, repoDigest exists only after a push)."""
+        built = docker.Image(
+            f"{name}-build",
+            image_name=f"{self._prefix}/aixsss-{name}:{version}",
+            build=docker.DockerBuildArgs(context=context, dockerfile=dockerfile, target=target),
+            skip_push=True,
+            opts=self._opts,
+        )
+        return built.image_name
+
     def _child_opts(
         self, parent: pulumi.Resource, depends_on: list[pulumi.Resource], *, stateful: bool = False
     ) -> pulumi.ResourceOptions:
@@ -138,7 +162,7 @@ class DockerPlatform(pulumi.ComponentResource):
         config_volume, carrier = self._config_carrier(spec.name, spec.name, image, spec.files, _user(spec), parent)
         if carrier is not None:
             prepare.append(carrier)
-        extra: list[docker.Container] = []
+        extra: list[pulumi.Resource] = []
         acme_volumes: list[docker.ContainerVolumeArgs] = []
         if spec.acme is not None:
             acme_volumes, acme_client = self._acme_client(spec, parent)
@@ -150,20 +174,32 @@ class DockerPlatform(pulumi.ComponentResource):
             config_mount = [
                 docker.ContainerVolumeArgs(volume_name=config_volume.name, container_path=CONFIG_DIR, read_only=True)
             ]
-        containers = [
-            self._container(
-                spec,
-                image,
-                volumes,
-                [*acme_volumes, *config_mount],
-                carrier,
-                index,
-                count,
-                parent,
-                depends_on + prepare,
+        sidecar_parts = [self._sidecar_parts(spec, sidecar, parent) for sidecar in spec.sidecars]
+        containers: list[docker.Container] = []
+        for index in range(count):
+            name = self._container_name(spec, index, count)
+            # The first sidecar owns the namespace: it joins the service's networks and carries
+            # its name, and it is up before the service starts (as a Kubernetes native sidecar).
+            owner: docker.Container | None = None
+            for sidecar, parts in zip(spec.sidecars, sidecar_parts, strict=True):
+                made = self._sidecar(spec, sidecar, parts, name, owner, parent, depends_on + prepare)
+                owner = owner or made
+                extra.append(made)
+            containers.append(
+                self._container(
+                    spec,
+                    image,
+                    volumes,
+                    [*acme_volumes, *config_mount],
+                    carrier,
+                    name,
+                    owner,
+                    parent,
+                    depends_on + prepare,
+                )
             )
-            for index in range(count)
-        ]
+        for parts in sidecar_parts:
+            extra += [r for r in parts if r is not None]
         networks = list(self._joined(spec))
         exposed = [f"{p.host_ip}:{p.published}->{p.port}" for p in spec.ports if p.published]
         return Placement(
@@ -176,6 +212,92 @@ class DockerPlatform(pulumi.ComponentResource):
             resources=[image, *volumes, *([config_volume] if config_volume else []), *prepare, *containers, *extra],
         )
 
+    @staticmethod
+    def _container_name(spec: ServiceSpec, index: int, count: int) -> str:
+        if spec.run_once:
+            # A new release (image or command) gets a new container, so the job runs again.
+            return f"{spec.name}-{spec.release[:12]}"
+        return spec.name if count == 1 else f"{spec.name}-{index + 1}"
+
+    def _network_args(self, spec: ServiceSpec) -> dict[str, Any]:
+        """Networks, aliases and published ports: what the namespace owner of ``spec`` gets."""
+        return {
+            "networks_advanced": [
+                docker.ContainerNetworksAdvancedArgs(name=n.name, aliases=[spec.name])
+                for n in self._joined(spec).values()
+            ],
+            "ports": [
+                docker.ContainerPortArgs(internal=p.port, external=p.published, ip=p.host_ip)
+                for p in spec.ports
+                if p.published
+            ],
+        }
+
+    def _sidecar_parts(
+        self, spec: ServiceSpec, sidecar: Sidecar, parent: pulumi.Resource
+    ) -> tuple[docker.RemoteImage, docker.Volume | None, docker.Container | None]:
+        """What every replica's copy of ``sidecar`` shares: its image and its files."""
+        name = f"{spec.name}-{sidecar.name}"
+        image = docker.RemoteImage(
+            f"{name}-image",
+            name=sidecar.image,
+            keep_locally=True,
+            opts=pulumi.ResourceOptions(parent=parent, provider=self.provider),
+        )
+        user = _user_of(sidecar.security)
+        volume, carrier = self._config_carrier(name, spec.name, image, sidecar.files, user, parent)
+        return image, volume, carrier
+
+    def _sidecar(
+        self,
+        spec: ServiceSpec,
+        sidecar: Sidecar,
+        parts: tuple[docker.RemoteImage, docker.Volume | None, docker.Container | None],
+        service_container: str,
+        owner: docker.Container | None,
+        parent: pulumi.Resource,
+        depends_on: list[pulumi.Resource],
+    ) -> docker.Container:
+        image, volume, carrier = parts
+        name = f"{service_container}-{sidecar.name}"
+        records: dict[str, pulumi.Input[str]] = {ROLE_KEY: SIDECAR_ROLE, "aixsss.io/sidecar": sidecar.name}
+        if carrier is not None:
+            records[CONFIG_KEY] = carrier.id
+        network = self._network_args(spec) if owner is None else _joining(owner)
+        return docker.Container(
+            name,
+            _hardened(
+                name=f"{self._prefix}-{name}",
+                image=image.image_id,
+                entrypoints=sidecar.command,
+                user=_user_of(sidecar.security),
+                tmpfs={path: "rw,noexec,nosuid,size=16m" for path in sidecar.security.tmpfs},
+                memory=sidecar.resources.memory_mb,
+                memory_swap=sidecar.resources.memory_mb,
+                cpus=f"{sidecar.resources.cpu_millis / 1000:g}",
+                restart="unless-stopped",
+                must_run=True,
+                healthcheck=docker.ContainerHealthcheckArgs(
+                    tests=["CMD", *sidecar.probe_command],
+                    interval="10s",
+                    timeout="5s",
+                    retries=5,
+                    start_period="10s",
+                    start_interval="1s",
+                ),
+                # The service starts only once its sidecar works (a native sidecar's startup probe).
+                wait=True,
+                wait_timeout=120,
+                volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=CONFIG_DIR, read_only=True)]
+                if volume is not None
+                else [],
+                # Labelled with the service it serves: audits see one service, in its networks.
+                labels=_labels(spec.name, records),
+                **network,
+            ),
+            opts=self._child_opts(parent, [*depends_on, *([carrier] if carrier else [])]),
+        )
+
     def _container(
         self,
         spec: ServiceSpec,
@@ -183,16 +305,12 @@ class DockerPlatform(pulumi.ComponentResource):
         volumes: list[docker.Volume],
         mounts: list[docker.ContainerVolumeArgs],
         carrier: docker.Container | None,
-        index: int,
-        count: int,
+        name: str,
+        namespace_owner: docker.Container | None,
         parent: pulumi.Resource,
         depends_on: list[pulumi.Resource],
     ) -> docker.Container:
         security = spec.security
-        name = spec.name if count == 1 else f"{spec.name}-{index + 1}"
-        if spec.run_once:
-            # A new release (image or command) gets a new container, so the job runs again.
-            name = f"{spec.name}-{spec.release[:12]}"
         envs = pulumi.Output.all(*(pulumi.Output.concat(k, "=", v) for k, v in spec.secret_env.items())).apply(
             lambda secret: [f"{k}={v}" for k, v in spec.env.items()] + list(secret)
         )
@@ -207,7 +325,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 start_period=f"{spec.probe.start_period_seconds}s",
                 start_interval="2s",
             )
-        published = [p for p in spec.ports if p.published]
+        network = self._network_args(spec) if namespace_owner is None else _joining(namespace_owner)
         records: dict[str, pulumi.Input[str]] = {
             FLOW_KEY: json.dumps([f.describe() for f in flows_of(spec, self._specs)]),
             PORTS_KEY: ports_record(spec),
@@ -240,13 +358,12 @@ class DockerPlatform(pulumi.ComponentResource):
                 must_run=not spec.run_once,
                 logs=spec.run_once,
                 restart="no" if spec.run_once else "unless-stopped",
-                networks_advanced=[
-                    docker.ContainerNetworksAdvancedArgs(name=n.name, aliases=[spec.name])
-                    for n in self._joined(spec).values()
-                ],
-                ports=[
-                    docker.ContainerPortArgs(internal=p.port, external=p.published, ip=p.host_ip) for p in published
-                ],
+                # A container of a service with a sidecar joins the sidecar's namespace, so its
+                # networks and ports are the sidecar's (and loopback is shared with it).
+                **network,
+                # Docker's default is 10 s; a worker finishing AI jobs needs longer.
+                stop_timeout=spec.stop_grace_seconds,
+                destroy_grace_seconds=spec.stop_grace_seconds,
                 volumes=[
                     docker.ContainerVolumeArgs(volume_name=vol.name, container_path=v.path)
                     for v, vol in zip(spec.volumes, volumes, strict=True)

@@ -6,6 +6,7 @@ import json
 from typing import NotRequired, TypedDict
 
 import pulumi
+import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.core.v1 import (
     ContainerArgsDict,
@@ -13,6 +14,7 @@ from pulumi_kubernetes.core.v1 import (
     PodSpecArgsDict,
     PodTemplateSpecArgsDict,
     ProbeArgsDict,
+    SecurityContextArgsDict,
     ServicePortArgsDict,
     VolumeArgsDict,
     VolumeMountArgsDict,
@@ -27,7 +29,7 @@ from pulumi_kubernetes.networking.v1 import (
 
 from components.config import StackConfig
 from components.platforms.base import FLOW_KEY, PORTS_KEY, Placement, flows_of, ports_record
-from components.spec import ConfigFile, Probe, ServiceSpec, Zone
+from components.spec import ConfigFile, Probe, Security, ServiceSpec, Sidecar, Zone
 
 PART_OF = {"app.kubernetes.io/part-of": "aixsss", "app.kubernetes.io/managed-by": "pulumi"}
 # Egress to the internet: HTTPS only, and never to cluster-private or link-local ranges.
@@ -122,6 +124,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self._specs: dict[str, ServiceSpec] = {}
+        self._builder: docker.Provider | None = None
         self.namespace = k8s.core.v1.Namespace(
             "namespace",
             metadata={
@@ -169,6 +172,21 @@ class KubernetesPlatform(pulumi.ComponentResource):
     def dns_names(self, service: str) -> list[str]:
         ns = self.namespace_name
         return [f"{service}.{ns}.svc", service, f"{service}.{ns}", f"{service}.{ns}.svc.cluster.local", "localhost"]
+
+    def build_image(self, name: str, context: str, dockerfile: str, target: str, version: str) -> pulumi.Output[str]:
+        """Build ``target`` with the Docker daemon of the machine running Pulumi (DOCKER_HOST and
+        its `docker login` credentials), push it to app.registry, and deploy it by digest: the
+        cluster runs exactly the bytes built, whatever later happens to the tag."""
+        if self._builder is None:
+            self._builder = docker.Provider("image-builder", opts=pulumi.ResourceOptions(parent=self))
+        built = docker.Image(
+            f"{name}-build",
+            image_name=f"{self._config.app.registry}/aixsss-{name}:{version}",
+            build=docker.DockerBuildArgs(context=context, dockerfile=dockerfile, target=target, platform="linux/amd64"),
+            skip_push=False,
+            opts=pulumi.ResourceOptions(parent=self, provider=self._builder),
+        )
+        return built.repo_digest
 
     def _meta(
         self, name: str, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None
@@ -235,7 +253,16 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 {"name": k, "value_from": {"secret_key_ref": {"name": env_secret.metadata["name"], "key": k}}}
                 for k in spec.secret_env
             )
-        made += self._files(spec, parent, volumes, mounts)
+        made += self._files(spec.name, spec.name, spec.files, parent, volumes, mounts)
+        sidecar_mounts: dict[str, list[VolumeMountArgsDict]] = {}
+        for sidecar in spec.sidecars:
+            own: list[VolumeMountArgsDict] = []
+            made += self._files(f"{spec.name}-{sidecar.name}", spec.name, sidecar.files, parent, volumes, own)
+            # Its own scratch space: nothing of the app's /tmp is shared with it.
+            scratch = f"{sidecar.name}-tmp"
+            volumes.append({"name": scratch, "empty_dir": {"medium": "Memory", "size_limit": "16Mi"}})
+            own.append({"name": scratch, "mount_path": "/tmp"})
+            sidecar_mounts[sidecar.name] = own
         for path in spec.security.tmpfs:
             vol = f"tmp-{_file_key(path)}".replace("_", "-")
             volumes.append({"name": vol, "empty_dir": {"medium": "Memory", "size_limit": "64Mi"}})
@@ -265,7 +292,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
             )
             mounts.append({"name": "public-tls", "mount_path": spec.acme.mount_dir, "read_only": True})
 
-        pod = self._pod_spec(spec, env, volumes, mounts)
+        pod = self._pod_spec(spec, env, volumes, mounts, sidecar_mounts)
         template: PodTemplateSpecArgsDict = {"metadata": {"labels": _labels(spec.name)}, "spec": pod}
         workload: pulumi.Resource
         if spec.run_once:
@@ -333,33 +360,38 @@ class KubernetesPlatform(pulumi.ComponentResource):
 
     def _files(
         self,
-        spec: ServiceSpec,
+        name: str,
+        service: str,
+        files: list[ConfigFile],
         parent: pulumi.Resource,
         volumes: list[VolumeArgsDict],
         mounts: list[VolumeMountArgsDict],
     ) -> list[pulumi.Resource]:
+        """``files`` as a ConfigMap and a Secret named after ``name`` (the service, or one of
+        its sidecars), mounted file by file."""
         made: list[pulumi.Resource] = []
-        for secret, files in (
-            (False, [f for f in spec.files if not f.secret]),
-            (True, [f for f in spec.files if f.secret]),
+        for secret, chosen in (
+            (False, [f for f in files if not f.secret]),
+            (True, [f for f in files if f.secret]),
         ):
-            if not files:
+            if not chosen:
                 continue
             kind = "secret-files" if secret else "files"
-            name = f"{spec.name}-{kind}"
-            data = {_file_key(f.path): f.content for f in files}
-            meta = self._meta(name, _labels(spec.name))
+            obj_name = f"{name}-{kind}"
+            volume = obj_name if name != service else kind
+            data = {_file_key(f.path): f.content for f in chosen}
+            meta = self._meta(obj_name, _labels(service))
             if secret:
                 obj: pulumi.Resource = k8s.core.v1.Secret(
-                    name, metadata=meta, type="Opaque", string_data=data, opts=self._opts_for(parent, [])
+                    obj_name, metadata=meta, type="Opaque", string_data=data, opts=self._opts_for(parent, [])
                 )
                 # Owned by root, readable by the pod's fsGroup: what Postgres accepts for its key.
-                volumes.append({"name": kind, "secret": {"secret_name": name, "default_mode": 0o440}})
+                volumes.append({"name": volume, "secret": {"secret_name": obj_name, "default_mode": 0o440}})
             else:
-                obj = k8s.core.v1.ConfigMap(name, metadata=meta, data=data, opts=self._opts_for(parent, []))
-                volumes.append({"name": kind, "config_map": {"name": name, "default_mode": 0o444}})
+                obj = k8s.core.v1.ConfigMap(obj_name, metadata=meta, data=data, opts=self._opts_for(parent, []))
+                volumes.append({"name": volume, "config_map": {"name": obj_name, "default_mode": 0o444}})
             made.append(obj)
-            mounts += [_file_mount(kind, f) for f in files]
+            mounts += [_file_mount(volume, f) for f in chosen]
         return made
 
     def _pod_spec(
@@ -368,6 +400,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
         env: list[EnvVarArgsDict],
         volumes: list[VolumeArgsDict],
         mounts: list[VolumeMountArgsDict],
+        sidecar_mounts: dict[str, list[VolumeMountArgsDict]],
     ) -> PodSpecArgsDict:
         sec = spec.security
         uid = sec.run_as_user if sec.run_as_user not in (None, 0) else 65532
@@ -382,15 +415,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
             "volume_mounts": mounts,
             # Requests equal limits: Guaranteed QoS, the last to be evicted.
             "resources": {"requests": resources, "limits": resources},
-            "security_context": {
-                "allow_privilege_escalation": False,
-                "read_only_root_filesystem": sec.read_only_root,
-                "run_as_non_root": True,
-                "run_as_user": uid,
-                "run_as_group": gid,
-                "capabilities": {"drop": ["ALL"], "add": list(sec.cap_add) or None},
-                "seccomp_profile": {"type": "RuntimeDefault"},
-            },
+            "security_context": _container_security(sec),
         }
         if spec.command:
             container["command"] = spec.command
@@ -413,6 +438,12 @@ class KubernetesPlatform(pulumi.ComponentResource):
             "containers": [container],
             "volumes": volumes,
         }
+        if spec.sidecars:
+            # Native sidecars (Kubernetes >= 1.29): init containers that keep running; the app
+            # container starts once each one's startup probe passes, and they stop after it.
+            pod["init_containers"] = [_sidecar_container(s, sidecar_mounts[s.name]) for s in spec.sidecars]
+        if spec.stop_grace_seconds is not None:
+            pod["termination_grace_period_seconds"] = spec.stop_grace_seconds
         if spec.replicas > 1:
             pod["topology_spread_constraints"] = [
                 {
@@ -545,6 +576,36 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 )
             )
         return made
+
+
+def _container_security(sec: Security) -> SecurityContextArgsDict:
+    uid = sec.run_as_user if sec.run_as_user not in (None, 0) else 65532
+    return {
+        "allow_privilege_escalation": False,
+        "read_only_root_filesystem": sec.read_only_root,
+        "run_as_non_root": True,
+        "run_as_user": uid,
+        "run_as_group": sec.run_as_group or uid,
+        "capabilities": {"drop": ["ALL"], "add": list(sec.cap_add) or None},
+        "seccomp_profile": {"type": "RuntimeDefault"},
+    }
+
+
+def _sidecar_container(sidecar: Sidecar, mounts: list[VolumeMountArgsDict]) -> ContainerArgsDict:
+    resources = {"cpu": f"{sidecar.resources.cpu_millis}m", "memory": f"{sidecar.resources.memory_mb}Mi"}
+    listening: ProbeArgsDict = {"tcp_socket": {"port": sidecar.port}, "period_seconds": 2, "failure_threshold": 30}
+    return {
+        "name": sidecar.name,
+        "image": sidecar.image,
+        "image_pull_policy": "IfNotPresent",
+        "command": sidecar.command,
+        "restart_policy": "Always",
+        "startup_probe": listening,
+        "liveness_probe": {**listening, "period_seconds": 10, "failure_threshold": 3},
+        "volume_mounts": mounts,
+        "resources": {"requests": resources, "limits": resources},
+        "security_context": _container_security(sidecar.security),
+    }
 
 
 def _file_mount(volume: str, f: ConfigFile) -> VolumeMountArgsDict:
