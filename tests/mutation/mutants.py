@@ -230,8 +230,11 @@ MUTANTS: list[Mutant] = [
         "k-limits-unset",
         "security",
         K8S,
-        '            "volume_mounts": mounts,\n            # Requests equal limits: Guaranteed QoS, the last to be evicted.\n            "resources": {"requests": resources, "limits": resources},',
-        '            "volume_mounts": mounts,\n            # Requests equal limits: Guaranteed QoS, the last to be evicted.\n            "resources": {"requests": resources},',
+        # The app container's resources (the sidecar's have their own line).
+        "            # Requests equal limits: Guaranteed QoS, the last to be evicted.\n"
+        '            "resources": {"requests": resources, "limits": resources},',
+        "            # Requests equal limits: Guaranteed QoS, the last to be evicted.\n"
+        '            "resources": {"requests": resources},',
         "Kubernetes: no resource limits",
     ),
     Mutant(
