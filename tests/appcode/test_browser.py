@@ -41,7 +41,6 @@ from playwright.sync_api import Error as PlaywrightError
 from rendering import config_file, rendered, tool
 from servers import LOOPBACK, free_port
 
-from components.conf import web_server
 from offline.render import Rendered
 
 from .browser import (
@@ -102,9 +101,6 @@ def tools() -> Tools:
 def generated_web_conf(dev: Rendered) -> str:
     """The web server's nginx.conf as the program delivers it (``/etc/aixsss/web.conf`` of the
     web workload)."""
-    if not list((dev.out / "config").glob(f"aixsss-{STACK}-web/**/web.conf")):
-        # TEMPORARY, until the program delivers web.conf: the same renderer, its defaults.
-        return web_server.render(web_server.WebServerSettings())
     return config_file(dev, f"aixsss-{STACK}-web", "web.conf").read_text()
 
 
