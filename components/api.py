@@ -17,7 +17,15 @@ NAME = "api"
 PORT = 3001
 HEALTH_PATH = "/api/health"
 UID = 1000  # the node user of the official Node images
-DATA_SERVICES = ("postgres", "redis", "minio")
+
+
+def data_services(config: StackConfig) -> tuple[str, ...]:
+    """The stack's servers api and worker open connections to: an external object store is
+    reached over HTTPS through the egress zone, like an AI provider."""
+    bundled = config.object_store.mode == "bundled"
+    return ("postgres", "redis", "minio") if bundled else ("postgres", "redis")
+
+
 HEALTH_COMMAND = [
     "node",
     "-e",
@@ -75,7 +83,7 @@ class Api(Service):
             files=[ca_file],
             replicas=config.api.replicas,
             zones=frozenset({Zone.FRONTEND, Zone.BACKEND, Zone.EGRESS}),
-            talks_to=DATA_SERVICES,
+            talks_to=data_services(config),
             sidecars=(redis_tunnel,),
         )
         self._place(platform, spec, self.migrations.ready + depends_on)

@@ -23,13 +23,15 @@ Item = tuple[bool, str]  # ok, and the reason
 
 
 def _data(stack: AixsssStack) -> list[Service]:
-    return [stack.database, stack.cache, stack.object_store]
+    """The data services the stack runs (an external object store is not one of them)."""
+    return [s for s in (stack.database, stack.cache, stack.object_store) if s is not None]
 
 
 def _placements(stack: AixsssStack) -> list[Placement]:
     """Every placed workload, the run-once jobs too: a migration's connection to Postgres is a
     flow into a data service like any other."""
-    return [s.placement for s in stack.services] + [stack.api.migrations, stack.object_store.bootstrap]
+    jobs = [stack.api.migrations] + ([stack.object_store.bootstrap] if stack.object_store else [])
+    return [s.placement for s in stack.services] + jobs
 
 
 def _flow_text(flow: Flow) -> str:
@@ -93,6 +95,11 @@ def redis_auth_and_tls(stack: AixsssStack) -> Item:
 
 def minio_https(stack: AixsssStack) -> Item:
     store = stack.object_store
+    if store is None:
+        endpoint = stack.config.object_store.endpoint
+        # The config model accepts only https:// for an external endpoint; its certificate is
+        # checked by the clients against the public trust store.
+        return endpoint.startswith("https://"), f"external S3 endpoint {endpoint} (objectStore.mode external), HTTPS"
     args = store.spec.args or []
     certs_dir = args[args.index("--certs-dir") + 1] if "--certs-dir" in args[:-1] else None
     files = {f.path: f for f in store.spec.files}

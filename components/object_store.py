@@ -78,6 +78,8 @@ class ObjectStore(Service):
     ) -> None:
         super().__init__("ObjectStore", NAME, opts)
         s = secrets
+        root_user, root_password = s.minio_root_user, s.minio_root_password
+        assert root_user is not None and root_password is not None  # generated whenever the store is bundled
         publish = config.docker.publish_data_ports
         self.bucket = config.object_store.bucket
         host = platform.dns_names(NAME)[0]
@@ -104,7 +106,7 @@ class ObjectStore(Service):
                 CERTS_DIR,
             ],
             env={"MC_HOST_local": f"https://localhost:{API_PORT}", "MINIO_BROWSER_REDIRECT": "off"},
-            secret_env=secret_env({"MINIO_ROOT_USER": s.minio_root_user, "MINIO_ROOT_PASSWORD": s.minio_root_password}),
+            secret_env=secret_env({"MINIO_ROOT_USER": root_user, "MINIO_ROOT_PASSWORD": root_password}),
             # The console is never published; in dev only the S3 API is, on loopback.
             ports=[
                 Port(
@@ -140,8 +142,8 @@ class ObjectStore(Service):
             env={"MC_CONFIG_DIR": "/tmp/mc", "SSL_CERT_FILE": CA_PATH},
             secret_env=secret_env(
                 {
-                    "MINIO_ROOT_USER": s.minio_root_user,
-                    "MINIO_ROOT_PASSWORD": s.minio_root_password,
+                    "MINIO_ROOT_USER": root_user,
+                    "MINIO_ROOT_PASSWORD": root_password,
                     "APP_ACCESS_KEY": s.minio_app_access_key,
                     "APP_SECRET_KEY": s.minio_app_secret_key,
                 }

@@ -42,7 +42,20 @@ def export(stack: AixsssStack) -> None:
     )
     services = {s.spec.name: _service_facts(s, s.placement) for s in stack.services}
     services["api-migrate"] = _service_facts(stack.api, stack.api.migrations)
-    services["minio-bootstrap"] = _service_facts(stack.object_store, stack.object_store.bootstrap)
+    if stack.object_store is not None:
+        services["minio-bootstrap"] = _service_facts(stack.object_store, stack.object_store.bootstrap)
+    store = config.object_store
+    pulumi.export(
+        "objectStore",
+        {
+            "mode": store.mode,
+            "endpoint": stack.object_store.endpoint if stack.object_store else store.endpoint,
+            "bucket": store.bucket,
+            # The application at the deployed commit reads no S3 setting (APP.md): the store is
+            # provisioned for it, and nothing waits for it.
+            "usedByApp": False,
+        },
+    )
     pulumi.export("images", {name: facts["image"] for name, facts in services.items()})
     # Where each application image comes from: built here from app.source, or given by reference.
     pulumi.export("imageOrigins", {i.name: i.origin for i in (stack.api.image, stack.worker.image, stack.web.image)})

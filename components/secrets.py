@@ -42,8 +42,10 @@ class StackSecrets(pulumi.ComponentResource):
 
         self.postgres_password = password("postgresPassword", 32)
         self.redis_password = password("redisPassword", 32)
-        self.minio_root_user = password("minioRootUser", 16)
-        self.minio_root_password = password("minioRootPassword", 40)
+        bundled = config.object_store.mode == "bundled"
+        # An external S3 service's admin credentials are never the stack's business.
+        self.minio_root_user = password("minioRootUser", 16) if bundled else None
+        self.minio_root_password = password("minioRootPassword", 40) if bundled else None
         self.minio_app_access_key = password("minioAppAccessKey", 20, upper_only=True)
         self.minio_app_secret_key = password("minioAppSecretKey", 40)
         self.jwt_secret = password("jwtSecret", 64)
@@ -52,8 +54,11 @@ class StackSecrets(pulumi.ComponentResource):
         self.inventory: dict[str, pulumi.Output[str]] = {
             "POSTGRES_PASSWORD": self.postgres_password,
             "REDIS_PASSWORD": self.redis_password,
-            "MINIO_ROOT_USER": self.minio_root_user,
-            "MINIO_ROOT_PASSWORD": self.minio_root_password,
+            **(
+                {"MINIO_ROOT_USER": self.minio_root_user, "MINIO_ROOT_PASSWORD": self.minio_root_password}
+                if self.minio_root_user is not None and self.minio_root_password is not None
+                else {}
+            ),
             "S3_ACCESS_KEY_ID": self.minio_app_access_key,
             "S3_SECRET_ACCESS_KEY": self.minio_app_secret_key,
             "JWT_SECRET": self.jwt_secret,

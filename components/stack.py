@@ -32,7 +32,8 @@ class AixsssStack:
     certificates: list[Certificate]
     database: Database
     cache: Cache
-    object_store: ObjectStore
+    # None with objectStore.mode external: the app uses an S3 service the stack does not run.
+    object_store: ObjectStore | None
     api: Api
     worker: Worker
     web: Web
@@ -40,7 +41,16 @@ class AixsssStack:
 
     @property
     def services(self) -> list[Service]:
-        return [self.database, self.cache, self.object_store, self.api, self.worker, self.web, self.edge]
+        services: list[Service | None] = [
+            self.database,
+            self.cache,
+            self.object_store,
+            self.api,
+            self.worker,
+            self.web,
+            self.edge,
+        ]
+        return [s for s in services if s is not None]
 
 
 def make_platform(config: StackConfig) -> Platform:
@@ -63,15 +73,17 @@ def build(config: StackConfig) -> AixsssStack:
         # 127.0.0.1 lets in-container healthchecks verify the certificate too.
         return pki.issue(service, platform.dns_names(service), ["127.0.0.1"])
 
-    certs = {name: certificate(name) for name in ("postgres", "redis", "minio")}
+    data = ("postgres", "redis") if config.object_store.mode == "external" else ("postgres", "redis", "minio")
+    certs = {name: certificate(name) for name in data}
     database = Database(config, platform, secrets.postgres_password, certs["postgres"])
     cache = Cache(config, platform, secrets.redis_password, certs["redis"])
-    object_store = ObjectStore(config, platform, secrets, certs["minio"])
+    external = config.object_store.mode == "external"
+    object_store = None if external else ObjectStore(config, platform, secrets, certs["minio"])
     conn = AppConnections(
         database_url=database.url,
         redis_url=cache.url,
-        s3_endpoint=object_store.endpoint,
-        s3_bucket=object_store.bucket,
+        s3_endpoint=object_store.endpoint if object_store else config.object_store.endpoint,
+        s3_bucket=config.object_store.bucket,
         s3_region=config.object_store.region,
         s3_access_key=secrets.minio_app_access_key,
         s3_secret_key=secrets.minio_app_secret_key,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pulumi
 
-from components.api import DATA_SERVICES, UID
+from components.api import UID, data_services
 from components.app_env import AppConnections, shared_env, shared_secret_env
 from components.app_images import AppImage
 from components.config import StackConfig
@@ -53,7 +53,7 @@ class Worker(Service):
             files=[ConfigFile(CA_PATH, conn.ca_pem)],
             replicas=config.worker.replicas,
             zones=frozenset({Zone.BACKEND, Zone.EGRESS}),
-            talks_to=DATA_SERVICES,
+            talks_to=data_services(config),
             sidecars=(redis_tunnel,),
             # It finishes its active jobs on SIGTERM (APP.md); the config rule keeps this above
             # the AI timeout.

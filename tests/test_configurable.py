@@ -453,3 +453,35 @@ def test_each_workload_runs_its_configured_image() -> None:
         assert c.plain["image"] == image_ids[f"{pulled_for}-image"], c.name
     images = reveal(d.outputs)["images"]
     assert {name: images[name] for name in RUNS} == {name: IMAGES[key] for name, key in RUNS.items()}
+
+
+# --------------------------------------------------------------------------- an external object store
+
+EXTERNAL_S3 = {"objectStore.mode": "external", "objectStore.endpoint": "https://s3.eu.example.net"}
+APP_S3_KEYS = {"secrets.minioAppAccessKey": "AKIAEXTERNAL0001", "secrets.minioAppSecretKey": "s" * 40}
+
+
+@pytest.mark.parametrize("target", ["docker", "kubernetes"])
+def test_an_external_object_store_replaces_the_bundled_one(target: str) -> None:
+    d = run_program("staging", overrides={**EXTERNAL_S3, "target": target}, secret_config=APP_S3_KEYS)
+    outputs = reveal(d.outputs)
+    # No store, no bootstrap job, no certificate or root credentials for one.
+    assert not [r.name for r in d.registrations if "minio" in r.name], target
+    assert "minio" not in outputs["services"] and "minio-bootstrap" not in outputs["services"]
+    assert {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"}.isdisjoint(outputs["secretInventory"])
+    assert outputs["objectStore"] == {
+        "mode": "external",
+        "endpoint": "https://s3.eu.example.net",
+        "bucket": "aixsss",
+        "usedByApp": False,
+    }
+    env = docker_env(container(d, "api")) if target == "docker" else k8s_env(d, "api")
+    assert env["S3_ENDPOINT"] == "https://s3.eu.example.net" and env["S3_ACCESS_KEY_ID"] == "AKIAEXTERNAL0001"
+    # Reached over HTTPS through the egress zone: no flow to a stack service named minio.
+    assert outputs["services"]["api"]["talksTo"] == ["postgres", "redis"]
+    assert outputs["services"]["worker"]["talksTo"] == ["postgres", "redis"]
+    item = outputs["checklist"]["security.minioHttps"]
+    assert item == {
+        "ok": True,
+        "reason": "external S3 endpoint https://s3.eu.example.net (objectStore.mode external), HTTPS",
+    }
