@@ -4,6 +4,8 @@
 # make destroy [STACK=dev] [EXCLUDE_PROTECTED=1]   delete the stack's resources (see the notice it prints)
 # make test                            ruff, pyright + the test suite, the real-daemon tier included (root; no Pulumi CLI or cluster)
 # make test-docker                     only the real-daemon tier: dev, staging, prod on a dockerd of its own (root)
+# make test-app                        only the tests that run the real application's code (its env schemas,
+#                                      BullMQ client, SQL migrations, web build in Chromium) against what the program generates
 # make render STACK=prod [TARGET=docker|kubernetes] [SET='key=value ...'] [SHOW_SECRETS=1] [OUT=build]
 #                                      what a stack would deploy, as files in $(OUT)/<stack>/ (no Pulumi CLI)
 # make policy-venv                     the policy pack's venv (policy/venv), for POLICY=1
@@ -27,7 +29,7 @@ POLICY_ARGS = $(if $(POLICY),--policy-pack policy --policy-pack-config policy/co
 # A local file backend unless the caller chose one; state stays beside the project.
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 
-.PHONY: venv venv-dev policy-venv preflight up preview refresh destroy test test-docker lint render clean
+.PHONY: venv venv-dev policy-venv preflight up preview refresh destroy test test-docker test-app lint render clean
 
 # `test -x` keeps an existing venv as it is (others may be using it); pip then adds what is missing.
 # preflight is order-only: under `make -j` too, nothing is installed for a run that cannot start.
@@ -112,6 +114,11 @@ test: lint $(CHECKOV_VENV)/.installed
 # stand-in images built locally and cached, dev/staging/prod applied as pulumi-docker would.
 test-docker: $(DEV)
 	$(PY) -m pytest tests/realdocker
+
+# The application's own code against what the program generates (tests/appcode): its checkout is
+# AIXSSS_APP_DIR (default /work/shared/aixsss-app); built once per source hash under ~/.cache/aixsss-test.
+test-app: $(DEV)
+	$(PY) -m pytest tests/appcode
 
 render: $(DEV)
 	$(PY) -m offline.render --stack $(STACK) --out $(OUT) $(if $(TARGET),--target $(TARGET)) $(if $(SHOW_SECRETS),--show-secrets) $(foreach s,$(SET),--set $(s))

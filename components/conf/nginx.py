@@ -6,13 +6,17 @@ from dataclasses import dataclass
 
 # Vite names built assets `assets/<name>-<hash>.<ext>`; only those may be cached for a year.
 HASHED_ASSET = r"^/assets/.+-[A-Za-z0-9_-]{8,}\.(?:js|mjs|css|woff2?|ttf|svg|png|jpe?g|gif|webp|avif|ico)$"
-# Exactly what the web app loads (APP.md; checked by headless Chromium in tests/appcode): its
-# index.html links stylesheets from Google Fonts and jsDelivr (LXGW WenKai), whose fonts come from
+# What the web app loads (APP.md; headless Chromium checks it in tests/appcode): its index.html
+# links stylesheets from Google Fonts and jsDelivr (LXGW WenKai), whose fonts come from
 # fonts.gstatic.com and jsDelivr; generated images are data: URIs or provider URLs, and generated
 # videos play from provider URLs, so img-src and media-src allow https: (the providers are the
-# user's choice) but no plain http:. All API calls are same-origin (/api). Inline style
-# attributes (React) and index.html's <style> need 'unsafe-inline' for styles only; scripts
-# come from 'self' alone.
+# user's choice) but no plain http:. In the default api data mode every call is same-origin
+# (/api); a build with VITE_DATA_MODE=local calls AI providers from the browser, which
+# connect-src 'self' refuses. Inline style attributes (React) and index.html's <style> need
+# 'unsafe-inline' for styles only. One thing is refused on purpose: 'unsafe-eval'. The settings
+# dialog's structured-output check compiles a JSON Schema with ajv (new Function), so that check
+# reports "Schema compile failed"; allowing eval app-wide for one diagnostic would weaken every
+# page against injected code (README: the CSP and the app).
 CONTENT_SECURITY_POLICY = {
     "default-src": "'self'",
     "script-src": "'self'",
