@@ -64,6 +64,12 @@ def app_images(config: StackConfig, platform: Platform, project_dir: Path) -> di
             for name in APP_IMAGES
         }
     source = source_path(config, project_dir)
+    if not (source / "pnpm-workspace.yaml").is_file():
+        # A warning, not a config error: `make render` and CI previews run without the checkout.
+        pulumi.log.warn(
+            f"app.source = {config.app.source!r} is not an application checkout ({source} has no "
+            "pnpm-workspace.yaml): building api, worker and web will fail; clone the application there"
+        )
     version = f"src-{source_digest(source)[:16]}"
     images = {}
     for name in APP_IMAGES:
