@@ -21,8 +21,10 @@ from components.config.model import APP_IMAGES
 from components.platforms.base import Platform
 
 DOCKERFILE = Path(__file__).resolve().parent.parent / "images" / "app" / "Dockerfile"
-# Not part of what is built: dependencies and outputs (the Dockerfile installs and builds them
-# itself), VCS data, and local caches.
+# What the Dockerfile copies from the checkout (images/app/Dockerfile.dockerignore sends nothing
+# else), less dependencies and outputs, which it installs and builds itself: a change anywhere
+# else (docs, CI files) is no new release.
+BUILD_INPUTS = ("package.json", "pnpm-lock.yaml", "pnpm-workspace.yaml", "apps", "packages")
 _NOT_SOURCE = {"node_modules", "dist", ".git", ".turbo", "coverage", ".pnpm-store", ".vite"}
 
 
@@ -44,12 +46,16 @@ def source_digest(source: Path) -> str:
     digest = hashlib.sha256(DOCKERFILE.read_bytes() if DOCKERFILE.exists() else b"")
     if not source.is_dir():
         return "source-missing"
-    for root, dirs, files in os.walk(source):
-        dirs[:] = sorted(d for d in dirs if d not in _NOT_SOURCE)
-        for name in sorted(files):
-            path = Path(root, name)
-            digest.update(str(path.relative_to(source)).encode() + b"\0")
-            digest.update(path.read_bytes() if path.is_file() else b"")
+    paths: list[Path] = []
+    for top in BUILD_INPUTS:
+        if (source / top).is_file():
+            paths.append(source / top)
+        for root, dirs, files in os.walk(source / top):
+            dirs[:] = sorted(d for d in dirs if d not in _NOT_SOURCE)
+            paths += [Path(root, name) for name in sorted(files)]
+    for path in paths:
+        digest.update(str(path.relative_to(source)).encode() + b"\0")
+        digest.update(path.read_bytes() if path.is_file() else b"")
     return digest.hexdigest()
 
 
@@ -65,7 +71,9 @@ def app_images(config: StackConfig, platform: Platform, project_dir: Path) -> di
         }
     source = source_path(config, project_dir)
     if not (source / "pnpm-workspace.yaml").is_file():
-        # A warning, not a config error: `make render` and CI previews run without the checkout.
+        # A warning, not a config error: `make render` runs without the checkout. A real
+        # `pulumi preview` needs it (pulumi-docker hashes the build context when it checks the
+        # Image), so the CI workflows check the application out beside this repository.
         pulumi.log.warn(
             f"app.source = {config.app.source!r} is not an application checkout ({source} has no "
             "pnpm-workspace.yaml): building api, worker and web will fail; clone the application there"

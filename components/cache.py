@@ -84,7 +84,9 @@ class Cache(Service):
             name=TUNNEL,
             image=config.images.edge,
             command=["nginx", "-c", TUNNEL_CONF, "-g", "daemon off;"],
-            resources=config.cache.model_copy(update={"cpu_millis": 100, "memory_mb": 32}),
+            # nginx with one worker needs ~10 MB; the headroom keeps the tunnel clear of the OOM
+            # killer, because on Docker its restart would strand the app (README: Docker).
+            resources=config.cache.model_copy(update={"cpu_millis": 100, "memory_mb": 64}),
             security=Security(run_as_user=TUNNEL_UID, run_as_group=TUNNEL_UID),
             files=[
                 ConfigFile(
@@ -113,6 +115,7 @@ class Cache(Service):
                 f"exec 3<>/dev/tcp/127.0.0.1/{TUNNEL_PORT} && printf 'PING\\r\\n' >&3 && "
                 "IFS= read -r -t 3 reply <&3 && [[ $reply == -NOAUTH* ]]",
             ],
+            alive_command=["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{TUNNEL_PORT}"],
         )
         # What api and worker are given: the tunnel on their own loopback, in plain text. The app
         # reads the password with WHATWG URL and does not decode it, so the config only accepts

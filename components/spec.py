@@ -148,10 +148,13 @@ class Sidecar:
     resources: Resources
     security: Security
     files: list[ConfigFile]
-    # The loopback port it listens on: Kubernetes' startup and liveness check (TCP, no tool).
+    # The loopback port it listens on (outputs; the checks below connect to it).
     port: int
-    # Docker's health check (a command): it gates the service's start there.
+    # Works end to end: Docker's health check and Kubernetes' startup probe, which gate the
+    # service's start. Commands, because a Kubernetes TCP probe dials the pod IP, never loopback.
     probe_command: list[str]
+    # Still listening: Kubernetes' liveness probe (restarting the tunnel cannot fix its server).
+    alive_command: list[str]
 
 
 @dataclass(frozen=True)

@@ -121,12 +121,12 @@ class EngineLikeMocks(mocks.Mocks):
             state["imageId"] = f"sha256:{secrets.token_hex(32)}"
             state["repoDigest"] = f"{plain['name']}@sha256:{secrets.token_hex(32)}"
         elif typ == "docker:index/image:Image":
-            # pulumi-docker's Image (provider/image.go dockerBuild): imageName as given; after a
-            # push, repoDigest is the pushed `repository@sha256:` (no tag); none with skipPush.
+            # pulumi-docker's Image (provider/image.go): imageName as given; after a push,
+            # repoDigest is the pushed `repository@sha256:` (no tag); with skipPush, the image id.
             state["baseImageName"] = plain["imageName"]
-            if not plain.get("skipPush"):
-                repository = plain["imageName"].rsplit(":", 1)[0]
-                state["repoDigest"] = f"{repository}@sha256:{hashlib.sha256(plain['imageName'].encode()).hexdigest()}"
+            digest = hashlib.sha256(plain["imageName"].encode()).hexdigest()
+            repository = plain["imageName"].rsplit(":", 1)[0]
+            state["repoDigest"] = f"sha256:{digest}" if plain.get("skipPush") else f"{repository}@sha256:{digest}"
             return plain["imageName"], state
         return f"{args.name}-id", state
 

@@ -35,6 +35,7 @@ def test_docker_builds_the_three_targets_on_its_host_by_source_tag(tmp_path: Pat
         assert args["build"]["target"] == name and args["build"]["context"] == str(app)
         assert args["build"]["dockerfile"].endswith("images/app/Dockerfile")
         assert args["skipPush"] is True  # built where it runs; no registry involved
+        assert args["build"]["platform"] == "linux/amd64"  # the host's, not the machine running Pulumi
         repository, tag = args["imageName"].rsplit(":", 1)
         assert repository == f"aixsss-dev/aixsss-{name}" and tag.startswith("src-")
         tags.add(tag)
@@ -48,6 +49,8 @@ def test_docker_builds_the_three_targets_on_its_host_by_source_tag(tmp_path: Pat
 
 def test_a_source_change_is_a_new_tag_and_a_new_migration_release(tmp_path: Path) -> None:
     app = checkout(tmp_path)
+    (app / "docs").mkdir()
+    (app / "docs/notes.md").write_text("v1")
 
     def version_and_job() -> tuple[str, str]:
         d = run_program("dev", overrides={"app.source": str(app)})
@@ -55,7 +58,8 @@ def test_a_source_change_is_a_new_tag_and_a_new_migration_release(tmp_path: Path
         return builds(d)["api"]["imageName"], job
 
     first = version_and_job()
-    (app / "node_modules/x/index.js").write_text("2")  # not source: same version
+    (app / "node_modules/x/index.js").write_text("2")  # not built: same version
+    (app / "docs/notes.md").write_text("v2")  # not copied by the Dockerfile: same version
     assert version_and_job() == first
     (app / "apps/api/src/main.ts").write_text("console.log('v2')\n")
     second = version_and_job()
@@ -64,10 +68,11 @@ def test_a_source_change_is_a_new_tag_and_a_new_migration_release(tmp_path: Path
 
 def test_kubernetes_pushes_and_deploys_by_digest(tmp_path: Path) -> None:
     app = checkout(tmp_path)
-    d = run_program("staging", overrides={"app.source": str(app), "app.registry": "registry.example.com/team"})
+    overrides = {"app.source": str(app), "app.registry": "registry.example.com/team", "app.platform": "linux/arm64"}
+    d = run_program("staging", overrides=overrides)
     built = builds(d)
     for name, args in built.items():
-        assert args["skipPush"] is False
+        assert args["skipPush"] is False and args["build"]["platform"] == "linux/arm64"
         assert args["imageName"].startswith(f"registry.example.com/team/aixsss-{name}:src-")
     images = reveal(d.outputs)["images"]
     for name in ("api", "api-migrate", "worker", "web"):

@@ -515,6 +515,11 @@ def test_kubernetes_needs_a_registry_for_built_images() -> None:
     accepted({"app.source": "../aixsss", "target": "kubernetes", "app.registry": "registry.example.com/team"})
     accepted({"app.source": "../aixsss", "target": "docker"})  # built on the Docker host itself
     refused({"app.registry": "Registry.example.com/Team:1"}, "app.registry", "no tag")
+    # pulumi-docker pushes only fully qualified names: a registry host comes first.
+    refused({"app.registry": "team"}, "app.registry", "a registry host")
+    accepted({"app.registry": "docker.io/team"})
+    accepted({"app.registry": "localhost:5000/aixsss"})
+    refused({"app.platform": "linux/riscv64"}, "app.platform", "linux/amd64")
 
 
 def test_worker_grace_outlasts_its_longest_ai_call() -> None:
@@ -540,6 +545,10 @@ def test_an_external_object_store_needs_an_https_endpoint() -> None:
     )
     accepted({"objectStore.mode": "external", "objectStore.endpoint": "https://s3.example.com"})
     refused({"objectStore.mode": "s3"}, "objectStore.mode", "bundled")
+    # On Kubernetes the pods' egress policy opens 443 to public addresses only.
+    on_port = {"objectStore.mode": "external", "objectStore.endpoint": "https://s3.example.com:9000"}
+    refused({**on_port, "target": "kubernetes"}, "objectStore.endpoint", "an endpoint on port 443 on Kubernetes")
+    accepted(on_port)  # Docker: egress routes anywhere
 
 
 def test_an_external_object_store_needs_the_apps_credentials_supplied() -> None:

@@ -841,3 +841,24 @@ def test_docker_volumes_are_handed_to_the_service_user() -> None:
         service_volumes = {v["volumeName"] for v in container(d, name).plain["volumes"] if not v.get("readOnly")}
         assert {v["volumeName"] for v in chown["volumes"]} == service_volumes, name
         assert d.depends_on(container(d, name), container(d, f"{name}-volume-owner")), name
+
+
+def test_kubernetes_tunnel_probes_run_inside_the_pod() -> None:
+    # A TCP probe dials the pod IP; the tunnel listens on 127.0.0.1 only, so its probes are
+    # commands: the startup probe (which holds the app back) needs Redis's answer through it.
+    d = deployed("prod", "kubernetes")
+    for name in ("api", "worker"):
+        (sidecar,) = pod_spec(d, name)["initContainers"]
+        assert sidecar["restartPolicy"] == "Always"
+        startup, liveness = sidecar["startupProbe"], sidecar["livenessProbe"]
+        assert "tcpSocket" not in startup and "tcpSocket" not in liveness
+        assert startup["exec"]["command"] == DOCKER_HEALTHCHECKS["api-redis-tls"][1:]
+        assert liveness["exec"]["command"] == ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/6379"]
+
+
+def test_an_image_pull_secret_reaches_every_pod() -> None:
+    d = run_program("staging", overrides={"kubernetes.imagePullSecret": "registry-creds"})
+    for reg in d.registrations:
+        if reg.type in WORKLOADS:
+            spec = reg.plain["spec"]["template"]["spec"]
+            assert spec["imagePullSecrets"] == [{"name": "registry-creds"}], reg.name

@@ -146,3 +146,18 @@ def test_the_checkov_step_writes_the_sarif_file_the_upload_reads(tmp_path: Path)
     assert done.returncode == 0, done.stdout[-3000:]
     report = json.loads((tmp_path / sarif).read_text())
     assert report["version"] == "2.1.0" and report["runs"][0]["results"] == []
+
+
+def test_preview_and_deploy_check_out_the_application_the_stacks_build_from() -> None:
+    # Every stack file builds from app.source ../aixsss, and pulumi-docker hashes that build
+    # context even in a preview: both workflows must put a pinned checkout there.
+    action = yaml.safe_load((ROOT / ".github/actions/setup/action.yml").read_text())
+    checkout = next(s for s in action["runs"]["steps"] if s.get("with", {}).get("repository") == "leonaiuv/aixsss")
+    assert checkout["with"]["ref"] == "${{ inputs.app-ref }}"
+    link = next(s for s in action["runs"]["steps"] if "../aixsss" in s.get("run", ""))
+    assert link["if"] == checkout["if"] == "inputs.app-ref != ''"
+    for name in ("preview.yml", "deploy.yml"):
+        setup = next(s for s in steps(load(name)) if s.get("uses") == "./.github/actions/setup")
+        assert setup["with"]["app-ref"] == "${{ vars.AIXSSS_APP_REF }}", name
+    login = next(s for s in steps(load("deploy.yml")) if str(s.get("uses", "")).startswith("docker/login-action@"))
+    assert login["with"]["password"] == "${{ secrets.APP_REGISTRY_PASSWORD }}"

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -288,8 +289,13 @@ _REPOSITORY_PREFIX = re.compile(rf"^{_REGISTRY}?{_PATH_COMPONENT}(?:/{_PATH_COMP
 
 
 def _registry(value: str) -> str:
-    if value and not _REPOSITORY_PREFIX.match(value):
-        raise ValueError("a registry and repository prefix such as registry.example.com/team (no tag)")
+    host = value.split("/", 1)[0]
+    # pulumi-docker pushes only fully qualified names (reference.ParseNamed): a registry host first.
+    qualified = "/" in value and ("." in host or ":" in host or host == "localhost")
+    if value and not (_REPOSITORY_PREFIX.match(value) and qualified):
+        raise ValueError(
+            "a registry host and repository prefix such as registry.example.com/team or docker.io/team (no tag)"
+        )
     return value
 
 
@@ -302,6 +308,9 @@ class AppSettings(Section):
     # Where built images are pushed for Kubernetes, e.g. registry.example.com/team; pods pull them
     # by digest. On Docker the images are built on the host that runs them and never pushed.
     registry: Annotated[str, AfterValidator(_registry)] = ""
+    # The platform the images are built for: the Docker host's or the cluster nodes', not the
+    # machine running Pulumi (a laptop may be arm64, the servers amd64).
+    platform: Literal["linux/amd64", "linux/arm64"] = "linux/amd64"
 
     def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
         if self.source and stack.target is Target.KUBERNETES and not self.registry:
@@ -343,6 +352,8 @@ class KubernetesSettings(Section):
     exposure: Literal["gateway", "loadBalancer"] = "loadBalancer"
     gateway_name: DnsSubdomain = ""
     gateway_namespace: DnsLabel = ""
+    # A kubernetes.io/dockerconfigjson Secret in the namespace, for a private app.registry.
+    image_pull_secret: DnsSubdomain = ""
 
     def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
         if stack.target is Target.KUBERNETES and self.exposure == "gateway" and not self.gateway_name:
@@ -425,6 +436,15 @@ class ObjectStoreSettings(Resources):
                 "",
                 "the https:// endpoint of your S3 service when objectStore.mode is external",
                 (f"{prefix}.mode",),
+            )
+        port = urlsplit(self.endpoint).port if self.endpoint else None
+        if self.mode == "external" and stack.target is Target.KUBERNETES and port not in (None, 443):
+            yield RuleViolation(
+                f"{prefix}.endpoint",
+                self.endpoint,
+                "an endpoint on port 443 on Kubernetes: the pods' egress policy opens HTTPS on 443 to public "
+                "addresses only (README: object store)",
+                (f"{prefix}.mode", "target"),
             )
         if self.mode == "bundled" and self.endpoint:
             yield RuleViolation(

@@ -119,11 +119,14 @@ class DockerPlatform(pulumi.ComponentResource):
     def build_image(self, name: str, context: str, dockerfile: str, target: str, version: str) -> pulumi.Output[str]:
         """Build ``target`` on the Docker host that runs the stack, which needs no registry; the tag
         carries the source's version, so new sources are a new reference and replace the containers
-        that use it (pulumi-docker: imageName alone would not, repoDigest exists only after a push)."""
+        that use it (a rebuilt image under an unchanged name would not: pulumi-docker's Image is
+        identified by its name). The image stays on the host; pulumi-docker never deletes it."""
         built = docker.Image(
             f"{name}-build",
             image_name=f"{self._prefix}/aixsss-{name}:{version}",
-            build=docker.DockerBuildArgs(context=context, dockerfile=dockerfile, target=target),
+            build=docker.DockerBuildArgs(
+                context=context, dockerfile=dockerfile, target=target, platform=self._config.app.platform
+            ),
             skip_push=True,
             opts=self._opts,
         )

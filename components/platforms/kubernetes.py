@@ -182,7 +182,9 @@ class KubernetesPlatform(pulumi.ComponentResource):
         built = docker.Image(
             f"{name}-build",
             image_name=f"{self._config.app.registry}/aixsss-{name}:{version}",
-            build=docker.DockerBuildArgs(context=context, dockerfile=dockerfile, target=target, platform="linux/amd64"),
+            build=docker.DockerBuildArgs(
+                context=context, dockerfile=dockerfile, target=target, platform=self._config.app.platform
+            ),
             skip_push=False,
             opts=pulumi.ResourceOptions(parent=self, provider=self._builder),
         )
@@ -438,6 +440,8 @@ class KubernetesPlatform(pulumi.ComponentResource):
             "containers": [container],
             "volumes": volumes,
         }
+        if self._config.kubernetes.image_pull_secret:
+            pod["image_pull_secrets"] = [{"name": self._config.kubernetes.image_pull_secret}]
         if spec.sidecars:
             # Native sidecars (Kubernetes >= 1.29): init containers that keep running; the app
             # container starts once each one's startup probe passes, and they stop after it.
@@ -593,15 +597,27 @@ def _container_security(sec: Security) -> SecurityContextArgsDict:
 
 def _sidecar_container(sidecar: Sidecar, mounts: list[VolumeMountArgsDict]) -> ContainerArgsDict:
     resources = {"cpu": f"{sidecar.resources.cpu_millis}m", "memory": f"{sidecar.resources.memory_mb}Mi"}
-    listening: ProbeArgsDict = {"tcp_socket": {"port": sidecar.port}, "period_seconds": 2, "failure_threshold": 30}
+    # Commands: a TCP probe dials the pod IP, and the tunnel listens on loopback only.
+    working: ProbeArgsDict = {
+        "exec_": {"command": sidecar.probe_command},
+        "period_seconds": 2,
+        "timeout_seconds": 5,
+        "failure_threshold": 60,
+    }
+    listening: ProbeArgsDict = {
+        "exec_": {"command": sidecar.alive_command},
+        "period_seconds": 10,
+        "timeout_seconds": 5,
+        "failure_threshold": 3,
+    }
     return {
         "name": sidecar.name,
         "image": sidecar.image,
         "image_pull_policy": "IfNotPresent",
         "command": sidecar.command,
         "restart_policy": "Always",
-        "startup_probe": listening,
-        "liveness_probe": {**listening, "period_seconds": 10, "failure_threshold": 3},
+        "startup_probe": working,
+        "liveness_probe": listening,
         "volume_mounts": mounts,
         "resources": {"requests": resources, "limits": resources},
         "security_context": _container_security(sidecar.security),
