@@ -19,6 +19,9 @@ class PostgresSettings:
     database: str = "aixsss"
     user: str = "aixsss"
     unix_socket_dir: str = "/var/run/postgresql"
+    # Extra postgresql.conf lines for WAL archiving and recovery (pgbackrest.archive_lines);
+    # empty: no archiving, and the file is exactly what it was before backups existed.
+    archive: tuple[str, ...] = ()
 
 
 def render_conf(s: PostgresSettings) -> str:
@@ -38,6 +41,7 @@ def render_conf(s: PostgresSettings) -> str:
             "ssl_min_protocol_version = 'TLSv1.2'",
             "log_connections = on",
             "log_disconnections = on",
+            *s.archive,
             "",
         ]
     )
