@@ -1,6 +1,7 @@
-"""The application images' Dockerfile (images/app/Dockerfile): hadolint and checkov find nothing, each
-inline exception carries its reason, both judges catch a weakened file, and the final targets keep
-the runtime contract the program relies on (users, ports, commands, paths)."""
+"""The application images' Dockerfile (images/app/Dockerfile) and the PostgreSQL image's
+(images/postgres/Dockerfile): hadolint and checkov find nothing in either, each inline exception
+carries its reason, both judges catch a weakened file, and the final targets keep the runtime
+contract the program relies on (users, ports, commands, paths)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from components.config.model import ApiSettings
 from offline.engine import ROOT
 
 DOCKERFILE = ROOT / "images" / "app" / "Dockerfile"
+POSTGRES_DOCKERFILE = ROOT / "images" / "postgres" / "Dockerfile"
+# Every Dockerfile both judges read, with the least number of checkov checks it must pass.
+DOCKERFILES = {DOCKERFILE: 100, POSTGRES_DOCKERFILE: 30}
 TARGETS = ("api", "worker", "web")
 
 
@@ -83,21 +87,24 @@ def checkov(path: Path, cwd: Path) -> dict:
     return report
 
 
-def test_hadolint_finds_nothing() -> None:
-    assert hadolint(DOCKERFILE) == []
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_hadolint_finds_nothing(dockerfile: Path) -> None:
+    assert hadolint(dockerfile) == []
 
 
-def test_checkov_finds_nothing(tmp_path: Path) -> None:
-    report = checkov(DOCKERFILE, tmp_path)
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_checkov_finds_nothing(dockerfile: Path, tmp_path: Path) -> None:
+    report = checkov(dockerfile, tmp_path)
     assert report["results"]["failed_checks"] == []
-    assert report["summary"]["passed"] > 100
+    assert report["summary"]["passed"] > DOCKERFILES[dockerfile]
     # Only the checks skipped inline in the file (each with its reason, below).
     skipped = {c["check_id"] for c in report["results"].get("skipped_checks", [])}
-    assert skipped == set(re.findall(r"checkov:skip=(CKV_\w+)", DOCKERFILE.read_text()))
+    assert skipped == set(re.findall(r"checkov:skip=(CKV_\w+)", dockerfile.read_text()))
 
 
-def test_each_inline_exception_carries_its_reason() -> None:
-    lines = DOCKERFILE.read_text().splitlines()
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_each_inline_exception_carries_its_reason(dockerfile: Path) -> None:
+    lines = dockerfile.read_text().splitlines()
     for number, line in enumerate(lines):
         for rule in re.findall(r"hadolint ignore=([\w,]+)", line):
             # The reason is the comment right above, naming each ignored rule.
@@ -165,3 +172,24 @@ def test_each_target_keeps_the_runtime_contract(target: str) -> None:
         assert any(c.endswith(" ./prisma") for c in copies)
         for name in ("CHECKPOINT_DISABLE=1", "PRISMA_HIDE_UPDATE_MESSAGE=1", "PRISMA_SCHEMA_ENGINE_BINARY=/opt/"):
             assert name in env
+
+
+def test_the_postgres_image_is_the_official_one_plus_pinned_pgbackrest_only() -> None:
+    """One base (the official image, exact version and digest), one package from PGDG at an exact
+    version, the image's own entrypoint and command kept, its postgres user (999) last."""
+    from components import database
+
+    text = POSTGRES_DOCKERFILE.read_text()
+    steps = instructions(text)
+    base = re.search(r"^ARG POSTGRES_IMAGE=(\S+)$", text, re.MULTILINE)
+    assert base and re.fullmatch(r"postgres:16\.\d+-bookworm@sha256:[0-9a-f]{64}", base.group(1))
+    assert [rest for word, rest in steps if word == "FROM"] == ["${POSTGRES_IMAGE}"]
+    assert re.search(r"^ARG PGBACKREST_VERSION=\d+\.\d+(\.\d+)?-\d+\.pgdg12\+\d+$", text, re.MULTILINE)
+    installs = [rest for word, rest in steps if word == "RUN" and "apt-get install" in rest]
+    assert len(installs) == 1
+    packages = installs[0].split("--no-install-recommends", 1)[1].split(";", 1)[0].split()
+    assert packages == ['"pgbackrest=${PGBACKREST_VERSION}"']
+    assert last(steps, "USER") == f"{database.UID}:{database.UID}"
+    words = {word for word, _ in steps}
+    # The official entrypoint, CMD, STOPSIGNAL and volume stay; no file, env or secret is added.
+    assert not words & {"ENTRYPOINT", "CMD", "STOPSIGNAL", "VOLUME", "ENV", "COPY", "ADD"}
