@@ -28,8 +28,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Where the image reads the file by default (pgBackRest's compiled-in config path).
-CONFIG_PATH = "/etc/pgbackrest/pgbackrest.conf"
+# The program's files are in one read-only volume at /etc/aixsss (the Docker platform's config
+# volume), not at pgBackRest's compiled-in /etc/pgbackrest/pgbackrest.conf: every pgBackRest
+# process (archive_command under postgres, backups, restores) finds it through ENV_CONFIG.
+CONFIG_PATH = "/etc/aixsss/pgbackrest.conf"
+ENV_CONFIG = "PGBACKREST_CONFIG"
 ENV_KEY = "PGBACKREST_REPO1_S3_KEY"
 ENV_KEY_SECRET = "PGBACKREST_REPO1_S3_KEY_SECRET"
 # libpq's own variable: pgBackRest connects through libpq (check, backup, stanza-create).
@@ -83,6 +86,10 @@ def render(s: PgBackRestSettings) -> str:
             f"compress-type={s.compress_type}",
             f"process-max={s.process_max}",
             "archive-async=y",
+            # Each backup also holds the WAL that makes it consistent: restorable with no
+            # archive at all (the restore drill starts it on no network), and a damaged archive
+            # cannot make the newest backup useless.
+            "archive-copy=y",
             f"spool-path={s.spool_path}",
             f"lock-path={s.lock_path}",
             "# Read-only root filesystem: log to the console (the container's log) only.",

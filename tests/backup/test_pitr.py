@@ -22,6 +22,9 @@ from components.conf import pgbackrest
 from .conftest import PG_USER, SETTINGS, Cluster
 
 N, M, K, D, E = 1000, 500, 250, 300, 100  # rows per batch
+# scripts/restore-drill.sh restores with these options (tests/backup/test_restore_drill.py checks).
+DRILL_RESTORE = ("--type=immediate", "--target-action=promote", "--archive-mode=off",
+                 "--recovery-option=restore_command=/bin/false")  # fmt: skip
 
 
 def insert(cluster: Cluster, batch: str, rows: int) -> None:
@@ -93,8 +96,15 @@ def test_point_in_time_then_latest_restore(cluster: Cluster) -> None:
 
         insert(cluster, "m", M)
         switch_and_wait_archived(cluster)
-        with cluster.connect() as conn:
-            target: datetime.datetime = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+        # pgBackRest picks the newest backup whose stop time, in whole seconds, is before the
+        # target: the target is at least a second past it.
+        stop = info(cluster)["backup"][-1]["timestamp"]["stop"]
+        while True:
+            with cluster.connect() as conn:
+                target: datetime.datetime = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+            if int(target.timestamp()) > stop:
+                break
+            time.sleep(0.2)
         # Commit timestamps on either side of the target are at least this far apart.
         time.sleep(0.5)
         insert(cluster, "k", K)
@@ -131,6 +141,21 @@ def test_point_in_time_then_latest_restore(cluster: Cluster) -> None:
     with cluster.running():
         wait_promoted(cluster)
         assert counts(cluster) == committed
+
+    # The restore drill's way (scripts/restore-drill.sh): the newest backup alone into a scratch
+    # directory, consistent from the WAL the backup holds (archive-copy), recovered with no
+    # repository at all and never archiving into it: the state at the differential backup.
+    scratch = cluster.work / "pgdata-drill"
+    scratch.mkdir(mode=0o700)
+    give_to(PG_USER, scratch)
+    cluster.backrest(f"--pg1-path={scratch}", *DRILL_RESTORE, "restore")
+    requests_before = cluster.store.log.read_text().count('"')
+    with cluster.running(scratch):
+        wait_promoted(cluster)
+        assert counts(cluster) == {"n": N, "m": M, "d": D}
+        with cluster.connect() as conn:
+            assert conn.execute("SHOW archive_mode").fetchone() == ("off",)
+    assert cluster.store.log.read_text().count('"') == requests_before, "the drill's recovery reached the store"
 
     backups = info(cluster)["backup"]
     assert [b["type"] for b in backups] == ["full", "diff"]
