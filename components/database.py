@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pulumi
 
 from components.conf import postgres
@@ -10,13 +12,35 @@ from components.config import StackConfig
 from components.pki import Certificate
 from components.platforms.base import Platform
 from components.service import CA_PATH, TLS_DIR, Service
-from components.spec import ConfigFile, Port, Probe, Security, ServiceSpec, Volume, secret_env
+from components.spec import (
+    ClusterBackup,
+    ClusterRestore,
+    ConfigFile,
+    Port,
+    PostgresCluster,
+    Probe,
+    Security,
+    ServiceSpec,
+    Volume,
+    secret_env,
+)
 
 NAME = "postgres"
 DATABASE = "aixsss"
 USER = "aixsss"
 PORT = 5432
 UID = 999  # the image's postgres user
+# CloudNativePG's Services: the primary (clients), any instance, the standbys.
+CLUSTER_SERVICES = (f"{NAME}-rw", f"{NAME}-r", f"{NAME}-ro")
+
+
+def certificate_names(platform: Platform) -> list[str]:
+    """Every name a client may reach PostgreSQL by: the service, or a cluster's Services."""
+    services = CLUSTER_SERVICES if platform.runs_postgres_clusters else (NAME,)
+    names: list[str] = []
+    for service in services:
+        names += [n for n in platform.dns_names(service) if n not in names]
+    return names
 
 
 class Database(Service):
@@ -29,9 +53,11 @@ class Database(Service):
         platform: Platform,
         password: pulumi.Output[str],
         certificate: Certificate,
+        backup: ClusterBackup | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("Database", NAME, opts)
+        self.backup = backup if platform.runs_postgres_clusters else None
         settings = postgres.PostgresSettings(
             cert_path=f"{TLS_DIR}/server.crt",
             key_path=f"{TLS_DIR}/server.key",
@@ -69,6 +95,8 @@ class Database(Service):
                 )
             ],
             volumes=[Volume("data", "/var/lib/postgresql/data", config.database.storage_gb)],
+            # WAL and base backups go to the bundled store's backups bucket (a declared flow).
+            talks_to=(backup.store_service,) if self.backup and backup and backup.store_service else (),
             files=[
                 ConfigFile("/etc/aixsss/postgresql.conf", self.postgresql_conf),
                 ConfigFile(settings.hba_path, self.pg_hba_conf),
@@ -78,8 +106,10 @@ class Database(Service):
                 ConfigFile(settings.key_path, certificate.key_pem, secret=True, mode=0o600, owner=UID),
             ],
         )
+        if platform.runs_postgres_clusters:
+            spec = dataclasses.replace(spec, cluster=self._cluster(config, password, certificate))
         self._place(platform, spec, [])
-        host = platform.dns_names(NAME)[0]
+        host = platform.dns_names(CLUSTER_SERVICES[0] if platform.runs_postgres_clusters else NAME)[0]
         # Prisma's TLS dialect: sslcert is the CA that must have signed the server certificate.
         # connection_limit caps each process's pool so the stack fits max_connections (a config
         # rule checks the sum); Prisma percent-decodes the password, so any character is safe.
@@ -92,4 +122,37 @@ class Database(Service):
                 pulumi.Output.from_input(password).apply(url_quote),
                 f"@{host}:{PORT}/{DATABASE}?{query}",
             )
+        )
+
+    def _cluster(self, config: StackConfig, password: pulumi.Output[str], certificate: Certificate) -> PostgresCluster:
+        """The same database as a CloudNativePG cluster: the operator writes postgresql.conf and
+        pg_hba.conf itself, so the settings travel as parameters and extra pg_hba lines."""
+        db = config.database
+        restore = None
+        if config.backup.restore_from:
+            restore = ClusterRestore(config.backup.restore_from, config.backup.restore_target_time)
+        return PostgresCluster(
+            image=config.images.postgres_cluster,
+            instances=db.instances,
+            synchronous_replicas=db.synchronous_replicas,
+            database=DATABASE,
+            owner=USER,
+            password=password,
+            server_cert_pem=certificate.cert_pem,
+            server_key_pem=certificate.key_pem,
+            ca_pem=certificate.ca_pem,
+            parameters={
+                "max_connections": str(db.max_connections),
+                "shared_buffers": f"{db.shared_buffers_mb}MB",
+                "ssl_min_protocol_version": "TLSv1.2",
+                "password_encryption": "scram-sha-256",
+                "log_connections": "on",
+                "log_disconnections": "on",
+            },
+            # Before the operator's own rules: the application's user over TLS only; any other
+            # connection without TLS is refused (replication uses TLS client certificates).
+            pg_hba=(f"hostssl {DATABASE} {USER} all scram-sha-256", "hostnossl all all all reject"),
+            storage_gb=db.storage_gb,
+            backup=self.backup,
+            restore=restore,
         )

@@ -48,6 +48,9 @@ class StackSecrets(pulumi.ComponentResource):
         self.minio_root_password = password("minioRootPassword", 40) if bundled else None
         self.minio_app_access_key = password("minioAppAccessKey", 20, upper_only=True)
         self.minio_app_secret_key = password("minioAppSecretKey", 40)
+        # The backups' own S3 user: the app's keys cannot reach the backups bucket.
+        self.backup_access_key = password("backupAccessKey", 20, upper_only=True)
+        self.backup_secret_key = password("backupSecretKey", 40)
         self.jwt_secret = password("jwtSecret", 64)
         self.api_key_encryption_key = self._encryption_key(config)
 
@@ -61,6 +64,8 @@ class StackSecrets(pulumi.ComponentResource):
             ),
             "S3_ACCESS_KEY_ID": self.minio_app_access_key,
             "S3_SECRET_ACCESS_KEY": self.minio_app_secret_key,
+            "BACKUP_S3_ACCESS_KEY_ID": self.backup_access_key,
+            "BACKUP_S3_SECRET_ACCESS_KEY": self.backup_secret_key,
             "JWT_SECRET": self.jwt_secret,
             "API_KEY_ENCRYPTION_KEY": self.api_key_encryption_key,
         }

@@ -158,6 +158,54 @@ class Sidecar:
 
 
 @dataclass(frozen=True)
+class ClusterBackup:
+    """Continuous WAL archiving and scheduled base backups to an S3 bucket."""
+
+    endpoint: str  # https://host[:port]
+    bucket: str
+    # The folder of this cluster's backups in the bucket (a restored cluster writes a new one).
+    server_name: str
+    access_key: pulumi.Output[str]
+    secret_key: pulumi.Output[str]
+    # The CA of the endpoint's certificate (the stack's own store); None: the public trust store.
+    ca_pem: pulumi.Input[str] | None
+    # The stack service that is the endpoint (a flow to it), or None for an external one.
+    store_service: str | None
+    schedule: str  # six-field cron, seconds first (CloudNativePG ScheduledBackup)
+    retention: str  # e.g. "14d"
+
+
+@dataclass(frozen=True)
+class ClusterRestore:
+    """Bootstrap from another cluster's backups instead of an empty database."""
+
+    server_name: str
+    target_time: str  # RFC 3339; empty: replay everything archived
+
+
+@dataclass(frozen=True)
+class PostgresCluster:
+    """PostgreSQL run by an established operator where the platform has one (Kubernetes:
+    CloudNativePG: replicas, failover, TLS, backups). A platform without one runs the spec's
+    container as it is (Docker: one host, one instance)."""
+
+    image: str  # the operator's PostgreSQL image
+    instances: int
+    synchronous_replicas: int
+    database: str
+    owner: str
+    password: pulumi.Output[str]
+    server_cert_pem: pulumi.Input[str]
+    server_key_pem: pulumi.Input[str]
+    ca_pem: pulumi.Input[str]
+    parameters: dict[str, str]
+    pg_hba: tuple[str, ...]
+    storage_gb: int
+    backup: ClusterBackup | None
+    restore: ClusterRestore | None
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     image: pulumi.Input[str]
@@ -181,6 +229,8 @@ class ServiceSpec:
     release: str = ""
     acme: AcmeCertificate | None = None
     sidecars: tuple[Sidecar, ...] = ()
+    # PostgreSQL as an operator-managed cluster where the platform has the operator.
+    cluster: PostgresCluster | None = None
     # How long a stopping container may take before it is killed; None: the platform's default.
     stop_grace_seconds: int | None = None
 

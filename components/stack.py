@@ -10,7 +10,7 @@ from components.app_env import AppConnections
 from components.app_images import app_images
 from components.cache import Cache
 from components.config import StackConfig, Target
-from components.database import Database
+from components.database import Database, certificate_names
 from components.load_balancer import LoadBalancer
 from components.object_store import ObjectStore
 from components.pki import Certificate, InternalPki
@@ -19,6 +19,7 @@ from components.platforms.docker import DockerPlatform
 from components.platforms.kubernetes import KubernetesPlatform
 from components.secrets import StackSecrets
 from components.service import Service
+from components.spec import ClusterBackup
 from components.web import Web
 from components.worker import Worker
 
@@ -74,11 +75,28 @@ def build(config: StackConfig) -> AixsssStack:
         return pki.issue(service, platform.dns_names(service), ["127.0.0.1"])
 
     data = ("postgres", "redis") if config.object_store.mode == "external" else ("postgres", "redis", "minio")
-    certs = {name: certificate(name) for name in data}
-    database = Database(config, platform, secrets.postgres_password, certs["postgres"])
-    cache = Cache(config, platform, secrets.redis_password, certs["redis"])
+    certs = {name: certificate(name) for name in data if name != "postgres"}
+    # PostgreSQL's clients may use the cluster's Services where an operator runs it.
+    certs["postgres"] = pki.issue("postgres", certificate_names(platform), ["127.0.0.1"])
+    # The store first: PostgreSQL's backups flow to it (a flow names a placed server).
     external = config.object_store.mode == "external"
     object_store = None if external else ObjectStore(config, platform, secrets, certs["minio"])
+    backup = None
+    if config.backup.enabled:
+        bundled = config.object_store.mode == "bundled"
+        backup = ClusterBackup(
+            endpoint=f"https://{platform.dns_names('minio')[0]}:9000" if bundled else config.object_store.endpoint,
+            bucket=config.backup.bucket,
+            server_name=config.backup.server_name,
+            access_key=secrets.backup_access_key,
+            secret_key=secrets.backup_secret_key,
+            ca_pem=pki.ca_cert_pem if bundled else None,
+            store_service="minio" if bundled else None,
+            schedule=config.backup.cron,
+            retention=f"{config.backup.retention_days}d",
+        )
+    database = Database(config, platform, secrets.postgres_password, certs["postgres"], backup)
+    cache = Cache(config, platform, secrets.redis_password, certs["redis"])
     conn = AppConnections(
         database_url=database.url,
         redis_url=cache.url,

@@ -175,6 +175,8 @@ _STAND_INS = {
     "secrets.minioRootPassword": lambda: _alnum(32),
     "secrets.minioAppAccessKey": lambda: _alnum(20, string.ascii_uppercase + string.digits),
     "secrets.minioAppSecretKey": lambda: _alnum(32),
+    "secrets.backupAccessKey": lambda: _alnum(20, string.ascii_uppercase + string.digits),
+    "secrets.backupSecretKey": lambda: _alnum(32),
     "secrets.jwtSecret": lambda: _alnum(64),
     "secrets.apiKeyEncryptionKey": lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
 }

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.platforms.base import FLOW_KEY, PORTS_KEY
+from components.platforms.base import FLOW_KEY, OPERATOR_TRAFFIC, PORTS_KEY
 from offline.engine import Deployment, reveal
 
 WORLD = "internet"
@@ -68,9 +68,14 @@ def from_kubernetes(deployment: Deployment) -> Topology:
         if kind in ("Deployment", "StatefulSet", "Job"):
             name = meta["labels"]["app.kubernetes.io/name"]
             topo.nodes[name] = Node(name, str(kind), int((obj.get("spec") or {}).get("replicas") or 1))
+        elif kind == "Cluster":  # CloudNativePG: its instances carry the service's labels
+            name = meta["labels"]["app.kubernetes.io/name"]
+            topo.nodes[name] = Node(name, "Cluster", int((obj.get("spec") or {}).get("instances") or 1))
         elif kind == "NetworkPolicy":
             for edge in _recorded_flows((meta.get("annotations") or {}).get(FLOW_KEY)):
                 topo.add_edge(edge)
+            if OPERATOR_TRAFFIC in (meta.get("annotations") or {}):
+                continue  # an operator's own traffic (API server, replication), not an app flow
             spec = obj["spec"]
             selected = (spec.get("podSelector") or {}).get("matchLabels", {}).get("app.kubernetes.io/name")
             for rule in spec.get("egress") or []:

@@ -29,6 +29,7 @@ PROD_OK = {
     "edge.replicas": 2,
     "tls.publicCertificate": "acme",
     "tls.acmeEmail": "ops@example.com",
+    "database.instances": 2,
 }
 
 CONTAINER = "docker:index/container:Container"

@@ -11,8 +11,8 @@ import pytest
 from offline.render import Rendered, render
 
 CASES = [(s, t) for s in ("dev", "staging", "prod") for t in ("docker", "kubernetes")]
-# prod runs two edges on Kubernetes; on one Docker host the config allows one.
-SETTINGS = {("prod", "docker"): {"edge.replicas": "1"}}
+# prod runs two edges and three PostgreSQL instances on Kubernetes; one Docker host runs one of each.
+SETTINGS = {("prod", "docker"): {"edge.replicas": "1", "database.instances": "1", "database.synchronousReplicas": "0"}}
 _cache: dict[tuple[str, str, bool], Rendered] = {}
 
 

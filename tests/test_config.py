@@ -55,7 +55,17 @@ def test_prod_replica_default_is_reported_as_default() -> None:
 
 
 def test_prod_on_docker_may_run_one_replica() -> None:
-    parse_stack_config({**PROD_OK, "target": "docker", "api.replicas": 1, "edge.replicas": 1}, "prod")
+    parse_stack_config(
+        {
+            **PROD_OK,
+            "target": "docker",
+            "api.replicas": 1,
+            "edge.replicas": 1,
+            "database.instances": 1,
+            "database.synchronousReplicas": 0,
+        },
+        "prod",
+    )
 
 
 def test_prod_needs_public_certificate_source() -> None:

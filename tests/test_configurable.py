@@ -364,7 +364,14 @@ def test_data_ports_published_only_when_asked_and_only_on_loopback(publish: bool
 
 @pytest.mark.parametrize(("stack", "ip"), [("dev", "127.0.0.1"), ("staging", "0.0.0.0"), ("prod", "0.0.0.0")])
 def test_edge_binds_loopback_in_dev_and_every_address_elsewhere(stack: str, ip: str) -> None:
-    d = run_program(stack, overrides={"target": "docker", "edge.replicas": 1})
+    d = run_program(
+        stack,
+        overrides={
+            "target": "docker",
+            "edge.replicas": 1,
+            **({"database.instances": 1, "database.synchronousReplicas": 0} if stack == "prod" else {}),
+        },
+    )
     ports = container(d, "edge").plain["ports"]
     assert sorted((p["ip"], int(p["internal"]), int(p["external"])) for p in ports) == [(ip, 8080, 80), (ip, 8443, 443)]
 
@@ -387,7 +394,17 @@ def test_acme_settings_reach_cert_manager_and_lego() -> None:
     volume = next(v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "edge-public-tls")
     mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
     assert mount["mountPath"] == "/etc/nginx/tls" and mount["readOnly"] is True
-    d = run_program("prod", overrides={**acme, "target": "docker", "api.replicas": 1, "edge.replicas": 1})
+    d = run_program(
+        "prod",
+        overrides={
+            **acme,
+            "target": "docker",
+            "api.replicas": 1,
+            "edge.replicas": 1,
+            "database.instances": 1,
+            "database.synchronousReplicas": 0,
+        },
+    )
     script = " ".join(container(d, "edge-acme-client").plain["entrypoints"])
     for part in (
         "--email pki-9@shop.example.org",
@@ -429,7 +446,16 @@ def test_each_workload_runs_its_configured_image() -> None:
     for name, key in RUNS.items():
         assert k8s_container(k, name)["image"] == IMAGES[key], name
     d = run_program(
-        "prod", overrides={**IMAGES, "app.source": "", "target": "docker", "api.replicas": 1, "edge.replicas": 1}
+        "prod",
+        overrides={
+            **IMAGES,
+            "app.source": "",
+            "target": "docker",
+            "api.replicas": 1,
+            "edge.replicas": 1,
+            "database.instances": 1,
+            "database.synchronousReplicas": 0,
+        },
     )
     pulled = {r.name: r.plain["name"] for r in d.of_type("docker:index/remoteImage:RemoteImage")}
     # api and worker each run the Redis tunnel, on the edge's image.

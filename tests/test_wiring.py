@@ -25,7 +25,14 @@ SECRET = "kubernetes:core/v1:Secret"
 WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job")
 CA = "/etc/aixsss/tls/ca.crt"
 # One container per service, so each is found by its plain name (prod sets several replicas).
-ONE_EACH = {"api.replicas": 1, "worker.replicas": 1, "web.replicas": 1, "edge.replicas": 1}
+ONE_EACH = {
+    "api.replicas": 1,
+    "worker.replicas": 1,
+    "web.replicas": 1,
+    "edge.replicas": 1,
+    "database.instances": 1,
+    "database.synchronousReplicas": 0,
+}
 
 
 @functools.cache

@@ -34,6 +34,8 @@ SUPPLIED_SECRET_KEYS: dict[str, str] = {
     "minioRootPassword": "secrets.minioRootPassword",
     "minioAppAccessKey": "secrets.minioAppAccessKey",
     "minioAppSecretKey": "secrets.minioAppSecretKey",
+    "backupAccessKey": "secrets.backupAccessKey",
+    "backupSecretKey": "secrets.backupSecretKey",
     "jwtSecret": "secrets.jwtSecret",
     "apiKeyEncryptionKey": "secrets.apiKeyEncryptionKey",
     "publicCertificatePem": "tls.suppliedCertificatePem",
@@ -283,7 +285,11 @@ def _near_namespace(namespace: str) -> bool:
 
 
 def _secret_problems(
-    config: dict[str, Any], public_certificate: str | None, domain: str | None, object_store_mode: str | None = None
+    config: dict[str, Any],
+    public_certificate: str | None,
+    domain: str | None,
+    object_store_mode: str | None = None,
+    backups_external: bool = False,
 ) -> list[Problem]:
     problems: list[Problem] = []
     supplied: dict[str, str] = {}
@@ -307,15 +313,20 @@ def _secret_problems(
         if allowed:
             problems.append(Problem(full_key, SECRET_SHOWN, allowed))
     if object_store_mode == "external":
-        # An external S3 service has no root user here: the app's own credentials are supplied.
-        for name in ("minioAppAccessKey", "minioAppSecretKey"):
+        # An external S3 service has no root user here: the app's own credentials are supplied,
+        # and the backups' (a user of the backups bucket alone) when the cluster archives there.
+        names = ["minioAppAccessKey", "minioAppSecretKey"]
+        if backups_external:
+            names += ["backupAccessKey", "backupSecretKey"]
+        for name in names:
             key = f"{PROJECT}:{SUPPLIED_SECRET_KEYS[name]}"
             if not config.get(key):
                 problems.append(
                     Problem(
                         key,
                         "''",
-                        "set when objectStore.mode is external (the app's credentials for your S3 bucket): "
+                        "set when objectStore.mode is external (credentials for your S3 service, each limited to "
+                        "its bucket): "
                         f"`pulumi config set --secret {key}`",
                         default=True,
                     )
@@ -381,7 +392,9 @@ def load_stack_config() -> StackConfig:
     public_certificate = None if "tls.publicCertificate" in refused else parsed.tls.public_certificate
     domain = None if "domain" in refused else parsed.domain
     mode = None if "objectStore.mode" in refused else parsed.object_store.mode
-    problems += _secret_problems(config, public_certificate, domain, mode)
+    # Backups leave the stack only from a CloudNativePG cluster (Kubernetes) today.
+    backups_external = mode == "external" and parsed.backup.enabled and parsed.target.value == "kubernetes"
+    problems += _secret_problems(config, public_certificate, domain, mode, backups_external)
     if problems:
         raise StackConfigError(format_problems(problems, stack, missing_file))
     for note in parsed.warnings():

@@ -7,6 +7,7 @@ rather than stopping at the first, so a user sees all of them in one run.
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import re
 from collections.abc import Iterator
@@ -125,6 +126,14 @@ def _queue_name(value: str) -> str:
     # BullMQ's QueueBase throws "Queue name cannot contain :" (':' separates its Redis keys).
     if not value or ":" in value or value != value.strip():
         raise ValueError("a BullMQ queue name: not empty, no ':' and no surrounding spaces")
+    return value
+
+
+def _cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value)
+    except ValueError as exc:
+        raise ValueError("an address range such as 10.96.0.1/32") from exc
     return value
 
 
@@ -251,6 +260,8 @@ class Images(Section):
     api: OptionalImage = ""
     worker: OptionalImage = ""
     web: OptionalImage = ""
+    # CloudNativePG's PostgreSQL image (Kubernetes): its operator runs PostgreSQL, not images.postgres.
+    postgres_cluster: Image = "ghcr.io/cloudnative-pg/postgresql:16.10"
     edge: Image = "nginxinc/nginx-unprivileged:1.29"
     acme_client: Image = "goacme/lego:v4.26.0"
 
@@ -354,6 +365,11 @@ class KubernetesSettings(Section):
     gateway_namespace: DnsLabel = ""
     # A kubernetes.io/dockerconfigjson Secret in the namespace, for a private app.registry.
     image_pull_secret: DnsSubdomain = ""
+    # Where the CloudNativePG operator runs (its Helm chart's default): it reaches the instances.
+    cnpg_namespace: DnsLabel = "cnpg-system"
+    # The API server's address range: CloudNativePG's instance manager talks to it. The address
+    # is the cluster's own; the default lets the instances reach 443/6443 anywhere.
+    api_server_cidr: Annotated[str, AfterValidator(_cidr)] = "0.0.0.0/0"
 
     def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
         if stack.target is Target.KUBERNETES and self.exposure == "gateway" and not self.gateway_name:
@@ -370,6 +386,10 @@ class DatabaseSettings(Resources):
     max_connections: Annotated[int, Field(gt=0, le=262143)] = 100  # PostgreSQL's MAX_BACKENDS
     # Prisma's pool per process (connection_limit); without it Prisma opens 2 x cores + 1.
     connection_limit: Annotated[int, Field(gt=0, le=1000)] = 10
+    # Kubernetes (CloudNativePG): instances (one primary, the rest hot standbys it fails over to)
+    # and how many of them must confirm each commit (0: asynchronous replication).
+    instances: Annotated[int, Field(ge=1, le=9)] = 1
+    synchronous_replicas: Annotated[int, Field(ge=0, le=8)] = 0
     memory_mb: Positive = 1024
 
     @property
@@ -388,6 +408,27 @@ class DatabaseSettings(Resources):
                 f"at least {needed}: shared_buffers ({self.shared_buffers_mb} MB) + 64 MB + 2 MB for each "
                 f"of database.maxConnections ({self.max_connections})",
                 (f"{prefix}.maxConnections",),
+            )
+        if stack.target is Target.DOCKER and self.instances != 1:
+            yield RuleViolation(
+                f"{prefix}.instances",
+                self.instances,
+                "1 on Docker (one host: a standby on the same host adds no failure domain; use Kubernetes)",
+                ("target",),
+            )
+        if self.synchronous_replicas >= self.instances:
+            yield RuleViolation(
+                f"{prefix}.synchronousReplicas",
+                self.synchronous_replicas,
+                f"fewer than database.instances ({self.instances}): a commit cannot wait for more standbys than exist",
+                (f"{prefix}.instances",),
+            )
+        if stack.environment is Environment.PROD and stack.target is Target.KUBERNETES and self.instances < 2:
+            yield RuleViolation(
+                f"{prefix}.instances",
+                self.instances,
+                "at least 2 in prod on Kubernetes (a failover needs a standby)",
+                ("environment", "target"),
             )
         budget = stack.connection_budget
         if budget > self.max_connections:
@@ -559,6 +600,70 @@ class TlsSettings(Section):
             )
 
 
+class BackupSettings(Section):
+    """PostgreSQL backups: continuous WAL archiving plus a daily base backup, to an S3 bucket of
+    their own (on the bundled store, or objectStore.endpoint when it is external)."""
+
+    enabled: bool = True
+    bucket: BucketName = "aixsss-backups"
+    # The daily base backup's hour (UTC).
+    hour_utc: Annotated[int, Field(ge=0, le=23)] = 3
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 14
+    # This cluster's folder in the bucket. A cluster restored from backups writes to a new one.
+    server_name: DnsLabel = "postgres"
+    # Restore: bootstrap the database from the backups of `restoreFrom` (a server name in the
+    # bucket), up to `restoreTargetTime` (RFC 3339, e.g. 2026-11-29T08:00:00Z; empty: all of it).
+    restore_from: DnsLabel = ""
+    restore_target_time: str = ""
+
+    @property
+    def cron(self) -> str:
+        return f"0 0 {self.hour_utc} * * *"
+
+    def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
+        if self.bucket == stack.object_store.bucket:
+            yield RuleViolation(
+                f"{prefix}.bucket",
+                self.bucket,
+                "a bucket other than objectStore.bucket (the application's credentials must not reach backups)",
+                ("objectStore.bucket",),
+            )
+        if self.restore_from and self.restore_from == self.server_name:
+            yield RuleViolation(
+                f"{prefix}.serverName",
+                self.server_name,
+                "a new server name when restoring (the restored cluster must not write into the backups it "
+                "restores from): e.g. postgres-2",
+                (f"{prefix}.restoreFrom",),
+            )
+        if self.restore_target_time:
+            if not self.restore_from:
+                yield RuleViolation(
+                    f"{prefix}.restoreTargetTime",
+                    self.restore_target_time,
+                    "empty unless backup.restoreFrom names the backups to restore",
+                    (f"{prefix}.restoreFrom",),
+                )
+            try:
+                parsed = datetime.datetime.fromisoformat(self.restore_target_time.replace("Z", "+00:00"))
+                zoned = parsed.tzinfo is not None
+            except ValueError:
+                zoned = False
+            if not zoned:
+                yield RuleViolation(
+                    f"{prefix}.restoreTargetTime",
+                    self.restore_target_time,
+                    "an RFC 3339 time with its zone, e.g. 2026-11-29T08:00:00Z",
+                )
+        if self.restore_from and stack.target is Target.DOCKER:
+            yield RuleViolation(
+                f"{prefix}.restoreFrom",
+                self.restore_from,
+                "empty on Docker (restore there with `make restore-drill` and the runbook)",
+                ("target",),
+            )
+
+
 class SecretSettings(Section):
     # Bump to regenerate every rotatable secret (all but the API key encryption key).
     rotation: Annotated[int, Field(ge=0, le=INT32_MAX)] = 0
@@ -580,6 +685,7 @@ class StackConfig(Section):
     web: WebSettings = WebSettings()
     edge: EdgeSettings = EdgeSettings()
     tls: TlsSettings = TlsSettings()
+    backup: BackupSettings = BackupSettings()
     secrets: SecretSettings = SecretSettings()
 
     @property

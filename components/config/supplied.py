@@ -64,6 +64,8 @@ SECRET_CHECKS: dict[str, Check] = {
     "minioRootPassword": _password(16),
     "minioAppAccessKey": _password(3),
     "minioAppSecretKey": _password(16),
+    "backupAccessKey": _password(3),
+    "backupSecretKey": _password(16),
     "jwtSecret": _jwt_secret,
     "apiKeyEncryptionKey": _encryption_key,
 }

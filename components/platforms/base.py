@@ -15,6 +15,9 @@ from components.spec import Flow, ServiceSpec
 FLOW_KEY = "aixsss.io/flows"
 # Likewise each served port: number, published, TLS, auth (on the server's container / Service).
 PORTS_KEY = "aixsss.io/ports"
+# On a NetworkPolicy that admits an operator's own traffic (CloudNativePG: the API server,
+# replication, the operator's polling), with what it is for; reviews read it as such, not as a flow.
+OPERATOR_TRAFFIC = "aixsss.io/operator-traffic"
 
 
 def ports_record(spec: ServiceSpec) -> str:
@@ -44,6 +47,9 @@ class Placement:
 
 class Platform(Protocol):
     name: str
+    # Whether PostgreSQL runs as an operator-managed cluster here (ServiceSpec.cluster): its
+    # clients then use the cluster's read-write Service, `<name>-rw`.
+    runs_postgres_clusters: bool
     # The DNS server a proxy asks to re-resolve service names while it runs.
     resolver: str
 

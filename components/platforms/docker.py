@@ -70,6 +70,8 @@ def _user(spec: ServiceSpec) -> str | None:
 
 class DockerPlatform(pulumi.ComponentResource):
     name = "docker"
+    # One host: PostgreSQL is the spec's container, a single instance.
+    runs_postgres_clusters = False
 
     def __init__(self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aixsss:platform:Docker", name, None, opts)

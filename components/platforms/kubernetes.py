@@ -23,15 +23,23 @@ from pulumi_kubernetes.meta.v1 import LabelSelectorArgsDict, ObjectMetaArgsDict
 from pulumi_kubernetes.networking.v1 import (
     NetworkPolicyEgressRuleArgsDict,
     NetworkPolicyIngressRuleArgsDict,
+    NetworkPolicyPeerArgsDict,
     NetworkPolicyPortArgsDict,
     NetworkPolicySpecArgsDict,
 )
 
 from components.config import StackConfig
-from components.platforms.base import FLOW_KEY, PORTS_KEY, Placement, flows_of, ports_record
-from components.spec import ConfigFile, Probe, Security, ServiceSpec, Sidecar, Zone
+from components.platforms.base import FLOW_KEY, OPERATOR_TRAFFIC, PORTS_KEY, Placement, flows_of, ports_record
+from components.spec import ClusterBackup, ConfigFile, PostgresCluster, Probe, Security, ServiceSpec, Sidecar, Zone
 
 PART_OF = {"app.kubernetes.io/part-of": "aixsss", "app.kubernetes.io/managed-by": "pulumi"}
+# CloudNativePG (>= 1.26, for plugins; its CRDs in tests/crds are 1.30's) and its Barman Cloud
+# plugin (>= 0.14) are prerequisites, like cert-manager: the program declares their resources.
+CNPG_API = "postgresql.cnpg.io/v1"
+BARMAN_API = "barmancloud.cnpg.io/v1"
+BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
+# The instance manager's status endpoint, which the operator polls.
+CNPG_STATUS_PORT = 8000
 # Egress to the internet: HTTPS only, and never to cluster-private or link-local ranges.
 PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]
 
@@ -108,6 +116,7 @@ def _probe(probe: Probe, initial_delay: int) -> ProbeArgsDict:
 
 class KubernetesPlatform(pulumi.ComponentResource):
     name = "kubernetes"
+    runs_postgres_clusters = True
 
     def __init__(self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aixsss:platform:Kubernetes", name, None, opts)
@@ -237,6 +246,8 @@ class KubernetesPlatform(pulumi.ComponentResource):
 
     def place(self, spec: ServiceSpec, parent: pulumi.Resource, depends_on: list[pulumi.Resource]) -> Placement:
         self._specs[spec.name] = spec
+        if spec.cluster is not None:
+            return self._postgres_cluster(spec, spec.cluster, parent, depends_on)
         made: list[pulumi.Resource] = []
         volumes: list[VolumeArgsDict] = []
         mounts: list[VolumeMountArgsDict] = []
@@ -359,6 +370,263 @@ class KubernetesPlatform(pulumi.ComponentResource):
             read_only_root=spec.security.read_only_root,
             resources=made,
         )
+
+    def _custom(
+        self,
+        name: str,
+        api_version: str,
+        kind: str,
+        spec: dict[str, object],
+        parent: pulumi.Resource,
+        depends_on: list[pulumi.Resource],
+        *,
+        annotations: dict[str, str] | None = None,
+        stateful: bool = False,
+        labels: dict[str, str] | None = None,
+    ) -> k8s.apiextensions.CustomResource:
+        return k8s.apiextensions.CustomResource(
+            f"{name}-{kind.lower()}",
+            api_version=api_version,
+            kind=kind,
+            metadata=self._meta(name, labels, annotations=annotations),
+            spec=spec,
+            opts=self._opts_for(parent, depends_on, stateful=stateful),
+        )
+
+    def _secret(
+        self,
+        name: str,
+        service: str,
+        data: dict[str, pulumi.Input[str]],
+        parent: pulumi.Resource,
+        type_: str = "Opaque",
+    ) -> k8s.core.v1.Secret:
+        return k8s.core.v1.Secret(
+            name,
+            metadata=self._meta(name, _labels(service)),
+            type=type_,
+            string_data=data,
+            opts=self._opts_for(parent, []),
+        )
+
+    def _postgres_cluster(
+        self, spec: ServiceSpec, cluster: PostgresCluster, parent: pulumi.Resource, depends_on: list[pulumi.Resource]
+    ) -> Placement:
+        """PostgreSQL as a CloudNativePG Cluster: the operator runs the instances (one primary,
+        hot standbys), fails over, serves `<name>-rw` (the primary), `-ro` and `-r` Services,
+        keeps a PDB, and archives WAL through the Barman Cloud plugin; the stack's PKI signs the
+        server certificate, so clients verify it against the same CA as every other hop."""
+        name = spec.name
+        labels = _labels(name)
+        made: list[pulumi.Resource] = [
+            self._secret(
+                f"{name}-app",
+                name,
+                {"username": cluster.owner, "password": cluster.password},
+                parent,
+                "kubernetes.io/basic-auth",
+            ),
+            self._secret(
+                f"{name}-server-tls",
+                name,
+                {"tls.crt": cluster.server_cert_pem, "tls.key": cluster.server_key_pem},
+                parent,
+                "kubernetes.io/tls",
+            ),
+            # ca.crt alone: the operator signs nothing with it (it has no key), it only serves it.
+            self._secret(f"{name}-ca", name, {"ca.crt": cluster.ca_pem}, parent),
+        ]
+        plugins: list[dict[str, object]] = []
+        backup = cluster.backup
+        if backup is not None:
+            store_name = f"{name}-backups"
+            made.append(
+                self._secret(
+                    f"{name}-backup-s3",
+                    name,
+                    {"ACCESS_KEY_ID": backup.access_key, "ACCESS_SECRET_KEY": backup.secret_key},
+                    parent,
+                )
+            )
+            configuration: dict[str, object] = {
+                "destinationPath": f"s3://{backup.bucket}/",
+                "endpointURL": backup.endpoint,
+                "s3Credentials": {
+                    "accessKeyId": {"name": f"{name}-backup-s3", "key": "ACCESS_KEY_ID"},
+                    "secretAccessKey": {"name": f"{name}-backup-s3", "key": "ACCESS_SECRET_KEY"},
+                },
+                "wal": {"compression": "gzip"},
+                "data": {"compression": "gzip"},
+            }
+            if backup.ca_pem is not None:
+                made.append(self._secret(f"{name}-backup-ca", name, {"ca.crt": backup.ca_pem}, parent))
+                configuration["endpointCA"] = {"name": f"{name}-backup-ca", "key": "ca.crt"}
+            made.append(
+                self._custom(
+                    store_name,
+                    BARMAN_API,
+                    "ObjectStore",
+                    {"configuration": configuration, "retentionPolicy": backup.retention},
+                    parent,
+                    [],
+                    labels=labels,
+                )
+            )
+            plugins.append(
+                {
+                    "name": BARMAN_PLUGIN,
+                    "isWALArchiver": True,
+                    "parameters": {"barmanObjectName": store_name, "serverName": backup.server_name},
+                }
+            )
+        resources = {"cpu": f"{spec.resources.cpu_millis}m", "memory": f"{spec.resources.memory_mb}Mi"}
+        postgresql: dict[str, object] = {"parameters": cluster.parameters, "pg_hba": list(cluster.pg_hba)}
+        if cluster.synchronous_replicas:
+            # A commit waits for this many standbys (quorum among all of them).
+            postgresql["synchronous"] = {"method": "any", "number": cluster.synchronous_replicas}
+        bootstrap: dict[str, object] = {
+            "initdb": {"database": cluster.database, "owner": cluster.owner, "secret": {"name": f"{name}-app"}}
+        }
+        external: list[dict[str, object]] = []
+        if cluster.restore is not None and backup is not None:
+            recovery: dict[str, object] = {
+                "source": "origin",
+                "database": cluster.database,
+                "owner": cluster.owner,
+                "secret": {"name": f"{name}-app"},
+            }
+            if cluster.restore.target_time:
+                recovery["recoveryTarget"] = {"targetTime": cluster.restore.target_time}
+            bootstrap = {"recovery": recovery}
+            external = [
+                {
+                    "name": "origin",
+                    "plugin": {
+                        "name": BARMAN_PLUGIN,
+                        "parameters": {
+                            "barmanObjectName": f"{name}-backups",
+                            "serverName": cluster.restore.server_name,
+                        },
+                    },
+                }
+            ]
+        cluster_spec: dict[str, object] = {
+            "instances": cluster.instances,
+            "imageName": cluster.image,
+            "postgresql": postgresql,
+            "bootstrap": bootstrap,
+            "storage": {"size": f"{cluster.storage_gb}Gi"},
+            "resources": {"requests": resources, "limits": resources},
+            "certificates": {"serverCASecret": f"{name}-ca", "serverTLSSecret": f"{name}-server-tls"},
+            # The labels the stack's NetworkPolicies select a service's pods by.
+            "inheritedMetadata": {"labels": labels},
+            "enablePDB": True,
+            "affinity": {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname"},
+        }
+        if self._config.kubernetes.storage_class:
+            cluster_spec["storage"] = {
+                "size": f"{cluster.storage_gb}Gi",
+                "storageClass": self._config.kubernetes.storage_class,
+            }
+        if plugins:
+            cluster_spec["plugins"] = plugins
+        if external:
+            cluster_spec["externalClusters"] = external
+        if self._config.kubernetes.image_pull_secret:
+            cluster_spec["imagePullSecrets"] = [{"name": self._config.kubernetes.image_pull_secret}]
+        workload = self._custom(
+            name,
+            CNPG_API,
+            "Cluster",
+            cluster_spec,
+            parent,
+            depends_on + made,
+            # pulumi-kubernetes waits for the Ready condition (generic await, pulumi.com/waitFor),
+            # so the migrations start on a primary that accepts connections.
+            annotations={"pulumi.com/waitFor": "condition=Ready", "pulumi.com/timeoutSeconds": "1200"},
+            stateful=True,
+            labels=labels,
+        )
+        made.append(workload)
+        if backup is not None:
+            made.append(
+                self._custom(
+                    f"{name}-daily",
+                    CNPG_API,
+                    "ScheduledBackup",
+                    {
+                        "schedule": backup.schedule,
+                        "cluster": {"name": name},
+                        "method": "plugin",
+                        "pluginConfiguration": {"name": BARMAN_PLUGIN},
+                        "backupOwnerReference": "self",
+                        # A first base backup right away: archived WAL is useless without one.
+                        "immediate": True,
+                    },
+                    parent,
+                    [workload],
+                    labels=labels,
+                )
+            )
+        made += self._flows(spec, parent)
+        made += self._cluster_flows(spec, backup, parent)
+        return Placement(
+            spec=spec,
+            ready=[workload],
+            networks=[f"namespace {self.namespace_name} (default deny)"],
+            exposed=[],
+            non_root=True,
+            read_only_root=True,
+            resources=made,
+        )
+
+    def _cluster_flows(
+        self, spec: ServiceSpec, backup: ClusterBackup | None, parent: pulumi.Resource
+    ) -> list[pulumi.Resource]:
+        """What a CloudNativePG cluster needs beyond its clients: the operator polls each instance
+        and connects to it; standbys stream from the primary; each instance's manager talks to the
+        API server; the Barman Cloud sidecar ships WAL and base backups to an external bucket (a
+        bucket on the stack's own store is a declared flow, in talks_to)."""
+        me = _selector(spec.name)
+        operator: NetworkPolicyPeerArgsDict = {
+            "namespace_selector": {
+                "match_labels": {"kubernetes.io/metadata.name": self._config.kubernetes.cnpg_namespace}
+            }
+        }
+        peers: NetworkPolicyPeerArgsDict = {"pod_selector": {"match_labels": me}}
+        ports: list[NetworkPolicyPortArgsDict] = [
+            {"protocol": "TCP", "port": 5432},
+            {"protocol": "TCP", "port": CNPG_STATUS_PORT},
+        ]
+        egress: list[NetworkPolicyEgressRuleArgsDict] = [
+            {"to": [peers], "ports": ports},
+            {
+                "to": [{"ip_block": {"cidr": self._config.kubernetes.api_server_cidr}}],
+                "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}],
+            },
+        ]
+        if backup is not None and backup.store_service is None:
+            egress.append(
+                {
+                    "to": [{"ip_block": {"cidr": "0.0.0.0/0", "except_": PRIVATE_RANGES}}],
+                    "ports": [{"protocol": "TCP", "port": 443}],
+                }
+            )
+        why = {
+            OPERATOR_TRAFFIC: "CloudNativePG: the operator polls and connects to each instance, standbys stream "
+            "from the primary, each instance manager talks to the API server"
+            + ("; WAL and base backups to the external bucket on 443" if backup and not backup.store_service else "")
+        }
+        return [
+            self._network_policy(
+                f"{spec.name}-cluster-ingress",
+                me,
+                parent=parent,
+                ingress=[{"from_": [operator], "ports": ports}, {"from_": [peers], "ports": ports}],
+                annotations=why,
+            ),
+            self._network_policy(f"{spec.name}-cluster-egress", me, parent=parent, egress=egress, annotations=why),
+        ]
 
     def _files(
         self,
