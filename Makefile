@@ -5,7 +5,6 @@
 # make test                            ruff, pyright + the test suite, the real-daemon tier included (root; no Pulumi CLI or cluster)
 # make test-docker                     only the real-daemon tier: dev, staging, prod on a dockerd of its own (root)
 # make test-backup                     only the real backup tests: pgBackRest to an S3 server with TLS, point-in-time restore
-# make restore-drill STACK=dev         restore the latest backup of a Docker stack into a scratch container and check it
 # make test-app                        only the tests that run the real application's code (its env schemas,
 #                                      BullMQ client, SQL migrations, web build in Chromium) against what the program generates
 # make render STACK=prod [TARGET=docker|kubernetes] [SET='key=value ...'] [SHOW_SECRETS=1] [OUT=build]
@@ -31,7 +30,7 @@ POLICY_ARGS = $(if $(POLICY),--policy-pack policy --policy-pack-config policy/co
 # A local file backend unless the caller chose one; state stays beside the project.
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 
-.PHONY: venv venv-dev policy-venv preflight up preview refresh destroy test test-docker test-app test-backup restore-drill lint render clean
+.PHONY: venv venv-dev policy-venv preflight up preview refresh destroy test test-docker test-app test-backup lint render clean
 
 # `test -x` keeps an existing venv as it is (others may be using it); pip then adds what is missing.
 # preflight is order-only: under `make -j` too, nothing is installed for a run that cannot start.
@@ -125,10 +124,6 @@ test-app: $(DEV)
 # PostgreSQL 15 and pgBackRest from Debian, an S3 server (moto behind nginx TLS) on loopback.
 test-backup: $(DEV)
 	$(PY) -m pytest tests/backup
-
-# Needs the stack running on the Docker host it names (docker CLI); see docs/runbooks/backup-restore.md.
-restore-drill:
-	scripts/restore-drill.sh $(STACK)
 
 render: $(DEV)
 	$(PY) -m offline.render --stack $(STACK) --out $(OUT) $(if $(TARGET),--target $(TARGET)) $(if $(SHOW_SECRETS),--show-secrets) $(foreach s,$(SET),--set $(s))
