@@ -20,6 +20,7 @@ CONSOLE_PORT = 9001
 UID = 1000
 CERTS_DIR = "/etc/aixsss/minio-certs"
 POLICY_NAME = "aixsss-app"
+BACKUP_POLICY_NAME = "aixsss-backups"
 
 
 def bucket_policy(bucket: str) -> dict:
@@ -47,8 +48,33 @@ def bucket_policy(bucket: str) -> dict:
     }
 
 
-def bootstrap_script(bucket: str, endpoint: str) -> str:
+def backup_policy(bucket: str) -> dict:
+    """The backups' own user: read, write and expire its bucket (Barman Cloud and pgBackRest
+    list, put, get and delete objects), and nothing else; the app's user cannot reach it."""
+    return bucket_policy(bucket)
+
+
+def _user_with_policy(policy: str, file: str, key: str, secret: str) -> list[str]:
+    return [
+        f"mc admin policy create root {policy} {file}",
+        f'mc admin user add root "${key}" "${secret}"',
+        f'mc admin policy attach root {policy} --user "${key}" || mc admin user info root "${key}" | grep -q {policy}',
+    ]
+
+
+def bootstrap_script(bucket: str, endpoint: str, backup_bucket: str | None = None) -> str:
     # Idempotent: every step tolerates a second run, so a re-run release changes nothing.
+    backups = (
+        [
+            f"mc mb --ignore-existing root/{backup_bucket}",
+            f"mc anonymous set none root/{backup_bucket}",
+            *_user_with_policy(
+                BACKUP_POLICY_NAME, "/etc/aixsss/backup-policy.json", "BACKUP_ACCESS_KEY", "BACKUP_SECRET_KEY"
+            ),
+        ]
+        if backup_bucket
+        else []
+    )
     return "\n".join(
         [
             "set -eu",
@@ -59,6 +85,7 @@ def bootstrap_script(bucket: str, endpoint: str) -> str:
             'mc admin user add root "$APP_ACCESS_KEY" "$APP_SECRET_KEY"',
             f'mc admin policy attach root {POLICY_NAME} --user "$APP_ACCESS_KEY" || '
             f'mc admin user info root "$APP_ACCESS_KEY" | grep -q {POLICY_NAME}',
+            *backups,
             "",
         ]
     )
@@ -128,9 +155,11 @@ class ObjectStore(Service):
         )
         self._place(platform, spec, [])
         policy = json.dumps(bucket_policy(self.bucket), indent=2)
-        script = bootstrap_script(self.bucket, self.endpoint)
+        backup_bucket = config.backup.bucket if config.backup.enabled else None
+        script = bootstrap_script(self.bucket, self.endpoint, backup_bucket)
+        backup_policy_json = json.dumps(backup_policy(backup_bucket), indent=2) if backup_bucket else ""
         release = hashlib.sha256(
-            f"{config.images.minio_client}\n{script}\n{policy}\n{config.secrets.rotation}".encode()
+            f"{config.images.minio_client}\n{script}\n{policy}\n{backup_policy_json}\n{config.secrets.rotation}".encode()
         ).hexdigest()
         self.bootstrap_spec = ServiceSpec(
             name="minio-bootstrap",
@@ -146,11 +175,17 @@ class ObjectStore(Service):
                     "MINIO_ROOT_PASSWORD": root_password,
                     "APP_ACCESS_KEY": s.minio_app_access_key,
                     "APP_SECRET_KEY": s.minio_app_secret_key,
+                    **(
+                        {"BACKUP_ACCESS_KEY": s.backup_access_key, "BACKUP_SECRET_KEY": s.backup_secret_key}
+                        if backup_bucket
+                        else {}
+                    ),
                 }
             ),
             files=[
                 ConfigFile("/etc/aixsss/bootstrap.sh", script),
                 ConfigFile("/etc/aixsss/app-policy.json", policy),
+                *([ConfigFile("/etc/aixsss/backup-policy.json", backup_policy_json)] if backup_bucket else []),
                 ConfigFile(CA_PATH, certificate.ca_pem),
             ],
             talks_to=(NAME,),

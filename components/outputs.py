@@ -32,6 +32,44 @@ def _service_facts(service: Any, placement: Placement) -> dict[str, Any]:
     }
 
 
+def _durability(stack: AixsssStack) -> dict[str, Any]:
+    """Replicas, failover and backups per data service, as declared (not as observed)."""
+    config = stack.config
+    backup = stack.database.backup
+    database: dict[str, Any] = {
+        "instances": config.database.instances,
+        "failover": "CloudNativePG promotes a standby" if config.database.instances > 1 else "none (one instance)",
+        "synchronousReplicas": config.database.synchronous_replicas,
+    }
+    if backup is not None:
+        database["backups"] = {
+            "wal": "continuous archiving (Barman Cloud plugin)",
+            "base": f"daily at {config.backup.hour_utc:02d}:00 UTC",
+            "destination": f"s3://{backup.bucket}/{backup.server_name}/ at {backup.endpoint}",
+            "retention": backup.retention,
+            # A WAL segment is archived when full, or after archive_timeout (CloudNativePG: 5 min).
+            "rpo": "up to 5 minutes of commits when the primary is lost with its disk; 0 for a failover with "
+            "synchronous replicas",
+            "restore": "backup.restoreFrom + backup.restoreTargetTime (docs/runbooks/backup-restore.md)",
+        }
+        if config.backup.restore_from:
+            database["restoredFrom"] = {
+                "serverName": config.backup.restore_from,
+                "targetTime": config.backup.restore_target_time or "latest",
+            }
+    else:
+        database["backups"] = (
+            "none yet on Docker: pgBackRest is built and tested (tests/backup) but not wired into the Docker "
+            "platform (issue 11)"
+            if config.backup.enabled
+            else "disabled (backup.enabled false)"
+        )
+    return {
+        "database": database,
+        "redis": {"instances": 1, "failover": "none", "persistence": "AOF, fsync every second"},
+    }
+
+
 def export(stack: AixsssStack) -> None:
     config = stack.config
     origin = config.public_origin
@@ -83,6 +121,7 @@ def export(stack: AixsssStack) -> None:
         ],
     )
     pulumi.export("publicCertificate", config.tls.public_certificate)
+    pulumi.export("durability", _durability(stack))
     pulumi.export("secretInventory", {name: fingerprint(value) for name, value in stack.secrets.inventory.items()})
     pulumi.export("checklist", checklist(stack))
     # Connection strings only as secrets, for operators who need them (`--show-secrets`).

@@ -556,3 +556,47 @@ def test_an_external_object_store_needs_the_apps_credentials_supplied() -> None:
     message = load_error("dev", config)
     for key in ("minioAppAccessKey", "minioAppSecretKey"):
         assert f"aixsss:secrets.{key} = '' (default) is not allowed: set when objectStore.mode is external" in message
+
+
+# --------------------------------------------------------------------------- PostgreSQL replicas and backups
+
+
+def test_postgres_instances_fit_the_target() -> None:
+    refused({"database.instances": 2}, "database.instances", "1 on Docker")
+    accepted({"database.instances": 3, "target": "kubernetes"})
+    refused({**PROD_OK, "database.instances": 1}, "database.instances", "at least 2 in prod on Kubernetes", "prod")
+    refused(
+        {"database.instances": 3, "database.synchronousReplicas": 3, "target": "kubernetes"},
+        "database.synchronousReplicas",
+        "fewer than database.instances (3)",
+    )
+    accepted({"database.instances": 3, "database.synchronousReplicas": 2, "target": "kubernetes"})
+    refused({"database.instances": 10}, "database.instances", "less than or equal to 9")
+
+
+def test_backups_keep_their_own_bucket_and_restore_into_a_new_folder() -> None:
+    refused({"backup.bucket": "aixsss"}, "backup.bucket", "a bucket other than objectStore.bucket")
+    refused({"backup.hourUtc": 24}, "backup.hourUtc", "less than or equal to 23")
+    restore = {"target": "kubernetes", "backup.restoreFrom": "postgres"}
+    refused(restore, "backup.serverName", "a new server name when restoring")
+    accepted({**restore, "backup.serverName": "postgres-2"})
+    timed = {**restore, "backup.serverName": "postgres-2"}
+    refused({**timed, "backup.restoreTargetTime": "2026-11-29 08:00"}, "backup.restoreTargetTime", "RFC 3339")
+    accepted({**timed, "backup.restoreTargetTime": "2026-11-29T08:00:00Z"})
+    refused(
+        {"backup.restoreTargetTime": "2026-11-29T08:00:00Z", "target": "kubernetes"},
+        "backup.restoreTargetTime",
+        "empty unless backup.restoreFrom",
+    )
+    refused({"backup.restoreFrom": "postgres", "backup.serverName": "p2"}, "backup.restoreFrom", "empty on Docker")
+
+
+def test_external_backups_need_their_own_credentials_on_kubernetes() -> None:
+    config = {
+        "aixsss:target": "kubernetes",
+        "aixsss:objectStore.mode": "external",
+        "aixsss:objectStore.endpoint": "https://s3.example.com",
+    }
+    message = load_error("dev", config)
+    for key in ("backupAccessKey", "backupSecretKey"):
+        assert f"aixsss:secrets.{key} = '' (default) is not allowed: set when objectStore.mode is external" in message
