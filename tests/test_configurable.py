@@ -57,12 +57,19 @@ ODD: dict[str, Any] = {
     "edge.apiRateBurst": 27,
     "tls.validityHours": 2000,
     "tls.earlyRenewalHours": 100,
+    "backup.bucket": "bk-3z",
+    "backup.hourUtc": 5,
+    "backup.retentionDays": 9,
+    "backup.serverName": "pg-main-4",
 }
 KUBERNETES_ODD: dict[str, Any] = {
     **ODD,
     "edge.replicas": 3,
     "kubernetes.namespace": "team-a9",
     "kubernetes.storageClass": "fast-ssd",
+    # CloudNativePG (Kubernetes only: one instance on Docker): neither is a default or prod's 3/1.
+    "database.instances": 4,
+    "database.synchronousReplicas": 2,
 }
 # cpu (Docker's `cpus`, Kubernetes' quantity) and memory per workload name, as written above.
 LIMITS = {
@@ -124,6 +131,18 @@ def k8s_container(d: Deployment, name: str) -> dict[str, Any]:
     return k8s_workload(d, name)["spec"]["template"]["spec"]["containers"][0]
 
 
+def k8s_custom(d: Deployment, kind: str, name: str) -> dict[str, Any]:
+    """A custom resource (CloudNativePG, Barman Cloud) by its kind and metadata name."""
+    found = [r.plain for r in d.registrations if r.plain.get("kind") == kind and r.plain["metadata"]["name"] == name]
+    assert len(found) == 1, (kind, name, len(found))
+    return found[0]
+
+
+def k8s_cluster(d: Deployment) -> dict[str, Any]:
+    """The CloudNativePG Cluster's spec: PostgreSQL on Kubernetes (no StatefulSet of ours)."""
+    return k8s_custom(d, "Cluster", "postgres")["spec"]
+
+
 def k8s_env(d: Deployment, name: str) -> dict[str, Any]:
     """Plain env values, and secret ones resolved through the Secret they reference."""
     env: dict[str, Any] = {}
@@ -179,12 +198,24 @@ def test_bucket_reaches_the_apps_the_bootstrap_script_and_the_policy() -> None:
     script = uploaded(d, bootstrap, "/etc/aixsss/bootstrap.sh")
     assert "mc mb --ignore-existing root/media-5q" in script.splitlines()
     assert "mc anonymous set none root/media-5q" in script.splitlines()
-    assert "aixsss" not in script.replace("/etc/aixsss/", "").replace("aixsss-app", "")
+    # backup.bucket: a bucket of its own, private, for the backups' own user.
+    assert "mc mb --ignore-existing root/bk-3z" in script.splitlines()
+    assert "mc anonymous set none root/bk-3z" in script.splitlines()
+    backup_policy = json.loads(uploaded(d, bootstrap, "/etc/aixsss/backup-policy.json"))
+    assert sorted(r for s in backup_policy["Statement"] for r in s["Resource"]) == [
+        "arn:aws:s3:::bk-3z",
+        "arn:aws:s3:::bk-3z/*",
+    ]
+    # No bucket name hard-coded: what is left of "aixsss" is paths and the two policies' names.
+    stripped = script.replace("/etc/aixsss/", "").replace("aixsss-app", "").replace("aixsss-backups", "")
+    assert "aixsss" not in stripped
     policy = json.loads(uploaded(d, bootstrap, "/etc/aixsss/app-policy.json"))
     resources = sorted(r for s in policy["Statement"] for r in s["Resource"])
     assert resources == ["arn:aws:s3:::media-5q", "arn:aws:s3:::media-5q/*"]
     k = kubernetes_staging()
-    assert "mc mb --ignore-existing root/media-5q" in k8s_file(k, "minio-bootstrap", "/etc/aixsss/bootstrap.sh")
+    k8s_script = k8s_file(k, "minio-bootstrap", "/etc/aixsss/bootstrap.sh").splitlines()
+    assert "mc mb --ignore-existing root/media-5q" in k8s_script
+    assert "mc mb --ignore-existing root/bk-3z" in k8s_script
 
 
 def test_domain_reaches_cors_nginx_certificate_and_outputs() -> None:
@@ -239,10 +270,12 @@ def test_redis_maxmemory_is_the_configured_one() -> None:
 def test_postgres_connections_and_buffers_follow_the_config() -> None:
     dev = docker_dev()
     docker_conf = uploaded(dev, container(dev, "postgres"), "/etc/aixsss/postgresql.conf").splitlines()
-    k8s_conf = k8s_file(kubernetes_staging(), "postgres", "/etc/aixsss/postgresql.conf").splitlines()
-    for conf in (docker_conf, k8s_conf):
-        assert "max_connections = 97" in conf
-        assert "shared_buffers = 384MB" in conf  # a quarter of database.memoryMb 1536
+    assert "max_connections = 97" in docker_conf
+    assert "shared_buffers = 384MB" in docker_conf  # a quarter of database.memoryMb 1536
+    # Kubernetes: the operator writes postgresql.conf from the Cluster's parameters.
+    parameters = k8s_cluster(kubernetes_staging())["postgresql"]["parameters"]
+    assert parameters["max_connections"] == "97"
+    assert parameters["shared_buffers"] == "384MB"
 
 
 def test_edge_limits_follow_the_config() -> None:
@@ -280,15 +313,30 @@ def test_docker_limits_and_replicas_follow_the_config() -> None:
 def test_kubernetes_limits_and_replicas_follow_the_config() -> None:
     d = kubernetes_staging()
     replicas = {"api": 3, "worker": 2, "web": 2, "edge": 3}
+    cluster = k8s_cluster(d)
     for name, (_cpus, quantity, memory) in LIMITS.items():
-        resources = k8s_container(d, name)["resources"]
+        # PostgreSQL's pods are the operator's: each instance gets the Cluster's resources.
+        resources = cluster["resources"] if name == "postgres" else k8s_container(d, name)["resources"]
         expected = {"cpu": quantity, "memory": f"{memory}Mi"}
         assert resources == {"requests": expected, "limits": expected}, name
     for name, count in replicas.items():
         assert k8s_workload(d, name)["spec"]["replicas"] == count, name
-    # A workload with more than one pod is spread and keeps one through disruptions.
+    # database.instances and database.synchronousReplicas: a commit waits for two of three standbys.
+    assert cluster["instances"] == 4
+    assert cluster["postgresql"]["synchronous"] == {"method": "any", "number": 2}
+    # A workload with more than one pod is spread and keeps one through disruptions; the
+    # operator keeps the Cluster's own PDB and anti-affinity when asked to.
     pdbs = {p.name for p in d.of_type("kubernetes:policy/v1:PodDisruptionBudget")}
     assert pdbs == {"api", "worker", "web", "edge"}
+    assert cluster["enablePDB"] is True
+    assert cluster["affinity"] == {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname"}
+
+
+def test_asynchronous_replication_declares_no_synchronous_standbys() -> None:
+    cluster = k8s_cluster(run_program("staging", overrides={"database.instances": 2}))
+    assert cluster["instances"] == 2 and "synchronous" not in cluster["postgresql"]
+    prod = k8s_cluster(run_program("prod"))  # Pulumi.prod.yaml: 3 instances, 1 synchronous
+    assert prod["instances"] == 3 and prod["postgresql"]["synchronous"] == {"method": "any", "number": 1}
 
 
 def test_the_migration_job_gets_the_api_limits() -> None:
@@ -304,12 +352,13 @@ def test_the_migration_job_gets_the_api_limits() -> None:
 def test_storage_sizes_and_class_reach_the_claims() -> None:
     d = kubernetes_staging()
     claims = {c.name: c.plain["spec"] for c in d.of_type(PVC)}
+    # PostgreSQL's claims are the operator's, one per instance, from the Cluster's storage.
     assert {name: spec["resources"]["requests"]["storage"] for name, spec in claims.items()} == {
-        "postgres-data": "13Gi",
         "redis-data": "3Gi",
         "minio-data": "29Gi",
     }
     assert {spec["storageClassName"] for spec in claims.values()} == {"fast-ssd"}
+    assert k8s_cluster(d)["storage"] == {"size": "13Gi", "storageClass": "fast-ssd"}
     reason = reveal(d.outputs)["checklist"]["storage.volumesDeclared"]["reason"]
     # The reason's wording is free; each volume's size must appear next to its service.
     for service, size in (("postgres", "13"), ("redis", "3"), ("minio", "29")):
@@ -317,8 +366,10 @@ def test_storage_sizes_and_class_reach_the_claims() -> None:
 
 
 def test_default_storage_class_is_left_to_the_cluster() -> None:
-    claims = run_program("staging").of_type(PVC)
+    d = run_program("staging")
+    claims = d.of_type(PVC)
     assert claims and all(not c.plain["spec"].get("storageClassName") for c in claims)
+    assert k8s_cluster(d)["storage"] == {"size": "10Gi"}  # database.storageGb's default
 
 
 # ------------------------------------------------------------------------ kubernetes namespace
@@ -334,7 +385,10 @@ def test_own_namespace_holds_every_object_and_every_address() -> None:
             if meta is not None:
                 assert meta["namespace"] == "team-a9", (reg.type, reg.name)
     env = k8s_env(d, "api")
-    assert "@postgres.team-a9.svc:5432/aixsss?" in env["DATABASE_URL"]
+    # The Cluster's read-write Service: always the primary, whichever instance that is.
+    assert "@postgres-rw.team-a9.svc:5432/aixsss?" in env["DATABASE_URL"]
+    store = k8s_custom(d, "ObjectStore", "postgres-backups")["spec"]["configuration"]
+    assert store["endpointURL"] == "https://minio.team-a9.svc:9000"
     # The app reaches Redis through its tunnel, which resolves and verifies the namespace's name.
     assert env["REDIS_URL"].endswith("@127.0.0.1:6379")
     files = d.named("api-redis-tls-files", "kubernetes:core/v1:ConfigMap").plain["data"]
@@ -347,6 +401,26 @@ def test_own_namespace_holds_every_object_and_every_address() -> None:
     assert "    server web.team-a9.svc.cluster.local:8080 resolve max_fails=3 fail_timeout=10s;" in conf.splitlines()
     provider = d.of_type("pulumi:providers:kubernetes")[0].plain
     assert provider["namespace"] == "team-a9"
+
+
+def test_the_clusters_pods_carry_the_labels_its_network_policies_select() -> None:
+    """The operator labels each instance's pod with the Cluster's inheritedMetadata: without the
+    service's name there, every NetworkPolicy for postgres (its clients', its own) selects none."""
+    d = kubernetes_staging()
+    pod_labels = k8s_cluster(d)["inheritedMetadata"]["labels"]
+    selecting = []
+    for policy in d.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy"):
+        spec = policy.plain["spec"]
+        selectors = [spec["podSelector"]]
+        for rule in [*(spec.get("ingress") or []), *(spec.get("egress") or [])]:
+            peers = rule.get("from") or rule.get("to") or []
+            selectors += [peer["podSelector"] for peer in peers if "podSelector" in peer]
+        for selector in selectors:
+            wanted = (selector or {}).get("matchLabels") or {}
+            if wanted.get("app.kubernetes.io/name") == "postgres":
+                assert wanted.items() <= pod_labels.items(), (policy.name, wanted)
+                selecting.append(policy.name)
+    assert {"postgres-from-api", "api-to-postgres", "postgres-cluster-ingress", "postgres-to-minio"} <= set(selecting)
 
 
 # ------------------------------------------------------------------------ docker data ports
@@ -426,6 +500,7 @@ IMAGES = {
     "images.web": "registry.example.net/web:9.9.3",
     "images.edge": "registry.example.net/nginx:1.29-odd",
     "images.acmeClient": "registry.example.net/lego:4.99",
+    "images.postgresCluster": "registry.example.net/cnpg-pg:16.10-odd",
 }
 # Which workload runs which image key.
 RUNS = {
@@ -444,7 +519,10 @@ RUNS = {
 def test_each_workload_runs_its_configured_image() -> None:
     k = run_program("staging", overrides={**IMAGES, "app.source": ""})
     for name, key in RUNS.items():
-        assert k8s_container(k, name)["image"] == IMAGES[key], name
+        if name != "postgres":
+            assert k8s_container(k, name)["image"] == IMAGES[key], name
+    # Kubernetes: the operator runs PostgreSQL from its own image (images.postgres is Docker's).
+    assert k8s_cluster(k)["imageName"] == IMAGES["images.postgresCluster"]
     d = run_program(
         "prod",
         overrides={
@@ -485,11 +563,14 @@ def test_each_workload_runs_its_configured_image() -> None:
 
 EXTERNAL_S3 = {"objectStore.mode": "external", "objectStore.endpoint": "https://s3.eu.example.net"}
 APP_S3_KEYS = {"secrets.minioAppAccessKey": "AKIAEXTERNAL0001", "secrets.minioAppSecretKey": "s" * 40}
+# Kubernetes archives PostgreSQL there too, with the backups' own user.
+BACKUP_S3_KEYS = {"secrets.backupAccessKey": "AKIABACKUPS00002", "secrets.backupSecretKey": "b" * 40}
 
 
 @pytest.mark.parametrize("target", ["docker", "kubernetes"])
 def test_an_external_object_store_replaces_the_bundled_one(target: str) -> None:
-    d = run_program("staging", overrides={**EXTERNAL_S3, "target": target}, secret_config=APP_S3_KEYS)
+    keys = {**APP_S3_KEYS, **(BACKUP_S3_KEYS if target == "kubernetes" else {})}
+    d = run_program("staging", overrides={**EXTERNAL_S3, "target": target}, secret_config=keys)
     outputs = reveal(d.outputs)
     # No store, no bootstrap job, no certificate or root credentials for one.
     assert not [r.name for r in d.registrations if "minio" in r.name], target
@@ -511,3 +592,101 @@ def test_an_external_object_store_replaces_the_bundled_one(target: str) -> None:
         "ok": True,
         "reason": "external S3 endpoint https://s3.eu.example.net (objectStore.mode external), HTTPS",
     }
+    if target == "kubernetes":
+        # The backups go to the external service too: its public certificate, the backups' keys.
+        store = k8s_custom(d, "ObjectStore", "postgres-backups")["spec"]["configuration"]
+        assert store["endpointURL"] == "https://s3.eu.example.net" and "endpointCA" not in store
+        assert store["destinationPath"] == "s3://aixsss-backups/"
+        keys_secret = d.named("postgres-backup-s3", "kubernetes:core/v1:Secret").plain["stringData"]
+        assert keys_secret == {"ACCESS_KEY_ID": "AKIABACKUPS00002", "ACCESS_SECRET_KEY": "b" * 40}
+        assert not [r for r in d.registrations if r.name == "postgres-backup-ca"]
+
+
+def test_kubernetes_refuses_an_external_store_without_the_backups_keys() -> None:
+    from components.config.loading import StackConfigError
+
+    with pytest.raises(StackConfigError) as refused:
+        run_program("staging", overrides={**EXTERNAL_S3}, secret_config=APP_S3_KEYS)
+    assert "aixsss:secrets.backupAccessKey" in str(refused.value)
+    assert "aixsss:secrets.backupSecretKey" in str(refused.value)
+
+
+# --------------------------------------------------------------------------- PostgreSQL backups (Kubernetes)
+
+
+def test_backup_settings_reach_the_object_store_the_schedule_and_the_archiver() -> None:
+    d = kubernetes_staging()
+    store = k8s_custom(d, "ObjectStore", "postgres-backups")["spec"]
+    assert store["retentionPolicy"] == "9d"
+    assert store["configuration"]["destinationPath"] == "s3://bk-3z/"
+    assert store["configuration"]["endpointCA"] == {"name": "postgres-backup-ca", "key": "ca.crt"}
+    assert store["configuration"]["s3Credentials"] == {
+        "accessKeyId": {"name": "postgres-backup-s3", "key": "ACCESS_KEY_ID"},
+        "secretAccessKey": {"name": "postgres-backup-s3", "key": "ACCESS_SECRET_KEY"},
+    }
+    # The backups' own keys, not the application's.
+    keys = d.named("postgres-backup-s3", "kubernetes:core/v1:Secret").plain["stringData"]
+    app = k8s_env(d, "api")
+    assert keys["ACCESS_KEY_ID"] != app["S3_ACCESS_KEY_ID"] and keys["ACCESS_SECRET_KEY"] != app["S3_SECRET_ACCESS_KEY"]
+    schedule = k8s_custom(d, "ScheduledBackup", "postgres-daily")["spec"]
+    assert schedule["schedule"] == "0 0 5 * * *"  # seconds first: 05:00:00 UTC
+    assert schedule["cluster"] == {"name": "postgres"}
+    assert schedule["method"] == "plugin" and schedule["pluginConfiguration"] == {
+        "name": "barman-cloud.cloudnative-pg.io"
+    }
+    cluster = k8s_cluster(d)
+    assert cluster["plugins"] == [
+        {
+            "name": "barman-cloud.cloudnative-pg.io",
+            "isWALArchiver": True,
+            "parameters": {"barmanObjectName": "postgres-backups", "serverName": "pg-main-4"},
+        }
+    ]
+    # A new cluster: an empty database, not a recovery.
+    assert cluster["bootstrap"] == {
+        "initdb": {"database": "aixsss", "owner": "aixsss", "secret": {"name": "postgres-app"}}
+    }
+    assert "externalClusters" not in cluster
+
+
+RESTORE = {**KUBERNETES_ODD, "backup.restoreFrom": "pg-old-7", "backup.restoreTargetTime": "2026-11-29T08:15:00Z"}
+
+
+def test_a_restore_recovers_from_the_named_backups_up_to_the_target_time() -> None:
+    cluster = k8s_cluster(run_program("staging", overrides=RESTORE))
+    assert cluster["bootstrap"] == {
+        "recovery": {
+            "source": "origin",
+            "database": "aixsss",
+            "owner": "aixsss",
+            "secret": {"name": "postgres-app"},
+            "recoveryTarget": {"targetTime": "2026-11-29T08:15:00Z"},
+        }
+    }
+    assert cluster["externalClusters"] == [
+        {
+            "name": "origin",
+            "plugin": {
+                "name": "barman-cloud.cloudnative-pg.io",
+                "parameters": {"barmanObjectName": "postgres-backups", "serverName": "pg-old-7"},
+            },
+        }
+    ]
+    # The restored cluster archives into its own folder, never into the one it restores from.
+    assert [p["parameters"]["serverName"] for p in cluster["plugins"]] == ["pg-main-4"]
+    latest = k8s_cluster(run_program("staging", overrides={**RESTORE, "backup.restoreTargetTime": ""}))
+    assert latest["bootstrap"]["recovery"] == {
+        "source": "origin",
+        "database": "aixsss",
+        "owner": "aixsss",
+        "secret": {"name": "postgres-app"},
+    }
+    assert latest["externalClusters"] == cluster["externalClusters"]
+
+
+def test_backups_disabled_declare_no_store_schedule_or_archiver() -> None:
+    d = run_program("staging", overrides={"backup.enabled": False})
+    kinds = {r.plain.get("kind") for r in d.registrations if r.custom}
+    assert {"ObjectStore", "ScheduledBackup"}.isdisjoint(kinds) and "Cluster" in kinds
+    assert "plugins" not in k8s_cluster(d)
+    assert not [r.name for r in d.registrations if r.name.startswith("postgres-backup")]

@@ -36,13 +36,19 @@ CERTIFICATE = ("cert-manager.io/v1", "Certificate")
 HTTPROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
 # The custom resource kinds each case declares: a new kind must be added here deliberately
 # (with its CRD in tests/crds, and its CEL rules in HAND_EVALUATED when it meets any).
+# PostgreSQL is a CloudNativePG Cluster in every Kubernetes stack, archiving (backup.enabled
+# defaults to true) through a Barman Cloud ObjectStore, with a daily ScheduledBackup.
+OBJECT_STORE = ("barmancloud.cnpg.io/v1", "ObjectStore")
+CLUSTER = ("postgresql.cnpg.io/v1", "Cluster")
+SCHEDULED_BACKUP = ("postgresql.cnpg.io/v1", "ScheduledBackup")
+POSTGRES = [OBJECT_STORE, CLUSTER, SCHEDULED_BACKUP]
 EXPECTED_KINDS: dict[tuple[str, str], list[tuple[str, str]]] = {
-    ("dev", "loadBalancer"): [],
-    ("staging", "loadBalancer"): [],
-    ("prod", "loadBalancer"): [CERTIFICATE],
-    ("dev", "gateway"): [HTTPROUTE],
-    ("staging", "gateway"): [HTTPROUTE],
-    ("prod", "gateway"): [CERTIFICATE, HTTPROUTE],
+    ("dev", "loadBalancer"): POSTGRES,
+    ("staging", "loadBalancer"): POSTGRES,
+    ("prod", "loadBalancer"): sorted([CERTIFICATE, *POSTGRES]),
+    ("dev", "gateway"): sorted([HTTPROUTE, *POSTGRES]),
+    ("staging", "gateway"): sorted([HTTPROUTE, *POSTGRES]),
+    ("prod", "gateway"): sorted([CERTIFICATE, HTTPROUTE, *POSTGRES]),
 }
 EXAMPLE_KINDS = [
     ("barmancloud.cnpg.io/v1", "ObjectStore"),
@@ -243,6 +249,50 @@ _rule("use the 'serverName' plugin parameter in the Cluster resource", "!has(sel
 )
 
 
+# The program's Cluster with synchronous replicas (prod): spec.postgresql and its synchronous.
+def _nonempty(obj: dict[str, Any], key: str) -> bool:
+    return len(obj.get(key) or []) > 0
+
+
+@_rule(
+    "syncReplicaElectionConstraint and synchronous failure domain keys are mutually exclusive",
+    "!(has(self.syncReplicaElectionConstraint) && self.syncReplicaElectionConstraint.enabled && has(self.synchronous)",
+)
+def _election_or_failure_domains(postgresql: dict[str, Any]) -> bool:
+    constraint = postgresql.get("syncReplicaElectionConstraint")
+    synchronous = postgresql.get("synchronous")
+    domains = synchronous is not None and (
+        _nonempty(synchronous, "podFailureDomainKeys") or _nonempty(synchronous, "nodeFailureDomainKeys")
+    )
+    return not (constraint is not None and constraint["enabled"] and domains)
+
+
+@_rule(
+    "dataDurability set to 'preferred' requires empty 'standbyNamesPre' and empty 'standbyNamesPost'",
+    "self.dataDurability!='preferred' || ((!has(self.standbyNamesPre) || self.standbyNamesPre.size()==0)",
+)
+def _preferred_without_standby_names(synchronous: dict[str, Any]) -> bool:
+    pre, post = _nonempty(synchronous, "standbyNamesPre"), _nonempty(synchronous, "standbyNamesPost")
+    # CEL: self.dataDurability on an absent field (the schema defaults none) is an error, and
+    # `error || x` is x only when x is true (CEL's || absorbs an error on either side by a true).
+    if "dataDurability" not in synchronous:
+        return not pre and not post
+    return synchronous["dataDurability"] != "preferred" or (not pre and not post)
+
+
+@_rule(
+    "podFailureDomainKeys and nodeFailureDomainKeys are mutually exclusive",
+    "!(has(self.podFailureDomainKeys) && self.podFailureDomainKeys.size() > 0 && has(self.nodeFailureDomainKeys)",
+)
+def _pod_or_node_domains(synchronous: dict[str, Any]) -> bool:
+    return not (_nonempty(synchronous, "podFailureDomainKeys") and _nonempty(synchronous, "nodeFailureDomainKeys"))
+
+
+@_rule("The number of synchronous replicas should be greater than zero", "self > 0")
+def _some_synchronous_replicas(number: int) -> bool:
+    return number > 0
+
+
 def at(obj: Any, parts: tuple[str | int, ...]) -> Any:
     for part in parts:
         obj = obj[part]
@@ -350,6 +400,71 @@ def test_the_hand_evaluated_rules_bite(prod_gateway: list[dict[str, Any]]) -> No
             "value must be an absolute path and start with '/' when type one of ['Exact', 'PathPrefix']",
         ),
     ]
+
+
+def test_the_postgres_cluster_meets_its_cel_rules_as_listed(prod_gateway: list[dict[str, Any]]) -> None:
+    """Prod's Cluster (three instances, one synchronous standby): the rules CEL leaves, by path."""
+    checked = validate(of_kind(prod_gateway, CLUSTER))
+    assert checked.errors == []
+    where = sorted((r.path, r.message) for r in checked.not_evaluated)
+    assert [path for path, _ in where] == [
+        "$.spec",
+        "$.spec.bootstrap.initdb",
+        "$.spec.bootstrap.initdb",
+        "$.spec.bootstrap.initdb",
+        "$.spec.postgresql",
+        "$.spec.postgresql.synchronous",
+        "$.spec.postgresql.synchronous",
+        "$.spec.postgresql.synchronous.number",
+    ]
+    assert {verdict for _, verdict in cel_verdicts(checked)} == {"holds"}
+    scheduled = validate(of_kind(prod_gateway, SCHEDULED_BACKUP))
+    assert [verdict for _, verdict in cel_verdicts(scheduled)] == ["transition"]  # cluster is immutable
+    store = validate(of_kind(prod_gateway, OBJECT_STORE))
+    assert [(r.path, v) for r, v in cel_verdicts(store)] == [("$.spec.configuration", "holds")]
+
+
+def test_the_synchronous_rules_bite(prod_gateway: list[dict[str, Any]]) -> None:
+    cluster = of_kind(prod_gateway, CLUSTER)
+    synchronous = cluster["spec"]["postgresql"]["synchronous"]
+    synchronous["number"] = 0
+    synchronous["standbyNamesPre"] = ["postgres-9"]
+    synchronous["podFailureDomainKeys"] = ["zone"]
+    synchronous["nodeFailureDomainKeys"] = ["topology.kubernetes.io/zone"]
+    checked = validate(cluster)
+    assert checked.errors == []
+    false = sorted(rule.message for rule, verdict in cel_verdicts(checked) if verdict == "false")
+    # dataDurability absent: its comparison errs, and with standby names the other side is false.
+    durability = "dataDurability set to 'preferred' requires empty 'standbyNamesPre' and empty 'standbyNamesPost'"
+    assert false == [
+        "The number of synchronous replicas should be greater than zero",
+        durability,
+        "podFailureDomainKeys and nodeFailureDomainKeys are mutually exclusive",
+    ]
+    cluster["spec"]["postgresql"]["syncReplicaElectionConstraint"] = {"enabled": True}
+    false = sorted(rule.message for rule, verdict in cel_verdicts(validate(cluster)) if verdict == "false")
+    assert "syncReplicaElectionConstraint and synchronous failure domain keys are mutually exclusive" in false
+    # 'required' satisfies the durability rule whatever the standby names; 'preferred' does not.
+    synchronous["dataDurability"] = "required"
+    false = [rule.message for rule, verdict in cel_verdicts(validate(cluster)) if verdict == "false"]
+    assert durability not in false
+    synchronous["dataDurability"] = "preferred"
+    false = [rule.message for rule, verdict in cel_verdicts(validate(cluster)) if verdict == "false"]
+    assert durability in false
+
+
+def test_a_restoring_cluster_matches_its_crd(tmp_path: Path) -> None:
+    """backup.restoreFrom: bootstrap.recovery from an external cluster read through the plugin."""
+    settings = {"backup.restoreFrom": "postgres", "backup.serverName": "postgres-2"}
+    settings["backup.restoreTargetTime"] = "2026-11-29T08:00:00Z"
+    objects = custom_resources(render("staging", "kubernetes", tmp_path, settings=settings))
+    assert sorted({(o["apiVersion"], o["kind"]) for o in objects}) == POSTGRES
+    cluster = of_kind(objects, CLUSTER)
+    assert set(cluster["spec"]["bootstrap"]) == {"recovery"} and cluster["spec"]["externalClusters"]
+    for obj in objects:
+        checked = validate(obj)
+        assert checked.errors == [], f"{obj['kind']}: {checked.errors}"
+        assert cel_problems(checked) == []
 
 
 # --- Negative controls: the validator bites, and says where ----------------------------------

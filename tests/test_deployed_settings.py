@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 import pytest
-from harness import Deployment, delivered, run_program
+from harness import Deployment, delivered, reveal, run_program
 
 CONTAINER = "docker:index/container:Container"
 
@@ -49,7 +49,39 @@ def directives(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
+def kubernetes(d: Deployment) -> bool:
+    return not d.of_type(CONTAINER)
+
+
+def postgres_cluster(d: Deployment) -> dict[str, Any]:
+    """Kubernetes: the CloudNativePG Cluster's spec, from which the operator writes
+    postgresql.conf and pg_hba.conf itself (no file of ours is mounted)."""
+    [cluster] = [r.plain for r in d.registrations if r.plain.get("kind") == "Cluster"]
+    assert cluster["apiVersion"] == "postgresql.cnpg.io/v1" and cluster["metadata"]["name"] == "postgres"
+    configmaps = d.of_type("kubernetes:core/v1:ConfigMap")
+    assert not [c.name for c in configmaps if any(k.endswith(".conf") for k in c.plain["data"] if "postgres" in k)]
+    assert not [c.name for c in configmaps if c.name.startswith("postgres")]
+    return cluster["spec"]
+
+
 def test_postgresql_conf(d: Deployment) -> None:
+    if kubernetes(d):
+        spec = postgres_cluster(d)
+        parameters = spec["postgresql"]["parameters"]
+        assert parameters["ssl_min_protocol_version"] == "TLSv1.2"
+        assert parameters["password_encryption"] == "scram-sha-256"
+        assert parameters["log_connections"] == "on" and parameters["log_disconnections"] == "on"
+        # ssl, the port, the certificate paths and hba_file are the operator's (it refuses them as
+        # parameters): TLS from the stack PKI's certificate and CA, through their Secrets.
+        assert set(parameters).isdisjoint({"ssl", "port", "ssl_cert_file", "ssl_key_file", "hba_file"})
+        assert spec["certificates"] == {"serverCASecret": "postgres-ca", "serverTLSSecret": "postgres-server-tls"}
+        server = d.named("postgres-server-tls", "kubernetes:core/v1:Secret").plain
+        assert server["type"] == "kubernetes.io/tls" and set(server["stringData"]) == {"tls.crt", "tls.key"}
+        assert server["stringData"]["tls.crt"] == reveal(d.named("postgres-cert").outputs["certPem"])
+        ca = d.named("postgres-ca", "kubernetes:core/v1:Secret").plain["stringData"]
+        assert set(ca) == {"ca.crt"}  # the CA's certificate only: its key stays with the program
+        assert not [p for p in parameters if p.startswith(("ssl_max_protocol_version", "ssl_ciphers"))]
+        return
     conf = directives(deployed_file(d, "postgres", "/etc/aixsss/postgresql.conf"))
     for line in (
         "ssl = on",
@@ -65,6 +97,16 @@ def test_postgresql_conf(d: Deployment) -> None:
 
 
 def test_pg_hba_conf(d: Deployment) -> None:
+    if kubernetes(d):
+        # The operator's pg_hba.conf: its own rules (local peer, the streaming_replica's client
+        # certificate), then these, then its default `host all all all scram-sha-256`. So the
+        # app's database over TLS with SCRAM, and no connection without TLS, whoever makes it.
+        rules = [line.split() for line in postgres_cluster(d)["postgresql"]["pg_hba"]]
+        assert rules == [
+            ["hostssl", "aixsss", "aixsss", "all", "scram-sha-256"],
+            ["hostnossl", "all", "all", "all", "reject"],
+        ]
+        return
     rules = [line.split() for line in directives(deployed_file(d, "postgres", "/etc/aixsss/pg_hba.conf"))]
     # First match wins: the socket, then the app's database over TLS with SCRAM from whichever
     # networks the clients use, then every other TCP connection refused.

@@ -108,6 +108,8 @@ def _container(props: dict[str, Any]) -> dict[str, Any]:
 
 CONTAINER, DEPLOYMENT = "docker:index/container:Container", "kubernetes:apps/v1:Deployment"
 STATEFULSET, SERVICE = "kubernetes:apps/v1:StatefulSet", "kubernetes:core/v1:Service"
+# PostgreSQL on Kubernetes: a CloudNativePG Cluster (the operator's pods are not resources here).
+CNPG_CLUSTER = "kubernetes:postgresql.cnpg.io/v1:Cluster"
 # (rule, stack, target, resource type, resource name, weakening, expected message fragment)
 RULE_CASES: list[tuple[str, str, str, str, str, Callable[[dict[str, Any]], Any], str]] = [
     ("data-services-not-public", "staging", "docker", CONTAINER, "postgres",
@@ -135,10 +137,16 @@ RULE_CASES: list[tuple[str, str, str, str, str, Callable[[dict[str, Any]], Any],
      lambda p: p.update(name="ghcr.io/aixsss/web:latest"), "is not pinned"),
     ("images-pinned", "prod", "kubernetes", DEPLOYMENT, "api",
      lambda p: _container(p).update(image="ghcr.io/aixsss/api"), "is not pinned"),
+    ("images-pinned", "prod", "kubernetes", CNPG_CLUSTER, "postgres-cluster",
+     lambda p: p["spec"].update(imageName="ghcr.io/cloudnative-pg/postgresql:latest"),
+     "image ghcr.io/cloudnative-pg/postgresql:latest is not pinned"),
     ("resource-limits", "staging", "docker", CONTAINER, "api", lambda p: p.pop("memory"), "no memory limit"),
     ("resource-limits", "staging", "docker", CONTAINER, "api-config", lambda p: p.pop("cpus"), "no CPU limit"),
     ("resource-limits", "prod", "kubernetes", DEPLOYMENT, "worker",
      lambda p: _container(p)["resources"].pop("limits"), "no cpu limit"),
+    ("resource-limits", "prod", "kubernetes", CNPG_CLUSTER, "postgres-cluster",
+     lambda p: p["spec"]["resources"]["limits"].pop("memory"),
+     "Cluster postgres-cluster has no memory limit for its instances"),
     ("health-checks", "staging", "docker", CONTAINER, "web", lambda p: p.pop("healthcheck"), "no healthcheck"),
     # A carrier needs none only while it cannot start.
     ("health-checks", "staging", "docker", CONTAINER, "redis-config",
@@ -151,7 +159,9 @@ RULE_CASES: list[tuple[str, str, str, str, str, Callable[[dict[str, Any]], Any],
     # The carrier runs as nobody only while it cannot run.
     ("non-root", "staging", "docker", CONTAINER, "edge-config",
      lambda p: p.update(networkMode="bridge", user="0:0"), "runs as root"),
-    ("non-root", "prod", "kubernetes", STATEFULSET, "postgres",
+    # postgres's pods are CloudNativePG's (uid 26, admitted by Pod Security restricted): the
+    # StatefulSets the program still declares are redis's and minio's.
+    ("non-root", "prod", "kubernetes", STATEFULSET, "redis",
      lambda p: _container(p)["securityContext"].update(runAsUser=0), "may run as root"),
     ("no-privilege-escalation", "staging", "docker", CONTAINER, "edge",
      lambda p: p.update(securityOpts=[]), "no-new-privileges"),
@@ -198,11 +208,28 @@ def test_every_rule_has_a_case_a_description_and_a_remediation() -> None:
 
 def test_stateful_resources_must_be_protected_where_the_config_says() -> None:
     prod = deployed("prod", "kubernetes")
-    claim = _pick(prod, "kubernetes:core/v1:PersistentVolumeClaim", "postgres-data")
-    assert claim.protect and violations("stateful-resources-protected", args_of(claim, requireProtect=True)) == []
-    claim = dataclasses.replace(claim, protect=False)
-    assert violations("stateful-resources-protected", args_of(claim, requireProtect=True))
-    assert violations("stateful-resources-protected", args_of(claim, requireProtect=False)) == []
+    # PostgreSQL's claims are the operator's: the Cluster is the resource that holds its data.
+    assert not [r.name for r in prod.of_type("kubernetes:core/v1:PersistentVolumeClaim") if "postgres" in r.name]
+    for typ, name, kind in (
+        ("kubernetes:core/v1:PersistentVolumeClaim", "redis-data", "PersistentVolumeClaim"),
+        (STATEFULSET, "minio", "StatefulSet"),
+        (CNPG_CLUSTER, "postgres-cluster", "Cluster"),
+    ):
+        held = _pick(prod, typ, name)
+        assert held.protect and violations("stateful-resources-protected", args_of(held, requireProtect=True)) == []
+        held = dataclasses.replace(held, protect=False)
+        assert violations("stateful-resources-protected", args_of(held, requireProtect=True)) == [
+            f"{kind} {name} holds data but is not protected (protect: true)"
+        ]
+        assert violations("stateful-resources-protected", args_of(held, requireProtect=False)) == []
+    # Only CloudNativePG's Cluster: a kind of the same name in another API group holds nothing known.
+    store = _pick(prod, "kubernetes:barmancloud.cnpg.io/v1:ObjectStore", "postgres-backups-objectstore")
+    other = copy.deepcopy(reveal(_pick(prod, CNPG_CLUSTER, "postgres-cluster").inputs))
+    other["apiVersion"] = "example.com/v1"
+    unprotected = dataclasses.replace(_pick(prod, CNPG_CLUSTER, "postgres-cluster"), protect=False)
+    assert violations("stateful-resources-protected", args_of(unprotected, other, requireProtect=True)) == []
+    assert not store.protect  # it describes a bucket; the bucket's data is not in the cluster
+    assert violations("stateful-resources-protected", args_of(store, requireProtect=True)) == []
 
 
 def test_every_namespace_needs_a_default_deny_policy() -> None:

@@ -22,6 +22,21 @@ from offline.redact import REDACTED
 from offline.render import Rendered
 
 CONFIG_FILES = ("nginx.conf", "redis.conf", "postgresql.conf", "pg_hba.conf", "bootstrap.sh")
+# Kubernetes: CloudNativePG writes PostgreSQL's files from the Cluster's spec; none is ours.
+OPERATOR_WRITTEN = ("postgresql.conf", "pg_hba.conf")
+# The Cluster and its backups, each a manifest (<apiVersion>-<kind>-<namespace>-<name>.yaml).
+POSTGRES_MANIFESTS = (
+    "postgresql.cnpg.io_v1-cluster-{ns}-postgres.yaml",
+    "postgresql.cnpg.io_v1-scheduledbackup-{ns}-postgres-daily.yaml",
+    "barmancloud.cnpg.io_v1-objectstore-{ns}-postgres-backups.yaml",
+    "v1-secret-{ns}-postgres-app.yaml",
+    "v1-secret-{ns}-postgres-server-tls.yaml",
+    "v1-secret-{ns}-postgres-ca.yaml",
+    "v1-secret-{ns}-postgres-backup-s3.yaml",
+    "v1-secret-{ns}-postgres-backup-ca.yaml",
+)
+# CloudNativePG's Services, which clients and the server certificate name on Kubernetes.
+CLUSTER_SERVICES = ("postgres-rw", "postgres-r", "postgres-ro")
 
 
 DOCKER_CASES = [c for c in CASES if c[1] == "docker"]
@@ -51,7 +66,21 @@ def test_layout_matches_the_target(case: Rendered) -> None:
     for name in ("audit.json", "architecture.svg", "summary.txt", "certs/ca.crt"):
         assert (case.out / name).is_file(), name
     found = {p.name for p in (case.out / "config").rglob("*")}
-    assert set(CONFIG_FILES) <= found
+    if not kubernetes:
+        assert set(CONFIG_FILES) <= found
+        return
+    assert set(CONFIG_FILES) - set(OPERATOR_WRITTEN) <= found
+    assert not set(OPERATOR_WRITTEN) & found
+    manifests = {p.name for p in (case.out / "kubernetes").rglob("*.yaml")}
+    namespace = f"aixsss-{case.deployment.stack}"
+    assert {m.format(ns=namespace) for m in POSTGRES_MANIFESTS} <= manifests
+    # No StatefulSet, Service, ConfigMap or claim of ours for PostgreSQL: the operator's.
+    ours = [
+        m
+        for m in manifests
+        if re.search(rf"-(statefulset|service|configmap|persistentvolumeclaim)-{namespace}-postgres", m)
+    ]
+    assert ours == []
 
 
 def test_one_manifest_per_kubernetes_object_named_as_the_provider_names_it(case: Rendered) -> None:
@@ -145,11 +174,30 @@ def test_certificates_are_real_and_signed_by_the_stack_ca(case: Rendered) -> Non
     leaves = [p for p in (case.out / "certs").glob("*.crt") if p.stem in ("postgres", "redis", "minio")]
     assert len(leaves) == 3
     validity = int(case.deployment.config["aixsss:tls.validityHours"])
+    kubernetes = (case.out / "kubernetes").is_dir()
+    namespace = f"aixsss-{case.deployment.stack}"
     for path in leaves:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
         cert.verify_directly_issued_by(ca)
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        assert path.stem in san.get_values_for_type(x509.DNSName)
+        names = san.get_values_for_type(x509.DNSName)
+        if kubernetes and path.stem == "postgres":
+            # The Cluster's Services, each in every form a client in the namespace may use;
+            # no bare `postgres` (no Service has that name).
+            forms = [
+                f"{s}{suffix}"
+                for s in CLUSTER_SERVICES
+                for suffix in ("", f".{namespace}", f".{namespace}.svc", f".{namespace}.svc.cluster.local")
+            ]
+            assert sorted(names) == sorted([*forms, "localhost"])
+        elif kubernetes:
+            service = path.stem
+            assert sorted(names) == sorted(
+                [service, f"{service}.{namespace}", f"{service}.{namespace}.svc",
+                 f"{service}.{namespace}.svc.cluster.local", "localhost"]
+            )  # fmt: skip
+        else:
+            assert path.stem in names
         assert "127.0.0.1" in [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
         assert (
             x509.oid.ExtendedKeyUsageOID.SERVER_AUTH

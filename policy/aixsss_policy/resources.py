@@ -32,6 +32,9 @@ CONFIG_DIR = "/etc/aixsss"
 POD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
 SERVING_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod")
 LOOPBACK = ("127.0.0.1", "::1")
+# CloudNativePG's Cluster: PostgreSQL whose pods, PVCs and Services the operator makes from it.
+# The pack sees the Cluster, never those pods (they are not Pulumi resources).
+CNPG_GROUP = "postgresql.cnpg.io"
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,15 @@ class Resource:
             pod_labels = ((self.pod_template or {}).get("metadata") or {}).get("labels") or {}
             return pod_labels.get(K8S_NAME_LABEL) or self.labels.get(K8S_NAME_LABEL)
         return self.labels.get(SERVICE_LABEL)
+
+    @property
+    def postgres_cluster(self) -> bool:
+        """A CloudNativePG Cluster (by API group: other operators have kinds named Cluster)."""
+        return (
+            self.kubernetes
+            and self.kind == "Cluster"
+            and str(self.props.get("apiVersion") or "").startswith(f"{CNPG_GROUP}/")
+        )
 
     @property
     def pod_template(self) -> dict[str, Any] | None:

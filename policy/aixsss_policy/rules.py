@@ -13,6 +13,15 @@ with it the service, whose config label is the carrier's id; stack rules run onl
 resource is registered (after a preview; after the update, when it is too late to stop anything).
 Which service reads which carrier, and that the files it names are there (MinIO's certificates
 in --certs-dir), needs both resources: the stack rule docker-config-delivered checks it.
+
+PostgreSQL on Kubernetes is a CloudNativePG Cluster: the operator makes its pods, PVCs and
+Services, which are not Pulumi resources, so no rule here sees them. What the Cluster itself
+declares is judged: its image (images-pinned), its resources (resource-limits) and its
+protection (stateful-resources-protected). What the operator's pods do is the operator's:
+non-root (uid 26), no privilege escalation, ALL capabilities dropped, a RuntimeDefault seccomp
+profile and its instance manager's probes. The pack cannot check those; the namespace's Pod
+Security `restricted` enforcement (namespace-pod-security-restricted) refuses any of its pods
+that would break the first four, at admission.
 """
 
 from __future__ import annotations
@@ -204,6 +213,8 @@ def images_pinned(r: Resource) -> Iterator[str]:
     if r.type == REMOTE_IMAGE:
         images = [r.props.get("name")]
     images += [c.get("image") for c in r.containers()]
+    if r.postgres_cluster:  # the operator runs every instance from it
+        images.append((r.props.get("spec") or {}).get("imageName"))
     for image in images:
         if image is not None and not image_is_pinned(str(image)):
             yield f"image {image} is not pinned (a tag other than latest, or @sha256 digest)"
@@ -220,6 +231,11 @@ def resource_limits(r: Resource) -> Iterator[str]:
         for resource in ("cpu", "memory"):
             if not limits.get(resource):
                 yield f"container {c.get('name')} of {r.name} has no {resource} limit"
+    if r.postgres_cluster:  # each instance's postgres container gets the Cluster's resources
+        limits = ((r.props.get("spec") or {}).get("resources") or {}).get("limits") or {}
+        for resource in ("cpu", "memory"):
+            if not limits.get(resource):
+                yield f"Cluster {r.name} has no {resource} limit for its instances"
 
 
 def health_checks(r: Resource) -> Iterator[str]:
@@ -237,6 +253,8 @@ def health_checks(r: Resource) -> Iterator[str]:
 
 
 def non_root(r: Resource) -> Iterator[str]:
+    """Docker containers and the pods the program declares. A CloudNativePG Cluster's pods are
+    the operator's (it runs them as uid 26): not visible here, admitted by Pod Security."""
     if r.type == CONTAINER:
         user = str(r.props.get("user") or "")
         # Exempt: the chown helper (root by need, no network, runs once) and the config carrier
@@ -301,10 +319,14 @@ def namespace_restricted(r: Resource) -> Iterator[str]:
 
 
 def stateful_protected(r: Resource) -> Iterator[str]:
+    """A CloudNativePG Cluster counts: deleting it deletes its instances' PVCs with it (the
+    operator owns them), so it is the resource that holds PostgreSQL's data on Kubernetes."""
     if not r.config.get("requireProtect", False):
         return
-    stateful = (r.type == VOLUME and not _config_volume(r)) or (
-        r.kubernetes and r.kind in (*STATEFUL_KINDS, "Namespace")
+    stateful = (
+        (r.type == VOLUME and not _config_volume(r))
+        or (r.kubernetes and r.kind in (*STATEFUL_KINDS, "Namespace"))
+        or r.postgres_cluster
     )
     if stateful and not r.protect:
         yield f"{r.kind} {r.name} holds data but is not protected (protect: true)"
@@ -471,7 +493,8 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "stateful-resources-protected",
-        "Volumes, PVCs, StatefulSets and namespaces are protected where the config requires it.",
+        "Volumes, PVCs, StatefulSets, CloudNativePG Clusters and namespaces are protected where the config "
+        "requires it.",
         "Protected stacks (staging, prod) set protect=True on stateful resources (config.protect_data).",
         stateful_protected,
     ),
