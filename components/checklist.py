@@ -15,7 +15,7 @@ from components.cache import redis_settings
 from components.conf import redis
 from components.platforms.base import Placement, flows_of
 from components.service import Service
-from components.spec import Flow, Probe, Zone
+from components.spec import Flow, Probe, ServiceSpec, Volume, Zone
 from components.stack import AixsssStack
 
 REQUIRED_API_SECRETS = ("JWT_SECRET", "API_KEY_ENCRYPTION_KEY", "DATABASE_URL", "REDIS_URL")
@@ -149,17 +149,19 @@ def volumes_declared(stack: AixsssStack) -> Item:
     kubernetes = stack.config.target.value == "kubernetes"
     data = _data(stack)
     missing_volumes = [d.spec.name for d in data if not d.spec.volumes]
-    kept = [
-        f"{d.spec.name} {v.name} at {v.path} ("
-        + (
-            f"PersistentVolumeClaim {d.spec.name}-{v.name} of {v.size_gb}Gi"
-            if kubernetes
-            else f"a Docker volume, which Docker does not cap, {v.size_gb} GB planned"
-        )
-        + ")"
-        for d in data
-        for v in d.spec.volumes
-    ]
+
+    def kept_as(d: Service, v: Volume) -> str:
+        cluster = d.placement.spec.cluster
+        if kubernetes and cluster is not None:
+            return (
+                f"Cluster {d.spec.name}: a claim of {cluster.storage_gb}Gi per instance, {cluster.instances} "
+                "instances, made by CloudNativePG"
+            )
+        if kubernetes:
+            return f"PersistentVolumeClaim {d.spec.name}-{v.name} of {v.size_gb}Gi"
+        return f"a Docker volume, which Docker does not cap, {v.size_gb} GB planned"
+
+    kept = [f"{d.spec.name} {v.name} at {v.path} ({kept_as(d, v)})" for d in data for v in d.spec.volumes]
     storage_reason = "; ".join(kept) if not missing_volumes else f"no volume: {', '.join(missing_volumes)}"
     return not missing_volumes, storage_reason
 
@@ -214,9 +216,17 @@ def health_endpoint(stack: AixsssStack) -> Item:
     http_ok = probe is not None and probe.http_path == api_module.HEALTH_PATH and probe.port == api_module.PORT
     command_ok = probe is not None and f":{api_module.PORT}{api_module.HEALTH_PATH}" in " ".join(probe.command)
     api_probed = http_ok and command_ok
-    serving = [s.spec for s in stack.services if not s.spec.run_once]
+    serving = [s.placement.spec for s in stack.services if not s.spec.run_once]
     unprobed = [s.name for s in serving if s.probe is None]
-    probed = ", ".join(f"{s.name} ({_probe_text(s.probe, kubernetes)})" for s in serving if s.probe is not None)
+
+    def check_of(s: ServiceSpec) -> str:
+        if kubernetes and s.cluster is not None:
+            # The operator's instance manager probes each instance (startup, /readyz, /healthz).
+            return "CloudNativePG instance manager probes, the Cluster's Ready condition awaited"
+        assert s.probe is not None
+        return _probe_text(s.probe, kubernetes)
+
+    probed = ", ".join(f"{s.name} ({check_of(s)})" for s in serving if s.probe is not None)
     health_reason = "; ".join(
         [
             f"api's health check requests {api_module.HEALTH_PATH} on port {api_module.PORT}, "

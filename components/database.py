@@ -149,9 +149,14 @@ class Database(Service):
                 "log_connections": "on",
                 "log_disconnections": "on",
             },
-            # Before the operator's own rules: the application's user over TLS only; any other
-            # connection without TLS is refused (replication uses TLS client certificates).
-            pg_hba=(f"hostssl {DATABASE} {USER} all scram-sha-256", "hostnossl all all all reject"),
+            # Between the operator's fixed rules (local peer, the streaming_replica's TLS client
+            # certificate) and its catch-all `host all all all <password_encryption>`: the app's user
+            # over TLS only, and nothing else, as on Docker.
+            pg_hba=(
+                f"hostssl {DATABASE} {USER} all scram-sha-256",
+                "hostnossl all all all reject",
+                "host all all all reject",
+            ),
             storage_gb=db.storage_gb,
             backup=self.backup,
             restore=restore,

@@ -15,9 +15,11 @@ from components.stack import AixsssStack
 
 def _service_facts(service: Any, placement: Placement) -> dict[str, Any]:
     spec = placement.spec
+    # An operator-managed cluster (Kubernetes) runs the operator's image, one pod per instance.
+    image, replicas = (spec.cluster.image, spec.cluster.instances) if spec.cluster else (spec.image, spec.replicas)
     return {
-        "image": spec.image,
-        "replicas": 0 if spec.run_once else spec.replicas,
+        "image": image,
+        "replicas": 0 if spec.run_once else replicas,
         "tls": service.tls,
         "auth": service.auth,
         "exposedPorts": placement.exposed,

@@ -99,12 +99,14 @@ def test_postgresql_conf(d: Deployment) -> None:
 def test_pg_hba_conf(d: Deployment) -> None:
     if kubernetes(d):
         # The operator's pg_hba.conf: its own rules (local peer, the streaming_replica's client
-        # certificate), then these, then its default `host all all all scram-sha-256`. So the
-        # app's database over TLS with SCRAM, and no connection without TLS, whoever makes it.
+        # certificate), then these, then its default `host all all all scram-sha-256`, which the
+        # last line here makes unreachable. So the app's database over TLS with SCRAM, and
+        # nothing else over TCP, as on Docker.
         rules = [line.split() for line in postgres_cluster(d)["postgresql"]["pg_hba"]]
         assert rules == [
             ["hostssl", "aixsss", "aixsss", "all", "scram-sha-256"],
             ["hostnossl", "all", "all", "all", "reject"],
+            ["host", "all", "all", "all", "reject"],
         ]
         return
     rules = [line.split() for line in directives(deployed_file(d, "postgres", "/etc/aixsss/pg_hba.conf"))]
