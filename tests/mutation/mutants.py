@@ -1095,9 +1095,9 @@ MUTANTS: list[Mutant] = [
         "cnpg-hba-nossl-allowed",
         "security",
         "components/database.py",
-        'pg_hba=(f"hostssl {DATABASE} {USER} all scram-sha-256", "hostnossl all all all reject"),',
-        'pg_hba=(f"hostssl {DATABASE} {USER} all scram-sha-256",),',
-        "CloudNativePG: connections without TLS fall through to the operator's password rule",
+        '                "hostnossl all all all reject",\n                "host all all all reject",\n',
+        "",
+        "CloudNativePG: connections without TLS, and other roles, fall through to the operator's password rule",
     ),
     Mutant(
         "cnpg-tls-floor",
