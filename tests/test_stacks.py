@@ -64,6 +64,9 @@ CONTAINER = "docker:index/container:Container"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 STATEFULSET = "kubernetes:apps/v1:StatefulSet"
 JOB = "kubernetes:batch/v1:Job"
+# PostgreSQL on Kubernetes: a CloudNativePG Cluster, whose operator runs the instances.
+CNPG_CLUSTER = "kubernetes:postgresql.cnpg.io/v1:Cluster"
+SCHEDULED_BACKUP = "kubernetes:postgresql.cnpg.io/v1:ScheduledBackup"
 
 
 @functools.cache
@@ -98,13 +101,18 @@ def component(d: Deployment, name: str) -> Registration:
 
 
 def workloads(d: Deployment, service: str) -> list[Registration]:
-    """The containers (Docker) or Deployment/StatefulSet/Job (Kubernetes) under a component."""
+    """The containers (Docker) or Deployment/StatefulSet/Job/CloudNativePG Cluster (Kubernetes)
+    under a component."""
     owner = component(d, service)
-    kinds = {CONTAINER, DEPLOYMENT, STATEFULSET, JOB}
+    kinds = {CONTAINER, DEPLOYMENT, STATEFULSET, JOB, CNPG_CLUSTER}
     return [r for r in d.registrations if r.type in kinds and owner in d.ancestors(r)]
 
 
 def main_workload(d: Deployment, service: str) -> Registration:
+    clusters = [w for w in workloads(d, service) if w.type == CNPG_CLUSTER]
+    if clusters:
+        assert len(clusters) == 1 and clusters[0].plain["metadata"]["name"] == service, clusters
+        return clusters[0]
     found = [w for w in workloads(d, service) if w.name in (service, f"{service}-1")]
     assert found, f"no workload for {service}"
     return found[0]
@@ -184,7 +192,14 @@ def test_connection_strings_are_secret_outputs(case: tuple[str, str, Deployment]
 
     assert is_secret(d.outputs["databaseUrl"]) and is_secret(d.outputs["redisUrl"])
     fingerprints = d.outputs["secretInventory"]
-    assert set(fingerprints) >= {"JWT_SECRET", "API_KEY_ENCRYPTION_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD"}
+    assert set(fingerprints) >= {
+        "JWT_SECRET",
+        "API_KEY_ENCRYPTION_KEY",
+        "POSTGRES_PASSWORD",
+        "REDIS_PASSWORD",
+        "BACKUP_S3_ACCESS_KEY_ID",
+        "BACKUP_S3_SECRET_ACCESS_KEY",
+    }
     assert all(not is_secret(v) and v.startswith("sha256:") for v in fingerprints.values())
 
 
@@ -196,11 +211,41 @@ def test_encryption_key_protected_and_never_rotated(case: tuple[str, str, Deploy
         assert password.plain["keepers"] == {"rotation": "0"}
 
 
+# Every generated secret but the API key encryption key, written out: the backups' S3 user is new.
+ROTATABLE = {
+    "postgresPassword",
+    "redisPassword",
+    "minioRootUser",
+    "minioRootPassword",
+    "minioAppAccessKey",
+    "minioAppSecretKey",
+    "backupAccessKey",
+    "backupSecretKey",
+    "jwtSecret",
+}
+
+
 def test_rotation_regenerates_rotatable_secrets() -> None:
     d = run_program("dev", overrides={"secrets.rotation": 3})
-    passwords = d.of_type("random:index/randomPassword:RandomPassword")
-    assert len(passwords) == 7 and all(p.plain["keepers"] == {"rotation": "3"} for p in passwords)
+    passwords = {p.name: p for p in d.of_type("random:index/randomPassword:RandomPassword")}
+    assert set(passwords) == ROTATABLE
+    assert all(p.plain["keepers"] == {"rotation": "3"} for p in passwords.values())
     assert "keepers" not in d.named("apiKeyEncryptionKey").plain
+
+
+def test_rotation_on_kubernetes_reaches_the_store_and_keeps_the_cluster() -> None:
+    before = run_program("staging")
+    after = run_program("staging", overrides={"secrets.rotation": 3})
+    # The store's bootstrap is a new release, so it registers the rotated backup keys (and the
+    # app's) before CloudNativePG archives with them.
+    (job_before,) = [j for j in before.of_type(JOB) if j.name == "minio-bootstrap"]
+    (job_after,) = [j for j in after.of_type(JOB) if j.name == "minio-bootstrap"]
+    assert job_before.plain["metadata"]["name"] != job_after.plain["metadata"]["name"]
+    for name in ("backupAccessKey", "backupSecretKey", "postgresPassword"):
+        assert after.named(name).plain["keepers"] == {"rotation": "3"}, name
+    # The Cluster is the same object: the rotated password and keys travel in its Secrets
+    # (CloudNativePG applies the owner's password from postgres-app), the database stays.
+    assert before.named("postgres-cluster", CNPG_CLUSTER).plain == after.named("postgres-cluster", CNPG_CLUSTER).plain
 
 
 def test_supplied_secret_replaces_generated_one() -> None:
@@ -211,19 +256,26 @@ def test_supplied_secret_replaces_generated_one() -> None:
 
 
 def test_stateful_resources_protected_outside_dev(case: tuple[str, str, Deployment]) -> None:
-    stack, _target, d = case
-    stateful_types = {"docker:index/volume:Volume", "kubernetes:core/v1:PersistentVolumeClaim", STATEFULSET}
+    stack, target, d = case
+    stateful_types = {
+        "docker:index/volume:Volume",
+        "kubernetes:core/v1:PersistentVolumeClaim",
+        STATEFULSET,
+        CNPG_CLUSTER,
+    }
     # Config volumes hold only what the program writes into them on every deploy.
     kept = [r for r in d.registrations if r.type in stateful_types and not r.name.endswith("-config")]
     stateful = [r for r in kept if "webroot" not in r.name]
     assert len(stateful) >= 3
+    # On Kubernetes the database is the Cluster (its operator owns the instances' claims).
+    assert (CNPG_CLUSTER in {r.type for r in stateful}) == (target == "kubernetes")
     for reg in stateful:
         assert reg.protect == (stack != "dev"), f"{reg.name} protect"
         assert reg.retain_on_delete == (stack != "dev")
 
 
 def test_order_data_then_migrations_then_api_then_worker(case: tuple[str, str, Deployment]) -> None:
-    _, _, d = case
+    _, target, d = case
     migrate = [w for w in workloads(d, "api") if w.name.startswith("api-migrate") and not w.name.endswith("-config")]
     assert len(migrate) == 1
     api = main_workload(d, "api")
@@ -242,6 +294,19 @@ def test_order_data_then_migrations_then_api_then_worker(case: tuple[str, str, D
     # No needless ordering: web and the data services start in parallel.
     assert not d.depends_on(main_workload(d, "web"), main_workload(d, "postgres"))
     assert not d.depends_on(main_workload(d, "redis"), main_workload(d, "postgres"))
+    if target == "kubernetes":
+        cluster = main_workload(d, "postgres")
+        assert cluster.type == CNPG_CLUSTER
+        assert not [w for w in d.of_type(STATEFULSET) if w.name == "postgres"]
+        # A custom resource is awaited only as far as it says: pulumi-kubernetes waits for the
+        # Cluster's Ready condition, so the migrations start on a primary that accepts connections.
+        annotations = cluster.plain["metadata"]["annotations"]
+        assert annotations["pulumi.com/waitFor"] == "condition=Ready"
+        assert int(annotations["pulumi.com/timeoutSeconds"]) >= 600
+        # The daily backup is declared once the Cluster exists; nothing of the app waits for it.
+        (backup,) = d.of_type(SCHEDULED_BACKUP)
+        assert d.depends_on(backup, cluster)
+        assert not d.depends_on(api, backup) and not d.depends_on(migrate[0], backup)
 
 
 def test_only_the_edge_publishes_ports(case: tuple[str, str, Deployment]) -> None:
@@ -316,6 +381,22 @@ def test_kubernetes_hardening(k8s_case: tuple[str, str, Deployment]) -> None:
         assert main_workload(d, "api").plain["spec"]["replicas"] >= 2
         pdbs = {p.name for p in d.of_type("kubernetes:policy/v1:PodDisruptionBudget")}
         assert {"api", "edge"} <= pdbs
+    # PostgreSQL: the operator builds the pods (non-root, read-only root, no privilege escalation,
+    # its own probes); the program decides their size, spread, disruption budget and replication.
+    cluster = main_workload(d, "postgres").plain["spec"]
+    assert cluster["resources"]["limits"] == cluster["resources"]["requests"]
+    assert cluster["enablePDB"] is True
+    assert cluster["affinity"] == {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname"}
+    replication = {"dev": (1, None), "staging": (1, None), "prod": (3, {"method": "any", "number": 1})}
+    instances, synchronous = replication[stack]
+    assert cluster["instances"] == instances and cluster["postgresql"].get("synchronous") == synchronous
+    # The application's user over TLS with SCRAM only; nothing in plain text.
+    assert cluster["postgresql"]["pg_hba"] == [
+        "hostssl aixsss aixsss all scram-sha-256",
+        "hostnossl all all all reject",
+        "host all all all reject",
+    ]
+    assert not cluster.get("enableSuperuserAccess")
 
 
 def _policies(d: Deployment) -> dict[str, dict]:
@@ -331,11 +412,16 @@ def test_kubernetes_network_flows(k8s_case: tuple[str, str, Deployment]) -> None
     allowed_ingress = {name.split("-from-")[1] for name in policies if name.startswith("postgres-from-")}
     assert allowed_ingress == {"api", "worker", "api-migrate"}
     assert {n.split("-from-")[1] for n in policies if n.startswith("redis-from-")} == {"api", "worker"}
+    # PostgreSQL's WAL and base backups go to the bundled store: a flow like the app's.
     assert {n.split("-from-")[1] for n in policies if n.startswith("minio-from-")} == {
         "api",
         "worker",
         "minio-bootstrap",
+        "postgres",
     }
+    assert {n.split("-to-")[1] for n in policies if n.startswith("postgres-to-")} == {"minio"}
+    assert policies["minio-from-postgres"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 9000}]
+    assert policies["postgres-to-minio"]["egress"][0]["ports"] == [{"protocol": "TCP", "port": 9000}]
     assert {n.split("-from-")[1] for n in policies if n.startswith("api-from-")} == {"edge"}
     egress = {n for n in policies if n.endswith("-https-egress")}
     assert egress == {"api-https-egress", "worker-https-egress"}
@@ -343,6 +429,33 @@ def test_kubernetes_network_flows(k8s_case: tuple[str, str, Deployment]) -> None
     assert "allow-dns" in policies
     # The MinIO console is reachable by no flow, only the S3 API is.
     assert policies["minio-from-api"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 9000}]
+    # CloudNativePG's own traffic, written out: the operator (its namespace) and the instances
+    # among themselves on PostgreSQL and the instance manager's status port; the instances to
+    # the API server's range (kubernetes.apiServerCidr, default 0.0.0.0/0) on 443 and 6443.
+    cnpg_ports = [{"protocol": "TCP", "port": 5432}, {"protocol": "TCP", "port": 8000}]
+    instances = {"matchLabels": {"app.kubernetes.io/name": "postgres"}}
+    assert policies["postgres-cluster-ingress"] == {
+        "podSelector": instances,
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {
+                "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "cnpg-system"}}}],
+                "ports": cnpg_ports,
+            },
+            {"from": [{"podSelector": instances}], "ports": cnpg_ports},
+        ],
+    }
+    assert policies["postgres-cluster-egress"] == {
+        "podSelector": instances,
+        "policyTypes": ["Egress"],
+        "egress": [
+            {"to": [{"podSelector": instances}], "ports": cnpg_ports},
+            {
+                "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+                "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}],
+            },
+        ],
+    }
 
 
 def test_docker_network_isolation(docker_case: tuple[str, str, Deployment]) -> None:
@@ -368,10 +481,16 @@ def test_docker_network_isolation(docker_case: tuple[str, str, Deployment]) -> N
 
 
 def test_tls_settings(case: tuple[str, str, Deployment]) -> None:
-    stack, _, d = case
+    stack, target, d = case
     certs = {c["name"]: c for c in d.outputs["certificates"]}
     assert {"postgres", "redis", "minio", "ca"} <= set(certs)
     assert any(s.startswith("postgres") for s in certs["postgres"]["sans"])
+    if target == "kubernetes":
+        # Clients reach CloudNativePG's Services: the certificate names each of them.
+        ns = f"aixsss-{stack}"
+        for service in ("postgres-rw", "postgres-r", "postgres-ro"):
+            for name in (service, f"{service}.{ns}", f"{service}.{ns}.svc", f"{service}.{ns}.svc.cluster.local"):
+                assert name in certs["postgres"]["sans"], name
     for leaf in d.of_type("tls:index/locallySignedCert:LocallySignedCert"):
         assert leaf.plain["validityPeriodHours"] == 8760 and leaf.plain["earlyRenewalHours"] == 720
         assert "server_auth" in leaf.plain["allowedUses"]
@@ -382,7 +501,7 @@ def test_tls_settings(case: tuple[str, str, Deployment]) -> None:
 
 
 def test_outputs_for_auditors(case: tuple[str, str, Deployment]) -> None:
-    _stack, _target, d = case
+    stack, target, d = case
     out = d.outputs
     domain = d.config["aixsss:domain"]
     assert out["endpoints"]["health"] == f"https://{domain}/api/health"
@@ -392,3 +511,26 @@ def test_outputs_for_auditors(case: tuple[str, str, Deployment]) -> None:
     checklist = out["checklist"]
     assert len(checklist) == 7 and all(set(item) == {"ok", "reason"} for item in checklist.values())
     assert all(item["ok"] for item in checklist.values()), checklist
+    # PostgreSQL talks to the store only where it archives to it (Kubernetes), and auditors read
+    # that flow in the checklist's list of flows into data services.
+    kubernetes = target == "kubernetes"
+    assert out["services"]["postgres"]["talksTo"] == (["minio"] if kubernetes else [])
+    flows = checklist["network.dataIsolated"]["reason"]
+    assert ("postgres->minio:9000" in flows) == kubernetes
+    # Durability as declared, written out per stack and target.
+    database = out["durability"]["database"]
+    instances, synchronous = (3, 1) if (stack, target) == ("prod", "kubernetes") else (1, 0)
+    assert (database["instances"], database["synchronousReplicas"]) == (instances, synchronous)
+    assert database["failover"] == ("CloudNativePG promotes a standby" if instances > 1 else "none (one instance)")
+    # What runs: on Kubernetes the operator's PostgreSQL image, one pod per instance.
+    docker_image = {"dev": "postgres:16", "staging": "postgres:16.10", "prod": "postgres:16.10"}[stack]
+    image = "ghcr.io/cloudnative-pg/postgresql:16.10" if kubernetes else docker_image
+    assert out["images"]["postgres"] == out["services"]["postgres"]["image"] == image
+    assert out["services"]["postgres"]["replicas"] == instances
+    if kubernetes:
+        backups = database["backups"]
+        assert backups["destination"] == f"s3://aixsss-backups/postgres/ at https://minio.aixsss-{stack}.svc:9000"
+        assert backups["wal"] == "continuous archiving (Barman Cloud plugin)"
+        assert backups["base"] == "daily at 03:00 UTC" and backups["retention"] == "14d"
+    else:
+        assert database["backups"].startswith("none yet on Docker")

@@ -18,11 +18,15 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from cryptography import x509
 from harness import Deployment, Registration, carrier_of, delivered, is_secret, plain_strings, reveal, run_program
 
 CONTAINER = "docker:index/container:Container"
 SECRET = "kubernetes:core/v1:Secret"
 WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job")
+# PostgreSQL on Kubernetes: a CloudNativePG Cluster; its operator makes the pods and Services.
+CNPG_CLUSTER = "kubernetes:postgresql.cnpg.io/v1:Cluster"
+BARMAN_STORE = "kubernetes:barmancloud.cnpg.io/v1:ObjectStore"
 CA = "/etc/aixsss/tls/ca.crt"
 # One container per service, so each is found by its plain name (prod sets several replicas).
 ONE_EACH = {
@@ -81,6 +85,16 @@ def k8s_env(d: Deployment, name: str) -> dict[str, str]:
             ref = e["valueFrom"]["secretKeyRef"]
             env[e["name"]] = d.named(ref["name"], SECRET).plain["stringData"][ref["key"]]
     return env
+
+
+def cnpg_cluster(d: Deployment) -> dict[str, Any]:
+    (cluster,) = d.of_type(CNPG_CLUSTER)
+    assert cluster.plain["metadata"]["name"] == "postgres"
+    return cluster.plain
+
+
+def secret_data(d: Deployment, name: str) -> dict[str, str]:
+    return d.named(name, SECRET).plain["stringData"]
 
 
 def k8s_file(d: Deployment, name: str, path: str) -> str:
@@ -167,7 +181,6 @@ K8S_HTTP_PROBES = {
     "minio": {"path": "/minio/health/live", "port": 9000, "scheme": "HTTPS"},
 }
 K8S_EXEC_PROBES = {
-    "postgres": ["pg_isready", "-U", "aixsss", "-d", "aixsss"],
     "redis": ["sh", "-c", "redis-cli --tls --cacert /etc/aixsss/tls/ca.crt -h 127.0.0.1 -p 6379 ping | grep -q PONG"],
 }
 
@@ -190,6 +203,12 @@ def test_kubernetes_probes_call_the_right_targets(stack: str) -> None:
     for job in ("api-migrate", "minio-bootstrap"):
         c = pod_spec(d, job)["containers"][0]
         assert "readinessProbe" not in c and "livenessProbe" not in c, job
+    # PostgreSQL's pods are CloudNativePG's, probed by it (its instance manager); the program
+    # sets no probe of its own and waits for the Cluster's Ready condition instead.
+    assert not [r.name for r in d.registrations if r.type in WORKLOADS and r.name == "postgres"]
+    cluster = cnpg_cluster(d)
+    assert "probes" not in cluster["spec"]
+    assert cluster["metadata"]["annotations"]["pulumi.com/waitFor"] == "condition=Ready"
 
 
 def test_kubernetes_probe_targets_are_what_the_servers_serve() -> None:
@@ -205,8 +224,8 @@ def test_kubernetes_probe_targets_are_what_the_servers_serve() -> None:
 
 # --------------------------------------------------------------------------- services and ports
 
+# The program's Services (CloudNativePG makes PostgreSQL's: postgres-rw, -ro, -r).
 SERVICE_PORTS = {
-    "postgres": [("postgres", 5432, "postgres")],
     "redis": [("redis", 6379, "redis")],
     "minio": [("s3", 9000, "s3"), ("console", 9001, "console")],
     "api": [("http", 3001, "http")],
@@ -214,7 +233,6 @@ SERVICE_PORTS = {
     "edge": [("http", 80, "http"), ("https", 443, "https")],
 }
 CONTAINER_PORTS = {
-    "postgres": {"postgres": 5432},
     "redis": {"redis": 6379},
     "minio": {"s3": 9000, "console": 9001},
     "api": {"http": 3001},
@@ -238,6 +256,15 @@ def test_kubernetes_services_select_their_pods_and_name_real_ports() -> None:
     assert "    server api.aixsss-staging.svc.cluster.local:3001 resolve max_fails=3 fail_timeout=10s;" in nginx
     assert "    server web.aixsss-staging.svc.cluster.local:8080 resolve max_fails=3 fail_timeout=10s;" in nginx
     assert "  resolver kube-dns.kube-system.svc.cluster.local valid=5s ipv6=off;" in nginx
+    # PostgreSQL's clients use CloudNativePG's read-write Service (the primary, wherever it is),
+    # on PostgreSQL's port, by a name the server certificate carries.
+    for name in ("api", "worker", "api-migrate"):
+        url = urlsplit(k8s_env(d, name)["DATABASE_URL"])
+        assert (url.hostname, url.port) == ("postgres-rw.aixsss-staging.svc", 5432), name
+    assert cnpg_cluster(d)["metadata"]["name"] == "postgres"  # the Services are named after it
+    server = x509.load_pem_x509_certificate(secret_data(d, "postgres-server-tls")["tls.crt"].encode())
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "postgres-rw.aixsss-staging.svc" in names.get_values_for_type(x509.DNSName)
 
 
 def test_docker_containers_answer_to_their_service_name() -> None:
@@ -281,10 +308,17 @@ def test_kubernetes_rollouts_and_disruptions_keep_a_pod() -> None:
 # --------------------------------------------------------------------------- secrets
 
 SECRET_ENV = {
-    "postgres": {"POSTGRES_PASSWORD"},
     "redis": {"REDISCLI_AUTH"},
     "minio": {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"},
-    "minio-bootstrap": {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "APP_ACCESS_KEY", "APP_SECRET_KEY"},
+    # It also registers the backups' S3 user, limited to the backups bucket.
+    "minio-bootstrap": {
+        "MINIO_ROOT_USER",
+        "MINIO_ROOT_PASSWORD",
+        "APP_ACCESS_KEY",
+        "APP_SECRET_KEY",
+        "BACKUP_ACCESS_KEY",
+        "BACKUP_SECRET_KEY",
+    },
     "api-migrate": {"DATABASE_URL"},
     "api": {
         "DATABASE_URL",
@@ -298,6 +332,23 @@ SECRET_ENV = {
 }
 
 
+# Docker's PostgreSQL is the image's container, configured by its environment.
+DOCKER_SECRET_ENV = {**SECRET_ENV, "postgres": {"POSTGRES_PASSWORD"}}
+# CloudNativePG's Secrets: name -> (type, keys), each referenced by the Cluster or its ObjectStore.
+CNPG_SECRETS = {
+    "postgres-app": ("kubernetes.io/basic-auth", {"username", "password"}),
+    "postgres-server-tls": ("kubernetes.io/tls", {"tls.crt", "tls.key"}),
+    "postgres-ca": ("Opaque", {"ca.crt"}),
+    "postgres-backup-s3": ("Opaque", {"ACCESS_KEY_ID", "ACCESS_SECRET_KEY"}),
+    "postgres-backup-ca": ("Opaque", {"ca.crt"}),
+}
+
+
+def _is_secret_data(secret: Registration) -> bool:
+    data = secret.inputs["stringData"]
+    return is_secret(data) or all(is_secret(v) for v in data.values())
+
+
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
 def test_kubernetes_secret_env_comes_only_from_the_workloads_secret(stack: str) -> None:
     d = deployed(stack, "kubernetes")
@@ -308,20 +359,37 @@ def test_kubernetes_secret_env_comes_only_from_the_workloads_secret(stack: str) 
         assert all(ref == {"name": f"{name}-env", "key": key} for key, ref in by_ref.items()), name
         secret = d.named(f"{name}-env", SECRET)
         assert set(secret.plain["stringData"]) == keys
-        assert all(is_secret(v) for v in secret.inputs["stringData"].values()) or is_secret(
-            secret.inputs["stringData"]
-        ), name
+        assert _is_secret_data(secret), name
+    # PostgreSQL's credentials reach CloudNativePG only through its Secrets, by reference.
+    for name, (typ, keys) in CNPG_SECRETS.items():
+        secret = d.named(name, SECRET)
+        assert secret.plain["type"] == typ and set(secret.plain["stringData"]) == keys, name
+        assert secret.plain["metadata"]["namespace"] == f"aixsss-{stack}", name
+    for name in ("postgres-app", "postgres-server-tls", "postgres-backup-s3"):
+        assert _is_secret_data(d.named(name, SECRET)), name
+    spec = cnpg_cluster(d)["spec"]
+    assert spec["bootstrap"]["initdb"] == {"database": "aixsss", "owner": "aixsss", "secret": {"name": "postgres-app"}}
+    assert spec["certificates"] == {"serverTLSSecret": "postgres-server-tls", "serverCASecret": "postgres-ca"}
+    (store,) = d.of_type(BARMAN_STORE)
+    configuration = store.plain["spec"]["configuration"]
+    assert configuration["s3Credentials"] == {
+        "accessKeyId": {"name": "postgres-backup-s3", "key": "ACCESS_KEY_ID"},
+        "secretAccessKey": {"name": "postgres-backup-s3", "key": "ACCESS_SECRET_KEY"},
+    }
+    assert configuration["endpointCA"] == {"name": "postgres-backup-ca", "key": "ca.crt"}
+    assert "env" not in spec and "superuserSecret" not in spec
 
 
 def test_docker_env_holding_secrets_is_a_secret_input() -> None:
     d = deployed("dev", "docker")
-    for name, keys in SECRET_ENV.items():
+    for name, keys in DOCKER_SECRET_ENV.items():
         c = container(d, name) if name in ("postgres", "redis", "minio", "api", "worker") else prefixed(d, name)
         assert is_secret(c.inputs["envs"]), name
         assert keys <= set(docker_env(c)), name
 
 
 INVENTORY_SOURCES: dict[str, Callable[[Callable[[str], dict[str, str]]], str]] = {
+    # Docker: the postgres container's env; Kubernetes: postgres-app, which CloudNativePG reads.
     "POSTGRES_PASSWORD": lambda env: env("postgres")["POSTGRES_PASSWORD"],
     "REDIS_PASSWORD": lambda env: env("redis")["REDISCLI_AUTH"],
     "MINIO_ROOT_USER": lambda env: env("minio")["MINIO_ROOT_USER"],
@@ -330,13 +398,26 @@ INVENTORY_SOURCES: dict[str, Callable[[Callable[[str], dict[str, str]]], str]] =
     "S3_SECRET_ACCESS_KEY": lambda env: env("api")["S3_SECRET_ACCESS_KEY"],
     "JWT_SECRET": lambda env: env("api")["JWT_SECRET"],
     "API_KEY_ENCRYPTION_KEY": lambda env: env("worker")["API_KEY_ENCRYPTION_KEY"],
+    # The backups' S3 user, as the store's bootstrap registers it.
+    "BACKUP_S3_ACCESS_KEY_ID": lambda env: env("minio-bootstrap")["BACKUP_ACCESS_KEY"],
+    "BACKUP_S3_SECRET_ACCESS_KEY": lambda env: env("minio-bootstrap")["BACKUP_SECRET_KEY"],
 }
 
 
 def _env_reader(d: Deployment, target: str) -> Callable[[str], dict[str, str]]:
-    if target == "docker":
-        return lambda name: docker_env(container(d, name))
-    return lambda name: k8s_env(d, name)
+    """What each service is given: its environment; on Kubernetes, PostgreSQL's is what
+    CloudNativePG is given (postgres-app), in the Docker image's names."""
+
+    def docker(name: str) -> dict[str, str]:
+        return docker_env(prefixed(d, name) if name in ("api-migrate", "minio-bootstrap") else container(d, name))
+
+    def kubernetes(name: str) -> dict[str, str]:
+        if name == "postgres":
+            app = secret_data(d, "postgres-app")
+            return {"POSTGRES_USER": app["username"], "POSTGRES_PASSWORD": app["password"]}
+        return k8s_env(d, name)
+
+    return docker if target == "docker" else kubernetes
 
 
 @pytest.mark.parametrize(("stack", "target"), [("dev", "docker"), ("staging", "kubernetes"), ("prod", "docker")])
@@ -382,6 +463,20 @@ def test_every_consumer_gets_the_same_secret(stack: str, target: str) -> None:
     assert bootstrap["APP_ACCESS_KEY"] == api["S3_ACCESS_KEY_ID"]
     assert bootstrap["APP_SECRET_KEY"] == api["S3_SECRET_ACCESS_KEY"]
     assert bootstrap["MINIO_ROOT_PASSWORD"] == env("minio")["MINIO_ROOT_PASSWORD"]
+    # The backups' user is not the app's: the app's keys cannot reach the backups bucket.
+    assert bootstrap["BACKUP_ACCESS_KEY"] not in (bootstrap["APP_ACCESS_KEY"], bootstrap["MINIO_ROOT_USER"])
+    assert bootstrap["BACKUP_SECRET_KEY"] not in (bootstrap["APP_SECRET_KEY"], bootstrap["MINIO_ROOT_PASSWORD"])
+    if target == "kubernetes":
+        # CloudNativePG archives with exactly the keys the bootstrap registers, and checks the
+        # store's certificate against the CA that signed it.
+        keys = secret_data(d, "postgres-backup-s3")
+        assert keys == {
+            "ACCESS_KEY_ID": bootstrap["BACKUP_ACCESS_KEY"],
+            "ACCESS_SECRET_KEY": bootstrap["BACKUP_SECRET_KEY"],
+        }
+        assert secret_data(d, "postgres-backup-ca")["ca.crt"] == k8s_file(d, "minio-bootstrap", CA)
+        # and the owner CloudNativePG creates is the user in the URL, with the same password
+        assert cnpg_cluster(d)["spec"]["bootstrap"]["initdb"]["owner"] == "aixsss"
 
 
 def test_api_key_encryption_key_survives_rotation() -> None:
@@ -459,12 +554,11 @@ def test_docker_acme_bootstrap_key_is_private() -> None:
 
 # Kubernetes: which paths each pod gets from its Secret (everything else: a ConfigMap).
 K8S_SECRET_PATHS = {
-    "postgres": {"/etc/aixsss/tls/server.key"},
     "redis": {"/etc/aixsss/redis.conf", "/etc/aixsss/tls/server.key"},
     "minio": {"/etc/aixsss/minio-certs/private.key"},
     "edge": {"/etc/aixsss/tls/tls.key"},
 }
-FS_GROUP = {"postgres": 999, "redis": 999, "minio": 1000, "edge": 101}
+FS_GROUP = {"redis": 999, "minio": 1000, "edge": 101}
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging"])
@@ -484,6 +578,13 @@ def test_kubernetes_secret_files_come_from_secrets_readable_by_the_pod_group_onl
                 assert volume["configMap"]["defaultMode"] == 0o444, (name, mount["mountPath"])
         assert from_secret == secret_paths, name
         assert pod["securityContext"]["fsGroup"] == FS_GROUP[name], name
+    # PostgreSQL's key reaches CloudNativePG in a kubernetes.io/tls Secret (the operator mounts it
+    # for the postgres user); its CA Secret holds the certificate alone, no key to sign with.
+    tls = d.named("postgres-server-tls", SECRET)
+    assert tls.plain["type"] == "kubernetes.io/tls" and "PRIVATE KEY" in tls.plain["stringData"]["tls.key"]
+    assert is_secret(tls.inputs["stringData"]) or is_secret(tls.inputs["stringData"]["tls.key"])
+    assert set(secret_data(d, "postgres-ca")) == {"ca.crt"}
+    assert "PRIVATE KEY" not in secret_data(d, "postgres-ca")["ca.crt"]
 
 
 def test_kubernetes_acme_certificate_secret_mode() -> None:
@@ -685,8 +786,11 @@ NODE_ENV = {"dev": "development", "staging": "production", "prod": "production"}
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
 def test_node_env_and_trusted_ca_of_the_apps(stack: str) -> None:
     d = deployed(stack, "kubernetes")
-    ca_pem = k8s_file(d, "postgres", CA)
+    # The CA CloudNativePG serves with (serverCASecret), which signed the server certificate.
+    ca_pem = secret_data(d, "postgres-ca")["ca.crt"]
     assert ca_pem.startswith("-----BEGIN CERTIFICATE-----")
+    server = x509.load_pem_x509_certificate(secret_data(d, "postgres-server-tls")["tls.crt"].encode())
+    server.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem.encode()))
     for name in ("api", "worker", "api-migrate"):
         env = k8s_env(d, name)
         assert env["NODE_ENV"] == NODE_ENV[stack], name
@@ -719,6 +823,8 @@ PASSWORD_LENGTHS = {
     "minioRootPassword": 40,
     "minioAppAccessKey": 20,
     "minioAppSecretKey": 40,
+    "backupAccessKey": 20,
+    "backupSecretKey": 40,
     "jwtSecret": 64,
 }
 
@@ -729,6 +835,9 @@ def test_generated_secrets_have_their_strength() -> None:
     assert set(passwords) == set(PASSWORD_LENGTHS)
     for name, p in passwords.items():
         assert len(reveal(p.outputs["result"])) >= PASSWORD_LENGTHS[name], name
+    # S3 access key ids: upper case and digits, as MinIO's and AWS's.
+    for name in ("minioAppAccessKey", "backupAccessKey"):
+        assert re.fullmatch(r"[A-Z0-9]{20}", reveal(passwords[name].outputs["result"])), name
     key = d.named("apiKeyEncryptionKey", "random:index/randomBytes:RandomBytes")
     assert int(key.plain["length"]) == 32  # the app's AES-256 key: exactly 32 bytes
 
@@ -869,3 +978,5 @@ def test_an_image_pull_secret_reaches_every_pod() -> None:
         if reg.type in WORKLOADS:
             spec = reg.plain["spec"]["template"]["spec"]
             assert spec["imagePullSecrets"] == [{"name": "registry-creds"}], reg.name
+    # CloudNativePG's instances too (its PostgreSQL image may come from the same registry).
+    assert cnpg_cluster(d)["spec"]["imagePullSecrets"] == [{"name": "registry-creds"}]
