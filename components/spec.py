@@ -173,6 +173,9 @@ class ClusterBackup:
     store_service: str | None
     schedule: str  # six-field cron, seconds first (CloudNativePG ScheduledBackup)
     retention: str  # e.g. "14d"
+    # What must exist before the first base backup (the bucket and its user): a failed first
+    # Backup is not retried. WAL archiving needs no wait: PostgreSQL keeps segments and retries.
+    store_ready: tuple[pulumi.Resource, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,7 @@ def build(config: StackConfig) -> AixsssStack:
             store_service="minio" if bundled else None,
             schedule=config.backup.cron,
             retention=f"{config.backup.retention_days}d",
+            store_ready=tuple(object_store.ready) if object_store is not None else (),
         )
     database = Database(config, platform, secrets.postgres_password, certs["postgres"], backup)
     cache = Cache(config, platform, secrets.redis_password, certs["redis"])

@@ -80,3 +80,18 @@ def test_a_restore_bootstraps_from_the_named_backups_to_a_point_in_time() -> Non
 def test_docker_outputs_say_backups_are_not_wired_yet() -> None:
     durability = reveal(run_program("dev").outputs)["durability"]["database"]
     assert durability["instances"] == 1 and durability["backups"].startswith("none yet on Docker")
+
+
+def test_the_first_backup_waits_for_the_backups_bucket_and_user_and_nothing_else_does() -> None:
+    d = run_program("staging")
+    bootstrap = next(r for r in d.of_type(JOB) if r.name == "minio-bootstrap")
+    scheduled = next(r for r in d.registrations if r.plain.get("kind") == "ScheduledBackup")
+    assert d.depends_on(scheduled, bootstrap)  # a failed first Backup is not retried
+    # The database (and so migrations and api) does not wait: WAL archiving retries on its own.
+    cluster = next(r for r in d.registrations if r.plain.get("kind") == "Cluster")
+    assert not d.depends_on(cluster, bootstrap)
+    # Docker runs no backups yet: postgres waits for nothing there.
+    docker = run_program("dev")
+    postgres = docker.named("postgres", "docker:index/container:Container")
+    minio = next(r for r in docker.of_type("docker:index/container:Container") if r.name.startswith("minio-bootstrap-"))
+    assert not docker.depends_on(postgres, minio)

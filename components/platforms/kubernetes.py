@@ -564,7 +564,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
                         "immediate": True,
                     },
                     parent,
-                    [workload],
+                    [workload, *backup.store_ready],
                     labels=labels,
                 )
             )
