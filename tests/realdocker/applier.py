@@ -708,6 +708,7 @@ class Applier:
         identifying values (its name or id) stands for one."""
         root = self.state.entries[urn]
         marks = {v for v in (root.inputs.get("name"), root.id, root.outputs.get("imageId")) if v}
+        marks.add(_JOIN + root.id)  # network_mode "container:<id>" takes the id too
         out: list[str] = []
         for dependent in self.state.dependents(urn):
             entry = self.state.entries[dependent]
@@ -1011,8 +1012,18 @@ def _strings_in(value: Any) -> Iterator[str]:
             yield from _strings_in(v)
 
 
+# network_mode joining another container's namespace: the program writes
+# Output.concat("container:", owner.id), which the mock resolves to "container:<name>-id".
+# Upstream v4.5.0 resourceDockerContainerCreate passes network_mode through as
+# HostConfig.NetworkMode (funcs.go L392-398) and connects networks_advanced only when set
+# (L463), so such a container gets no network of its own; network_mode is ForceNew.
+_JOIN = "container:"
+
+
 def _substitute(value: Any, real: dict[str, str]) -> Any:
     if isinstance(value, str):
+        if value.startswith(_JOIN) and value[len(_JOIN) :] in real:
+            return _JOIN + real[value[len(_JOIN) :]]
         return real.get(value, value)
     if isinstance(value, dict):
         return {k: _substitute(v, real) for k, v in value.items()}

@@ -54,14 +54,29 @@ RECIPES: dict[str, Recipe] = {
     "redis": Recipe("redis"),
     # sid: the edge uses `resolve` on upstream servers (nginx >= 1.27.3).
     "nginxinc/nginx-unprivileged": Recipe("nginx", suite="sid"),
-    "minio/minio": Recipe("minio", target="server"),
-    "minio/mc": Recipe("minio", target="mc"),
+    # Silo, the MinIO fork the program deploys (APP.md), and its client.
+    "pgsty/silo": Recipe("silo", target="server"),
+    "pgsty/mc": Recipe("silo", target="mc"),
     # sid: bookworm has no lego package.
     "goacme/lego": Recipe("lego", suite="sid"),
+    # The application publishes no image; the program builds these from app.source
+    # (images/app/Dockerfile) or deploys given references. The tier gives these names
+    # (test_stacks_on_docker.py APP_IMAGES), whose stand-ins keep that Dockerfile's contract.
     "ghcr.io/aixsss/api": Recipe("node", target="api"),
     "ghcr.io/aixsss/worker": Recipe("node", target="worker"),
     # The real web image is built on nginx-unprivileged; so is its stand-in.
     "ghcr.io/aixsss/web": Recipe("web", suite=None, parent="nginxinc/nginx-unprivileged"),
+}
+
+
+# The application publishes no image, and pulumi-docker's Image (what the program builds api,
+# worker and web with when app.source is set) is not applied here: the tier deploys given
+# references instead, which the recipes above serve. Pinned, as staging and prod require.
+APP_OVERRIDES: dict[str, str] = {
+    "app.source": "",
+    "images.api": "ghcr.io/aixsss/api:1.4.0",
+    "images.worker": "ghcr.io/aixsss/worker:1.4.0",
+    "images.web": "ghcr.io/aixsss/web:1.4.0",
 }
 
 

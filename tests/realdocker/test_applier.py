@@ -11,6 +11,7 @@ import io
 import os
 import secrets
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import pytest
 from offline.engine import Deployment, Registration, run_program
 from tests.realdocker import applier as A
 from tests.realdocker.applier import Applier, ApplyError, UnmappedInput
-from tests.realdocker.images import Docker, ensure_base
+from tests.realdocker.images import APP_OVERRIDES, Docker, ensure_base
 
 PREFIX = "applier-test-"
 TEST_IMAGE = "aixsss-test/debian:bookworm"
@@ -205,7 +206,21 @@ def test_go_durations_and_cpus() -> None:
 
 @pytest.fixture(scope="module")
 def dev() -> Deployment:
-    return run_program("dev")
+    return run_program("dev", overrides=APP_OVERRIDES)
+
+
+def test_a_joined_namespace_names_the_owner_by_its_real_id() -> None:
+    """network_mode container:<id> (the Redis tunnel's namespace): the owner's real id goes in,
+    in HostConfig.NetworkMode; no network is connected (networks_advanced unset); StopTimeout is
+    Config's, as Create sets it."""
+    real = {"api-redis-tls-id": "0123abcd"}
+    inputs = A._substitute({"networkMode": "container:api-redis-tls-id", "image": "x", "stopTimeout": 180.0}, real)
+    assert inputs["networkMode"] == "container:0123abcd"
+    body = A.container_create_body("api", inputs)
+    assert body["HostConfig"]["NetworkMode"] == "container:0123abcd" and body["StopTimeout"] == 180
+    assert A.network_attachments(inputs) == []
+    # A string that merely contains a mock id elsewhere is left alone.
+    assert A._substitute("x-container:api-redis-tls-id", real) == "x-container:api-redis-tls-id"
 
 
 def test_every_docker_input_of_the_dev_stack_is_mapped(dev: Deployment) -> None:
@@ -505,6 +520,39 @@ def test_a_must_run_container_found_stopped_is_started_by_the_next_apply(
     again = applier.apply(stack)
     assert (again.updated, again.started) == (["once"], ["once"])
     assert applier.apply(stack).unchanged == ["img", "once"]
+
+
+def test_a_joined_namespace_is_shared_and_replaced_with_its_owner(api: docker.APIClient, applier: Applier) -> None:
+    """network_mode container:<owner id> (the program's Redis tunnel sidecars): the joiner sees the
+    owner's loopback; the owner replaced (delete-first, a container) takes the joiner with it,
+    whose network_mode (ForceNew) held the old id; StopTimeout reaches the daemon; destroy stops
+    with destroy_grace_seconds, which a process that exits on SIGTERM does not wait out."""
+    image = _reg(A.IMAGE, "img", {"name": TEST_IMAGE, "keepLocally": True})
+
+    def stack(label: str) -> Deployment:
+        owner = _reg(A.CONTAINER, "owner", {"name": f"{PREFIX}owner", "image": TEST_IMAGE, "user": "1000:1000",
+                     "entrypoints": ["sleep", "600"], "labels": [{"label": "v", "value": label}]},
+                     [image], outputs={})  # fmt: skip
+        joiner = _reg(A.CONTAINER, "joiner", {"name": f"{PREFIX}joiner", "image": TEST_IMAGE, "user": "1000:1000",
+                      "entrypoints": ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"],
+                      "networkMode": "container:owner-id", "stopTimeout": 180.0, "destroyGraceSeconds": 180.0},
+                      [owner], outputs={})  # fmt: skip
+        return _deployment([image, owner, joiner])
+
+    applier.apply(stack("one"))
+    owner, joiner = (api.inspect_container(f"{PREFIX}{n}") for n in ("owner", "joiner"))
+    assert joiner["HostConfig"]["NetworkMode"] == f"container:{owner['Id']}"
+    assert joiner["Config"]["StopTimeout"] == 180
+    # One namespace: the same network interfaces seen from both.
+    links = [api.exec_start(api.exec_create(c["Id"], ["cat", "/proc/net/dev"])["Id"]) for c in (owner, joiner)]
+    assert links[0] == links[1]
+    report = applier.apply(stack("two"))
+    assert sorted(report.replaced) == ["joiner", "owner"], report
+    owner2, joiner2 = (api.inspect_container(f"{PREFIX}{n}") for n in ("owner", "joiner"))
+    assert owner2["Id"] != owner["Id"] and joiner2["HostConfig"]["NetworkMode"] == f"container:{owner2['Id']}"
+    started = time.monotonic()
+    applier.destroy()
+    assert time.monotonic() - started < 30  # the joiner left on SIGTERM, not after 180 s
 
 
 def test_a_missing_image_is_an_error_not_a_pull(api: docker.APIClient, applier: Applier) -> None:

@@ -27,16 +27,19 @@ from rendering import SETTINGS as RENDER_SETTINGS
 
 from offline.engine import Deployment, Registration, reveal, run_program
 from tests.realdocker.applier import Applier, ApplyReport
-from tests.realdocker.images import ensure_images
+from tests.realdocker.images import APP_OVERRIDES, ensure_images
 
 CONTAINER = "docker:index/container:Container"
-# Each stack switched to Docker as the render tests switch it (prod: one edge per host). prod's
-# ACME client is pointed at loopback inside its own container, so it never leaves this machine
-# (it keeps serving the bootstrap certificate).
+# Each stack switched to Docker as the render tests switch it (prod: one edge per host), with
+# given app images instead of app.source (images.py APP_OVERRIDES: the applier builds nothing).
+# prod's ACME client is pointed at loopback inside its own container, so it never leaves this
+# machine (it keeps serving the bootstrap certificate).
 SETTINGS: dict[str, dict[str, str]] = {
-    stack: {**RENDER_SETTINGS.get((stack, "docker"), {}), **acme}
+    stack: {**RENDER_SETTINGS.get((stack, "docker"), {}), **APP_OVERRIDES, **acme}
     for stack, acme in (("dev", {}), ("staging", {}), ("prod", {"tls.acmeServer": "https://127.0.0.1:14000/dir"}))
 }
+# The Redis TLS tunnel beside each api and worker container (components/cache.py TUNNEL).
+TUNNEL = "redis-tls"
 NEW_API = "ghcr.io/aixsss/api:1.4.1-replaced"
 
 
@@ -216,30 +219,120 @@ const pg = (password) => { const c = new Client({ host: u.hostname, port: +u.por
   return c.connect().then(() => c.query('select 1')).then(() => c.end())
     .then(() => 'ok', (e) => e.code || e.message); };
 // No password at connect: AUTH is sent as a command, so a refusal comes back as Redis's own error
-// (and no ready check, whose INFO would be refused before AUTH).
-const redis = (password) => { const c = new Redis({ host: r.hostname, port: +r.port, lazyConnect: true,
-  enableReadyCheck: false,
-  maxRetriesPerRequest: 0, retryStrategy: () => null, tls: { ca, servername: r.hostname } });
-  return c.connect().then(() => c.call('AUTH', password)).then(() => c.ping())
-    .then((p) => { c.disconnect(); return p; }, (e) => { c.disconnect(); return e.message; }); };
+// (and no ready check, whose INFO would be refused before AUTH). `tls` only where asked: REDIS_URL
+// is plain text to the tunnel on loopback, as the app's client (host, port, password) speaks it.
+const redis = (host, port, password, tls) => { const c = new Redis({ host, port, lazyConnect: true,
+  enableReadyCheck: false, maxRetriesPerRequest: 0, retryStrategy: () => null,
+  ...(tls ? { tls: { ca, servername: host } } : {}) });
+  const late = new Promise((ok) => setTimeout(() => ok('no answer within 5 s'), 5000));
+  return Promise.race([late, c.connect().then(() => c.call('AUTH', password)).then(() => c.ping())
+    .then((p) => p, (e) => e.message)]).finally(() => c.disconnect()); };
 const s3 = () => new Promise((ok) => https.get(process.env.S3_ENDPOINT + '/minio/health/live', { ca },
   (res) => ok(String(res.statusCode))).on('error', (e) => ok(e.message)));
-Promise.all([pg(decodeURIComponent(u.password)), pg('wrong-password'), redis(decodeURIComponent(r.password)),
-  redis('wrong-password'), s3()]).then((v) => { console.log(JSON.stringify(v)); process.exit(0); });
+const pw = r.password;  // as the app passes it: WHATWG URL's, not decoded
+Promise.all([pg(decodeURIComponent(u.password)), pg('wrong-password'),
+  redis(r.hostname, +r.port, pw, false), redis(r.hostname, +r.port, 'wrong-password', false),
+  redis('redis', 6379, pw, false), redis('redis', 6379, pw, true), s3()])
+  .then((v) => { console.log(JSON.stringify(v)); process.exit(0); });
 """
+
+
+def _app_containers(d: Deployed, service: str) -> list[str]:
+    """The long-running containers of api or worker (not the migration job, not the tunnels)."""
+    return [r.name for r in _containers(d) if re.fullmatch(rf"{service}(-\d+)?", r.name)]
 
 
 def test_apps_reach_the_data_services_over_verified_tls_and_a_wrong_password_is_refused(deployed: Deployed) -> None:
     d = deployed
-    api = d.container("api" if d.stack != "prod" else "api-1")
+    api = d.container(_app_containers(d, "api")[0])
     result = api.exec_run(["node", "-e", APP_TLS_CHECK], workdir="/app")
     assert result.exit_code == 0, result.output.decode()
-    pg_ok, pg_wrong, redis_ok, redis_wrong, s3 = json.loads(result.output.decode().strip().splitlines()[-1])
+    answers = json.loads(result.output.decode().strip().splitlines()[-1])
+    pg_ok, pg_wrong, tunnel_ok, tunnel_wrong, direct_plain, direct_tls, s3 = answers
     assert pg_ok == "ok"
     assert pg_wrong == "28P01"  # invalid_password
-    assert redis_ok == "PONG"
-    assert "WRONGPASS" in redis_wrong or "NOAUTH" in redis_wrong, redis_wrong
+    # REDIS_URL is plain text to 127.0.0.1:6379, the tunnel in the api's own namespace, which
+    # speaks verified TLS to Redis: the password works through it and a wrong one is Redis's refusal.
+    assert re.fullmatch(r"redis://default:[^@]+@127\.0\.0\.1:6379", api_env(api)["REDIS_URL"])
+    assert tunnel_ok == "PONG", answers
+    assert "WRONGPASS" in tunnel_wrong, answers
+    # Straight to Redis from the same container: plain text fails (Redis speaks TLS only), while
+    # TLS verified against the stack's CA answers (so it is the missing TLS that fails, not the route).
+    assert direct_plain not in ("PONG",) and "WRONGPASS" not in direct_plain, answers
+    assert direct_tls == "PONG", answers
     assert s3 == "200"
+
+
+def api_env(container: docker.models.containers.Container) -> dict[str, str]:
+    return dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
+
+
+def test_api_and_worker_share_their_tunnels_namespace_which_listens_on_loopback_only(deployed: Deployed) -> None:
+    d = deployed
+    for service, zones in (("api", {"frontend", "backend", "egress"}), ("worker", {"backend", "egress"})):
+        for name in _app_containers(d, service):
+            app, tunnel = d.container(name), d.container(f"{name}-{TUNNEL}")
+            # The daemon's view: the app joined the tunnel's namespace and has no network of its own;
+            # the tunnel holds the service's networks, under the service's alias.
+            assert app.attrs["HostConfig"]["NetworkMode"] == f"container:{tunnel.id}", name
+            assert not app.attrs["NetworkSettings"]["Networks"], (name, app.attrs["NetworkSettings"]["Networks"])
+            networks = tunnel.attrs["NetworkSettings"]["Networks"]
+            assert {n.rsplit("-", 1)[1] for n in networks} == zones, (name, sorted(networks))
+            assert all(service in (n["Aliases"] or []) for n in networks.values()), (name, networks)
+            assert tunnel.attrs["State"]["Health"]["Status"] == "healthy", name
+    # The tunnel's plain-text port is on loopback only: the api's address answers on its own port
+    # (3001) from the worker's namespace, and not on 6379.
+    api_name, worker = _app_containers(d, "api")[0], d.container(_app_containers(d, "worker")[0])
+    backend = f"aixsss-{d.stack}-backend"
+    address = d.container(f"{api_name}-{TUNNEL}").attrs["NetworkSettings"]["Networks"][backend]["IPAddress"]
+    assert _tcp_from(worker, address, 3001), "control: the api answers on its backend address"
+    assert not _tcp_from(worker, address, 6379), "the api's Redis tunnel is reachable from another container"
+
+
+def test_the_workers_health_follows_its_tunnel(deployed: Deployed) -> None:
+    """The worker's probe (a PING over REDIS_URL) fails while its tunnel is frozen, in a run by hand
+    within the healthcheck's timeout and in the daemon's own health log, and passes again after."""
+    d = deployed
+    name = _app_containers(d, "worker")[0]
+    worker, tunnel = d.container(name), d.container(f"{name}-{TUNNEL}")
+    check = worker.attrs["Config"]["Healthcheck"]
+    assert check["Test"][0] == "CMD"
+    probe, timeout = check["Test"][1:], check["Timeout"] // 10**9
+    by_hand = ["timeout", str(timeout), *probe]
+    assert worker.exec_run(by_hand).exit_code == 0, "control: the probe passes with the tunnel up"
+    tunnel.pause()  # nginx frozen: connections are accepted by the kernel, nothing answers
+    try:
+        assert worker.exec_run(by_hand).exit_code != 0, "the worker's probe passed without its tunnel"
+        deadline = time.monotonic() + check["Interval"] // 10**9 + timeout + 10
+        streak = 0
+        while time.monotonic() < deadline:
+            worker.reload()
+            streak = worker.attrs["State"]["Health"]["FailingStreak"]
+            if streak:
+                break
+            time.sleep(1)
+        assert streak >= 1, ("the daemon's healthcheck kept passing", worker.attrs["State"]["Health"]["Log"][-2:])
+    finally:
+        tunnel.unpause()
+    deadline = time.monotonic() + check["Interval"] // 10**9 + timeout + 10
+    while time.monotonic() < deadline:
+        worker.reload()
+        if worker.attrs["State"]["Health"]["FailingStreak"] == 0 and worker.exec_run(by_hand).exit_code == 0:
+            break
+        time.sleep(1)
+    assert worker.attrs["State"]["Health"]["FailingStreak"] == 0, worker.attrs["State"]["Health"]["Log"][-2:]
+    assert worker.attrs["State"]["Health"]["Status"] == "healthy"
+
+
+def test_the_worker_may_take_its_grace_period_to_stop(deployed: Deployed) -> None:
+    """worker.stopGraceSeconds (180 by default) is the container's own stop timeout on the daemon
+    (docker stop, daemon shutdown) and what a delete waits (destroy_grace_seconds)."""
+    d = deployed
+    grace = int(d.deployment.config.get("aixsss:worker.stopGraceSeconds", "180"))
+    for name in _app_containers(d, "worker"):
+        assert d.container(name).attrs["Config"]["StopTimeout"] == grace == 180, name
+    for name in _app_containers(d, "api"):
+        assert d.container(name).attrs["Config"].get("StopTimeout") is None, name  # the daemon's 10 s
 
 
 # --------------------------------------------------------------------------- through the edge
@@ -261,8 +354,18 @@ def test_the_edge_serves_api_and_web_over_https_and_redirects_http(deployed: Dep
     d = deployed
     status, body = _https(d, "/api/health")
     assert status == 200 and json.loads(body)["ok"] is True, body
-    status, body = _https(d, "/")
-    assert status == 200 and b"<html" in body.lower(), body[:200]
+    status, index = _https(d, "/")
+    assert status == 200 and b"<html" in index.lower(), index[:200]
+    # The web server's config the program delivers (SPA): a deep link gets index.html, a hashed
+    # asset is served as itself, and a missing one is a 404, never index.html as JavaScript.
+    status, body = _https(d, "/some/deep/link")
+    assert (status, body) == (200, index), (status, body[:200])
+    asset = re.search(rb'src="(/assets/[^"]+\.js)"', index)
+    assert asset, index[:300]
+    status, body = _https(d, asset.group(1).decode())
+    assert status == 200 and b"<html" not in body.lower(), (status, body[:200])
+    status, body = _https(d, "/assets/x-deadbeef.js")
+    assert status == 404, (status, body[:200])
     plain = http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
     plain.request("GET", "/api/health", headers={"Host": d.domain})
     response = plain.getresponse()
@@ -270,6 +373,8 @@ def test_the_edge_serves_api_and_web_over_https_and_redirects_http(deployed: Dep
 
 
 def test_a_replaced_api_container_answers_through_the_edge_again(deployed: Deployed, image_cache: Path) -> None:
+    """The new api joins its tunnel's unchanged namespace, so it keeps that address: the tunnels are
+    moved to new addresses as well, so that only re-resolution by the edge reaches the new api."""
     d = deployed
     before = json.loads(_https(d, "/api/health")[1])
     # A release is a different image, not only another tag: pulumi-docker compares image ids, so a
@@ -281,44 +386,46 @@ def test_a_replaced_api_container_answers_through_the_edge_again(deployed: Deplo
     report = apply(d.host, d.applier, upgraded, image_cache)
     apis = {r.name for r in d.deployment.of_type(CONTAINER) if re.fullmatch(r"api(-\d+)?", r.name)}
     assert apis <= set(report.replaced) and "edge" not in report.replaced + report.created, report
-    _move_to_new_addresses(d, sorted(apis), current)
+    _move_to_new_addresses(d, sorted(f"{api}-{TUNNEL}" for api in apis), current)
     started = time.monotonic()
     answer: dict[str, Any] = {}
     while time.monotonic() - started < 30:
         status, body = _https(d, "/api/health")
         if status == 200:
             answer = json.loads(body)
-            if answer.get("hostname") != before.get("hostname"):
+            # Not the hostname: a container in another's namespace has that container's hostname.
+            if answer.get("instance") != before.get("instance"):
                 break
         time.sleep(0.5)
     elapsed = time.monotonic() - started
     print(f"edge answered 200 from the new api container {elapsed:.1f}s after the apply")
-    assert answer.get("hostname") and answer["hostname"] != before.get("hostname"), (before, answer)
+    assert answer.get("instance") and answer["instance"] != before.get("instance"), (before, answer)
     assert elapsed < 15
 
 
-def _move_to_new_addresses(d: Deployed, apis: list[str], image: str) -> None:
+def _move_to_new_addresses(d: Deployed, owners: list[str], image: str) -> None:
     """Give the new api containers addresses their predecessors never had.
 
     Docker hands a new container the lowest free address of a network, so a replaced container
     often gets its predecessor's, and an edge that resolved `api` once would still reach it. In
-    a real `pulumi up` any container that joins the network in between takes that address. Here
-    each new api leaves the frontend network, a container of this test takes the freed address,
-    and the api joins again (under its alias) at another: only re-resolution reaches it now.
+    a real `pulumi up` any container that joins the network in between takes that address (and
+    a replaced tunnel gets a new one). Here each api's namespace owner (its tunnel) leaves the
+    frontend network, a container of this test takes the freed address, and the owner joins
+    again (under the api's alias) at another: only re-resolution reaches the new api now.
     """
     frontend = d.client.networks.get(f"aixsss-{d.stack}-frontend")
     moved = []
-    for name in apis:
-        api = d.container(name)
-        old = api.attrs["NetworkSettings"]["Networks"][frontend.name]["IPAddress"]
-        frontend.disconnect(api)
+    for name in owners:
+        owner = d.container(name)
+        old = owner.attrs["NetworkSettings"]["Networks"][frontend.name]["IPAddress"]
+        frontend.disconnect(owner)
         squatter = d.client.containers.run(
             image, ["sleep", "600"], name=f"aixsss-test-{d.stack}-squatter-{name}", network=frontend.name,
             user="1000:1000", detach=True, labels={"aixsss-test": "squatter"},
         )  # fmt: skip
         squatter.reload()
         assert squatter.attrs["NetworkSettings"]["Networks"][frontend.name]["IPAddress"] == old
-        frontend.connect(api, aliases=["api"])
-        api.reload()
-        moved.append((old, api.attrs["NetworkSettings"]["Networks"][frontend.name]["IPAddress"]))
+        frontend.connect(owner, aliases=["api"])
+        owner.reload()
+        moved.append((old, owner.attrs["NetworkSettings"]["Networks"][frontend.name]["IPAddress"]))
     assert all(old != new for old, new in moved), moved

@@ -37,6 +37,7 @@ from docker.models.networks import Network
 from components.api import HEALTH_COMMAND as API_HEALTH
 from components.conf import postgres as pgconf
 from components.conf import redis as redisconf
+from components.conf import tls_tunnel, web_server
 from components.object_store import bootstrap_script, bucket_policy
 from components.worker import HEALTH_COMMAND as WORKER_HEALTH
 from tests.realdocker.images import RECIPES, ensure_images, recipe_key
@@ -46,20 +47,17 @@ IMAGES = {
     "postgres": "postgres:16",
     "redis": "redis:7",
     "edge": "nginxinc/nginx-unprivileged:1.29",
-    "minio": "minio/minio:RELEASE.2025-09-07T16-13-09Z",
-    "mc": "minio/mc:RELEASE.2025-08-13T08-35-41Z",
+    "minio": "pgsty/silo:RELEASE.2026-09-16T00-00-00Z",
+    "mc": "pgsty/mc:RELEASE.2026-09-16T00-00-00Z",
     "lego": "goacme/lego:v4.26.0",
-    "api": "ghcr.io/aixsss/api:latest",
-    "worker": "ghcr.io/aixsss/worker:latest",
-    "web": "ghcr.io/aixsss/web:latest",
+    "api": "ghcr.io/aixsss/api:1.4.0",
+    "worker": "ghcr.io/aixsss/worker:1.4.0",
+    "web": "ghcr.io/aixsss/web:1.4.0",
 }
 # The other tags the stacks use, and one a test may use to force a replacement.
 EXTRA_REFERENCES = [
     "postgres:16.10",
     "redis:7.4.5",
-    "ghcr.io/aixsss/api:1.4.0",
-    "ghcr.io/aixsss/worker:1.4.0",
-    "ghcr.io/aixsss/web:1.4.0",
     "ghcr.io/aixsss/api:1.4.1",
 ]
 CA_PATH = "/etc/aixsss/tls/ca.crt"
@@ -211,15 +209,19 @@ class Lab:
         environment: dict[str, str] | None = None,
         volumes: dict[str, str] | None = None,
         tmpfs: tuple[str, ...] = ("/tmp",),
+        namespace_of: Container | None = None,
     ) -> Container:
-        """A hardened container on the lab's network, reachable by ``name``."""
+        """A hardened container on the lab's network, reachable by ``name``; or, with
+        ``namespace_of``, in that container's network namespace (as the program runs api and
+        worker in their Redis tunnel's)."""
         binds = {v: {"bind": p, "mode": "ro" if p == "/etc/aixsss" else "rw"} for v, p in (volumes or {}).items()}
         container = self.client.containers.create(
             image,
             command=command,
             entrypoint=entrypoint,
             name=f"{self.prefix}-{name}",
-            hostname=name,
+            # A joined namespace brings its owner's hostname (the daemon refuses another).
+            hostname=None if namespace_of else name,
             user=user,
             environment=environment or {},
             read_only=True,
@@ -227,12 +229,14 @@ class Lab:
             security_opt=["no-new-privileges:true"],
             tmpfs={p: "rw,noexec,nosuid,size=64m" for p in tmpfs},
             volumes=binds,
-            network=self.network.name,
+            network=None if namespace_of else self.network.name,
+            network_mode=f"container:{namespace_of.id}" if namespace_of else None,
         )
         self.containers.append(container)
-        # Aliased by its short name, as the program's networks alias each service.
-        self.network.disconnect(container)
-        self.network.connect(container, aliases=[name])
+        if not namespace_of:
+            # Aliased by its short name, as the program's networks alias each service.
+            self.network.disconnect(container)
+            self.network.connect(container, aliases=[name])
         container.start()
         return container
 
@@ -370,12 +374,36 @@ def start_redis(lab: Lab, pki: Pki) -> Container:
     return cache
 
 
+# The tunnel sidecar's healthcheck as components/cache.py declares it: Redis's -NOAUTH through it.
+TUNNEL_PROBE = [
+    "bash",
+    "-c",
+    "exec 3<>/dev/tcp/127.0.0.1/6379 && printf 'PING\\r\\n' >&3 && "
+    "IFS= read -r -t 3 reply <&3 && [[ $reply == -NOAUTH* ]]",
+]
+
+
+def start_tunnel(lab: Lab, pki: Pki, name: str) -> Container:
+    """The program's Redis TLS tunnel (components/conf/tls_tunnel.py) in the edge's image, run as
+    the program runs it: `nginx -c` with a `stream {}` config and no load_module line."""
+    settings = tls_tunnel.TunnelSettings(
+        listen_port=6379, server_host="redis", server_port=6379, server_name="redis", ca_path=CA_PATH
+    )
+    files = {"/etc/aixsss/redis-tls.conf": File(tls_tunnel.render(settings)), CA_PATH: File(pki.ca_pem)}
+    conf = lab.config(name, files, IMAGES["edge"])
+    tunnel = lab.start(name, IMAGES["edge"], user="101:101", volumes={conf: "/etc/aixsss"},
+                       entrypoint=["nginx", "-c", "/etc/aixsss/redis-tls.conf", "-g", "daemon off;"])  # fmt: skip
+    wait_for(lambda: exec_succeeds(tunnel, TUNNEL_PROBE), name)
+    return tunnel
+
+
 def app_env(lab: Lab, pki: Pki) -> tuple[str, dict[str, str]]:
     conf = lab.config("app", {CA_PATH: File(pki.ca_pem)}, IMAGES["api"])
     env = {
         "NODE_ENV": "development",
         "DATABASE_URL": database_url(),
-        "REDIS_URL": f"rediss://default:{REDIS_PASSWORD}@redis:6379",
+        # What the program gives api and worker: plain text to their tunnel on loopback.
+        "REDIS_URL": f"redis://default:{REDIS_PASSWORD}@127.0.0.1:6379",
         "AI_QUEUE_NAME": "ai-jobs",
         "API_KEY_ENCRYPTION_KEY": secrets.token_hex(32),
         "NODE_EXTRA_CA_CERTS": CA_PATH,
@@ -462,7 +490,7 @@ def test_s3_standin_bootstrap_and_bucket_scoped_user(lab: Lab, pki: Pki) -> None
                    "APP_ACCESS_KEY": app, "APP_SECRET_KEY": app_secret}  # fmt: skip
 
     def mc(*script: str, **env: str) -> tuple[int, str]:
-        """Shell lines run in the minio/mc image as the program runs its bootstrap job."""
+        """Shell lines run in the pgsty/mc image as the program runs its bootstrap job."""
         return lab.run(
             "mc",
             IMAGES["mc"],
@@ -498,32 +526,42 @@ def test_api_migrations_health_and_worker_queue(lab: Lab, pki: Pki) -> None:
     start_postgres(lab, pki)
     start_redis(lab, pki)
     conf, env = app_env(lab, pki)
-    migrate = ["npx", "prisma", "migrate", "deploy"]
-    for expected in ("Applied migration", "No pending migrations"):
-        code, out = lab.run("api-migrate", IMAGES["api"], user="1000:1000", entrypoint=migrate,
+    migrate = ["prisma", "migrate", "deploy", "--schema", "/app/prisma/schema.prisma"]  # the program's job
+    for expected in ("All migrations have been successfully applied", "No pending migrations"):
+        code, out = lab.run("api-migrate", IMAGES["api"], user="1000:1000", command=migrate,
                             environment={"NODE_ENV": "development", "DATABASE_URL": env["DATABASE_URL"]},
                             volumes={conf: "/etc/aixsss"})  # fmt: skip
         assert code == 0 and expected in out, out
-    code, out = lab.run("api-migrate", IMAGES["api"], user="1000:1000", entrypoint=migrate,
+    code, out = lab.run("api-migrate", IMAGES["api"], user="1000:1000", command=migrate,
                         environment={"DATABASE_URL": database_url("wrong")}, volumes={conf: "/etc/aixsss"})  # fmt: skip
     assert code != 0 and "password authentication failed" in out, out
+    code, out = lab.run("api-migrate", IMAGES["api"], user="1000:1000", command=[*migrate[:3], "--schema", "/nope"],
+                        environment={"DATABASE_URL": env["DATABASE_URL"]}, volumes={conf: "/etc/aixsss"})  # fmt: skip
+    assert code != 0 and "/nope" in out, out
 
-    api = lab.start("api", IMAGES["api"], user="1000:1000", volumes={conf: "/etc/aixsss"},
+    # api and worker each in their own tunnel's namespace, as the program runs them.
+    api_tunnel = start_tunnel(lab, pki, "api")
+    api = lab.start("api-app", IMAGES["api"], user="1000:1000", volumes={conf: "/etc/aixsss"}, namespace_of=api_tunnel,
                     environment={**env, "PORT": "3001", "JWT_SECRET": secrets.token_hex(32)})  # fmt: skip
     wait_for(lambda: exec_succeeds(api, API_HEALTH), "api")  # the program's healthcheck
     # stderr apart: Node 18 warns on stderr that fetch is experimental.
     body = exec_ok(api, ["node", "-e", "fetch('http://api:3001/api/health').then(r=>r.text()).then(console.log)"],
                    stderr=False)  # fmt: skip
     health = json.loads(body)
-    assert health["ok"] is True and health["hostname"] == "api"
+    assert health["ok"] is True and health["hostname"] == "api"  # the tunnel's hostname: one namespace
 
-    worker = lab.start("worker", IMAGES["worker"], user="1000:1000", environment=env, volumes={conf: "/etc/aixsss"})
+    worker_tunnel = start_tunnel(lab, pki, "worker")
+    worker = lab.start("worker-app", IMAGES["worker"], user="1000:1000", environment=env,
+                       volumes={conf: "/etc/aixsss"}, namespace_of=worker_tunnel)  # fmt: skip
     wait_for(lambda: exec_succeeds(worker, WORKER_HEALTH), "worker")  # the program's healthcheck
     post = "fetch('http://api:3001/api/stand-in/jobs',{method:'POST'}).then(r=>r.json()).then(j=>console.log(j.id))"
     job = exec_ok(api, ["node", "-e", post], stderr=False).strip()
     wait_for(lambda: f"job {job} completed" in worker.logs().decode(), "the job")
-    worker.stop(timeout=20)  # SIGTERM
+    # Idle, the worker closes and exits 0 on SIGTERM (through tini) at once, not after its grace.
+    started = time.monotonic()
+    worker.stop(timeout=60)
     assert worker.wait(timeout=30)["StatusCode"] == 0, worker.logs().decode()
+    assert time.monotonic() - started < 10, worker.logs().decode()
 
 
 def test_edge_nginx_version_resolve_and_default_page(lab: Lab) -> None:
@@ -543,13 +581,38 @@ def test_edge_nginx_version_resolve_and_default_page(lab: Lab) -> None:
     code, out = lab.run("edge-test", IMAGES["edge"], user="101:101", entrypoint=["nginx", "-t", "-c",
                         "/etc/aixsss/nginx.conf"], volumes={conf: "/etc/aixsss"})  # fmt: skip
     assert code == 0 and "test is successful" in out, out
+    # `stream {}` with `resolve` in an upstream, under `nginx -c` and no load_module line: the
+    # program's Redis tunnel config, as the official image's statically built stream module takes it.
+    settings = tls_tunnel.TunnelSettings(
+        listen_port=6379,
+        server_host="redis.invalid",
+        server_port=6379,
+        server_name="redis",
+        ca_path="/etc/ssl/certs/ca-certificates.crt",
+    )
+    conf = lab.config("tunnel", {"/etc/aixsss/redis-tls.conf": File(tls_tunnel.render(settings))}, IMAGES["edge"])
+    code, out = lab.run("tunnel-test", IMAGES["edge"], user="101:101", entrypoint=["nginx", "-t", "-c",
+                        "/etc/aixsss/redis-tls.conf", "-g", "daemon off;"], volumes={conf: "/etc/aixsss"})  # fmt: skip
+    assert code == 0 and "test is successful" in out, out
 
 
-def test_web_serves_index_with_wget(lab: Lab) -> None:
-    web = lab.start("web", IMAGES["web"], user="101:101")
-    wait_for(lambda: exec_succeeds(web, ["wget", "-q", "--spider", "http://127.0.0.1:8080/"]), "web")
-    page = exec_ok(web, ["wget", "-qO-", "http://127.0.0.1:8080/some/deep/link"])
-    assert 'id="root"' in page
+def test_web_serves_the_build_with_the_programs_config(lab: Lab) -> None:
+    conf = lab.config("web", {"/etc/aixsss/web.conf": File(web_server.render(web_server.WebServerSettings()))},
+                      IMAGES["web"])  # fmt: skip
+    web = lab.start("web", IMAGES["web"], user="101:101", volumes={conf: "/etc/aixsss"},
+                    command=["nginx", "-c", "/etc/aixsss/web.conf", "-g", "daemon off;"])  # fmt: skip
+    probe = ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8080/"]  # the program's probe
+    wait_for(lambda: exec_succeeds(web, probe), "web")
+    index = exec_ok(web, ["curl", "-fsS", "http://127.0.0.1:8080/"])
+    assert 'id="root"' in index
+    assert exec_ok(web, ["curl", "-fsS", "http://127.0.0.1:8080/some/deep/link"]) == index
+    asset = re.search(r'src="(/assets/[^"]+)"', index)
+    assert asset, index
+    headers = exec_ok(web, ["curl", "-fsS", "-D", "-", "-o", "/dev/null", "-H", "Accept-Encoding: gzip",
+                            f"http://127.0.0.1:8080{asset.group(1)}"]).lower()  # fmt: skip
+    assert "content-encoding: gzip" in headers and "immutable" in headers, headers
+    code = exec_ok(web, ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:8080/assets/x.js"])
+    assert code == "404"
 
 
 def test_lego_has_its_shell_tools(lab: Lab) -> None:

@@ -1,13 +1,17 @@
 'use strict';
 // Stand-in for the AIXSSS api (NestJS on Fastify, global prefix /api): the same environment
 // (APP.md), GET /api/health answering {"ok": true} once PostgreSQL answers a query through
-// DATABASE_URL, and the container's hostname so a test can tell which container answered.
-// POST /api/stand-in/jobs puts a job on the BullMQ queue AI_QUEUE_NAME (for the worker).
+// DATABASE_URL, with the container's hostname and an id drawn at start, so a test can tell which
+// process answered (a container that joins another's network namespace shares its hostname).
+// POST /api/stand-in/jobs puts a job on the BullMQ queue AI_QUEUE_NAME (for the worker), over the
+// connection the app makes of REDIS_URL (lib/redis-url.js: host, port, password, plain text).
 const http = require('node:http');
 const os = require('node:os');
+const { randomUUID } = require('node:crypto');
 const { Pool } = require('pg');
 const { pgConfig } = require('./lib/prisma-url');
 const { requireEnv } = require('./lib/env');
+const { parseRedisUrl } = require('./lib/redis-url');
 
 requireEnv(['DATABASE_URL', 'JWT_SECRET', 'API_KEY_ENCRYPTION_KEY', 'REDIS_URL'], {
   minLength: { JWT_SECRET: 32, API_KEY_ENCRYPTION_KEY: 32 },
@@ -15,6 +19,7 @@ requireEnv(['DATABASE_URL', 'JWT_SECRET', 'API_KEY_ENCRYPTION_KEY', 'REDIS_URL']
 const port = Number(process.env.PORT || 3001);
 const queueName = process.env.AI_QUEUE_NAME || 'ai-jobs';
 const pool = new Pool(pgConfig(process.env.DATABASE_URL));
+const instance = randomUUID();
 let queue;
 
 function send(res, status, body) {
@@ -25,16 +30,15 @@ function send(res, status, body) {
 async function health() {
   try {
     await pool.query('SELECT 1');
-    return { ok: true, db: 'up', hostname: os.hostname() };
+    return { ok: true, db: 'up', hostname: os.hostname(), instance };
   } catch (err) {
-    return { ok: false, db: String(err.message), hostname: os.hostname() };
+    return { ok: false, db: String(err.message), hostname: os.hostname(), instance };
   }
 }
 
 async function enqueue() {
   const { Queue } = require('bullmq');
-  const IORedis = require('ioredis');
-  queue ??= new Queue(queueName, { connection: new IORedis(process.env.REDIS_URL, { maxRetriesPerRequest: null }) });
+  queue ??= new Queue(queueName, { connection: parseRedisUrl(process.env.REDIS_URL) });
   const job = await queue.add('stand-in', { at: Date.now() });
   return { id: job.id, queue: queueName };
 }

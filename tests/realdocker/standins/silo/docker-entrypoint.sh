@@ -1,7 +1,8 @@
 #!/bin/sh
-# minio/minio dockerscripts/docker-entrypoint.sh: any arguments not starting with `minio` get
-# `minio` prepended (the deprecated MINIO_USERNAME user switch is not mirrored).
-if [ "${1}" != "minio" ] && [ -n "${1}" ]; then
-	set -- minio "$@"
+# minio/minio dockerscripts/docker-entrypoint.sh with Silo's binary name: any arguments not
+# starting with `silo` get `silo` prepended (the deprecated MINIO_USERNAME user switch is not
+# mirrored).
+if [ "${1}" != "silo" ] && [ -n "${1}" ]; then
+	set -- silo "$@"
 fi
 exec "$@"
