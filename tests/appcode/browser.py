@@ -46,6 +46,18 @@ CSP_HEADER = re.compile(r'add_header Content-Security-Policy "([^"]*)" always;')
 # --------------------------------------------------------------------------- servers
 
 
+def goto(page: Page, url: str, **options: Any) -> Any:
+    """``page.goto``, once more if Chromium aborted it with ERR_NETWORK_CHANGED: it cancels
+    in-flight loads whenever a network interface of the machine appears or goes (a Docker
+    daemon on the same machine adds and removes bridges); no other error is retried."""
+    try:
+        return page.goto(url, **options)
+    except Exception as error:  # playwright's Error
+        if "ERR_NETWORK_CHANGED" not in str(error):
+            raise
+        return page.goto(url, **options)
+
+
 def precompressed_copy(dist: Path, into: Path) -> Path:
     """A copy of ``dist`` with a ``.gz`` beside each text file, made as the web image makes them
     (its build runs ``find ... -exec gzip -k -9 -n {} +`` over these suffixes).

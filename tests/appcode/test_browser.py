@@ -48,6 +48,7 @@ from .browser import (
     PageWatch,
     ThirdParty,
     edge_conf,
+    goto,
     launch,
     nginx,
     precompressed_copy,
@@ -206,7 +207,7 @@ def visit(context: BrowserContext, url: str) -> Visit:
     page, watch = watched_page(context)
     responses: list[Response] = []
     page.on("response", lambda response: responses.append(response))
-    response = page.goto(url, wait_until="load")
+    response = goto(page, url, wait_until="load")
     assert response is not None
     page.wait_for_function("document.getElementById('root')?.childElementCount > 0")
     page.wait_for_load_state("networkidle")
@@ -358,7 +359,7 @@ def test_a_deep_link_and_its_reload_get_the_app(
         assert page.title() == app_title(upstreams.html)
 
     got_the_app(loaded.response)
-    got_the_app(page.goto(edge.origin + path))  # the deep link loaded again from the server
+    got_the_app(goto(page, edge.origin + path))  # the deep link loaded again from the server
     got_the_app(page.reload())  # and the page the app routed it to, reloaded
     assert all(not v for v in loaded.watch.violations().values()), loaded.watch.summary()
 
@@ -375,7 +376,7 @@ def test_a_missing_asset_is_a_404_not_the_app(
     path: str, context: BrowserContext, edge: Edge, upstreams: Upstreams
 ) -> None:
     page = context.new_page()
-    response = page.goto(edge.origin + path)
+    response = goto(page, edge.origin + path)
     assert response is not None
     assert response.status == 404
     assert response.body() != (upstreams.html / "index.html").read_bytes()
@@ -388,7 +389,7 @@ def test_a_missing_asset_is_a_404_not_the_app(
 def test_api_health_reaches_the_api_through_the_edge(context: BrowserContext, edge: Edge, upstreams: Upstreams) -> None:
     page = context.new_page()
     before = len(upstreams.api_seen)
-    response = page.goto(edge.origin + "/api/health")
+    response = goto(page, edge.origin + "/api/health")
     assert response is not None
     assert response.status == 200
     assert response.json() == {"ok": True}
@@ -456,6 +457,6 @@ def test_control_a_browser_without_the_stack_ca_refuses_the_edge(
     try:
         page = untrusting.new_page()
         with pytest.raises(PlaywrightError, match="ERR_CERT_AUTHORITY_INVALID"):
-            page.goto(edge.origin + "/")
+            goto(page, edge.origin + "/")
     finally:
         untrusting.close()
