@@ -397,7 +397,7 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "nginx-server-tokens",
         "security",
-        NGINX,
+        "components/conf/nginx_base.py",
         '"  server_tokens off;",',
         '"  server_tokens on;",',
         "nginx: version disclosed",
