@@ -30,7 +30,6 @@ certificate, or told to expect another name, refuses to connect.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import re
 import shutil
@@ -40,13 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from rendering import config_file, rendered, tool
 from servers import LOOPBACK, Cache, deployed_copy, free_port, nginx_version, port_accepts, relocate, rendered_redis
 from servers import running as running_server
+from throwaway_pki import issue
 
 from offline.engine import reveal
 from offline.render import Rendered
@@ -152,22 +148,8 @@ def roundtrip(built_app: Path, api: dict[str, str], worker: dict[str, str], time
 
 def foreign_ca(directory: Path) -> Path:
     """A CA certificate that did not sign anything of the stack's."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not the stack's CA")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
     path = directory / "foreign-ca.crt"
-    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    path.write_text(issue("not the stack's CA").cert_pem)
     return path
 
 

@@ -18,7 +18,6 @@ rendered pgbackrest.conf and postgresql.conf relocated onto this machine.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 import secrets
 import shutil
@@ -45,6 +44,7 @@ from servers import (
     relocate,
     running,
 )
+from throwaway_pki import issue
 
 from components import database
 from components.conf import pgbackrest, postgres
@@ -65,35 +65,6 @@ INITDB_ARGS = "--auth-local=scram-sha-256 --auth-host=scram-sha-256"
 # ------------------------------------------------------------------------------ certificates
 
 
-def _issue(subject: str, ca: tuple | None, *, is_ca: bool) -> tuple[bytes, bytes, tuple]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    issuer_name, issuer_key = (ca[0].subject, ca[1]) if ca else (name, key)
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
-    )
-    if not is_ca:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False)
-    cert = builder.sign(issuer_key, hashes.SHA256())
-    pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())  # fmt: skip
-    return pem, key_pem, (cert, key)
-
-
 @dataclass
 class Pki:
     ca: Path  # the throwaway CA that signed the S3 server's and PostgreSQL's certificates
@@ -104,13 +75,12 @@ class Pki:
 
 def make_pki(into: Path) -> Pki:
     into.mkdir(parents=True, exist_ok=True)
-    ca_pem, _, ca = _issue("aixsss backup test CA", None, is_ca=True)
-    foreign_pem, _, _ = _issue("some other CA", None, is_ca=True)
-    cert_pem, key_pem, _ = _issue("localhost", ca, is_ca=False)
+    ca = issue("aixsss backup test CA")
+    server = issue("localhost", ca=ca)
     paths = Pki(into / "ca.crt", into / "foreign-ca.crt", into / "server.crt", into / "server.key")
-    for path, data in ((paths.ca, ca_pem), (paths.foreign_ca, foreign_pem), (paths.cert, cert_pem),
-                       (paths.key, key_pem)):  # fmt: skip
-        path.write_bytes(data)
+    for path, text in ((paths.ca, ca.cert_pem), (paths.foreign_ca, issue("some other CA").cert_pem),
+                       (paths.cert, server.cert_pem), (paths.key, server.key_pem)):  # fmt: skip
+        path.write_text(text)
     paths.key.chmod(0o600)
     return paths
 
