@@ -7,6 +7,7 @@ import pulumi
 from components.conf import redis, tls_tunnel
 from components.conf.urls import url_quote
 from components.config import StackConfig
+from components.monitoring import exporters_declared, redis_exporter
 from components.pki import Certificate
 from components.platforms.base import Platform
 from components.service import CA_PATH, TLS_DIR, Service
@@ -71,6 +72,11 @@ class Cache(Service):
                 Port("redis", PORT, published=PORT if publish else None, host_ip="127.0.0.1", tls=True, auth="password")
             ],
             volumes=[Volume("data", "/data", config.cache.storage_gb)],
+            # redis_exporter beside it (monitoring.enabled, Kubernetes): the password it needs is
+            # REDISCLI_AUTH of the Secret above.
+            exporters=(redis_exporter(config, certificate.ca_pem, PORT, "REDISCLI_AUTH"),)
+            if exporters_declared(config)
+            else (),
             files=[
                 ConfigFile(CONF_PATH, self.redis_conf, secret=True, mode=0o600, owner=UID),
                 ConfigFile(f"{TLS_DIR}/server.crt", certificate.cert_pem),

@@ -13,6 +13,8 @@ from components import api as api_module
 from components import cache as cache_module
 from components.cache import redis_settings
 from components.conf import redis
+from components.config import Target
+from components.monitoring import BACKUP_ALERTS, DOCKER_NOT_YET
 from components.platforms.base import Placement, flows_of
 from components.service import Service
 from components.spec import Flow, Probe, ServiceSpec, Volume, Zone
@@ -243,6 +245,31 @@ def health_endpoint(stack: AixsssStack) -> Item:
     return api_probed and not unprobed, health_reason
 
 
+def monitoring_declared(stack: AixsssStack) -> Item:
+    """Exporters, scrape targets and alerting rules, as the stack declares them."""
+    config = stack.config
+    if config.target is Target.DOCKER:
+        return False, f"{DOCKER_NOT_YET}: no exporter, scrape target or alerting rule is declared"
+    monitoring = stack.monitoring
+    if monitoring is None:
+        return False, "monitoring.enabled is false: no exporter, PodMonitor or PrometheusRule is declared"
+    spec = monitoring.spec
+    targets = "; ".join(
+        f"{t.service} ({', '.join(f'{name}:{port}' for name, port in t.ports)}: {t.what})" for t in spec.targets
+    )
+    labels = ", ".join(f"{k}={v}" for k, v in spec.selector_labels.items()) or "none"
+    backups = (
+        "backup age and failures, "
+        if config.backup.enabled
+        else f"no backup alerts ({', '.join(sorted(BACKUP_ALERTS))}: backup.enabled false), "
+    )
+    return True, (
+        f"PodMonitors scrape {targets}; PrometheusRule aixsss-alerts: {backups}WAL archiving, replication lag, "
+        "Redis down/near maxmemory/evictions, edge down/5xx rate, certificate expiry (cert-manager's and the "
+        f"program's own); labels {labels}; metrics ports admitted from namespace {spec.prometheus_namespace} only"
+    )
+
+
 ITEMS = {
     "env.secretsGeneratedAndInjected": secrets_injected,
     "security.redisAuthAndTls": redis_auth_and_tls,
@@ -251,6 +278,7 @@ ITEMS = {
     "storage.volumesDeclared": volumes_declared,
     "network.dataIsolated": data_isolated,
     "health.endpoint": health_endpoint,
+    "monitoring.metricsAndAlerts": monitoring_declared,
 }
 
 

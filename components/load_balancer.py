@@ -7,6 +7,7 @@ import pulumi
 from components import api, web
 from components.conf import nginx
 from components.config import Environment, StackConfig, Target, supplied_secret
+from components.monitoring import edge_exporters, exporters_declared
 from components.pki import InternalPki
 from components.platforms.base import Platform
 from components.service import Service
@@ -53,6 +54,8 @@ class LoadBalancer(Service):
             api_rate_burst=edge.api_rate_burst,
             acme_webroot=ACME_WEBROOT,
             trust_forwarded_proto=config.target is Target.KUBERNETES and config.kubernetes.exposure == "gateway",
+            # stub_status on loopback and the status log to mtail, for the exporters in the pod.
+            exporters=exporters_declared(config),
         )
         self.nginx_conf = nginx.render(self.nginx_settings)
         self.certificate_source = config.tls.public_certificate
@@ -109,6 +112,7 @@ class LoadBalancer(Service):
             zones=frozenset({Zone.FRONTEND}),
             talks_to=(api.NAME, web.NAME),
             acme=acme,
+            exporters=edge_exporters(config) if exporters_declared(config) else (),
         )
         self._place(platform, spec, depends_on)
 

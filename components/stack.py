@@ -12,6 +12,7 @@ from components.cache import Cache
 from components.config import StackConfig, Target
 from components.database import Database, certificate_names
 from components.load_balancer import LoadBalancer
+from components.monitoring import Monitoring, exporters_declared
 from components.object_store import ObjectStore
 from components.pki import Certificate, InternalPki
 from components.platforms.base import Platform
@@ -39,6 +40,8 @@ class AixsssStack:
     worker: Worker
     web: Web
     edge: LoadBalancer
+    # Kubernetes with monitoring.enabled; Docker declares no exporter yet (issue 11).
+    monitoring: Monitoring | None = None
 
     @property
     def services(self) -> list[Service]:
@@ -116,6 +119,10 @@ def build(config: StackConfig) -> AixsssStack:
     web = Web(config, platform, images["web"])
     edge = LoadBalancer(config, platform, pki, api.ready + web.ready)
     certificates = list(certs.values()) + ([edge.certificate] if edge.certificate else [])
+    monitoring = None
+    if exporters_declared(config) and isinstance(platform, KubernetesPlatform):
+        exporters = {s.spec.name: s.spec.exporters for s in (cache, edge)}
+        monitoring = Monitoring(config, platform, database.spec.name, exporters, certificates, pki.ca_not_after)
     return AixsssStack(
-        config, platform, secrets, pki, certificates, database, cache, object_store, api, worker, web, edge
+        config, platform, secrets, pki, certificates, database, cache, object_store, api, worker, web, edge, monitoring
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.platforms.base import FLOW_KEY, OPERATOR_TRAFFIC, PORTS_KEY
+from components.platforms.kubernetes_monitoring import SCRAPER
 from offline.engine import Deployment, reveal
 
 WORLD = "internet"
@@ -73,6 +74,8 @@ def from_kubernetes(deployment: Deployment) -> Topology:
             topo.nodes[name] = Node(name, "Cluster", int((obj.get("spec") or {}).get("instances") or 1))
         elif kind == "NetworkPolicy":
             for edge in _recorded_flows((meta.get("annotations") or {}).get(FLOW_KEY)):
+                if edge.client.startswith(f"{SCRAPER} ("):
+                    continue  # Prometheus's scrapes of metrics ports: monitoring, not an app flow
                 topo.add_edge(edge)
             if OPERATOR_TRAFFIC in (meta.get("annotations") or {}):
                 continue  # an operator's own traffic (API server, replication), not an app flow

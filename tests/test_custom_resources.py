@@ -41,7 +41,11 @@ HTTPROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
 OBJECT_STORE = ("barmancloud.cnpg.io/v1", "ObjectStore")
 CLUSTER = ("postgresql.cnpg.io/v1", "Cluster")
 SCHEDULED_BACKUP = ("postgresql.cnpg.io/v1", "ScheduledBackup")
-POSTGRES = [OBJECT_STORE, CLUSTER, SCHEDULED_BACKUP]
+# monitoring.enabled defaults to true: PodMonitors (CloudNativePG's instances, Redis's and the
+# edge's exporters) and one PrometheusRule (components/monitoring.py).
+POD_MONITOR = ("monitoring.coreos.com/v1", "PodMonitor")
+PROMETHEUS_RULE = ("monitoring.coreos.com/v1", "PrometheusRule")
+POSTGRES = sorted([OBJECT_STORE, CLUSTER, SCHEDULED_BACKUP, POD_MONITOR, PROMETHEUS_RULE])
 EXPECTED_KINDS: dict[tuple[str, str], list[tuple[str, str]]] = {
     ("dev", "loadBalancer"): POSTGRES,
     ("staging", "loadBalancer"): POSTGRES,

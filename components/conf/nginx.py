@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from components.conf import exporters as exporter_conf
 from components.conf.nginx_base import http_preamble, main_context
 
 # Vite names built assets `assets/<name>-<hash>.<ext>`; only those may be cached for a year.
@@ -64,6 +65,10 @@ class EdgeSettings:
     resolver_valid_seconds: int = 5
     temp_dir: str = "/tmp"
     mime_types: str = "/etc/nginx/mime.types"
+    # Exporters beside the edge (Kubernetes with monitoring.enabled): each response's status to
+    # mtail over loopback syslog, and stub_status on a loopback listener of its own. Off: the
+    # file is exactly what it was before monitoring (the Docker tiers compare it).
+    exporters: bool = False
 
 
 def _headers(indent: str, extra: tuple[tuple[str, str], ...] = ()) -> list[str]:
@@ -110,6 +115,7 @@ def render(s: EdgeSettings) -> str:
     lines = [
         *main_context(s.temp_dir),
         *http_preamble(s.temp_dir, s.mime_types),
+        *(exporter_conf.status_log() if s.exporters else []),
         "  keepalive_timeout 65s;",
         f"  client_max_body_size {s.client_max_body_size_mb}m;",
         "  gzip on;",
@@ -160,6 +166,7 @@ def render(s: EdgeSettings) -> str:
         '    location = /healthz { access_log off; return 200 "ok\\n"; }',
         *_app_locations(s),
         "  }",
+        *(exporter_conf.stub_status_server() if s.exporters else []),
         "}",
     ]
     return "\n".join(lines) + "\n"
