@@ -45,7 +45,7 @@ SCHEDULED_BACKUP = ("postgresql.cnpg.io/v1", "ScheduledBackup")
 # edge's exporters) and one PrometheusRule (components/monitoring.py).
 POD_MONITOR = ("monitoring.coreos.com/v1", "PodMonitor")
 PROMETHEUS_RULE = ("monitoring.coreos.com/v1", "PrometheusRule")
-POSTGRES = sorted([OBJECT_STORE, CLUSTER, SCHEDULED_BACKUP, POD_MONITOR, PROMETHEUS_RULE])
+POSTGRES: list[tuple[str, str]] = sorted([OBJECT_STORE, CLUSTER, SCHEDULED_BACKUP, POD_MONITOR, PROMETHEUS_RULE])
 EXPECTED_KINDS: dict[tuple[str, str], list[tuple[str, str]]] = {
     ("dev", "loadBalancer"): POSTGRES,
     ("staging", "loadBalancer"): POSTGRES,
