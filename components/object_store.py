@@ -1,4 +1,18 @@
-"""MinIO over HTTPS, plus a bootstrap job: the app bucket and a user allowed only that bucket."""
+"""MinIO over HTTPS, plus a bootstrap job: the app bucket and a user allowed only that bucket,
+the backups' bucket and a user allowed only that one, and versioning with a lifecycle rule on both.
+
+Versioning, on the app's bucket and on the backups' too: with it an object overwritten or deleted
+is kept as a non-current version, which a lifecycle rule expires after
+``objectStore.noncurrentVersionDays``. Neither user may delete a version (their policies allow
+s3:DeleteObject only and deny s3:DeleteObjectVersion), so a leaked key, a compromised api or a
+compromised database host can hide objects behind delete markers but cannot destroy them within
+that window. For the backups this is the point: pgBackRest and Barman Cloud expire their own
+backups and WAL with the same DeleteObject a compromised host would use, so their retention alone
+protects nothing against it. The cost is the window: what they expire stays N more days. Restore
+a deleted repository with pgBackRest's ``--repo-target-time`` (2.54+, which reads versioned S3 as
+of a time) or ``mc cp --recursive --rewind <age>`` (any client). The same rule removes a delete
+marker once no version is left behind it, so listings do not fill with them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +21,7 @@ import json
 
 import pulumi
 
-from components.config import StackConfig
+from components.config import ObjectStoreSettings, StackConfig
 from components.pki import Certificate
 from components.platforms.base import Platform
 from components.secrets import StackSecrets
@@ -21,10 +35,14 @@ UID = 1000
 CERTS_DIR = "/etc/aixsss/minio-certs"
 POLICY_NAME = "aixsss-app"
 BACKUP_POLICY_NAME = "aixsss-backups"
+LIFECYCLE_RULE_ID = "expire-noncurrent-versions"
 
 
 def bucket_policy(bucket: str) -> dict:
-    """Least privilege for the applications: objects in their bucket, nothing else."""
+    """Least privilege for the applications: objects in their bucket, nothing else; never a
+    version's removal. Silo requires s3:DeleteObjectVersion to delete a version (pgsty/silo's
+    delete-version authorization); upstream MinIO lets s3:DeleteObject do it unless that action
+    is explicitly denied, hence the Deny, which holds on either."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -44,6 +62,7 @@ def bucket_policy(bucket: str) -> dict:
                 ],
                 "Resource": [f"arn:aws:s3:::{bucket}/*"],
             },
+            {"Effect": "Deny", "Action": ["s3:DeleteObjectVersion"], "Resource": [f"arn:aws:s3:::{bucket}/*"]},
         ],
     }
 
@@ -62,12 +81,45 @@ def _user_with_policy(policy: str, file: str, key: str, secret: str) -> list[str
     ]
 
 
-def bootstrap_script(bucket: str, endpoint: str, backup_bucket: str | None = None) -> str:
+def lifecycle(noncurrent_days: int) -> dict:
+    """The bucket's whole lifecycle configuration, as `mc ilm rule import` reads it (minio-go's
+    lifecycle JSON): non-current versions expire after ``noncurrent_days``; a delete marker with
+    no version left behind it goes too."""
+    return {
+        "Rules": [
+            {
+                "ID": LIFECYCLE_RULE_ID,
+                "Status": "Enabled",
+                "Expiration": {"ExpiredObjectDeleteMarker": True},
+                "NoncurrentVersionExpiration": {"NoncurrentDays": noncurrent_days},
+            }
+        ]
+    }
+
+
+def _versions(bucket: str, settings: ObjectStoreSettings) -> list[str]:
+    # `mc ilm rule import` replaces the configuration (PutBucketLifecycleConfiguration), so a
+    # second run leaves one rule; `mc ilm rule add` appends, and a second run would fail on the
+    # duplicate ID. With versioning off the bucket is suspended, not left as it was, and the rule
+    # stays: it expires the versions an earlier setting kept.
+    return [
+        f"mc version {'enable' if settings.versioning else 'suspend'} root/{bucket}",
+        f"mc ilm rule import root/{bucket} <<'EOF'",
+        json.dumps(lifecycle(settings.noncurrent_version_days)),
+        "EOF",
+    ]
+
+
+def bootstrap_script(
+    bucket: str, endpoint: str, backup_bucket: str | None = None, settings: ObjectStoreSettings | None = None
+) -> str:
     # Idempotent: every step tolerates a second run, so a re-run release changes nothing.
+    settings = settings or ObjectStoreSettings()  # the model's defaults
     backups = (
         [
             f"mc mb --ignore-existing root/{backup_bucket}",
             f"mc anonymous set none root/{backup_bucket}",
+            *_versions(backup_bucket, settings),
             *_user_with_policy(
                 BACKUP_POLICY_NAME, "/etc/aixsss/backup-policy.json", "BACKUP_ACCESS_KEY", "BACKUP_SECRET_KEY"
             ),
@@ -81,6 +133,7 @@ def bootstrap_script(bucket: str, endpoint: str, backup_bucket: str | None = Non
             f'mc alias set root {endpoint} "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" --api S3v4',
             f"mc mb --ignore-existing root/{bucket}",
             f"mc anonymous set none root/{bucket}",
+            *_versions(bucket, settings),
             "mc admin policy create root " + POLICY_NAME + " /etc/aixsss/app-policy.json",
             'mc admin user add root "$APP_ACCESS_KEY" "$APP_SECRET_KEY"',
             f'mc admin policy attach root {POLICY_NAME} --user "$APP_ACCESS_KEY" || '
@@ -156,7 +209,7 @@ class ObjectStore(Service):
         self._place(platform, spec, [])
         policy = json.dumps(bucket_policy(self.bucket), indent=2)
         backup_bucket = config.backup.bucket if config.backup.enabled else None
-        script = bootstrap_script(self.bucket, self.endpoint, backup_bucket)
+        script = bootstrap_script(self.bucket, self.endpoint, backup_bucket, config.object_store)
         backup_policy_json = json.dumps(backup_policy(backup_bucket), indent=2) if backup_bucket else ""
         release = hashlib.sha256(
             f"{config.images.minio_client}\n{script}\n{policy}\n{backup_policy_json}\n{config.secrets.rotation}".encode()

@@ -558,6 +558,23 @@ def test_an_external_object_store_needs_the_apps_credentials_supplied() -> None:
         assert f"aixsss:secrets.{key} = '' (default) is not allowed: set when objectStore.mode is external" in message
 
 
+def test_prod_keeps_versions_on_the_bundled_store_for_a_bounded_time() -> None:
+    refused(
+        {**PROD_OK, "objectStore.versioning": False}, "objectStore.versioning", "true in prod with the bundled store",
+        "prod",
+    )  # fmt: skip
+    accepted({"objectStore.versioning": False})  # dev and staging may run without
+    accepted({"objectStore.versioning": False}, "staging")
+    # An external store is set up by its owner: the program configures nothing there.
+    accepted({**PROD_OK, "objectStore.versioning": False, "objectStore.mode": "external",
+              "objectStore.endpoint": "https://s3.example.com"}, "prod")  # fmt: skip
+    # Days: at least one (S3 refuses NoncurrentDays 0), at most ten years.
+    refused({"objectStore.noncurrentVersionDays": 0}, "objectStore.noncurrentVersionDays", "greater than or equal to 1")
+    accepted({"objectStore.noncurrentVersionDays": 1})
+    refused({"objectStore.noncurrentVersionDays": 3651}, "objectStore.noncurrentVersionDays", "less than or equal to")
+    accepted({"objectStore.noncurrentVersionDays": 3650})
+
+
 # --------------------------------------------------------------------------- PostgreSQL replicas and backups
 
 

@@ -40,6 +40,7 @@ ODD: dict[str, Any] = {
     "objectStore.storageGb": 29,
     "objectStore.cpuMillis": 400,
     "objectStore.memoryMb": 768,
+    "objectStore.noncurrentVersionDays": 23,
     "api.migrationCommand": ["node", "dist/migrate.js", "--yes"],
     "api.replicas": 3,
     "api.cpuMillis": 750,
@@ -202,7 +203,7 @@ def test_bucket_reaches_the_apps_the_bootstrap_script_and_the_policy() -> None:
     assert "mc mb --ignore-existing root/bk-3z" in script.splitlines()
     assert "mc anonymous set none root/bk-3z" in script.splitlines()
     backup_policy = json.loads(uploaded(d, bootstrap, "/etc/aixsss/backup-policy.json"))
-    assert sorted(r for s in backup_policy["Statement"] for r in s["Resource"]) == [
+    assert sorted({r for s in backup_policy["Statement"] for r in s["Resource"]}) == [
         "arn:aws:s3:::bk-3z",
         "arn:aws:s3:::bk-3z/*",
     ]
@@ -210,12 +211,40 @@ def test_bucket_reaches_the_apps_the_bootstrap_script_and_the_policy() -> None:
     stripped = script.replace("/etc/aixsss/", "").replace("aixsss-app", "").replace("aixsss-backups", "")
     assert "aixsss" not in stripped
     policy = json.loads(uploaded(d, bootstrap, "/etc/aixsss/app-policy.json"))
-    resources = sorted(r for s in policy["Statement"] for r in s["Resource"])
+    resources = sorted({r for s in policy["Statement"] for r in s["Resource"]})
     assert resources == ["arn:aws:s3:::media-5q", "arn:aws:s3:::media-5q/*"]
     k = kubernetes_staging()
     k8s_script = k8s_file(k, "minio-bootstrap", "/etc/aixsss/bootstrap.sh").splitlines()
     assert "mc mb --ignore-existing root/media-5q" in k8s_script
     assert "mc mb --ignore-existing root/bk-3z" in k8s_script
+
+
+def _lifecycles(script: list[str]) -> dict[str, dict]:
+    """bucket -> the lifecycle configuration the script imports for it (a here-document)."""
+    return {
+        line.split()[-2].removeprefix("root/"): json.loads(script[i + 1])
+        for i, line in enumerate(script)
+        if line.startswith("mc ilm rule import ")
+    }
+
+
+def test_versioning_and_noncurrent_days_reach_both_buckets() -> None:
+    for script in (
+        uploaded(docker_dev(), job_container(docker_dev(), "minio-bootstrap"), "/etc/aixsss/bootstrap.sh").splitlines(),
+        k8s_file(kubernetes_staging(), "minio-bootstrap", "/etc/aixsss/bootstrap.sh").splitlines(),
+    ):
+        assert "mc version enable root/media-5q" in script and "mc version enable root/bk-3z" in script
+        lifecycles = _lifecycles(script)
+        assert set(lifecycles) == {"media-5q", "bk-3z"}
+        for config in lifecycles.values():
+            (rule,) = config["Rules"]
+            assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 23} and rule["Status"] == "Enabled"
+    off = run_program("dev", overrides={**ODD, "objectStore.versioning": False})
+    script = uploaded(off, job_container(off, "minio-bootstrap"), "/etc/aixsss/bootstrap.sh").splitlines()
+    assert "mc version suspend root/media-5q" in script and "mc version suspend root/bk-3z" in script
+    assert not any(line.startswith("mc version enable") for line in script)
+    # The rule stays: it expires the versions kept while versioning was on.
+    assert set(_lifecycles(script)) == {"media-5q", "bk-3z"}
 
 
 def test_domain_reaches_cors_nginx_certificate_and_outputs() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from harness import carrier_of, delivered, plain_strings, reveal, run_program
 
 from components.conf import nginx, postgres, redis
@@ -82,6 +84,19 @@ def test_minio_app_policy_is_bucket_only() -> None:
     assert not any("admin:" in a or a == "s3:*" for s in policy["Statement"] for a in s["Action"])
     script = bootstrap_script("media", "https://minio:9000")
     assert "mc mb --ignore-existing root/media" in script and "mc anonymous set none root/media" in script
+    # Versions outlive a delete: the user may delete objects, never a version (MinIO lets
+    # s3:DeleteObject remove versions unless s3:DeleteObjectVersion is denied outright).
+    actions = {(s["Effect"], a) for s in policy["Statement"] for a in s["Action"]}
+    assert ("Deny", "s3:DeleteObjectVersion") in actions and ("Allow", "s3:DeleteObjectVersion") not in actions
+    assert not any(a in ("s3:PutBucketVersioning", "s3:PutLifecycleConfiguration") for _, a in actions)
+    lines = script.splitlines()
+    assert "mc version enable root/media" in lines
+    # The whole lifecycle configuration, imported (replaced) after versioning is on: one rule.
+    imported = lines.index("mc ilm rule import root/media <<'EOF'")
+    assert imported > lines.index("mc version enable root/media") and lines[imported + 2] == "EOF"
+    (rule,) = json.loads(lines[imported + 1])["Rules"]
+    assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 14}
+    assert rule["Expiration"] == {"ExpiredObjectDeleteMarker": True} and rule["Status"] == "Enabled"
 
 
 def test_deployed_files_are_the_generated_ones_on_docker() -> None:

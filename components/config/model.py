@@ -468,9 +468,24 @@ class ObjectStoreSettings(Resources):
     region: Annotated[str, Field(min_length=1, max_length=64)] = "us-east-1"
     bucket: BucketName = "aixsss"
     storage_gb: Positive = 20
+    # Versioning on the bundled store's buckets (this one and backup.bucket): an object
+    # overwritten or deleted stays as a non-current version for noncurrentVersionDays, then a
+    # lifecycle rule expires it; the app's and the backups' users cannot delete versions
+    # (components/object_store.py). False suspends versioning; the rule stays, to expire what is
+    # left. With mode external the program configures nothing on your store: set both up there.
+    versioning: bool = True
+    noncurrent_version_days: Annotated[int, Field(ge=1, le=3650)] = 14
 
     def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
         yield from super().problems(stack, prefix)
+        if self.mode == "bundled" and not self.versioning and stack.environment is Environment.PROD:
+            yield RuleViolation(
+                f"{prefix}.versioning",
+                False,
+                "true in prod with the bundled store: a deleted or overwritten object (a backup among them) "
+                "must stay recoverable for objectStore.noncurrentVersionDays",
+                (f"{prefix}.mode", "environment"),
+            )
         if self.mode == "external" and not self.endpoint:
             yield RuleViolation(
                 f"{prefix}.endpoint",
