@@ -7,6 +7,7 @@
 # make test-backup                     only the real backup tests: pgBackRest to an S3 server with TLS, point-in-time restore
 # make test-app                        only the tests that run the real application's code (its env schemas,
 #                                      BullMQ client, SQL migrations, web build in Chromium) against what the program generates
+# make restore-drill STACK=dev        Docker: restore the newest backup into a scratch container and check it
 # make render STACK=prod [TARGET=docker|kubernetes] [SET='key=value ...'] [SHOW_SECRETS=1] [OUT=build]
 #                                      what a stack would deploy, as files in $(OUT)/<stack>/ (no Pulumi CLI)
 # make policy-venv                     the policy pack's venv (policy/venv), for POLICY=1
@@ -30,7 +31,7 @@ POLICY_ARGS = $(if $(POLICY),--policy-pack policy --policy-pack-config policy/co
 # A local file backend unless the caller chose one; state stays beside the project.
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 
-.PHONY: venv venv-dev policy-venv preflight up preview refresh destroy test test-docker test-app test-backup lint render clean
+.PHONY: venv venv-dev policy-venv preflight up preview refresh destroy test test-docker test-app test-backup restore-drill lint render clean
 
 # `test -x` keeps an existing venv as it is (others may be using it); pip then adds what is missing.
 # preflight is order-only: under `make -j` too, nothing is installed for a run that cannot start.
@@ -124,6 +125,11 @@ test-app: $(DEV)
 # PostgreSQL 15 and pgBackRest from Debian, an S3 server (moto behind nginx TLS) on loopback.
 test-backup: $(DEV)
 	$(PY) -m pytest tests/backup
+
+# Docker stacks: restore the newest backup of STACK's PostgreSQL into a scratch container on no
+# network, check it answers, remove it (scripts/restore-drill.sh; docs/runbooks/backup-restore.md).
+restore-drill:
+	scripts/restore-drill.sh $(STACK)
 
 render: $(DEV)
 	$(PY) -m offline.render --stack $(STACK) --out $(OUT) $(if $(TARGET),--target $(TARGET)) $(if $(SHOW_SECRETS),--show-secrets) $(foreach s,$(SET),--set $(s))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pulumi
 
-from components.conf import postgres
+from components.conf import pgbackrest, postgres
 from components.conf.urls import url_quote
 from components.config import StackConfig
 from components.pki import Certificate
@@ -15,6 +18,7 @@ from components.service import CA_PATH, TLS_DIR, Service
 from components.spec import (
     ClusterBackup,
     ClusterRestore,
+    Companion,
     ConfigFile,
     Port,
     PostgresCluster,
@@ -32,6 +36,10 @@ PORT = 5432
 UID = 999  # the image's postgres user
 # CloudNativePG's Services: the primary (clients), any instance, the standbys.
 CLUSTER_SERVICES = (f"{NAME}-rw", f"{NAME}-r", f"{NAME}-ro")
+# PostgreSQL plus pgBackRest, built on the Docker host when images.postgresPgbackrest is empty.
+IMAGE_DOCKERFILE = Path(__file__).resolve().parent.parent / "images" / "postgres" / "Dockerfile"
+# The trust store of an external S3 endpoint (the image installs ca-certificates).
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def certificate_names(platform: Platform) -> list[str]:
@@ -57,7 +65,10 @@ class Database(Service):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("Database", NAME, opts)
-        self.backup = backup if platform.runs_postgres_clusters else None
+        self.backup = backup
+        # Where an operator runs PostgreSQL it archives and backs up (Barman Cloud); on a single
+        # host pgBackRest does, from the image with pgBackRest, beside the server.
+        self.pgbackrest = None if backup is None or platform.runs_postgres_clusters else _pgbackrest(config, backup)
         settings = postgres.PostgresSettings(
             cert_path=f"{TLS_DIR}/server.crt",
             key_path=f"{TLS_DIR}/server.key",
@@ -65,6 +76,7 @@ class Database(Service):
             max_connections=config.database.max_connections,
             # The config model's value: its memory rule checks the same number.
             shared_buffers_mb=config.database.shared_buffers_mb,
+            archive=tuple(pgbackrest.archive_lines(self.pgbackrest)) if self.pgbackrest else (),
         )
         self.settings = settings
         self.postgresql_conf = postgres.render_conf(settings)
@@ -108,6 +120,8 @@ class Database(Service):
         )
         if platform.runs_postgres_clusters:
             spec = dataclasses.replace(spec, cluster=self._cluster(config, password, certificate))
+        elif self.pgbackrest is not None and backup is not None:
+            spec = _with_pgbackrest(spec, config, platform, self.pgbackrest, backup, password)
         self._place(platform, spec, [])
         host = platform.dns_names(CLUSTER_SERVICES[0] if platform.runs_postgres_clusters else NAME)[0]
         # Prisma's TLS dialect: sslcert is the CA that must have signed the server certificate.
@@ -161,3 +175,82 @@ class Database(Service):
             backup=self.backup,
             restore=restore,
         )
+
+
+def _pgbackrest(config: StackConfig, backup: ClusterBackup) -> pgbackrest.PgBackRestSettings:
+    """pgBackRest's repository: the backups bucket at the store's endpoint, this server's folder
+    in it (as Barman Cloud's serverName on Kubernetes), retention from config."""
+    endpoint = urlsplit(backup.endpoint)
+    assert endpoint.hostname is not None
+    return pgbackrest.PgBackRestSettings(
+        s3_endpoint=endpoint.hostname,
+        s3_port=endpoint.port or 443,
+        s3_bucket=backup.bucket,
+        s3_region=config.object_store.region,
+        # The stack's CA signed the bundled store's certificate; an external one has a public CA.
+        ca_file=CA_PATH if backup.ca_pem is not None else SYSTEM_CA_FILE,
+        repo_path=f"/{backup.server_name}",
+        retention_full_days=config.backup.retention_days,
+    )
+
+
+def backup_image(config: StackConfig, platform: Platform) -> pulumi.Input[str]:
+    """The image with pgBackRest: as given, or built from images/postgres on images.postgres,
+    tagged by a hash of both (a new base or Dockerfile is a new tag, so the container is replaced)."""
+    if config.images.postgres_pgbackrest:
+        return config.images.postgres_pgbackrest
+    inputs = IMAGE_DOCKERFILE.read_bytes() + b"\0" + config.images.postgres.encode()
+    version = f"pg-{hashlib.sha256(inputs).hexdigest()[:16]}"
+    context = IMAGE_DOCKERFILE.parent
+    return platform.build_image(
+        "postgres", str(context), str(IMAGE_DOCKERFILE), None, version, {"POSTGRES_IMAGE": config.images.postgres}
+    )
+
+
+def _with_pgbackrest(
+    spec: ServiceSpec,
+    config: StackConfig,
+    platform: Platform,
+    settings: pgbackrest.PgBackRestSettings,
+    backup: ClusterBackup,
+    password: pulumi.Output[str],
+) -> ServiceSpec:
+    """The single-host database with WAL archiving (postgresql.conf's archive lines, already in
+    the spec's files) and its backup scheduler beside it."""
+    return dataclasses.replace(
+        spec,
+        image=backup_image(config, platform),
+        # The scheduler reaches the server through its socket: a directory both containers mount.
+        security=dataclasses.replace(spec.security, tmpfs=("/tmp",)),
+        volumes=[*spec.volumes, Volume("run", settings.pg_socket_path, 1)],
+        env={**spec.env, pgbackrest.ENV_CONFIG: pgbackrest.CONFIG_PATH},
+        secret_env={
+            **spec.secret_env,
+            # The repository's keys for archive-push and the scheduler; the password for the
+            # scheduler's connections (check, backup) through the socket.
+            **secret_env(
+                {
+                    pgbackrest.ENV_KEY: backup.access_key,
+                    pgbackrest.ENV_KEY_SECRET: backup.secret_key,
+                    pgbackrest.ENV_PASSWORD: password,
+                }
+            ),
+        },
+        files=[
+            *spec.files,
+            ConfigFile(pgbackrest.CONFIG_PATH, pgbackrest.render(settings)),
+            ConfigFile(pgbackrest.SCHEDULER_PATH, pgbackrest.scheduler_script(settings, config.backup.hour_utc)),
+        ],
+        companions=(
+            Companion(
+                name="backups",
+                command=["bash", pgbackrest.SCHEDULER_PATH],
+                # pgBackRest with process-max 2 and zstd; the data it reads is the volume's.
+                resources=config.database.model_copy(update={"cpu_millis": 500, "memory_mb": 256}),
+                # Healthy once archiving reached the repository (`pgbackrest check`); a first
+                # deploy waits for that, so a repository it cannot use fails `pulumi up`.
+                probe=Probe(command=["test", "-f", pgbackrest.HEALTHY_MARK], start_period_seconds=120),
+                depends_on=backup.store_ready,
+            ),
+        ),
+    )

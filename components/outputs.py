@@ -8,6 +8,8 @@ import pulumi
 
 from components import api as api_module
 from components.checklist import checklist
+from components.config import Target
+from components.monitoring import DOCKER_NOT_YET
 from components.platforms.base import Placement
 from components.secrets import fingerprint
 from components.stack import AixsssStack
@@ -43,7 +45,20 @@ def _durability(stack: AixsssStack) -> dict[str, Any]:
         "failover": "CloudNativePG promotes a standby" if config.database.instances > 1 else "none (one instance)",
         "synchronousReplicas": config.database.synchronous_replicas,
     }
-    if backup is not None:
+    if backup is not None and stack.database.pgbackrest is not None:
+        s = stack.database.pgbackrest
+        database["backups"] = {
+            "wal": "continuous archiving (pgBackRest archive-push, asynchronous)",
+            "base": f"full on Sundays, differential on other days, at {config.backup.hour_utc:02d}:00 UTC "
+            "(pgBackRest, by the postgres-backups container); a first full backup when the repository has none",
+            "destination": f"s3://{backup.bucket}{s.repo_path}/ at {backup.endpoint}",
+            "retention": f"full backups for {s.retention_full_days} days, with the WAL they need",
+            "rpo": f"up to {s.archive_timeout_seconds} seconds of commits (archive_timeout) when the host's disk is "
+            "lost; none while it is not",
+            "restore": "make restore-drill STACK=<stack> checks the newest backup; point-in-time restore: "
+            "docs/runbooks/backup-restore.md (Docker)",
+        }
+    elif backup is not None:
         database["backups"] = {
             "wal": "continuous archiving (Barman Cloud plugin)",
             "base": f"daily at {config.backup.hour_utc:02d}:00 UTC",
@@ -60,16 +75,24 @@ def _durability(stack: AixsssStack) -> dict[str, Any]:
                 "targetTime": config.backup.restore_target_time or "latest",
             }
     else:
-        database["backups"] = (
-            "none yet on Docker: pgBackRest is built and tested (tests/backup) but not wired into the Docker "
-            "platform (issue 11)"
-            if config.backup.enabled
-            else "disabled (backup.enabled false)"
-        )
+        database["backups"] = "disabled (backup.enabled false)"
     return {
         "database": database,
         "redis": {"instances": 1, "failover": "none", "persistence": "AOF, fsync every second"},
+        "monitoring": _monitoring(stack),
     }
+
+
+def _monitoring(stack: AixsssStack) -> str:
+    if stack.config.target is Target.DOCKER:
+        return DOCKER_NOT_YET
+    if stack.monitoring is None:
+        return "disabled (monitoring.enabled false)"
+    return (
+        "PodMonitors for "
+        + ", ".join(t.service for t in stack.monitoring.spec.targets)
+        + "; PrometheusRule aixsss-alerts (docs/runbooks/monitoring.md)"
+    )
 
 
 def export(stack: AixsssStack) -> None:

@@ -158,8 +158,55 @@ class Sidecar:
 
 
 @dataclass(frozen=True)
+class Exporter:
+    """A metrics exporter in the service's pod, reading it over loopback (or, like the edge's,
+    from files and datagrams only the pod sees); Prometheus scrapes ``port`` at the pod's address.
+    Kubernetes: a container of the pod with the platform's hardening, HTTP probes on
+    ``health_path``, a PodMonitor and a NetworkPolicy for Prometheus's namespace
+    (components/monitoring.py). Docker: none is declared yet (issue 11), so components add
+    exporters only where components.monitoring.exporters_declared says so."""
+
+    name: str  # the container's and its port's name (at most 15 characters)
+    image: pulumi.Input[str]
+    port: int
+    resources: Resources
+    security: Security
+    args: list[str] = field(default_factory=list[str])
+    env: dict[str, str] = field(default_factory=dict[str, str])
+    # Variables taken from the service's own secret_env (variable -> key there): the exporter
+    # reads the service's password from the Secret that already holds it.
+    env_from_service_secret: dict[str, str] = field(default_factory=dict[str, str])
+    files: list[ConfigFile] = field(default_factory=list[ConfigFile])
+    health_path: str = "/"
+    metrics_path: str = "/metrics"
+
+    def __post_init__(self) -> None:
+        if len(self.name) > 15:
+            raise ValueError(f"{self.name}: a port name has at most 15 characters (IANA_SVC_NAME)")
+
+
+@dataclass(frozen=True)
+class Companion:
+    """A second long-running process of the service's own image, beside it and on its data: the
+    same volumes, files, environment and user (PostgreSQL's backup scheduler on Docker: pgBackRest
+    reads the data directory and reaches the server through its socket, so it runs where the data
+    is). Docker: a container on the service's networks, without the service's name. Kubernetes has
+    none: there PostgreSQL is an operator's cluster (ServiceSpec.cluster), whose operator backs up."""
+
+    name: str  # the container is named `<service>-<name>`
+    command: list[str]
+    resources: Resources
+    # Healthy: the work it exists for is being done (for backups: archiving checked, and the
+    # latest backup succeeded). `pulumi up` waits for it, so a broken repository fails the deploy.
+    probe: Probe
+    # What must exist before it starts, beyond the service itself (the backup bucket and its user).
+    depends_on: tuple[pulumi.Resource, ...] = ()
+
+
+@dataclass(frozen=True)
 class ClusterBackup:
-    """Continuous WAL archiving and scheduled base backups to an S3 bucket."""
+    """Continuous WAL archiving and scheduled base backups to an S3 bucket: CloudNativePG's Barman
+    Cloud plugin on Kubernetes, pgBackRest on a Docker host."""
 
     endpoint: str  # https://host[:port]
     bucket: str
@@ -236,6 +283,8 @@ class ServiceSpec:
     cluster: PostgresCluster | None = None
     # How long a stopping container may take before it is killed; None: the platform's default.
     stop_grace_seconds: int | None = None
+    companions: tuple[Companion, ...] = ()
+    exporters: tuple[Exporter, ...] = ()
 
     @property
     def stateful(self) -> bool:

@@ -39,6 +39,11 @@ STANZA=${STANZA:-aixsss}
 PGDATA_PATH=/var/lib/postgresql/data/pgdata
 CONFIG_DIR=/etc/aixsss
 RECOVERY_TIMEOUT=${RECOVERY_TIMEOUT:-300}
+# What the restored copy must answer: the application's applied migrations and its users
+# (override CHECK_QUERY for another schema; it runs with ON_ERROR_STOP, so a missing table fails).
+DEFAULT_CHECK_QUERY='SELECT (SELECT count(*) FROM "_prisma_migrations" WHERE finished_at IS NOT NULL) AS migrations_applied,
+       (SELECT count(*) FROM "User") AS users, pg_last_wal_replay_lsn() AS replayed_to, now() AS checked_at'
+CHECK_QUERY=${CHECK_QUERY:-$DEFAULT_CHECK_QUERY}
 # The options tests/backup/test_pitr.py proves restore with no repository access.
 RESTORE_OPTIONS=(--type=immediate --target-action=promote --archive-mode=off
   --recovery-option=restore_command=/bin/false)
@@ -126,10 +131,7 @@ main() {
   fi
 
   log "check query on the restored copy"
-  "$DOCKER" exec -e PGPASSWORD -e PGUSER -e PGDATABASE "$scratch" psql -X -v ON_ERROR_STOP=1 -c \
-    'SELECT (SELECT count(*) FROM "_prisma_migrations" WHERE finished_at IS NOT NULL) AS migrations_applied,
-            (SELECT count(*) FROM "User") AS users,
-            pg_last_wal_replay_lsn() AS replayed_to, now() AS checked_at'
+  "$DOCKER" exec -e PGPASSWORD -e PGUSER -e PGDATABASE "$scratch" psql -X -v ON_ERROR_STOP=1 -c "$CHECK_QUERY"
 
   log "pgbackrest info (from $source_container)"
   "$DOCKER" exec "$source_container" pgbackrest "--stanza=$STANZA" info

@@ -176,7 +176,7 @@ def test_each_target_keeps_the_runtime_contract(target: str) -> None:
 
 def test_the_postgres_image_is_the_official_one_plus_pinned_pgbackrest_only() -> None:
     """One base (the official image, exact version and digest), one package from PGDG at an exact
-    version, the image's own entrypoint and command kept, its postgres user (999) last."""
+    version (and Debian's CA bundle), the image's own entrypoint and command kept, its postgres user (999) last."""
     from components import database
 
     text = POSTGRES_DOCKERFILE.read_text()
@@ -188,7 +188,8 @@ def test_the_postgres_image_is_the_official_one_plus_pinned_pgbackrest_only() ->
     installs = [rest for word, rest in steps if word == "RUN" and "apt-get install" in rest]
     assert len(installs) == 1
     packages = installs[0].split("--no-install-recommends", 1)[1].split(";", 1)[0].split()
-    assert packages == ['"pgbackrest=${PGBACKREST_VERSION}"']
+    # pgBackRest at its pinned version, and the CA bundle an external S3 endpoint is verified with.
+    assert packages == ['"pgbackrest=${PGBACKREST_VERSION}"', "ca-certificates"]
     assert last(steps, "USER") == f"{database.UID}:{database.UID}"
     words = {word for word, _ in steps}
     # The official entrypoint, CMD, STOPSIGNAL and volume stay; no file, env or secret is added.

@@ -514,21 +514,25 @@ def test_outputs_for_auditors(case: tuple[str, str, Deployment]) -> None:
     monitored = {k: item for k, item in checklist.items() if k != "monitoring.metricsAndAlerts"}
     assert all(item["ok"] for item in monitored.values()), checklist
     assert checklist["monitoring.metricsAndAlerts"]["ok"] is (target == "kubernetes")
-    # PostgreSQL talks to the store only where it archives to it (Kubernetes), and auditors read
-    # that flow in the checklist's list of flows into data services.
+    # PostgreSQL archives to the store on both targets (Barman Cloud; pgBackRest on Docker), and
+    # auditors read that flow in the checklist's list of flows into data services.
     kubernetes = target == "kubernetes"
-    assert out["services"]["postgres"]["talksTo"] == (["minio"] if kubernetes else [])
-    flows = checklist["network.dataIsolated"]["reason"]
-    assert ("postgres->minio:9000" in flows) == kubernetes
+    assert out["services"]["postgres"]["talksTo"] == ["minio"]
+    assert "postgres->minio:9000" in checklist["network.dataIsolated"]["reason"]
     # Durability as declared, written out per stack and target.
     database = out["durability"]["database"]
     instances, synchronous = (3, 1) if (stack, target) == ("prod", "kubernetes") else (1, 0)
     assert (database["instances"], database["synchronousReplicas"]) == (instances, synchronous)
     assert database["failover"] == ("CloudNativePG promotes a standby" if instances > 1 else "none (one instance)")
     # What runs: on Kubernetes the operator's PostgreSQL image, one pod per instance.
-    docker_image = {"dev": "postgres:16", "staging": "postgres:16.10", "prod": "postgres:16.10"}[stack]
-    image = "ghcr.io/cloudnative-pg/postgresql:16.10" if kubernetes else docker_image
-    assert out["images"]["postgres"] == out["services"]["postgres"]["image"] == image
+    # Docker: the official image plus pgBackRest, built on the host and tagged by its inputs.
+    docker_image = re.compile(rf"aixsss-{stack}/aixsss-postgres:pg-[0-9a-f]{{16}}")
+    image = out["services"]["postgres"]["image"]
+    assert out["images"]["postgres"] == image
+    if kubernetes:
+        assert image == "ghcr.io/cloudnative-pg/postgresql:16.10"
+    else:
+        assert docker_image.fullmatch(image), image
     assert out["services"]["postgres"]["replicas"] == instances
     if kubernetes:
         backups = database["backups"]
@@ -536,4 +540,6 @@ def test_outputs_for_auditors(case: tuple[str, str, Deployment]) -> None:
         assert backups["wal"] == "continuous archiving (Barman Cloud plugin)"
         assert backups["base"] == "daily at 03:00 UTC" and backups["retention"] == "14d"
     else:
-        assert database["backups"].startswith("none yet on Docker")
+        backups = database["backups"]
+        assert backups["destination"] == "s3://aixsss-backups/postgres/ at https://minio:9000"
+        assert backups["wal"].startswith("continuous archiving (pgBackRest")

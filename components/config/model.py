@@ -262,8 +262,16 @@ class Images(Section):
     web: OptionalImage = ""
     # CloudNativePG's PostgreSQL image (Kubernetes): its operator runs PostgreSQL, not images.postgres.
     postgres_cluster: Image = "ghcr.io/cloudnative-pg/postgresql:16.10"
+    # Docker with backups: PostgreSQL plus pgBackRest. Empty: the program builds
+    # images/postgres/Dockerfile on the Docker host from images.postgres (pulumi-docker Image).
+    postgres_pgbackrest: OptionalImage = ""
     edge: Image = "nginxinc/nginx-unprivileged:1.29"
     acme_client: Image = "goacme/lego:v4.26.0"
+    # Exporters beside Redis and the edge (monitoring.enabled, Kubernetes): the releases
+    # components/conf/exporters.py names and was checked against.
+    redis_exporter: Image = "oliver006/redis_exporter:v1.88.0"
+    nginx_exporter: Image = "nginx/nginx-prometheus-exporter:1.5.3"
+    mtail: Image = "ghcr.io/google/mtail:3.0.9"
 
     def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
         built = bool(stack.app.source)
@@ -284,6 +292,13 @@ class Images(Section):
                     "(the application publishes no image)",
                     ("app.source",),
                 )
+        if self.postgres_pgbackrest and not (stack.target is Target.DOCKER and stack.backup.enabled):
+            yield RuleViolation(
+                f"{prefix}.postgresPgbackrest",
+                self.postgres_pgbackrest,
+                "empty unless target is docker and backup.enabled is true (the only place it runs)",
+                ("target", "backup.enabled"),
+            )
         if stack.environment is Environment.DEV:
             return
         for field, image in self.model_dump(by_alias=True).items():
@@ -679,6 +694,53 @@ class BackupSettings(Section):
             )
 
 
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def _label_pairs(pairs: list[str]) -> list[str]:
+    """Kubernetes labels as ``key=value``: key an optional DNS-subdomain prefix and ``/`` before a
+    name of at most 63 characters; value at most 63 characters of the same alphabet (or empty)."""
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        prefix, slash, name = key.rpartition("/")
+        if (
+            not sep
+            or not name
+            or not _LABEL_NAME.match(name)
+            or (slash and not _DNS_SUBDOMAIN.match(prefix))
+            or not _LABEL_NAME.match(value)
+        ):
+            raise ValueError(
+                f"{pair!r} is not a Kubernetes label as key=value (key: [prefix/]name, name and value at most "
+                "63 characters of letters, digits, '-', '_', '.', starting and ending alphanumeric)"
+            )
+    if len({p.partition("=")[0] for p in pairs}) != len(pairs):
+        raise ValueError("each label key at most once")
+    return pairs
+
+
+class MonitoringSettings(Section):
+    """Metrics and alerts (Kubernetes; components/monitoring.py): exporters beside Redis and the
+    edge, PodMonitors for them and for CloudNativePG's instances, and a PrometheusRule, for a
+    Prometheus Operator (e.g. kube-prometheus-stack) already running in the cluster. Docker: no
+    exporter is declared yet (issue 11), whatever this says."""
+
+    enabled: bool = True
+    # Put on every PodMonitor and PrometheusRule: what the Prometheus's podMonitorSelector and
+    # ruleSelector match (kube-prometheus-stack's default: its release name).
+    selector_labels: Annotated[list[str], AfterValidator(_label_pairs)] = ["release=kube-prometheus-stack"]
+    # The namespace Prometheus scrapes from: the only one admitted to the metrics ports.
+    prometheus_namespace: Annotated[str, _matching(_DNS_LABEL, _LABEL_RULE, optional=False)] = "monitoring"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        labels: dict[str, str] = {}
+        for pair in self.selector_labels:
+            key, _, value = pair.partition("=")
+            labels[key] = value
+        return labels
+
+
 class SecretSettings(Section):
     # Bump to regenerate every rotatable secret (all but the API key encryption key).
     rotation: Annotated[int, Field(ge=0, le=INT32_MAX)] = 0
@@ -701,6 +763,7 @@ class StackConfig(Section):
     edge: EdgeSettings = EdgeSettings()
     tls: TlsSettings = TlsSettings()
     backup: BackupSettings = BackupSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     secrets: SecretSettings = SecretSettings()
 
     @property

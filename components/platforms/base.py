@@ -63,6 +63,15 @@ class Platform(Protocol):
 
     def place(self, spec: ServiceSpec, parent: pulumi.Resource, depends_on: list[pulumi.Resource]) -> Placement: ...
 
-    def build_image(self, name: str, context: str, dockerfile: str, target: str, version: str) -> pulumi.Output[str]:
-        """Build ``target`` of ``dockerfile`` from ``context``; the reference services deploy."""
+    def build_image(
+        self,
+        name: str,
+        context: str,
+        dockerfile: str,
+        target: str | None,
+        version: str,
+        args: dict[str, str] | None = None,
+    ) -> pulumi.Output[str]:
+        """Build ``target`` (None: the last stage) of ``dockerfile`` from ``context`` with build
+        arguments ``args``; the reference services deploy."""
         ...

@@ -12,7 +12,7 @@ import pulumi_docker as docker
 
 from components.config import StackConfig
 from components.platforms.base import FLOW_KEY, PORTS_KEY, Placement, flows_of, ports_record
-from components.spec import CONFIG_DIR, ConfigFile, Security, ServiceSpec, Sidecar, Zone
+from components.spec import CONFIG_DIR, Companion, ConfigFile, Security, ServiceSpec, Sidecar, Zone
 
 ACME_UID = 65532  # lego needs no privileges: HTTP-01 goes through the edge's webroot
 BOOTSTRAP_DIR = f"{CONFIG_DIR}/bootstrap"
@@ -20,6 +20,8 @@ LABELS = {"app.kubernetes.io/part-of": "aixsss", "managed-by": "pulumi"}
 ROLE_KEY, VOLUME_OWNER_ROLE, CONFIG_CARRIER_ROLE = "aixsss.io/role", "volume-owner", "config-carrier"
 # A service's sidecar owns the network namespace its containers join (ServiceSpec.sidecars).
 SIDECAR_ROLE = "sidecar"
+# A second process of a service's image on its volumes (ServiceSpec.companions).
+COMPANION_ROLE = "companion"
 # On each service container: the id of the container that filled its config volume. Labels are
 # ForceNew in the provider, so new files (a renewed certificate, a changed nginx.conf) replace
 # the service container, which then starts on them.
@@ -118,7 +120,15 @@ class DockerPlatform(pulumi.ComponentResource):
         # Containers find each other by their network alias (the service name).
         return [service, "localhost"]
 
-    def build_image(self, name: str, context: str, dockerfile: str, target: str, version: str) -> pulumi.Output[str]:
+    def build_image(
+        self,
+        name: str,
+        context: str,
+        dockerfile: str,
+        target: str | None,
+        version: str,
+        args: dict[str, str] | None = None,
+    ) -> pulumi.Output[str]:
         """Build ``target`` on the Docker host that runs the stack, which needs no registry; the tag
         carries the source's version, so new sources are a new reference and replace the containers
         that use it (a rebuilt image under an unchanged name would not: pulumi-docker's Image is
@@ -127,7 +137,11 @@ class DockerPlatform(pulumi.ComponentResource):
             f"{name}-build",
             image_name=f"{self._prefix}/aixsss-{name}:{version}",
             build=docker.DockerBuildArgs(
-                context=context, dockerfile=dockerfile, target=target, platform=self._config.app.platform
+                context=context,
+                dockerfile=dockerfile,
+                target=target,
+                args=args,
+                platform=self._config.app.platform,
             ),
             skip_push=True,
             opts=self._opts,
@@ -205,6 +219,9 @@ class DockerPlatform(pulumi.ComponentResource):
             )
         for parts in sidecar_parts:
             extra += [r for r in parts if r is not None]
+        for companion in spec.companions:
+            assert count == 1, f"{spec.name}: a companion shares the volumes of a single container"
+            extra.append(self._companion(spec, companion, image, volumes, config_mount, carrier, containers[0], parent))
         networks = list(self._joined(spec))
         exposed = [f"{p.host_ip}:{p.published}->{p.port}" for p in spec.ports if p.published]
         return Placement(
@@ -377,6 +394,65 @@ class DockerPlatform(pulumi.ComponentResource):
                 labels=_labels(spec.name, records),
             ),
             opts=self._child_opts(parent, depends_on),
+        )
+
+    def _companion(
+        self,
+        spec: ServiceSpec,
+        companion: Companion,
+        image: docker.RemoteImage,
+        volumes: list[docker.Volume],
+        config_mount: list[docker.ContainerVolumeArgs],
+        carrier: docker.Container | None,
+        service: docker.Container,
+        parent: pulumi.Resource,
+    ) -> docker.Container:
+        """``companion`` beside ``service``: its image, user, environment, volumes and files, on
+        its networks but without its alias (clients never reach the companion by the service's
+        name) and publishing nothing. Started once the service is healthy."""
+        name = f"{spec.name}-{companion.name}"
+        envs = pulumi.Output.all(*(pulumi.Output.concat(k, "=", v) for k, v in spec.secret_env.items())).apply(
+            lambda secret: [f"{k}={v}" for k, v in spec.env.items()] + list(secret)
+        )
+        records: dict[str, pulumi.Input[str]] = {ROLE_KEY: COMPANION_ROLE, "aixsss.io/companion": companion.name}
+        if carrier is not None:
+            records[CONFIG_KEY] = carrier.id
+        return docker.Container(
+            name,
+            _hardened(
+                name=f"{self._prefix}-{name}",
+                image=image.image_id,
+                entrypoints=companion.command,
+                envs=envs,
+                user=_user(spec),
+                tmpfs={path: "rw,noexec,nosuid,size=64m" for path in spec.security.tmpfs},
+                memory=companion.resources.memory_mb,
+                memory_swap=companion.resources.memory_mb,
+                cpus=f"{companion.resources.cpu_millis / 1000:g}",
+                healthcheck=docker.ContainerHealthcheckArgs(
+                    tests=["CMD", *companion.probe.command],
+                    interval="30s",
+                    timeout="5s",
+                    retries=3,
+                    start_period=f"{companion.probe.start_period_seconds}s",
+                    start_interval="2s",
+                ),
+                wait=True,
+                wait_timeout=companion.probe.start_period_seconds + 60,
+                restart="unless-stopped",
+                must_run=True,
+                # The zones' networks only: the network of published ports would give it a route out.
+                networks_advanced=[
+                    docker.ContainerNetworksAdvancedArgs(name=self.networks[zone].name) for zone in sorted(spec.zones)
+                ],
+                volumes=[
+                    docker.ContainerVolumeArgs(volume_name=vol.name, container_path=v.path)
+                    for v, vol in zip(spec.volumes, volumes, strict=True)
+                ]
+                + config_mount,
+                labels=_labels(spec.name, records),
+            ),
+            opts=self._child_opts(parent, [service, *companion.depends_on]),
         )
 
     def _config_carrier(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import NotRequired, TypedDict
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 import pulumi
 import pulumi_docker as docker
@@ -30,7 +30,20 @@ from pulumi_kubernetes.networking.v1 import (
 
 from components.config import StackConfig
 from components.platforms.base import FLOW_KEY, OPERATOR_TRAFFIC, PORTS_KEY, Placement, flows_of, ports_record
-from components.spec import ClusterBackup, ConfigFile, PostgresCluster, Probe, Security, ServiceSpec, Sidecar, Zone
+from components.spec import (
+    ClusterBackup,
+    ConfigFile,
+    Exporter,
+    PostgresCluster,
+    Probe,
+    Security,
+    ServiceSpec,
+    Sidecar,
+    Zone,
+)
+
+if TYPE_CHECKING:
+    from components.monitoring import MonitoringSpec
 
 PART_OF = {"app.kubernetes.io/part-of": "aixsss", "app.kubernetes.io/managed-by": "pulumi"}
 # CloudNativePG (>= 1.26, for plugins; its CRDs in tests/crds are 1.30's) and its Barman Cloud
@@ -182,7 +195,15 @@ class KubernetesPlatform(pulumi.ComponentResource):
         ns = self.namespace_name
         return [f"{service}.{ns}.svc", service, f"{service}.{ns}", f"{service}.{ns}.svc.cluster.local", "localhost"]
 
-    def build_image(self, name: str, context: str, dockerfile: str, target: str, version: str) -> pulumi.Output[str]:
+    def build_image(
+        self,
+        name: str,
+        context: str,
+        dockerfile: str,
+        target: str | None,
+        version: str,
+        args: dict[str, str] | None = None,
+    ) -> pulumi.Output[str]:
         """Build ``target`` with the Docker daemon of the machine running Pulumi (DOCKER_HOST and
         its `docker login` credentials), push it to app.registry, and deploy it by digest: the
         cluster runs exactly the bytes built, whatever later happens to the tag."""
@@ -192,7 +213,11 @@ class KubernetesPlatform(pulumi.ComponentResource):
             f"{name}-build",
             image_name=f"{self._config.app.registry}/aixsss-{name}:{version}",
             build=docker.DockerBuildArgs(
-                context=context, dockerfile=dockerfile, target=target, platform=self._config.app.platform
+                context=context,
+                dockerfile=dockerfile,
+                target=target,
+                args=args,
+                platform=self._config.app.platform,
             ),
             skip_push=False,
             opts=pulumi.ResourceOptions(parent=self, provider=self._builder),
@@ -248,6 +273,9 @@ class KubernetesPlatform(pulumi.ComponentResource):
         self._specs[spec.name] = spec
         if spec.cluster is not None:
             return self._postgres_cluster(spec, spec.cluster, parent, depends_on)
+        if spec.companions:
+            # Only PostgreSQL's backup scheduler is one, and here PostgreSQL is a cluster.
+            raise ValueError(f"{spec.name}: companions run on Docker only (Kubernetes: an operator's cluster)")
         made: list[pulumi.Resource] = []
         volumes: list[VolumeArgsDict] = []
         mounts: list[VolumeMountArgsDict] = []
@@ -276,6 +304,14 @@ class KubernetesPlatform(pulumi.ComponentResource):
             volumes.append({"name": scratch, "empty_dir": {"medium": "Memory", "size_limit": "16Mi"}})
             own.append({"name": scratch, "mount_path": "/tmp"})
             sidecar_mounts[sidecar.name] = own
+        exporters: list[ContainerArgsDict] = []
+        for exporter in spec.exporters:
+            own = []
+            made += self._files(f"{spec.name}-{exporter.name}", spec.name, exporter.files, parent, volumes, own)
+            scratch = f"{exporter.name}-tmp"
+            volumes.append({"name": scratch, "empty_dir": {"medium": "Memory", "size_limit": "16Mi"}})
+            own.append({"name": scratch, "mount_path": "/tmp"})
+            exporters.append(_exporter_container(exporter, own, f"{spec.name}-env"))
         for path in spec.security.tmpfs:
             vol = f"tmp-{_file_key(path)}".replace("_", "-")
             volumes.append({"name": vol, "empty_dir": {"medium": "Memory", "size_limit": "64Mi"}})
@@ -305,7 +341,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
             )
             mounts.append({"name": "public-tls", "mount_path": spec.acme.mount_dir, "read_only": True})
 
-        pod = self._pod_spec(spec, env, volumes, mounts, sidecar_mounts)
+        pod = self._pod_spec(spec, env, volumes, mounts, sidecar_mounts, exporters)
         template: PodTemplateSpecArgsDict = {"metadata": {"labels": _labels(spec.name)}, "spec": pod}
         workload: pulumi.Resource
         if spec.run_once:
@@ -370,6 +406,12 @@ class KubernetesPlatform(pulumi.ComponentResource):
             read_only_root=spec.security.read_only_root,
             resources=made,
         )
+
+    def monitor(self, spec: MonitoringSpec, parent: pulumi.Resource) -> list[pulumi.Resource]:
+        """PodMonitors, the PrometheusRule and the scrape NetworkPolicies (kubernetes_monitoring)."""
+        from components.platforms.kubernetes_monitoring import place_monitoring
+
+        return place_monitoring(spec, parent, custom=self._custom, network_policy=self._network_policy)
 
     def _custom(
         self,
@@ -671,6 +713,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
         volumes: list[VolumeArgsDict],
         mounts: list[VolumeMountArgsDict],
         sidecar_mounts: dict[str, list[VolumeMountArgsDict]],
+        exporters: list[ContainerArgsDict] | None = None,
     ) -> PodSpecArgsDict:
         sec = spec.security
         uid = sec.run_as_user if sec.run_as_user not in (None, 0) else 65532
@@ -705,7 +748,8 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 "fs_group_change_policy": "OnRootMismatch",
                 "seccomp_profile": {"type": "RuntimeDefault"},
             },
-            "containers": [container],
+            # Exporters: containers beside the service, reading it over loopback.
+            "containers": [container, *(exporters or [])],
             "volumes": volumes,
         }
         if self._config.kubernetes.image_pull_secret:
@@ -890,6 +934,39 @@ def _sidecar_container(sidecar: Sidecar, mounts: list[VolumeMountArgsDict]) -> C
         "resources": {"requests": resources, "limits": resources},
         "security_context": _container_security(sidecar.security),
     }
+
+
+def _exporter_container(
+    exporter: Exporter, mounts: list[VolumeMountArgsDict], service_secret: str
+) -> ContainerArgsDict:
+    resources = {"cpu": f"{exporter.resources.cpu_millis}m", "memory": f"{exporter.resources.memory_mb}Mi"}
+    env: list[EnvVarArgsDict] = [{"name": k, "value": v} for k, v in exporter.env.items()]
+    env.extend(
+        {"name": k, "value_from": {"secret_key_ref": {"name": service_secret, "key": key}}}
+        for k, key in exporter.env_from_service_secret.items()
+    )
+    # HTTP probes at the pod's address: an exporter listens on every interface for Prometheus.
+    health: ProbeArgsDict = {
+        "http_get": {"path": exporter.health_path, "port": exporter.name, "scheme": "HTTP"},
+        "period_seconds": 10,
+        "timeout_seconds": 5,
+        "failure_threshold": 6,
+    }
+    container: ContainerArgsDict = {
+        "name": exporter.name,
+        "image": exporter.image,
+        "image_pull_policy": "IfNotPresent",
+        "ports": [{"name": exporter.name, "container_port": exporter.port, "protocol": "TCP"}],
+        "env": env,
+        "volume_mounts": mounts,
+        "readiness_probe": health,
+        "liveness_probe": {**health, "initial_delay_seconds": 10},
+        "resources": {"requests": resources, "limits": resources},
+        "security_context": _container_security(exporter.security),
+    }
+    if exporter.args:
+        container["args"] = exporter.args
+    return container
 
 
 def _file_mount(volume: str, f: ConfigFile) -> VolumeMountArgsDict:

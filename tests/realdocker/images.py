@@ -50,7 +50,10 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "postgres": Recipe("postgres"),
+    "postgres": Recipe("postgres", target="postgres"),
+    # What images/postgres/Dockerfile builds on the Docker host (the applier builds nothing:
+    # APP_OVERRIDES gives this name): the postgres stand-in plus Debian's pgBackRest.
+    "aixsss/postgres-pgbackrest": Recipe("postgres", target="pgbackrest"),
     "redis": Recipe("redis"),
     # sid: the edge uses `resolve` on upstream servers (nginx >= 1.27.3).
     "nginxinc/nginx-unprivileged": Recipe("nginx", suite="sid"),
@@ -70,13 +73,15 @@ RECIPES: dict[str, Recipe] = {
 
 
 # The application publishes no image, and pulumi-docker's Image (what the program builds api,
-# worker and web with when app.source is set) is not applied here: the tier deploys given
-# references instead, which the recipes above serve. Pinned, as staging and prod require.
+# worker and web with when app.source is set, and PostgreSQL with pgBackRest) is not applied
+# here: the tier deploys given references instead, which the recipes above serve. Pinned, as
+# staging and prod require.
 APP_OVERRIDES: dict[str, str] = {
     "app.source": "",
     "images.api": "ghcr.io/aixsss/api:1.4.0",
     "images.worker": "ghcr.io/aixsss/worker:1.4.0",
     "images.web": "ghcr.io/aixsss/web:1.4.0",
+    "images.postgresPgbackrest": "aixsss/postgres-pgbackrest:16",
 }
 
 
