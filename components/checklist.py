@@ -150,7 +150,12 @@ def data_not_public(stack: AixsssStack) -> Item:
 def volumes_declared(stack: AixsssStack) -> Item:
     kubernetes = stack.config.target.value == "kubernetes"
     data = _data(stack)
-    missing_volumes = [d.spec.name for d in data if not d.spec.volumes]
+
+    def volumes_of(d: Service) -> list[Volume]:
+        ha = d.spec.redis_ha
+        return [*ha.nodes.volumes, *ha.sentinels.volumes] if ha is not None else d.spec.volumes
+
+    missing_volumes = [d.spec.name for d in data if not volumes_of(d)]
 
     def kept_as(d: Service, v: Volume) -> str:
         cluster = d.placement.spec.cluster
@@ -159,11 +164,19 @@ def volumes_declared(stack: AixsssStack) -> Item:
                 f"Cluster {d.spec.name}: a claim of {cluster.storage_gb}Gi per instance, {cluster.instances} "
                 "instances, made by CloudNativePG"
             )
+        ha = d.spec.redis_ha
+        if kubernetes and ha is not None:
+            # The HA set's members each have their own claim, from the StatefulSet's template.
+            member = next(m for m in (ha.nodes, ha.sentinels) if v in m.volumes)
+            return (
+                f"StatefulSet {member.name}: a claim {v.name}-{member.name}-<n> of {v.size_gb}Gi per member, "
+                f"{member.replicas} members"
+            )
         if kubernetes:
             return f"PersistentVolumeClaim {d.spec.name}-{v.name} of {v.size_gb}Gi"
         return f"a Docker volume, which Docker does not cap, {v.size_gb} GB planned"
 
-    kept = [f"{d.spec.name} {v.name} at {v.path} ({kept_as(d, v)})" for d in data for v in d.spec.volumes]
+    kept = [f"{d.spec.name} {v.name} at {v.path} ({kept_as(d, v)})" for d in data for v in volumes_of(d)]
     storage_reason = "; ".join(kept) if not missing_volumes else f"no volume: {', '.join(missing_volumes)}"
     return not missing_volumes, storage_reason
 
@@ -183,10 +196,13 @@ def data_isolated(stack: AixsssStack) -> Item:
     outside = [
         f"{d.spec.name} ({', '.join(sorted(d.spec.zones))})" for d in data if set(d.spec.zones) != {Zone.BACKEND}
     ]
-    placements = _placements(stack)
-    specs = {p.spec.name: p.spec for p in placements}
+    placed = [p.spec for p in _placements(stack)]
+    # The Redis HA set's nodes and Sentinels (placed with the proxy `redis`) are data services too.
+    members = [m for s in placed if s.redis_ha is not None for m in (s.redis_ha.nodes, s.redis_ha.sentinels)]
+    specs = {s.name: s for s in [*placed, *members]}
     into_data = sorted(
-        (f for p in placements for f in flows_of(p.spec, specs) if f.server in data_names), key=_flow_text
+        (f for s in specs.values() for f in flows_of(s, specs) if f.server in data_names + [m.name for m in members]),
+        key=_flow_text,
     )
     plain = [_flow_text(f) for f in into_data if not f.tls]
     isolation_reason = "; ".join(

@@ -42,6 +42,15 @@ class StackSecrets(pulumi.ComponentResource):
 
         self.postgres_password = password("postgresPassword", 32)
         self.redis_password = password("redisPassword", 32)
+        # Sentinel's own password (cache.highAvailability): only the Redis nodes and Sentinels use
+        # it, never the application, so it is always generated, never supplied.
+        self.redis_sentinel_password: pulumi.Output[str] | None = None
+        if config.cache.high_availability:
+            self.redis_sentinel_password = pulumi.Output.secret(
+                random.RandomPassword(
+                    "redisSentinelPassword", length=32, special=False, keepers=rotating, opts=child
+                ).result
+            )
         bundled = config.object_store.mode == "bundled"
         # An external S3 service's admin credentials are never the stack's business.
         self.minio_root_user = password("minioRootUser", 16) if bundled else None
@@ -57,6 +66,11 @@ class StackSecrets(pulumi.ComponentResource):
         self.inventory: dict[str, pulumi.Output[str]] = {
             "POSTGRES_PASSWORD": self.postgres_password,
             "REDIS_PASSWORD": self.redis_password,
+            **(
+                {"REDIS_SENTINEL_PASSWORD": self.redis_sentinel_password}
+                if self.redis_sentinel_password is not None
+                else {}
+            ),
             **(
                 {"MINIO_ROOT_USER": self.minio_root_user, "MINIO_ROOT_PASSWORD": self.minio_root_password}
                 if self.minio_root_user is not None and self.minio_root_password is not None

@@ -256,6 +256,17 @@ class PostgresCluster:
 
 
 @dataclass(frozen=True)
+class RedisHa:
+    """Redis made highly available where the platform can run the set (Kubernetes only: the
+    config refuses it on Docker). The spec that carries it is the proxy its clients dial (HAProxy,
+    routing to the primary); ``nodes`` and ``sentinels`` are replicated sets whose members need
+    stable names (Kubernetes: StatefulSets with a headless Service each, one claim per member)."""
+
+    nodes: ServiceSpec  # Redis itself: one primary, the rest replicas (Sentinel decides which)
+    sentinels: ServiceSpec
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     image: pulumi.Input[str]
@@ -285,6 +296,8 @@ class ServiceSpec:
     stop_grace_seconds: int | None = None
     companions: tuple[Companion, ...] = ()
     exporters: tuple[Exporter, ...] = ()
+    # Redis as a Sentinel-managed set behind this spec's proxy, where the platform runs one.
+    redis_ha: RedisHa | None = None
 
     @property
     def stateful(self) -> bool:

@@ -8,7 +8,8 @@ from pathlib import Path
 from components.api import Api
 from components.app_env import AppConnections
 from components.app_images import app_images
-from components.cache import Cache
+from components.cache import SENTINEL, Cache, sentinel_certificate_names
+from components.cache import certificate_names as redis_certificate_names
 from components.config import StackConfig, Target
 from components.database import Database, certificate_names
 from components.load_balancer import LoadBalancer
@@ -78,7 +79,16 @@ def build(config: StackConfig) -> AixsssStack:
         return pki.issue(service, platform.dns_names(service), ["127.0.0.1"])
 
     data = ("postgres", "redis") if config.object_store.mode == "external" else ("postgres", "redis", "minio")
-    certs = {name: certificate(name) for name in data if name != "postgres"}
+    # The Redis certificate also names each node of the HA set (one certificate for the three).
+    certs = {
+        name: pki.issue(name, redis_certificate_names(config, platform), ["127.0.0.1"])
+        if name == "redis"
+        else certificate(name)
+        for name in data
+        if name != "postgres"
+    }
+    if config.cache.high_availability:
+        certs[SENTINEL] = pki.issue(SENTINEL, sentinel_certificate_names(platform), ["127.0.0.1"])
     # PostgreSQL's clients may use the cluster's Services where an operator runs it.
     certs["postgres"] = pki.issue("postgres", certificate_names(platform), ["127.0.0.1"])
     # The store first: PostgreSQL's backups flow to it (a flow names a placed server).
@@ -100,7 +110,14 @@ def build(config: StackConfig) -> AixsssStack:
             store_ready=tuple(object_store.ready) if object_store is not None else (),
         )
     database = Database(config, platform, secrets.postgres_password, certs["postgres"], backup)
-    cache = Cache(config, platform, secrets.redis_password, certs["redis"])
+    cache = Cache(
+        config,
+        platform,
+        secrets.redis_password,
+        certs["redis"],
+        sentinel_password=secrets.redis_sentinel_password,
+        sentinel_certificate=certs.get(SENTINEL),
+    )
     conn = AppConnections(
         database_url=database.url,
         redis_url=cache.url,
@@ -121,7 +138,7 @@ def build(config: StackConfig) -> AixsssStack:
     certificates = list(certs.values()) + ([edge.certificate] if edge.certificate else [])
     monitoring = None
     if exporters_declared(config) and isinstance(platform, KubernetesPlatform):
-        exporters = {s.spec.name: s.spec.exporters for s in (cache, edge)}
+        exporters = {**cache.exporter_services, edge.spec.name: edge.spec.exporters}
         monitoring = Monitoring(config, platform, database.spec.name, exporters, certificates, pki.ca_not_after)
     return AixsssStack(
         config, platform, secrets, pki, certificates, database, cache, object_store, api, worker, web, edge, monitoring

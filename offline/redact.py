@@ -9,6 +9,11 @@ from offline.engine import is_secret
 REDACTED = "[redacted]"
 
 
+def hex_form(atom: str) -> str:
+    """A secret as it appears inside hex-encoded bytes (byte-aligned, lower case)."""
+    return atom.encode().hex()
+
+
 class Redactor:
     """Replaces every known secret value, wherever it is embedded, unless secrets are shown.
 
@@ -17,8 +22,11 @@ class Redactor:
     """
 
     def __init__(self, atoms: list[str], show_secrets: bool) -> None:
+        # Each also hex-encoded: HAProxy's Redis health check sends the password as hex RESP
+        # (components/conf/redis_ha.py, `tcp-check send-binary`).
+        encoded = [*atoms, *(hex_form(a) for a in atoms if a)]
         # Longest first, so a PEM block goes before any shorter value it might contain.
-        self.atoms = sorted({a for a in atoms if a}, key=len, reverse=True)
+        self.atoms = sorted({a for a in encoded if a}, key=len, reverse=True)
         self.show_secrets = show_secrets
 
     def contains_secret(self, text: str) -> bool:

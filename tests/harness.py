@@ -30,6 +30,7 @@ PROD_OK = {
     "tls.publicCertificate": "acme",
     "tls.acmeEmail": "ops@example.com",
     "database.instances": 2,
+    "cache.highAvailability": True,
 }
 
 CONTAINER = "docker:index/container:Container"

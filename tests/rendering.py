@@ -11,8 +11,16 @@ import pytest
 from offline.render import Rendered, render
 
 CASES = [(s, t) for s in ("dev", "staging", "prod") for t in ("docker", "kubernetes")]
-# prod runs two edges and three PostgreSQL instances on Kubernetes; one Docker host runs one of each.
-SETTINGS = {("prod", "docker"): {"edge.replicas": "1", "database.instances": "1", "database.synchronousReplicas": "0"}}
+# prod runs two edges, three PostgreSQL instances and an HA Redis set on Kubernetes; one Docker host
+# runs one of each.
+SETTINGS = {
+    ("prod", "docker"): {
+        "edge.replicas": "1",
+        "database.instances": "1",
+        "database.synchronousReplicas": "0",
+        "cache.highAvailability": "false",
+    }
+}
 _cache: dict[tuple[str, str, bool], Rendered] = {}
 
 

@@ -132,7 +132,9 @@ def test_data_isolation_lists_exactly_the_flows_into_data_services(case: Rendere
     item = _item(case.deployment, "network.dataIsolated")
     # Independent: the flows the platforms recorded on the enforcing resources (NetworkPolicy
     # annotations, container labels), read back by the topology.
-    into = [e for e in case.topology.edges if e.server in DATA and e.client not in (topology.WORLD, topology.HOST)]
+    # The HA Redis set's nodes and Sentinels (prod on Kubernetes) hold Redis's data too.
+    servers = (*DATA, "redis-node", "redis-sentinel")
+    into = [e for e in case.topology.edges if e.server in servers and e.client not in (topology.WORLD, topology.HOST)]
     expected = {f"{e.client}->{e.server}:{','.join(map(str, e.ports))}" for e in into}
     assert "edge->api:3001" not in item["reason"] and "edge->web" not in item["reason"]
     assert all(e.tls for e in into) and item["ok"] is True
@@ -281,6 +283,17 @@ def test_storage_reason_matches_the_declared_volumes(case: Rendered) -> None:
             # (test_kubernetes_storage_reason_names_the_postgres_cluster checks the rest).
             size = _cluster(case.deployment)["spec"]["storage"]["size"]
             assert f"a claim of {size} per instance" in how, (how, size)
+            continue
+        if how.startswith("StatefulSet "):
+            # The HA Redis set's members (cache.highAvailability): a claim per member from the
+            # StatefulSet's template, as many as its replicas.
+            set_name = how.split(" ")[1].rstrip(":")
+            members = reveal(case.deployment.named(set_name, "kubernetes:apps/v1:StatefulSet").inputs)["spec"]
+            (template,) = [t for t in members["volumeClaimTemplates"] if t["metadata"]["name"] == volume]
+            size = template["spec"]["resources"]["requests"]["storage"]
+            assert how == f"StatefulSet {set_name}: a claim {volume}-{set_name}-<n> of {size} per member, " + (
+                f"{int(members['replicas'])} members"
+            )
             continue
         container = _workload(case.deployment, service)
         if _kubernetes(case.deployment):

@@ -63,6 +63,7 @@ def test_prod_on_docker_may_run_one_replica() -> None:
             "edge.replicas": 1,
             "database.instances": 1,
             "database.synchronousReplicas": 0,
+            "cache.highAvailability": False,
         },
         "prod",
     )

@@ -47,6 +47,16 @@ STORE_FLOWS = {
     ("worker", "minio", 9000),
     ("minio-bootstrap", "minio", 9000),
 }
+# cache.highAvailability (prod): HAProxy (Service `redis`, the pods api and worker reach) in front
+# of three Redis nodes and three Sentinels, each a StatefulSet member with its own pod.
+REDIS_HA_FLOWS = {
+    ("redis", "redis-node", 6379),  # HAProxy -> the primary, and its role checks of every node
+    ("redis-node", "redis-node", 6379),  # replication
+    ("redis-node", "redis-sentinel", 26379),  # a starting node asks the Sentinels for the primary
+    ("redis-sentinel", "redis-node", 6379),  # Sentinel watches and reconfigures the nodes
+    ("redis-sentinel", "redis-sentinel", 26379),  # hello messages and failover votes
+}
+REDIS_HA_MEMBERS = {"redis-node": 3, "redis-sentinel": 3}
 # CloudNativePG's Barman Cloud sidecar archives WAL and base backups to the bundled store.
 BACKUP_FLOW = ("postgres", "minio", 9000)
 # The operator polls each instance's manager (8000) and connects to PostgreSQL (5432); a standby
@@ -59,7 +69,7 @@ OPERATOR_LABELS = {NAME_LABEL: "cloudnative-pg", "app.kubernetes.io/instance": "
 SERVICES = ("postgres", "redis", "minio", "minio-bootstrap", "api", "api-migrate", "worker", "web", "edge")
 # Every port any pod listens on, plus a few a wrong policy might open (9001 is the MinIO console,
 # 9187 CloudNativePG's metrics exporter, 6443 an API server's port).
-PROBED_PORTS = (22, 53, 80, 443, 3001, 5432, 5433, 6379, 6380, 6443, 8000, 8080, 8443, 9000, 9001, 9187)
+PROBED_PORTS = (22, 53, 80, 443, 3001, 5432, 5433, 6379, 6380, 6443, 8000, 8080, 8443, 9000, 9001, 9187, 26379)
 PUBLIC_IP = "203.0.113.10"  # TEST-NET-3: stands for an AI provider, a browser or an S3 service
 PRIVATE_IPS = ("10.1.2.3", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.9")
 # The edge's listeners admit every peer, in the cluster or not: the stack's public entrance.
@@ -86,6 +96,7 @@ class Case:
     backups: bool = True
     api_server_cidr: str = "0.0.0.0/0"  # Pulumi.yaml's default
     secrets: dict[str, str] | None = None
+    redis_ha: bool = False  # cache.highAvailability (Pulumi.prod.yaml)
 
     @property
     def external_backups(self) -> bool:
@@ -98,18 +109,23 @@ class Case:
             flows |= STORE_FLOWS
             if self.backups:
                 flows.add(BACKUP_FLOW)
+        if self.redis_ha:
+            flows |= REDIS_HA_FLOWS
         return flows
 
     @property
     def services(self) -> tuple[str, ...]:
-        return SERVICES if self.store else tuple(s for s in SERVICES if s not in ("minio", "minio-bootstrap"))
+        services = SERVICES if self.store else tuple(s for s in SERVICES if s not in ("minio", "minio-bootstrap"))
+        return services + (tuple(REDIS_HA_MEMBERS) if self.redis_ha else ())
 
 
 KUBERNETES_CASES = {
     "dev": Case({"target": "kubernetes"}, instances=1),
     "staging": Case({}, instances=1),
-    "prod": Case({}, instances=3),
-    "prod-gateway": Case({"kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public"}, instances=3),
+    "prod": Case({}, instances=3, redis_ha=True),
+    "prod-gateway": Case(
+        {"kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public"}, instances=3, redis_ha=True
+    ),
     "staging-own-namespace": Case({"kubernetes.namespace": "team-a9"}, instances=1),
     "staging-api-server-cidr": Case({"kubernetes.apiServerCidr": f"{API_SERVER}/32"}, 1, api_server_cidr=API_SERVER),
     "staging-no-backups": Case({"backup.enabled": False}, instances=1, backups=False),
@@ -243,7 +259,13 @@ class Network:
         for w in d.registrations:
             if w.type in WORKLOAD_TYPES:
                 labels = w.plain["spec"]["template"]["metadata"]["labels"]
-                pods[w.name] = (w.name, Pod(namespace, tuple(sorted(labels.items()))))
+                member = Pod(namespace, tuple(sorted(labels.items())))
+                replicas = int(w.plain["spec"].get("replicas", 1))
+                if w.type == "kubernetes:apps/v1:StatefulSet" and replicas > 1:
+                    # Each member is a pod of its own (<set>-<ordinal>): they talk to each other.
+                    pods |= {f"{w.name}-{i}": (w.name, member) for i in range(replicas)}
+                else:
+                    pods[w.name] = (w.name, member)
         if clusters is None:
             clusters = [c.plain for c in d.of_type(CNPG_CLUSTER)]
         for cluster in clusters:
@@ -315,14 +337,16 @@ class Network:
 
 def pod_names(case: Case) -> dict[str, list[str]]:
     """Service -> the names of its pods, written out: PostgreSQL's are CloudNativePG's instances."""
-    return {
-        s: [f"postgres-{n}" for n in range(1, case.instances + 1)] if s == "postgres" else [s] for s in case.services
-    }
+    members = {"postgres": [f"postgres-{n}" for n in range(1, case.instances + 1)]}
+    members |= {s: [f"{s}-{i}" for i in range(n)] for s, n in REDIS_HA_MEMBERS.items()}
+    return {s: members.get(s, [s]) for s in case.services}
 
 
 def expected_matrix(case: Case) -> set[tuple[str, str, int]]:
     names = pod_names(case)
-    matrix = {(a, b, port) for client, server, port in case.flows for a in names[client] for b in names[server]}
+    matrix = {
+        (a, b, port) for client, server, port in case.flows for a in names[client] for b in names[server] if a != b
+    }
     # The instances among themselves: replication and the instance managers.
     matrix |= {(a, b, port) for a in names["postgres"] for b in names["postgres"] if a != b for port in CNPG_PORTS}
     return matrix

@@ -60,6 +60,11 @@ def _workload(result: Rendered, service: str) -> str:
     return exact[0] if exact else next(n for n in names if n.startswith(service) or f"-{service}-" in n)
 
 
+def _ha(result: Rendered) -> bool:
+    """Whether the stack runs the HA Redis set (cache.highAvailability: prod on Kubernetes)."""
+    return any(r.name == "redis-node" for r in result.deployment.of_type("kubernetes:apps/v1:StatefulSet"))
+
+
 def test_layout_matches_the_target(case: Rendered) -> None:
     kubernetes = (case.out / "kubernetes").is_dir()
     assert kubernetes != (case.out / "docker").is_dir()
@@ -133,14 +138,23 @@ def test_config_files_are_exactly_what_is_deployed(case: Rendered, tmp_path_fact
 
 
 def test_no_secret_value_in_any_rendered_file(case: Rendered) -> None:
-    atoms = case.deployment.generated_secrets
+    # Each generated secret, and its hex form (HAProxy's health check sends the Redis password
+    # as hex-encoded RESP).
+    atoms = [*case.deployment.generated_secrets, *(a.encode().hex() for a in case.deployment.generated_secrets)]
     assert atoms
     for path in case.out.rglob("*"):
         if path.is_file():
             text = path.read_text()
             leaked = [a[:12] for a in atoms if a in text]
             assert not leaked, f"{path} holds secret values starting {leaked}"
-    assert REDACTED in config_file(case, _workload(case, "redis"), "redis.conf").read_text()
+    # With the HA set (prod on Kubernetes) redis.conf is the nodes'; `redis` is HAProxy, whose
+    # haproxy.cfg holds the password for its health check.
+    if _ha(case):
+        assert REDACTED in config_file(case, "redis-node", "redis.conf").read_text()
+        assert REDACTED in config_file(case, "redis", "haproxy.cfg").read_text()
+        assert REDACTED in config_file(case, "redis-sentinel", "sentinel.conf").read_text()
+    else:
+        assert REDACTED in config_file(case, _workload(case, "redis"), "redis.conf").read_text()
 
 
 def test_files_holding_secrets_are_0600_and_others_are_not(case: Rendered) -> None:
@@ -193,9 +207,12 @@ def test_certificates_are_real_and_signed_by_the_stack_ca(case: Rendered) -> Non
             assert sorted(names) == sorted([*forms, "localhost"])
         elif kubernetes:
             service = path.stem
+            # The HA set's one certificate for its three nodes names each node too.
+            nodes = [f"redis-node-{i}.redis-node.{namespace}.svc.cluster.local" for i in range(3)]
             assert sorted(names) == sorted(
                 [service, f"{service}.{namespace}", f"{service}.{namespace}.svc",
-                 f"{service}.{namespace}.svc.cluster.local", "localhost"]
+                 f"{service}.{namespace}.svc.cluster.local", "localhost",
+                 *(nodes if service == "redis" and _ha(case) else [])]
             )  # fmt: skip
         else:
             assert path.stem in names

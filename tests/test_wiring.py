@@ -36,6 +36,7 @@ ONE_EACH = {
     "edge.replicas": 1,
     "database.instances": 1,
     "database.synchronousReplicas": 0,
+    "cache.highAvailability": False,
 }
 
 

@@ -270,6 +270,8 @@ class Images(Section):
     # Exporters beside Redis and the edge (monitoring.enabled, Kubernetes): the releases
     # components/conf/exporters.py names and was checked against.
     redis_exporter: Image = "oliver006/redis_exporter:v1.88.0"
+    # The proxy in front of Redis's Sentinel-managed nodes (cache.highAvailability, Kubernetes).
+    haproxy: Image = "haproxy:3.2.6"
     nginx_exporter: Image = "nginx/nginx-prometheus-exporter:1.5.3"
     mtail: Image = "ghcr.io/google/mtail:3.0.9"
 
@@ -460,6 +462,10 @@ class DatabaseSettings(Resources):
 class CacheSettings(Resources):
     maxmemory_mb: Positive = 256
     storage_gb: Positive = 2
+    # Kubernetes: three Redis nodes (one primary, two replicas; each with these resources and
+    # storage), three Sentinels that promote a replica when the primary is lost, and HAProxy as
+    # Service `redis`, routing to whichever node is primary (components/conf/redis_ha.py).
+    high_availability: bool = False
 
     def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
         yield from super().problems(stack, prefix)
@@ -472,6 +478,21 @@ class CacheSettings(Resources):
                 f"(≥ {REDIS_OVERHEAD_MIN_MB} MB) for buffers and AOF rewrites, or Redis is killed before it "
                 "refuses writes",
                 (f"{prefix}.memoryMb",),
+            )
+        if stack.target is Target.DOCKER and self.high_availability:
+            yield RuleViolation(
+                f"{prefix}.highAvailability",
+                self.high_availability,
+                "false on Docker (one host: replicas and Sentinels on the same host add no failure domain; "
+                "use Kubernetes)",
+                ("target",),
+            )
+        if stack.environment is Environment.PROD and stack.target is Target.KUBERNETES and not self.high_availability:
+            yield RuleViolation(
+                f"{prefix}.highAvailability",
+                self.high_availability,
+                "true in prod on Kubernetes (Sentinel-managed replicas behind HAProxy: a lost primary is replaced)",
+                ("environment", "target"),
             )
 
 

@@ -36,6 +36,7 @@ from components.spec import (
     Exporter,
     PostgresCluster,
     Probe,
+    RedisHa,
     Security,
     ServiceSpec,
     Sidecar,
@@ -276,6 +277,40 @@ class KubernetesPlatform(pulumi.ComponentResource):
         if spec.companions:
             # Only PostgreSQL's backup scheduler is one, and here PostgreSQL is a cluster.
             raise ValueError(f"{spec.name}: companions run on Docker only (Kubernetes: an operator's cluster)")
+        if spec.redis_ha is not None:
+            return self._redis_ha(spec, spec.redis_ha, parent, depends_on)
+        return self._workload(spec, parent, depends_on)
+
+    def _redis_ha(
+        self, proxy: ServiceSpec, ha: RedisHa, parent: pulumi.Resource, depends_on: list[pulumi.Resource]
+    ) -> Placement:
+        """Redis as three nodes and three Sentinels (StatefulSets, each pod named through its
+        headless Service), behind the proxy spec (HAProxy, Service `redis`): the clients dial the
+        proxy as they dialled the one Redis. Nodes first (the first one starts as primary when no
+        Sentinel answers), then the Sentinels (they resolve the nodes' names at start), then the
+        proxy. Each declared flow between them (talks_to) becomes a pair of NetworkPolicies."""
+        # Every member is known before any flow is drawn: nodes and Sentinels dial each other.
+        self._specs[ha.nodes.name] = ha.nodes
+        self._specs[ha.sentinels.name] = ha.sentinels
+        nodes = self._workload(ha.nodes, parent, depends_on)
+        sentinels = self._workload(ha.sentinels, parent, depends_on + nodes.ready)
+        front = self._workload(proxy, parent, depends_on + nodes.ready + sentinels.ready)
+        return Placement(
+            spec=proxy,
+            ready=front.ready,
+            networks=front.networks,
+            exposed=front.exposed,
+            non_root=True,
+            read_only_root=all(p.read_only_root for p in (nodes, sentinels, front)),
+            resources=nodes.resources + sentinels.resources + front.resources,
+        )
+
+    def _workload(self, spec: ServiceSpec, parent: pulumi.Resource, depends_on: list[pulumi.Resource]) -> Placement:
+        """A Deployment, a StatefulSet (volumes) or a Job (run once), with its files, Service,
+        PDB and flows."""
+        # Several members with data each (the Redis HA set): a claim per pod from a template.
+        replicated = spec.stateful and spec.replicas > 1
+        claim_templates: list[k8s.core.v1.PersistentVolumeClaimArgsDict] = []
         made: list[pulumi.Resource] = []
         volumes: list[VolumeArgsDict] = []
         mounts: list[VolumeMountArgsDict] = []
@@ -317,6 +352,19 @@ class KubernetesPlatform(pulumi.ComponentResource):
             volumes.append({"name": vol, "empty_dir": {"medium": "Memory", "size_limit": "64Mi"}})
             mounts.append({"name": vol, "mount_path": path})
         for v in spec.volumes:
+            if replicated:
+                claim_templates.append(
+                    {
+                        "metadata": {"name": v.name, "labels": _labels(spec.name)},
+                        "spec": {
+                            "access_modes": ["ReadWriteOnce"],
+                            "storage_class_name": self._config.kubernetes.storage_class or None,
+                            "resources": {"requests": {"storage": f"{v.size_gb}Gi"}},
+                        },
+                    }
+                )
+                mounts.append({"name": v.name, "mount_path": v.path})
+                continue
             claim = k8s.core.v1.PersistentVolumeClaim(
                 f"{spec.name}-{v.name}",
                 # With WaitForFirstConsumer storage a claim binds only once its pod exists, and
@@ -357,15 +405,23 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 ),
             )
         elif spec.stateful:
+            stateful_spec: k8s.apps.v1.StatefulSetSpecArgsDict = {
+                "replicas": spec.replicas,
+                "service_name": spec.name,
+                "selector": {"match_labels": _selector(spec.name)},
+                "template": template,
+            }
+            if claim_templates:
+                stateful_spec["volume_claim_templates"] = claim_templates
+                # The claims outlive the set (deleted or scaled down): the data is kept.
+                stateful_spec["persistent_volume_claim_retention_policy"] = {
+                    "when_deleted": "Retain",
+                    "when_scaled": "Retain",
+                }
             workload = k8s.apps.v1.StatefulSet(
                 spec.name,
                 metadata=self._meta(spec.name, _labels(spec.name)),
-                spec={
-                    "replicas": 1,
-                    "service_name": spec.name,
-                    "selector": {"match_labels": _selector(spec.name)},
-                    "template": template,
-                },
+                spec=stateful_spec,
                 opts=self._opts_for(parent, depends_on + made, stateful=True),
             )
         else:
@@ -388,11 +444,19 @@ class KubernetesPlatform(pulumi.ComponentResource):
             service, exposed = self._service(spec, parent)
             made.append(service)
         if spec.replicas > 1 and not spec.run_once:
+            # A replicated set keeps its quorum (Sentinel: 2 of 3) and a replica to promote: one
+            # member down at a time. Stateless replicas: at least one serving.
+            selector: LabelSelectorArgsDict = {"match_labels": _selector(spec.name)}
+            budget: k8s.policy.v1.PodDisruptionBudgetSpecArgsDict = (
+                {"max_unavailable": 1, "selector": selector}
+                if replicated
+                else {"min_available": 1, "selector": selector}
+            )
             made.append(
                 k8s.policy.v1.PodDisruptionBudget(
                     spec.name,
                     metadata=self._meta(spec.name, _labels(spec.name)),
-                    spec={"min_available": 1, "selector": {"match_labels": _selector(spec.name)}},
+                    spec=budget,
                     opts=self._opts_for(parent, []),
                 )
             )
@@ -783,14 +847,20 @@ class KubernetesPlatform(pulumi.ComponentResource):
             }
             for p in spec.ports
         ]
+        service_spec: k8s.core.v1.ServiceSpecArgsDict = {
+            "type": "LoadBalancer" if load_balancer else "ClusterIP",
+            "selector": _selector(spec.name),
+            "ports": ports,
+        }
+        if spec.stateful and spec.replicas > 1:
+            # Headless: each member has a stable name (<pod>.<service>.<ns>.svc.cluster.local),
+            # resolvable from its start so the members can find each other before they are ready.
+            service_spec["cluster_ip"] = "None"
+            service_spec["publish_not_ready_addresses"] = True
         service = k8s.core.v1.Service(
             spec.name,
             metadata=self._meta(spec.name, _labels(spec.name), annotations={PORTS_KEY: ports_record(spec)}),
-            spec={
-                "type": "LoadBalancer" if load_balancer else "ClusterIP",
-                "selector": _selector(spec.name),
-                "ports": ports,
-            },
+            spec=service_spec,
             opts=self._opts_for(parent, []),
         )
         exposed: list[str] = []

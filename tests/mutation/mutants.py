@@ -357,8 +357,8 @@ MUTANTS: list[Mutant] = [
         "k-pdb-zero",
         "wiring",
         K8S,
-        'spec={"min_available": 1, "selector": {"match_labels": _selector(spec.name)}},',
-        'spec={"min_available": 0, "selector": {"match_labels": _selector(spec.name)}},',
+        'else {"min_available": 1, "selector": selector}',
+        'else {"min_available": 0, "selector": selector}',
         "Kubernetes: PodDisruptionBudget keeps no pod",
     ),
     # ------------------------------------------------------------------ nginx
@@ -601,8 +601,8 @@ MUTANTS: list[Mutant] = [
         "cache-probe-plain",
         "wiring",
         "components/cache.py",
-        'f"redis-cli --tls --cacert {CA_PATH} -h 127.0.0.1',
-        'f"redis-cli --cacert {CA_PATH} -h 127.0.0.1',
+        'f"redis-cli --tls --cacert {CA_PATH} -h 127.0.0.1 -p {PORT} ping',
+        'f"redis-cli --cacert {CA_PATH} -h 127.0.0.1 -p {PORT} ping',
         "redis healthcheck without TLS (never passes: the plain port is closed)",
     ),
     Mutant(
