@@ -12,7 +12,7 @@ from typing import Any
 from components import api as api_module
 from components import cache as cache_module
 from components.cache import redis_settings
-from components.conf import redis
+from components.conf import pgbackrest, redis
 from components.config import Target
 from components.monitoring import BACKUP_ALERTS, DOCKER_NOT_YET
 from components.platforms.base import Placement, flows_of
@@ -261,6 +261,39 @@ def health_endpoint(stack: AixsssStack) -> Item:
     return api_probed and not unprobed, health_reason
 
 
+def backups_declared(stack: AixsssStack) -> Item:
+    """WAL archiving and scheduled base backups of PostgreSQL into a bucket of their own, as the
+    database's spec declares them (the operator's cluster, or pgBackRest beside the container)."""
+    config, database = stack.config, stack.database
+    backup = database.backup
+    if backup is None:
+        return False, "backup.enabled is false: no WAL archiving and no scheduled backup is declared"
+    spec = database.placement.spec
+    where = f"s3://{backup.bucket}/{backup.server_name}/ at {backup.endpoint}"
+    own_bucket = backup.bucket != config.object_store.bucket
+    bucket = "a bucket of their own" if own_bucket else f"the app's bucket {config.object_store.bucket}"
+    if spec.cluster is not None:
+        ok = spec.cluster.backup is not None and own_bucket
+        return ok, (
+            f"CloudNativePG Cluster archives WAL through the Barman Cloud plugin to {where} ({bucket}); "
+            f"ScheduledBackup at cron {backup.schedule!r}; retention {backup.retention}"
+        )
+    archiving = [line for line in database.settings.archive if line.startswith("archive_command")]
+    scheduled = [c for c in spec.companions if c.command[-1] == pgbackrest.SCHEDULER_PATH]
+    settings = database.pgbackrest
+    ok = bool(archiving) and bool(scheduled) and settings is not None and own_bucket
+    return ok, "; ".join(
+        [
+            f"postgresql.conf {archiving[0] if archiving else 'has no archive_command'} to {where} ({bucket})",
+            f"{spec.name}-{scheduled[0].name} runs the pgBackRest schedule (full weekly, differential daily at "
+            f"{config.backup.hour_utc:02d}:00 UTC)"
+            if scheduled
+            else "no backup scheduler beside the database",
+            f"full backups kept {settings.retention_full_days} days" if settings else "no retention",
+        ]
+    )
+
+
 def monitoring_declared(stack: AixsssStack) -> Item:
     """Exporters, scrape targets and alerting rules, as the stack declares them."""
     config = stack.config
@@ -294,6 +327,7 @@ ITEMS = {
     "storage.volumesDeclared": volumes_declared,
     "network.dataIsolated": data_isolated,
     "health.endpoint": health_endpoint,
+    "backup.archivedAndScheduled": backups_declared,
     "monitoring.metricsAndAlerts": monitoring_declared,
 }
 

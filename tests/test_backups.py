@@ -191,3 +191,26 @@ def test_the_first_backup_waits_for_the_backups_bucket_and_user_and_nothing_else
     # The database (and so migrations and api) does not wait: WAL archiving retries on its own.
     cluster = next(r for r in d.registrations if r.plain.get("kind") == "Cluster")
     assert not d.depends_on(cluster, bootstrap)
+
+
+def test_the_backup_checklist_item_is_computed_from_what_each_target_declares() -> None:
+    def item(stack: str, **overrides: object) -> dict[str, Any]:
+        return reveal(run_program(stack, overrides=overrides or None).outputs)["checklist"][
+            "backup.archivedAndScheduled"
+        ]
+
+    docker = item("dev")
+    assert docker["ok"] is True
+    assert (
+        "archive_command = 'pgbackrest --stanza=aixsss archive-push %p' to s3://aixsss-backups/postgres/"
+        in (docker["reason"])
+    )
+    assert "postgres-backups runs the pgBackRest schedule" in docker["reason"]
+    kubernetes = item("staging")
+    assert kubernetes["ok"] is True and "Barman Cloud plugin" in kubernetes["reason"]
+    assert "ScheduledBackup at cron '0 0 3 * * *'" in kubernetes["reason"]
+    off = item("dev", **{"backup.enabled": False})
+    assert off == {
+        "ok": False,
+        "reason": "backup.enabled is false: no WAL archiving and no scheduled backup is declared",
+    }

@@ -123,7 +123,7 @@ RULE_CASES: list[tuple[str, str, str, str, str, Callable[[dict[str, Any]], Any],
     # Labelled a carrier but could start: it is the service, and must start with redis.conf.
     ("redis-auth-and-tls", "staging", "docker", CONTAINER, "redis-config",
      lambda p: p.update(start=True), "without the generated redis.conf"),
-    ("redis-auth-and-tls", "prod", "kubernetes", "kubernetes:core/v1:Secret", "redis-secret-files",
+    ("redis-auth-and-tls", "staging", "kubernetes", "kubernetes:core/v1:Secret", "redis-secret-files",
      lambda p: _conf(p, "redis.conf", lambda c: c.replace("port 0\n", "port 6379\n")), "plain-text port is open"),
     ("minio-https-console-private", "staging", "docker", CONTAINER, "minio",
      lambda p: p.update(ports=[{"internal": 9001, "external": 9001, "ip": "127.0.0.1"}]), "console (port 9001)"),
@@ -160,9 +160,14 @@ RULE_CASES: list[tuple[str, str, str, str, str, Callable[[dict[str, Any]], Any],
     ("non-root", "staging", "docker", CONTAINER, "edge-config",
      lambda p: p.update(networkMode="bridge", user="0:0"), "runs as root"),
     # postgres's pods are CloudNativePG's (uid 26, admitted by Pod Security restricted): the
-    # StatefulSets the program still declares are redis's and minio's.
-    ("non-root", "prod", "kubernetes", STATEFULSET, "redis",
+    # StatefulSets the program still declares are redis's (in prod its HA nodes) and minio's.
+    ("non-root", "prod", "kubernetes", STATEFULSET, "redis-node",
      lambda p: _container(p)["securityContext"].update(runAsUser=0), "may run as root"),
+    # prod's HA nodes start from their script, not from redis.conf directly.
+    ("redis-auth-and-tls", "prod", "kubernetes", "kubernetes:core/v1:Secret", "redis-node-secret-files",
+     lambda p: _conf(p, "redis.conf", lambda c: c.replace("port 0\n", "port 6379\n")), "plain-text port is open"),
+    ("redis-auth-and-tls", "prod", "kubernetes", STATEFULSET, "redis-node",
+     lambda p: _container(p).update(command=["redis-server"]), "without the generated /redis-node-start.sh"),
     ("no-privilege-escalation", "staging", "docker", CONTAINER, "edge",
      lambda p: p.update(securityOpts=[]), "no-new-privileges"),
     ("no-privilege-escalation", "prod", "kubernetes", DEPLOYMENT, "api",
@@ -211,7 +216,8 @@ def test_stateful_resources_must_be_protected_where_the_config_says() -> None:
     # PostgreSQL's claims are the operator's: the Cluster is the resource that holds its data.
     assert not [r.name for r in prod.of_type("kubernetes:core/v1:PersistentVolumeClaim") if "postgres" in r.name]
     for typ, name, kind in (
-        ("kubernetes:core/v1:PersistentVolumeClaim", "redis-data", "PersistentVolumeClaim"),
+        # prod's Redis is the HA set: each node's claim comes from the StatefulSet's template.
+        (STATEFULSET, "redis-node", "StatefulSet"),
         (STATEFULSET, "minio", "StatefulSet"),
         (CNPG_CLUSTER, "postgres-cluster", "Cluster"),
     ):

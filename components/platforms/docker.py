@@ -70,6 +70,13 @@ def _user(spec: ServiceSpec) -> str | None:
     return _user_of(spec.security)
 
 
+def _envs(spec: ServiceSpec) -> pulumi.Output[list[str]]:
+    """``NAME=value`` for the container: the plain env, then the secret env (the list stays secret)."""
+    return pulumi.Output.all(*(pulumi.Output.concat(k, "=", v) for k, v in spec.secret_env.items())).apply(
+        lambda secret: [f"{k}={v}" for k, v in spec.env.items()] + list(secret)
+    )
+
+
 class DockerPlatform(pulumi.ComponentResource):
     name = "docker"
     # One host: PostgreSQL is the spec's container, a single instance.
@@ -333,9 +340,7 @@ class DockerPlatform(pulumi.ComponentResource):
         depends_on: list[pulumi.Resource],
     ) -> docker.Container:
         security = spec.security
-        envs = pulumi.Output.all(*(pulumi.Output.concat(k, "=", v) for k, v in spec.secret_env.items())).apply(
-            lambda secret: [f"{k}={v}" for k, v in spec.env.items()] + list(secret)
-        )
+        envs = _envs(spec)
         user = _user(spec)
         healthcheck = None
         if spec.probe is not None:
@@ -411,9 +416,7 @@ class DockerPlatform(pulumi.ComponentResource):
         its networks but without its alias (clients never reach the companion by the service's
         name) and publishing nothing. Started once the service is healthy."""
         name = f"{spec.name}-{companion.name}"
-        envs = pulumi.Output.all(*(pulumi.Output.concat(k, "=", v) for k, v in spec.secret_env.items())).apply(
-            lambda secret: [f"{k}={v}" for k, v in spec.env.items()] + list(secret)
-        )
+        envs = _envs(spec)
         records: dict[str, pulumi.Input[str]] = {ROLE_KEY: COMPANION_ROLE, "aixsss.io/companion": companion.name}
         if carrier is not None:
             records[CONFIG_KEY] = carrier.id

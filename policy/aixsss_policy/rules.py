@@ -150,6 +150,10 @@ def data_services_not_public(r: Resource) -> Iterator[str]:
                 yield f"{r.service} binds hostPort {port['hostPort']}"
 
 
+# The HA set's data nodes (components/conf/redis_ha.py) and the script they start from.
+REDIS_NODE, REDIS_NODE_START = "redis-node", "/redis-node-start.sh"
+
+
 def redis_auth_and_tls(r: Resource) -> Iterator[str]:
     for path, content in r.files():
         if not path.endswith("redis.conf"):
@@ -163,11 +167,16 @@ def redis_auth_and_tls(r: Resource) -> Iterator[str]:
             yield f"{path}: TLS is not configured (tls-port, tls-cert-file, tls-key-file)"
         if r.kind == "ConfigMap" and settings.get("requirepass"):
             yield f"{path}: the Redis password sits in a ConfigMap; use a Secret"
-    if r.service == "redis" and not _helper(r) and (r.type == CONTAINER or r.kind in SERVING_KINDS):
+    if r.service in ("redis", REDIS_NODE) and not _helper(r) and (r.type == CONTAINER or r.kind in SERVING_KINDS):
         args = [a for c in r.containers() for a in [*(c.get("args") or []), *(c.get("command") or [])]]
         args += list(r.props.get("command") or []) + list(r.props.get("entrypoints") or [])
-        if not any(str(a).endswith("redis.conf") for a in args):
-            yield "redis starts without the generated redis.conf (no auth, no TLS)"
+        # The highly available set (prod on Kubernetes): `redis` is HAProxy in front, passing TLS
+        # through; its nodes start from their start script, which runs redis-server on a copy of
+        # the generated redis.conf (the Secret holding both is judged above, file by file).
+        proxy = r.service == "redis" and any(str(a).endswith("/haproxy.cfg") for a in args)
+        started = REDIS_NODE_START if r.service == REDIS_NODE else "redis.conf"
+        if not proxy and not any(str(a).endswith(started) for a in args):
+            yield f"{r.service} starts without the generated {started} (no auth, no TLS)"
 
 
 def minio_https_console_private(r: Resource) -> Iterator[str]:
