@@ -196,6 +196,8 @@ def test_kubernetes_probes_call_the_right_targets(stack: str) -> None:
         # The probed port is one the container declares.
         assert expected["port"] in [p["containerPort"] for p in c["ports"]], name
     for name, command in K8S_EXEC_PROBES.items():
+        # prod's Redis is the HA set: its data nodes carry the probe (redis is HAProxy there).
+        name = f"{name}-node" if name == "redis" and stack == "prod" else name
         c = pod_spec(d, name)["containers"][0]
         for kind in ("readinessProbe", "livenessProbe"):
             assert c[kind].get("exec") == {"command": command}, (name, kind)
@@ -276,6 +278,9 @@ def test_docker_containers_answer_to_their_service_name() -> None:
         for network in c.plain.get("networksAdvanced") or []:
             if c.name.endswith(("volume-owner", "acme-client")):
                 continue
+            if c.name == "postgres-backups":  # a companion: never reached by postgres's name
+                assert not network.get("aliases"), (c.name, network)
+                continue
             assert network["aliases"] == [name], (c.name, network)
     nginx = uploads(d, container(d, "edge"))["/etc/aixsss/nginx.conf"]["content"].splitlines()
     # Re-resolved through Docker's embedded DNS: a replaced api container has a new address.
@@ -303,6 +308,10 @@ def test_kubernetes_rollouts_and_disruptions_keep_a_pod() -> None:
     for r in d.of_type("kubernetes:apps/v1:Deployment"):
         assert r.plain["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0, r.name
     for pdb in d.of_type("kubernetes:policy/v1:PodDisruptionBudget"):
+        if pdb.name in ("redis-node", "redis-sentinel"):
+            # Quorum sets of three (prod's Redis HA): one member at a time may go.
+            assert pdb.plain["spec"]["maxUnavailable"] == 1, pdb.name
+            continue
         assert pdb.plain["spec"]["minAvailable"] == 1, pdb.name
 
 
@@ -354,6 +363,8 @@ def _is_secret_data(secret: Registration) -> bool:
 def test_kubernetes_secret_env_comes_only_from_the_workloads_secret(stack: str) -> None:
     d = deployed(stack, "kubernetes")
     for name, keys in SECRET_ENV.items():
+        # prod's Redis is the HA set: the data nodes hold the password (redis is HAProxy there).
+        name = f"{name}-node" if name == "redis" and stack == "prod" else name
         env = pod_spec(d, name)["containers"][0]["env"]
         by_ref = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
         assert set(by_ref) == keys, name
@@ -508,6 +519,9 @@ DOCKER_FILES: dict[str, dict[str, tuple[str, str | None]]] = {
         "/etc/aixsss/tls/server.crt": ("0444", None),
         "/etc/aixsss/tls/ca.crt": ("0444", None),
         "/etc/aixsss/tls/server.key": ("0600", "999"),
+        # pgBackRest's: no secret in either (the repository keys are secret env).
+        "/etc/aixsss/pgbackrest.conf": ("0444", None),
+        "/etc/aixsss/pgbackrest-scheduler.sh": ("0444", None),
     },
     "redis": {
         "/etc/aixsss/redis.conf": ("0600", "999"),
@@ -626,15 +640,25 @@ def _checklist(stack: str = "dev") -> dict[str, dict[str, Any]]:
     return reveal(run_program(stack).outputs)["checklist"]
 
 
+# Docker declares no exporter yet (issue 11): on a Docker stack that item is false as declared,
+# and says so (test_stacks.py checks its reason); the cases below break one other item each.
+NOT_YET_ON_DOCKER = "monitoring.metricsAndAlerts"
+
+
+def _false(checklist: dict[str, dict[str, Any]], docker: bool) -> set[str]:
+    return {k for k, v in checklist.items() if not v["ok"]} - ({NOT_YET_ON_DOCKER} if docker else set())
+
+
 def _only_false(checklist: dict[str, dict[str, Any]], item: str) -> str:
-    assert {k for k, v in checklist.items() if not v["ok"]} == {item}, checklist
+    assert _false(checklist, docker=not checklist[NOT_YET_ON_DOCKER]["ok"]) == {item}, checklist
     return checklist[item]["reason"]
 
 
 def test_checklist_all_true_as_declared() -> None:
     for stack in ("dev", "staging", "prod"):
-        checklist = reveal(run_program(stack).outputs)["checklist"]
-        assert all(v["ok"] for v in checklist.values()), (stack, checklist)
+        d = run_program(stack)
+        checklist = reveal(d.outputs)["checklist"]
+        assert not _false(checklist, docker=d.config["aixsss:target"] == "docker"), (stack, checklist)
 
 
 def test_checklist_database_published_publicly(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -738,6 +762,8 @@ def test_checklist_no_volumes(monkeypatch: pytest.MonkeyPatch) -> None:
 # non-internal network of its own, `<service>-published`, which no other container joins.
 DOCKER_NETWORKS = {
     "postgres": {"backend"},
+    # Its backup scheduler: the zone only, never the network of postgres's published port.
+    "postgres-backups": {"backend"},
     "redis": {"backend"},
     "minio": {"backend"},
     "minio-bootstrap": {"backend"},
