@@ -87,7 +87,12 @@ class Database(Service):
             image=config.images.postgres,
             resources=config.database,
             security=Security(run_as_user=UID, run_as_group=UID, tmpfs=("/tmp", "/var/run/postgresql")),
-            probe=Probe(command=["pg_isready", "-U", USER, "-d", DATABASE], start_period_seconds=30),
+            # Over TCP, as the clients come: the image's first start runs initdb's temporary server
+            # on the socket only, and a socket probe would call that healthy (clients then fail).
+            probe=Probe(
+                command=["pg_isready", "-h", "127.0.0.1", "-p", str(PORT), "-U", USER, "-d", DATABASE],
+                start_period_seconds=30,
+            ),
             args=["postgres", "-c", "config_file=/etc/aixsss/postgresql.conf"],
             env={
                 "POSTGRES_DB": DATABASE,

@@ -608,12 +608,15 @@ def test_backups_keep_their_own_bucket_and_restore_into_a_new_folder() -> None:
     refused({"backup.restoreFrom": "postgres", "backup.serverName": "p2"}, "backup.restoreFrom", "empty on Docker")
 
 
-def test_external_backups_need_their_own_credentials_on_kubernetes() -> None:
+@pytest.mark.parametrize("target", ["docker", "kubernetes"])
+def test_external_backups_need_their_own_credentials(target: str) -> None:
     config = {
-        "aixsss:target": "kubernetes",
+        "aixsss:target": target,
         "aixsss:objectStore.mode": "external",
         "aixsss:objectStore.endpoint": "https://s3.example.com",
     }
     message = load_error("dev", config)
     for key in ("backupAccessKey", "backupSecretKey"):
         assert f"aixsss:secrets.{key} = '' (default) is not allowed: set when objectStore.mode is external" in message
+    # Without backups, only the app's keys are needed.
+    assert "backupAccessKey" not in load_error("dev", {**config, "aixsss:backup.enabled": "false"})

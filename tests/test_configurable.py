@@ -472,7 +472,11 @@ def test_edge_binds_loopback_in_dev_and_every_address_elsewhere(stack: str, ip: 
         overrides={
             "target": "docker",
             "edge.replicas": 1,
-            **({"database.instances": 1, "database.synchronousReplicas": 0} if stack == "prod" else {}),
+            **(
+                {"database.instances": 1, "database.synchronousReplicas": 0, "cache.highAvailability": False}
+                if stack == "prod"
+                else {}
+            ),
         },
     )
     ports = container(d, "edge").plain["ports"]
@@ -506,6 +510,7 @@ def test_acme_settings_reach_cert_manager_and_lego() -> None:
             "edge.replicas": 1,
             "database.instances": 1,
             "database.synchronousReplicas": 0,
+            "cache.highAvailability": False,
         },
     )
     script = " ".join(container(d, "edge-acme-client").plain["entrypoints"])
@@ -531,6 +536,8 @@ IMAGES = {
     "images.acmeClient": "registry.example.net/lego:4.99",
     "images.postgresCluster": "registry.example.net/cnpg-pg:16.10-odd",
 }
+# Docker only (refused elsewhere): PostgreSQL plus pgBackRest, given instead of built.
+DOCKER_IMAGES = {"images.postgresPgbackrest": "registry.example.net/pg-pgbackrest:16.4-odd"}
 # Which workload runs which image key.
 RUNS = {
     "postgres": "images.postgres",
@@ -556,24 +563,28 @@ def test_each_workload_runs_its_configured_image() -> None:
         "prod",
         overrides={
             **IMAGES,
+            **DOCKER_IMAGES,
             "app.source": "",
             "target": "docker",
             "api.replicas": 1,
             "edge.replicas": 1,
             "database.instances": 1,
             "database.synchronousReplicas": 0,
+            "cache.highAvailability": False,
         },
     )
     pulled = {r.name: r.plain["name"] for r in d.of_type("docker:index/remoteImage:RemoteImage")}
     # api and worker each run the Redis tunnel, on the edge's image.
     runs = {
         **RUNS,
+        # With backups (the default), PostgreSQL with pgBackRest: images.postgres is its base.
+        "postgres": "images.postgresPgbackrest",
         "acme-client": "images.acmeClient",
         "api-redis-tls": "images.edge",
         "worker-redis-tls": "images.edge",
     }
     for name, key in runs.items():
-        assert pulled[f"{name}-image"] == IMAGES[key], name
+        assert pulled[f"{name}-image"] == {**IMAGES, **DOCKER_IMAGES}[key], name
     # Each container runs the image pulled for its service (each pull has its own id).
     image_ids = {r.name: reveal(r.outputs["imageId"]) for r in d.of_type("docker:index/remoteImage:RemoteImage")}
     for c in d.of_type(CONTAINER):
@@ -585,20 +596,20 @@ def test_each_workload_runs_its_configured_image() -> None:
             pulled_for = f"{service}-redis-tls"
         assert c.plain["image"] == image_ids[f"{pulled_for}-image"], c.name
     images = reveal(d.outputs)["images"]
-    assert {name: images[name] for name in RUNS} == {name: IMAGES[key] for name, key in RUNS.items()}
+    assert {name: images[name] for name in RUNS} == {name: {**IMAGES, **DOCKER_IMAGES}[runs[name]] for name in RUNS}
 
 
 # --------------------------------------------------------------------------- an external object store
 
 EXTERNAL_S3 = {"objectStore.mode": "external", "objectStore.endpoint": "https://s3.eu.example.net"}
 APP_S3_KEYS = {"secrets.minioAppAccessKey": "AKIAEXTERNAL0001", "secrets.minioAppSecretKey": "s" * 40}
-# Kubernetes archives PostgreSQL there too, with the backups' own user.
+# PostgreSQL archives there too (Barman Cloud; pgBackRest on Docker), with the backups' own user.
 BACKUP_S3_KEYS = {"secrets.backupAccessKey": "AKIABACKUPS00002", "secrets.backupSecretKey": "b" * 40}
 
 
 @pytest.mark.parametrize("target", ["docker", "kubernetes"])
 def test_an_external_object_store_replaces_the_bundled_one(target: str) -> None:
-    keys = {**APP_S3_KEYS, **(BACKUP_S3_KEYS if target == "kubernetes" else {})}
+    keys = {**APP_S3_KEYS, **BACKUP_S3_KEYS}
     d = run_program("staging", overrides={**EXTERNAL_S3, "target": target}, secret_config=keys)
     outputs = reveal(d.outputs)
     # No store, no bootstrap job, no certificate or root credentials for one.
@@ -629,13 +640,24 @@ def test_an_external_object_store_replaces_the_bundled_one(target: str) -> None:
         keys_secret = d.named("postgres-backup-s3", "kubernetes:core/v1:Secret").plain["stringData"]
         assert keys_secret == {"ACCESS_KEY_ID": "AKIABACKUPS00002", "ACCESS_SECRET_KEY": "b" * 40}
         assert not [r for r in d.registrations if r.name == "postgres-backup-ca"]
+    else:
+        # pgBackRest: the endpoint's host on 443, the public trust store, the supplied keys.
+        postgres = container(d, "postgres")
+        conf = delivered(d, postgres)["/etc/aixsss/pgbackrest.conf"]["content"].splitlines()
+        assert "repo1-s3-endpoint=s3.eu.example.net" in conf and "repo1-storage-port=9000" not in conf
+        assert "repo1-storage-ca-file=/etc/ssl/certs/ca-certificates.crt" in conf
+        env = docker_env(postgres)
+        assert (
+            env["PGBACKREST_REPO1_S3_KEY"] == "AKIABACKUPS00002" and env["PGBACKREST_REPO1_S3_KEY_SECRET"] == "b" * 40
+        )
 
 
-def test_kubernetes_refuses_an_external_store_without_the_backups_keys() -> None:
+@pytest.mark.parametrize("target", ["docker", "kubernetes"])
+def test_an_external_store_without_the_backups_keys_is_refused(target: str) -> None:
     from components.config.loading import StackConfigError
 
     with pytest.raises(StackConfigError) as refused:
-        run_program("staging", overrides={**EXTERNAL_S3}, secret_config=APP_S3_KEYS)
+        run_program("staging", overrides={**EXTERNAL_S3, "target": target}, secret_config=APP_S3_KEYS)
     assert "aixsss:secrets.backupAccessKey" in str(refused.value)
     assert "aixsss:secrets.backupSecretKey" in str(refused.value)
 

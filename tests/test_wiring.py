@@ -111,7 +111,7 @@ def k8s_file(d: Deployment, name: str, path: str) -> str:
 
 # What each Docker healthcheck runs, written out.
 DOCKER_HEALTHCHECKS = {
-    "postgres": ["CMD", "pg_isready", "-U", "aixsss", "-d", "aixsss"],
+    "postgres": ["CMD", "pg_isready", "-h", "127.0.0.1", "-p", "5432", "-U", "aixsss", "-d", "aixsss"],
     "redis": [
         "CMD",
         "sh",

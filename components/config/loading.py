@@ -392,8 +392,9 @@ def load_stack_config() -> StackConfig:
     public_certificate = None if "tls.publicCertificate" in refused else parsed.tls.public_certificate
     domain = None if "domain" in refused else parsed.domain
     mode = None if "objectStore.mode" in refused else parsed.object_store.mode
-    # Backups leave the stack only from a CloudNativePG cluster (Kubernetes) today.
-    backups_external = mode == "external" and parsed.backup.enabled and parsed.target.value == "kubernetes"
+    # Backups go to the external store on both targets (Barman Cloud; pgBackRest on Docker), with
+    # a user of the backups bucket alone that only the store's owner can create.
+    backups_external = mode == "external" and parsed.backup.enabled
     problems += _secret_problems(config, public_certificate, domain, mode, backups_external)
     if problems:
         raise StackConfigError(format_problems(problems, stack, missing_file))

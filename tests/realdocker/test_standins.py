@@ -385,7 +385,7 @@ def test_every_reference_is_its_recipes_image(client: docker.DockerClient) -> No
 
 def test_postgres_first_start_creates_role_and_database_and_checks_passwords(lab: Lab, pki: Pki) -> None:
     db = start_postgres(lab, pki)
-    exec_ok(db, ["pg_isready", "-U", "aixsss", "-d", "aixsss"])  # the program's probe
+    exec_ok(db, ["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-U", "aixsss", "-d", "aixsss"])  # the program's probe
     conf = lab.config("psql", {CA_PATH: File(pki.ca_pem)}, IMAGES["postgres"])
 
     def psql(password: str, sslmode: str = "verify-full") -> tuple[int, str]:
