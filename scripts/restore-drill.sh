@@ -113,9 +113,13 @@ main() {
 
   log "starting the restored copy on no network"
   # No repository keys here: the copy recovers from the WAL its backup holds, and archives nothing.
+  # It runs on PGDATA's initdb defaults (max_connections 100), not the stack's configuration; with
+  # hot standby on, PostgreSQL aborts a recovery whose primary had more ("insufficient parameter
+  # settings", e.g. prod's database.maxConnections 200). Off, it only refuses connections until
+  # promoted, which the loop below waits for.
   "$DOCKER" run -d --name "$scratch" --user 999:999 --network none --tmpfs /tmp --tmpfs /var/run/postgresql \
     --mount "type=volume,source=$scratch_volume,target=/var/lib/postgresql/data" \
-    -e PGDATA="$PGDATA_PATH" "$image" postgres >/dev/null
+    -e PGDATA="$PGDATA_PATH" "$image" postgres -c hot_standby=off >/dev/null
 
   local deadline=$((SECONDS + RECOVERY_TIMEOUT)) in_recovery=""
   while [ "$SECONDS" -lt "$deadline" ]; do

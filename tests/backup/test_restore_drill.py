@@ -107,6 +107,9 @@ def test_the_drill_restores_offline_and_cleans_up(tmp_path: Path) -> None:
     s = scratch["argv"]
     assert s[s.index("--network") + 1] == "none"
     assert not any(k.startswith("PGBACKREST") for k in scratch["env"])
+    # initdb's defaults, not the stack's settings: hot standby off, or a primary with more
+    # max_connections than 100 (prod: 200) aborts the recovery (the real-daemon tier runs prod).
+    assert s[-3:] == ["postgres", "-c", "hot_standby=off"]
     volume = next(c["argv"][-1] for c in calls if c["argv"][:2] == ["volume", "create"])
     assert f"type=volume,source={volume},target=/var/lib/postgresql/data" in s
     # The check query ran, and pgbackrest info came from the running database.
