@@ -65,6 +65,11 @@ def member(platform: Platform, service: str, index: int) -> str:
     return f"{service}-{index}.{platform.resolvable_name(service)}"
 
 
+def sentinel_addresses(platform: Platform) -> tuple[redis_ha.Address, ...]:
+    """Every Sentinel, as the nodes ask them and as each Sentinel knows its peers."""
+    return tuple(redis_ha.Address(member(platform, SENTINEL, i), SENTINEL_PORT) for i in range(SENTINELS))
+
+
 def certificate_names(config: StackConfig, platform: Platform) -> list[str]:
     """The Redis server certificate's names: the ones the tunnel verifies (the first) and, with
     the HA set, every node's own name (one certificate serves the three nodes)."""
@@ -214,9 +219,7 @@ class Cache(Service):
             lambda spw: redis_ha.render_node_start(
                 redis_ha.NodeStartSettings(
                     first_node=redis_ha.Address(member(platform, NODE, 0), PORT),
-                    sentinels=tuple(
-                        redis_ha.Address(member(platform, SENTINEL, i), SENTINEL_PORT) for i in range(SENTINELS)
-                    ),
+                    sentinels=sentinel_addresses(platform),
                     sentinel_password=spw,
                     ca_path=CA_PATH,
                     conf_template=CONF_PATH,
@@ -269,9 +272,7 @@ class Cache(Service):
         start = pulumi.Output.secret(sentinel_password).apply(
             lambda spw: redis_ha.render_sentinel_start(
                 redis_ha.SentinelStartSettings(
-                    peers=tuple(
-                        redis_ha.Address(member(platform, SENTINEL, i), SENTINEL_PORT) for i in range(SENTINELS)
-                    ),
+                    peers=sentinel_addresses(platform),
                     sentinel_password=spw,
                     ca_path=CA_PATH,
                     conf_template=SENTINEL_CONF,

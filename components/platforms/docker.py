@@ -70,6 +70,19 @@ def _user(spec: ServiceSpec) -> str | None:
     return _user_of(spec.security)
 
 
+def _limits(memory_mb: int, cpu_millis: int) -> dict[str, Any]:
+    """A container's memory (no swap on top of it) and CPUs, as the provider takes them."""
+    return {"memory": memory_mb, "memory_swap": memory_mb, "cpus": f"{cpu_millis / 1000:g}"}
+
+
+def _mounts(spec: ServiceSpec, volumes: list[docker.Volume]) -> list[docker.ContainerVolumeArgs]:
+    """``spec``'s volumes at their paths (the service's container, and its companions)."""
+    return [
+        docker.ContainerVolumeArgs(volume_name=vol.name, container_path=v.path)
+        for v, vol in zip(spec.volumes, volumes, strict=True)
+    ]
+
+
 def _envs(spec: ServiceSpec) -> pulumi.Output[list[str]]:
     """``NAME=value`` for the container: the plain env, then the secret env (the list stays secret)."""
     return pulumi.Output.all(*(pulumi.Output.concat(k, "=", v) for k, v in spec.secret_env.items())).apply(
@@ -301,9 +314,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 entrypoints=sidecar.command,
                 user=_user_of(sidecar.security),
                 tmpfs={path: "rw,noexec,nosuid,size=16m" for path in sidecar.security.tmpfs},
-                memory=sidecar.resources.memory_mb,
-                memory_swap=sidecar.resources.memory_mb,
-                cpus=f"{sidecar.resources.cpu_millis / 1000:g}",
+                **_limits(sidecar.resources.memory_mb, sidecar.resources.cpu_millis),
                 restart="unless-stopped",
                 must_run=True,
                 healthcheck=docker.ContainerHealthcheckArgs(
@@ -371,9 +382,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 read_only=security.read_only_root,
                 tmpfs={path: "rw,noexec,nosuid,size=64m" for path in security.tmpfs},
                 capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=list(security.cap_add)),
-                memory=spec.resources.memory_mb,
-                memory_swap=spec.resources.memory_mb,
-                cpus=f"{spec.resources.cpu_millis / 1000:g}",
+                **_limits(spec.resources.memory_mb, spec.resources.cpu_millis),
                 healthcheck=healthcheck,
                 # `pulumi up` waits for the healthcheck, which is what orders the services.
                 wait=not spec.run_once and healthcheck is not None,
@@ -391,11 +400,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 # Docker's default is 10 s; a worker finishing AI jobs needs longer.
                 stop_timeout=spec.stop_grace_seconds,
                 destroy_grace_seconds=spec.stop_grace_seconds,
-                volumes=[
-                    docker.ContainerVolumeArgs(volume_name=vol.name, container_path=v.path)
-                    for v, vol in zip(spec.volumes, volumes, strict=True)
-                ]
-                + mounts,
+                volumes=_mounts(spec, volumes) + mounts,
                 labels=_labels(spec.name, records),
             ),
             opts=self._child_opts(parent, depends_on),
@@ -429,9 +434,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 envs=envs,
                 user=_user(spec),
                 tmpfs={path: "rw,noexec,nosuid,size=64m" for path in spec.security.tmpfs},
-                memory=companion.resources.memory_mb,
-                memory_swap=companion.resources.memory_mb,
-                cpus=f"{companion.resources.cpu_millis / 1000:g}",
+                **_limits(companion.resources.memory_mb, companion.resources.cpu_millis),
                 healthcheck=docker.ContainerHealthcheckArgs(
                     tests=["CMD", *companion.probe.command],
                     interval="30s",
@@ -448,11 +451,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 networks_advanced=[
                     docker.ContainerNetworksAdvancedArgs(name=self.networks[zone].name) for zone in sorted(spec.zones)
                 ],
-                volumes=[
-                    docker.ContainerVolumeArgs(volume_name=vol.name, container_path=v.path)
-                    for v, vol in zip(spec.volumes, volumes, strict=True)
-                ]
-                + config_mount,
+                volumes=_mounts(spec, volumes) + config_mount,
                 labels=_labels(spec.name, records),
             ),
             opts=self._child_opts(parent, [service, *companion.depends_on]),
@@ -502,9 +501,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 must_run=False,
                 restart="no",
                 network_mode="none",
-                memory=16,
-                memory_swap=16,
-                cpus="0.1",
+                **_limits(16, 100),
                 volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=CONFIG_DIR)],
                 uploads=[
                     docker.ContainerUploadArgs(
@@ -554,9 +551,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 user="0:0",
                 capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=["CHOWN", "FOWNER"]),
                 network_mode="none",
-                memory=64,
-                memory_swap=64,
-                cpus="0.5",
+                **_limits(64, 500),
                 attach=True,
                 must_run=False,
                 restart="no",
@@ -632,9 +627,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 user=acme_user,
                 envs=["HOME=/tmp"],
                 tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"},
-                memory=128,
-                memory_swap=128,
-                cpus="0.2",
+                **_limits(128, 200),
                 # Healthy once a certificate is in place (the bootstrap one, then lego's).
                 healthcheck=docker.ContainerHealthcheckArgs(
                     tests=["CMD", "test", "-s", "/certs/tls.crt"], interval="30s", timeout="5s", retries=3

@@ -84,8 +84,8 @@ MUTANTS: list[Mutant] = [
         "d-swap",
         "security",
         DOCKER,
-        "memory_swap=spec.resources.memory_mb,",
-        "memory_swap=-1,",
+        '"memory_swap": memory_mb,',
+        '"memory_swap": -1,',
         "Docker: unlimited swap (memory limit no longer binding)",
     ),
     Mutant(
