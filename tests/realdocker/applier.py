@@ -813,7 +813,7 @@ class Applier:
     def _wait_healthy(self, resource: str, container_id: str, timeout: int) -> None:
         """Create's waitForHealthyState: inspect every second until healthy; no healthcheck is an
         error; after wait_timeout seconds "container failed to be in healthy state" (the last health
-        log is added here, for the test's sake)."""
+        log and the container's last log lines are added here, for the test's sake: CI shows them)."""
         deadline = time.monotonic() + timeout
         while True:
             health = (self.api.inspect_container(container_id).get("State") or {}).get("Health")
@@ -826,8 +826,10 @@ class Applier:
                 return
             if time.monotonic() >= deadline:
                 last = (health.get("Log") or [{}])[-1]
+                tail = self.api.logs(container_id, tail=40).decode(errors="replace")
                 raise ApplyError(f"{resource}: container failed to be in healthy state "
-                                 f"(status {health.get('Status')}, last check: {last})")  # fmt: skip
+                                 f"(status {health.get('Status')}, last check: {last}); "
+                                 f"its last log lines:\n{tail}")  # fmt: skip
             time.sleep(1)
 
     def _attach(self, resource: str, entry: Entry, logs: bool) -> None:
