@@ -14,7 +14,7 @@ from components import cache as cache_module
 from components.cache import redis_settings
 from components.conf import pgbackrest, redis
 from components.config import Target
-from components.monitoring import BACKUP_ALERTS, DOCKER_NOT_YET
+from components.monitoring import BACKUP_ALERTS
 from components.platforms.base import Placement, flows_of
 from components.service import Service
 from components.spec import Flow, Probe, ServiceSpec, Volume, Zone
@@ -193,6 +193,9 @@ def data_isolated(stack: AixsssStack) -> Item:
     # published ports of its own (no other container on it): said here, not hidden behind its zone.
     docker = stack.config.target.value == "docker"
     published = [d.spec.name for d in data if docker and d.placement.exposed]
+    # Docker: a data service with exporters in its namespace is on the metrics network too, where
+    # Prometheus scrapes them (components/monitoring.py); also said, not hidden.
+    scraped = [d.spec.name for d in data if docker and d.spec.exporters]
     outside = [
         f"{d.spec.name} ({', '.join(sorted(d.spec.zones))})" for d in data if set(d.spec.zones) != {Zone.BACKEND}
     ]
@@ -220,6 +223,14 @@ def data_isolated(stack: AixsssStack) -> Item:
                 + ", ".join(published)
             ]
             if published
+            else []
+        )
+        + (
+            [
+                "also each on an internal metrics network of its own (aixsss-<stack>-<service>-metrics), where "
+                "Prometheus scrapes the exporters in their namespaces (plain HTTP, metrics only): " + ", ".join(scraped)
+            ]
+            if scraped
             else []
         )
     )
@@ -297,11 +308,9 @@ def backups_declared(stack: AixsssStack) -> Item:
 def monitoring_declared(stack: AixsssStack) -> Item:
     """Exporters, scrape targets and alerting rules, as the stack declares them."""
     config = stack.config
-    if config.target is Target.DOCKER:
-        return False, f"{DOCKER_NOT_YET}: no exporter, scrape target or alerting rule is declared"
     monitoring = stack.monitoring
     if monitoring is None:
-        return False, "monitoring.enabled is false: no exporter, PodMonitor or PrometheusRule is declared"
+        return False, "monitoring.enabled is false: no exporter, scrape target or alerting rule is declared"
     spec = monitoring.spec
     targets = "; ".join(
         f"{t.service} ({', '.join(f'{name}:{port}' for name, port in t.ports)}: {t.what})" for t in spec.targets
@@ -312,6 +321,13 @@ def monitoring_declared(stack: AixsssStack) -> Item:
         if config.backup.enabled
         else f"no backup alerts ({', '.join(sorted(BACKUP_ALERTS))}: backup.enabled false), "
     )
+    if config.target is Target.DOCKER:
+        return True, (
+            f"exporters in their services' network namespaces: {targets}; {len(spec.scrape_configs)} scrape jobs "
+            "on an internal metrics network per service (no two services share one) and a rule file (the "
+            f"prometheus output): {backups}WAL archiving, PostgreSQL/Redis/edge down, Redis near "
+            "maxmemory/evictions, edge 5xx rate, expiry of the program's certificates"
+        )
     return True, (
         f"PodMonitors scrape {targets}; PrometheusRule aixsss-alerts: {backups}WAL archiving, replication lag, "
         "Redis down/near maxmemory/evictions, edge down/5xx rate, certificate expiry (cert-manager's and the "

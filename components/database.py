@@ -12,6 +12,7 @@ import pulumi
 from components.conf import pgbackrest, postgres
 from components.conf.urls import url_quote
 from components.config import StackConfig
+from components.monitoring import exporters_declared, postgres_exporters
 from components.pki import Certificate
 from components.platforms.base import Platform
 from components.service import CA_PATH, TLS_DIR, Service
@@ -20,6 +21,7 @@ from components.spec import (
     ClusterRestore,
     Companion,
     ConfigFile,
+    Exporter,
     Port,
     PostgresCluster,
     Probe,
@@ -125,8 +127,11 @@ class Database(Service):
         )
         if platform.runs_postgres_clusters:
             spec = dataclasses.replace(spec, cluster=self._cluster(config, password, certificate))
-        elif self.pgbackrest is not None and backup is not None:
-            spec = _with_pgbackrest(spec, config, platform, self.pgbackrest, backup, password)
+        else:
+            if self.pgbackrest is not None and backup is not None:
+                spec = _with_pgbackrest(spec, config, platform, self.pgbackrest, backup, password)
+            if exporters_declared(config):
+                spec = dataclasses.replace(spec, exporters=_exporters(config, spec, certificate, self.pgbackrest))
         self._place(platform, spec, [])
         host = platform.dns_names(CLUSTER_SERVICES[0] if platform.runs_postgres_clusters else NAME)[0]
         # Prisma's TLS dialect: sslcert is the CA that must have signed the server certificate.
@@ -209,6 +214,23 @@ def backup_image(config: StackConfig, platform: Platform) -> pulumi.Input[str]:
     context = IMAGE_DOCKERFILE.parent
     return platform.build_image(
         "postgres", str(context), str(IMAGE_DOCKERFILE), None, version, {"POSTGRES_IMAGE": config.images.postgres}
+    )
+
+
+def _exporters(
+    config: StackConfig,
+    spec: ServiceSpec,
+    certificate: Certificate,
+    settings: pgbackrest.PgBackRestSettings | None,
+) -> tuple[Exporter, ...]:
+    """postgres_exporter with the server's password; with pgBackRest, its exporter with the
+    repository's configuration and keys (the same variables, from the same secret env)."""
+    if settings is None:
+        return postgres_exporters(config, certificate.ca_pem, "POSTGRES_PASSWORD")
+    conf = [f for f in spec.files if f.path == pgbackrest.CONFIG_PATH]
+    keys = {pgbackrest.ENV_KEY: pgbackrest.ENV_KEY, pgbackrest.ENV_KEY_SECRET: pgbackrest.ENV_KEY_SECRET}
+    return postgres_exporters(
+        config, certificate.ca_pem, "POSTGRES_PASSWORD", pgbackrest_files=conf, pgbackrest_secret_keys=keys
     )
 
 

@@ -14,12 +14,19 @@ Components describe, platforms place. This module describes:
 
 The Kubernetes platform places it (components/platforms/kubernetes_monitoring.py): PodMonitors,
 a PrometheusRule, NetworkPolicies admitting only Prometheus's namespace to the metrics ports.
-Docker declares nothing for monitoring yet (issue 11): ``exporters_declared`` is false there,
-so a Docker stack renders exactly what it rendered before.
+
+On a Docker host the same exporters run as containers in their service's network namespace
+(``network_mode: container:<service>``, a pod's loopback), plus postgres_exporter and, with
+backups, pgbackrest_exporter beside PostgreSQL (CloudNativePG exports its own on Kubernetes).
+Prometheus is the operator's, as on Kubernetes: it joins each such service's internal metrics
+network (``docker_metrics_network``) and scrapes ``<service>:<port>`` there; the networks, the
+scrape configuration and the rule file are stack outputs (``docker_scrape_configs``,
+``alerts.docker_rules``; docs/runbooks/monitoring.md#docker-single-host).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,8 +34,10 @@ from typing import Any, Protocol
 import pulumi
 
 from components.conf import exporters
-from components.conf.alerts import Thresholds, kubernetes_rules
-from components.config import Resources, StackConfig, Target
+from components.conf.alerts import Thresholds, docker_rules, kubernetes_rules
+from components.conf.pgbackrest import CONFIG_PATH as PGBACKREST_CONFIG
+from components.conf.pgbackrest import ENV_CONFIG as PGBACKREST_ENV_CONFIG
+from components.config import Resources, StackConfig
 from components.pki import Certificate
 from components.spec import CONFIG_DIR, ConfigFile, Exporter, Security
 
@@ -48,13 +57,24 @@ BACKUP_ALERTS = frozenset(
         "PostgresRecoveryWindowBeyondRetention",
     }
 )
-# Where Docker stands (outputs and checklist say it as it is).
-DOCKER_NOT_YET = "Docker: exporters not yet declared (issue 11)"
+# The Docker networks Prometheus joins to scrape: one per service whose namespace runs exporters,
+# internal, with no other member. One shared network would put the edge beside PostgreSQL and
+# Redis, which the backend zone exists to prevent (tests/test_audit.py).
+DOCKER_METRICS_NETWORK = "metrics"
+
+
+def docker_metrics_network(environment: str, service: str) -> str:
+    """The metrics network of ``service``'s namespace: ``aixsss-<environment>-<service>-metrics``."""
+    return f"aixsss-{environment}-{service}-{DOCKER_METRICS_NETWORK}"
+
+
+# How a scrape's client is named in the flows the platforms record: "prometheus (<where>)".
+SCRAPER = "prometheus"
 
 
 def exporters_declared(config: StackConfig) -> bool:
-    """Whether the stack declares exporters, monitors and rules: monitoring.enabled on Kubernetes."""
-    return config.monitoring.enabled and config.target is Target.KUBERNETES
+    """Whether the stack declares exporters, scrape targets and rules: monitoring.enabled."""
+    return config.monitoring.enabled
 
 
 def redis_exporter(config: StackConfig, ca_pem: pulumi.Input[str], port: int, password_key: str) -> Exporter:
@@ -71,6 +91,48 @@ def redis_exporter(config: StackConfig, ca_pem: pulumi.Input[str], port: int, pa
         files=[ConfigFile(exporters.CA_PATH, ca_pem)],
         health_path="/health",
     )
+
+
+def postgres_exporters(
+    config: StackConfig,
+    ca_pem: pulumi.Input[str],
+    password_key: str,
+    *,
+    pgbackrest_files: Sequence[ConfigFile] = (),
+    pgbackrest_secret_keys: Mapping[str, str] | None = None,
+) -> tuple[Exporter, ...]:
+    """The single-host PostgreSQL's exporters (Docker; CloudNativePG exports its own):
+    postgres_exporter over verified TLS to 127.0.0.1 as the application's role (pg_hba.conf admits
+    no other; exporters.postgres_exporter_env says why), its password from the service's
+    ``password_key``; with backups, pgbackrest_exporter reading the repository with pgBackRest's own
+    configuration ``pgbackrest_files`` and the S3 keys of the service (``pgbackrest_secret_keys``,
+    variable -> the service's key), the backup age the alerts read."""
+    postgres = Exporter(
+        name="pg-exporter",
+        image=config.images.postgres_exporter,
+        port=exporters.POSTGRES_EXPORTER_PORT,
+        resources=EXPORTER_RESOURCES,
+        security=EXPORTER_SECURITY,
+        args=exporters.postgres_exporter_args(),
+        env=exporters.postgres_exporter_env("127.0.0.1"),
+        env_from_service_secret={exporters.POSTGRES_PASSWORD_ENV: password_key},
+        files=[ConfigFile(exporters.CA_PATH, ca_pem)],
+    )
+    if pgbackrest_secret_keys is None:
+        return (postgres,)
+    backups = Exporter(
+        name="backup-exporter",
+        image=config.images.pgbackrest_exporter,
+        port=exporters.PGBACKREST_EXPORTER_PORT,
+        resources=EXPORTER_RESOURCES,
+        # pgBackRest takes a lock file under /tmp even for `info`.
+        security=dataclasses.replace(EXPORTER_SECURITY, tmpfs=("/tmp",)),
+        args=exporters.pgbackrest_exporter_args(),
+        env={PGBACKREST_ENV_CONFIG: PGBACKREST_CONFIG},
+        env_from_service_secret=dict(pgbackrest_secret_keys),
+        files=[ConfigFile(exporters.CA_PATH, ca_pem), *pgbackrest_files],
+    )
+    return (postgres, backups)
 
 
 def edge_exporters(config: StackConfig) -> tuple[Exporter, ...]:
@@ -113,25 +175,33 @@ class MonitoringSpec:
     selector_labels: Mapping[str, str]
     prometheus_namespace: str
     targets: tuple[ScrapeTarget, ...]
-    # The PrometheusRule's spec (an Output: certificates' expiry is known once they exist).
+    # The PrometheusRule's spec, or the Docker rule file's groups (an Output: certificates'
+    # expiry is known once they exist).
     rules: pulumi.Input[dict[str, Any]]
+    # Docker: Prometheus's scrape_configs for the targets on the metrics network (empty on
+    # Kubernetes, where the platform declares PodMonitors).
+    scrape_configs: tuple[dict[str, Any], ...] = ()
 
 
 class MonitoringPlatform(Protocol):
-    namespace_name: str
-
     def monitor(self, spec: MonitoringSpec, parent: pulumi.Resource) -> list[pulumi.Resource]: ...
 
 
-def targets_of(cluster_name: str, exporter_services: Mapping[str, Sequence[Exporter]]) -> tuple[ScrapeTarget, ...]:
-    targets = [
-        ScrapeTarget(
-            cluster_name,
-            {CNPG_CLUSTER_LABEL: cluster_name},
-            (CNPG_METRICS_PORT,),
-            "CloudNativePG instance manager: cnpg_* and the Barman Cloud plugin's backup metrics",
+def targets_of(
+    cluster_name: str | None, exporter_services: Mapping[str, Sequence[Exporter]]
+) -> tuple[ScrapeTarget, ...]:
+    """What Prometheus scrapes: CloudNativePG's instances (when an operator runs ``cluster_name``)
+    and every service with exporters."""
+    targets = []
+    if cluster_name is not None:
+        targets.append(
+            ScrapeTarget(
+                cluster_name,
+                {CNPG_CLUSTER_LABEL: cluster_name},
+                (CNPG_METRICS_PORT,),
+                "CloudNativePG instance manager: cnpg_* and the Barman Cloud plugin's backup metrics",
+            )
         )
-    ]
     for service, found in exporter_services.items():
         if found:
             targets.append(
@@ -145,15 +215,48 @@ def targets_of(cluster_name: str, exporter_services: Mapping[str, Sequence[Expor
     return tuple(targets)
 
 
+def docker_stack_label(config: StackConfig) -> dict[str, str]:
+    """The label every Docker target carries and every Docker rule selects: one Prometheus may
+    scrape several stacks' hosts."""
+    return {"stack": config.environment.value}
+
+
+def docker_scrape_configs(config: StackConfig, targets: Sequence[ScrapeTarget]) -> tuple[dict[str, Any], ...]:
+    """Prometheus ``scrape_configs`` for a Prometheus on the stack's metrics networks: a job per
+    service and exporter (``aixsss-<stack>-<service>-<exporter>``) at the service's name there
+    (the exporter shares its network namespace), labelled with the stack. Plain HTTP: each
+    network is internal and holds only one service's namespace and the operator's Prometheus."""
+    return tuple(
+        {
+            "job_name": f"aixsss-{config.environment.value}-{target.service}-{name}",
+            "scrape_interval": "30s",
+            "metrics_path": "/metrics",
+            "static_configs": [{"targets": [f"{target.service}:{port}"], "labels": docker_stack_label(config)}],
+        }
+        for target in targets
+        for name, port in target.ports
+    )
+
+
 def alert_rules(
-    config: StackConfig, namespace: str, certificates: Mapping[str, pulumi.Input[str]]
+    config: StackConfig, namespace: str | None, certificates: Mapping[str, pulumi.Input[str]]
 ) -> pulumi.Output[dict[str, Any]]:
-    """kubernetes_rules for the stack: the backup schedule (daily) and retention from config, the
-    program's certificates' expiry (pulumi-tls validity_end_time), backup alerts only with backups."""
+    """The stack's alerting rules: kubernetes_rules for ``namespace``, or docker_rules selecting
+    the stack's label; the backup schedule (daily) and retention from config, the program's
+    certificates' expiry (pulumi-tls validity_end_time), backup alerts only with backups."""
     thresholds = Thresholds(backup_schedule_hours=24, retention_days=config.backup.retention_days)
+    selector = ",".join(f'{k}="{v}"' for k, v in docker_stack_label(config).items())
 
     def render(ends: dict[str, str]) -> dict[str, Any]:
-        spec = kubernetes_rules(namespace, thresholds, program_certificates=ends)
+        if namespace is not None:
+            spec = kubernetes_rules(namespace, thresholds, program_certificates=ends)
+        else:
+            spec = docker_rules(selector, thresholds, program_certificates=ends)
+            # Rules on instants rendered in (the program's certificates) have no series to carry
+            # the stack's label: every rule states it, so one Prometheus can tell stacks apart.
+            for group in spec["groups"]:
+                for rule in group["rules"]:
+                    rule["labels"] = {**rule.get("labels", {}), **docker_stack_label(config)}
         if not config.backup.enabled:
             for group in spec["groups"]:
                 group["rules"] = [r for r in group["rules"] if r.get("alert") not in BACKUP_ALERTS]
@@ -163,13 +266,15 @@ def alert_rules(
 
 
 class Monitoring(pulumi.ComponentResource):
-    """Scrape targets and alerting rules of the stack, placed by the platform."""
+    """Scrape targets and alerting rules of the stack, placed by the platform. ``namespace``:
+    the Kubernetes namespace the rules select; None on Docker (they select the stack's label)."""
 
     def __init__(
         self,
         config: StackConfig,
         platform: MonitoringPlatform,
-        cluster_name: str,
+        namespace: str | None,
+        cluster_name: str | None,
         exporter_services: Mapping[str, Sequence[Exporter]],
         certificates: Sequence[Certificate],
         ca_not_after: pulumi.Input[str],
@@ -178,11 +283,13 @@ class Monitoring(pulumi.ComponentResource):
         super().__init__("aixsss:monitoring:Monitoring", "monitoring", None, opts)
         expiry: dict[str, pulumi.Input[str]] = {"ca": ca_not_after}
         expiry.update({c.name: c.not_after for c in certificates})
+        targets = targets_of(cluster_name, exporter_services)
         self.spec = MonitoringSpec(
             selector_labels=config.monitoring.labels,
             prometheus_namespace=config.monitoring.prometheus_namespace,
-            targets=targets_of(cluster_name, exporter_services),
-            rules=alert_rules(config, platform.namespace_name, expiry),
+            targets=targets,
+            rules=alert_rules(config, namespace, expiry),
+            scrape_configs=docker_scrape_configs(config, targets) if namespace is None else (),
         )
         self.resources = platform.monitor(self.spec, self)
         self.register_outputs({})

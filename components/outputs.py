@@ -9,8 +9,9 @@ import pulumi
 from components import api as api_module
 from components import cache as cache_module
 from components.checklist import checklist
+from components.conf.alerts import rule_file
 from components.config import Target
-from components.monitoring import DOCKER_NOT_YET
+from components.monitoring import docker_metrics_network
 from components.platforms.base import Placement
 from components.secrets import fingerprint
 from components.stack import AixsssStack
@@ -101,15 +102,29 @@ def _redis_durability(stack: AixsssStack) -> dict[str, Any]:
 
 
 def _monitoring(stack: AixsssStack) -> str:
-    if stack.config.target is Target.DOCKER:
-        return DOCKER_NOT_YET
     if stack.monitoring is None:
         return "disabled (monitoring.enabled false)"
-    return (
-        "PodMonitors for "
-        + ", ".join(t.service for t in stack.monitoring.spec.targets)
-        + "; PrometheusRule aixsss-alerts (docs/runbooks/monitoring.md)"
-    )
+    services = ", ".join(t.service for t in stack.monitoring.spec.targets)
+    if stack.config.target is Target.DOCKER:
+        return (
+            f"exporters in the namespaces of {services}, each scraped on a metrics network of its own; "
+            "networks, scrape configuration and rule file: the prometheus output "
+            "(docs/runbooks/monitoring.md#docker-single-host)"
+        )
+    return f"PodMonitors for {services}; PrometheusRule aixsss-alerts (docs/runbooks/monitoring.md)"
+
+
+def _prometheus(stack: AixsssStack) -> dict[str, Any] | None:
+    """Docker: what the operator's Prometheus needs, in its own formats: the networks to join, the
+    ``scrape_configs`` entries, and the rule file (``rule_files:``) with the alerts."""
+    if stack.monitoring is None or stack.config.target is not Target.DOCKER:
+        return None
+    spec = stack.monitoring.spec
+    return {
+        "networks": [docker_metrics_network(stack.config.environment, t.service) for t in spec.targets],
+        "scrapeConfigs": list(spec.scrape_configs),
+        "ruleFile": pulumi.Output.from_input(spec.rules).apply(rule_file),
+    }
 
 
 def export(stack: AixsssStack) -> None:
@@ -179,6 +194,9 @@ def export(stack: AixsssStack) -> None:
     )
     pulumi.export("publicCertificate", config.tls.public_certificate)
     pulumi.export("durability", _durability(stack))
+    prometheus = _prometheus(stack)
+    if prometheus is not None:
+        pulumi.export("prometheus", prometheus)
     pulumi.export("secretInventory", {name: fingerprint(value) for name, value in stack.secrets.inventory.items()})
     pulumi.export("checklist", checklist(stack))
     # Connection strings only as secrets, for operators who need them (`--show-secrets`).

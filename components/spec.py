@@ -163,8 +163,8 @@ class Exporter:
     from files and datagrams only the pod sees); Prometheus scrapes ``port`` at the pod's address.
     Kubernetes: a container of the pod with the platform's hardening, HTTP probes on
     ``health_path``, a PodMonitor and a NetworkPolicy for Prometheus's namespace
-    (components/monitoring.py). Docker: none is declared yet (issue 11), so components add
-    exporters only where components.monitoring.exporters_declared says so."""
+    (components/monitoring.py). Docker: a container in the service container's network
+    namespace, with the platform's hardening, on the stack's metrics network through it."""
 
     name: str  # the container's and its port's name (at most 15 characters)
     image: pulumi.Input[str]

@@ -41,7 +41,7 @@ class AixsssStack:
     worker: Worker
     web: Web
     edge: LoadBalancer
-    # Kubernetes with monitoring.enabled; Docker declares no exporter yet (issue 11).
+    # monitoring.enabled: exporters' scrape targets and the alerting rules.
     monitoring: Monitoring | None = None
 
     @property
@@ -137,9 +137,23 @@ def build(config: StackConfig) -> AixsssStack:
     edge = LoadBalancer(config, platform, pki, api.ready + web.ready)
     certificates = list(certs.values()) + ([edge.certificate] if edge.certificate else [])
     monitoring = None
-    if exporters_declared(config) and isinstance(platform, KubernetesPlatform):
-        exporters = {**cache.exporter_services, edge.spec.name: edge.spec.exporters}
-        monitoring = Monitoring(config, platform, database.spec.name, exporters, certificates, pki.ca_not_after)
+    if exporters_declared(config):
+        exporters = {
+            database.spec.name: database.spec.exporters,
+            **cache.exporter_services,
+            edge.spec.name: edge.spec.exporters,
+        }
+        # Kubernetes: rules for the namespace, and CloudNativePG's instances export their own.
+        namespace = platform.namespace_name if isinstance(platform, KubernetesPlatform) else None
+        monitoring = Monitoring(
+            config,
+            platform,
+            namespace,
+            database.spec.name if namespace is not None else None,
+            exporters,
+            certificates,
+            pki.ca_not_after,
+        )
     return AixsssStack(
         config, platform, secrets, pki, certificates, database, cache, object_store, api, worker, web, edge, monitoring
     )

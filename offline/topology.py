@@ -11,8 +11,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.monitoring import SCRAPER
 from components.platforms.base import FLOW_KEY, OPERATOR_TRAFFIC, PORTS_KEY
-from components.platforms.kubernetes_monitoring import SCRAPER
+from components.platforms.docker import ROLE_KEY
 from offline.engine import Deployment, reveal
 
 WORLD = "internet"
@@ -119,8 +120,11 @@ def from_docker(deployment: Deployment) -> Topology:
         if plain.get("networkMode") == "none":
             continue  # a one-shot volume-ownership helper, no flows
         node = topo.nodes.setdefault(service, Node(service, "Job" if plain.get("attach") else "container", 0))
-        node.replicas += 1
+        if ROLE_KEY not in labels:
+            node.replicas += 1  # the service's own containers; not its sidecars, companions, exporters
         for edge in _recorded_flows(labels.get(FLOW_KEY)):
+            if edge.client.startswith(f"{SCRAPER} ("):
+                continue  # Prometheus's scrapes of the exporters: monitoring, not an app flow
             topo.add_edge(edge)
         served = {p["port"]: p for p in json.loads(labels.get(PORTS_KEY) or "[]")}
         for port in plain.get("ports") or []:

@@ -118,6 +118,23 @@ def deployed_copy(workload_dir: Path, into: Path) -> dict[str, Path]:
     return paths
 
 
+def exporter_edits(text: str, stub_status: str | None = None, status_log: str | None = None) -> dict[str, str]:
+    """relocate() edits for the edge's listeners for its exporters (monitoring.enabled): the
+    stub_status listener and the status log's syslog destination, each moved to ``stub_status``
+    / ``status_log`` or a free loopback port. Fixed ports would collide between the nginx
+    instances the tests run at once."""
+    from components.conf import exporters
+
+    edits = {}
+    listen = f"listen {exporters.STUB_STATUS_LISTEN};"
+    if listen in text:
+        edits[listen] = f"listen {stub_status or f'{LOOPBACK}:{free_port()}'};"
+    syslog = f"syslog:server={exporters.STATUS_LOG_SERVER},"
+    if syslog in text:
+        edits[syslog] = f"syslog:server={status_log or f'{LOOPBACK}:{free_port()}'},"
+    return edits
+
+
 def relocate(text: str, paths: dict[str, Path], extra: dict[str, str] | None = None) -> str:
     """The deployed text with each deployed file path pointed at its copy, plus ``extra`` edits.
 

@@ -142,18 +142,27 @@ def test_data_isolation_lists_exactly_the_flows_into_data_services(case: Rendere
     assert item["reason"].startswith("postgres, redis, minio only in the backend zone;")
     published_clause = "published for the host, so also on a network of published ports of its own (not internal): "
     listed = _listed(item["reason"], published_clause) if published_clause in item["reason"] else []
+    metrics_clause = "where Prometheus scrapes the exporters in their namespaces (plain HTTP, metrics only): "
+    scraped = _listed(item["reason"], metrics_clause) if metrics_clause in item["reason"] else []
     if not _kubernetes(case.deployment):
         backend = _network(case.deployment, "backend")
-        # Every data service is on the backend network, and on a network of published ports of
-        # its own exactly when it publishes a port (the reason says which); on no other network.
+        labelled = [{i["label"]: i["value"] for i in reveal(c.inputs.get("labels")) or []} for c in
+                    case.deployment.of_type(CONTAINER)]  # fmt: skip
+        exporters = {labels["aixsss.service"] for labels in labelled if labels.get(ROLE) == "exporter"}
+        # Every data service is on the backend network, on a network of published ports of its
+        # own exactly when it publishes a port, and on the metrics network exactly when exporters
+        # share its namespace (the reason says which); on no other network.
         for service in DATA:
             container = _workload(case.deployment, service)
             assert (service in listed) == bool(container.get("ports")), service
-            own = f"{backend.removesuffix('-backend')}-{service}-published"
-            expected = [backend, own] if service in listed else [backend]
+            assert (service in scraped) == (service in exporters), service
+            prefix = backend.removesuffix("-backend")
+            expected = [backend] + [f"{prefix}-{service}-published"] * (service in listed)
+            expected += [f"{prefix}-{service}-metrics"] * (service in scraped)
             assert sorted(n["name"] for n in container["networksAdvanced"]) == sorted(expected), service
+        assert {"postgres", "redis"} <= exporters
     else:
-        assert not listed
+        assert not listed and not scraped
 
 
 def _network(deployment: Deployment, name: str) -> str:

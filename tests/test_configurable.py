@@ -535,6 +535,11 @@ IMAGES = {
     "images.edge": "registry.example.net/nginx:1.29-odd",
     "images.acmeClient": "registry.example.net/lego:4.99",
     "images.postgresCluster": "registry.example.net/cnpg-pg:16.10-odd",
+    "images.postgresExporter": "registry.example.net/pg-exporter:0.99-odd",
+    "images.pgbackrestExporter": "registry.example.net/pgbr-exporter:0.99-odd",
+    "images.redisExporter": "registry.example.net/redis-exporter:1.99-odd",
+    "images.nginxExporter": "registry.example.net/nginx-exporter:1.99-odd",
+    "images.mtail": "registry.example.net/mtail:3.99-odd",
 }
 # Docker only (refused elsewhere): PostgreSQL plus pgBackRest, given instead of built.
 DOCKER_IMAGES = {"images.postgresPgbackrest": "registry.example.net/pg-pgbackrest:16.4-odd"}
@@ -550,6 +555,11 @@ RUNS = {
     "web": "images.web",
     "edge": "images.edge",
 }
+
+
+def exporter_images(runs: dict[str, str]) -> set[str]:
+    """The exporters' pulls: the container of that name, and its config carrier, run it."""
+    return {f"{name}-image" for name in runs if name.endswith(("-exporter", "-mtail"))}
 
 
 def test_each_workload_runs_its_configured_image() -> None:
@@ -582,6 +592,12 @@ def test_each_workload_runs_its_configured_image() -> None:
         "acme-client": "images.acmeClient",
         "api-redis-tls": "images.edge",
         "worker-redis-tls": "images.edge",
+        # The exporters in their services' namespaces.
+        "postgres-pg-exporter": "images.postgresExporter",
+        "postgres-backup-exporter": "images.pgbackrestExporter",
+        "redis-exporter": "images.redisExporter",
+        "edge-nginx-exporter": "images.nginxExporter",
+        "edge-mtail": "images.mtail",
     }
     for name, key in runs.items():
         assert pulled[f"{name}-image"] == {**IMAGES, **DOCKER_IMAGES}[key], name
@@ -594,6 +610,8 @@ def test_each_workload_runs_its_configured_image() -> None:
         pulled_for = "acme-client" if service == "edge-acme-client" else service
         if "-redis-tls" in c.name:
             pulled_for = f"{service}-redis-tls"
+        elif f"{c.name.removesuffix('-config')}-image" in exporter_images(runs):
+            pulled_for = c.name.removesuffix("-config")
         assert c.plain["image"] == image_ids[f"{pulled_for}-image"], c.name
     images = reveal(d.outputs)["images"]
     assert {name: images[name] for name in RUNS} == {name: {**IMAGES, **DOCKER_IMAGES}[runs[name]] for name in RUNS}

@@ -7,12 +7,13 @@ with the command lines and environment the renderers give, and their /metrics is
   that did not sign the server's certificate is refused (pg_up 0);
 - redis_exporter speaks TLS with the CA and the password (redis_up 1; a wrong password or CA: 0),
   and reports maxmemory as rendered;
-- nginx-prometheus-exporter reads the stub_status listener added to the rendered edge
-  (nginx_up 1); that listener refuses any address but loopback;
+- nginx-prometheus-exporter reads the rendered edge's stub_status listener (dev on Docker renders
+  it with monitoring on; only its port moves) (nginx_up 1); that listener refuses any address but
+  loopback;
 - mtail counts the edge's responses by class from its status log: exactly the 502s and 200s
   the test caused;
 - every metric the Docker alerting rules read appears in these scrapes, except the one
-  pgbackrest_exporter exports (no Debian package: not run here).
+  pgbackrest_exporter exports (no Debian package: the real-daemon tier scrapes a stand-in).
 
 Version differences: Debian 12 ships postgres_exporter 0.11.1, redis_exporter 1.45.0,
 nginx-prometheus-exporter 0.11.0 and mtail 3.0.0~rc50; the images are 0.20.1, 1.88.0, 1.5.3 and
@@ -228,11 +229,11 @@ def edge_run(dev: Rendered, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         *exporters.nginx_exporter_args(status_uri, listen=f"{LOOPBACK}:{exporter_port}"),
     ]
     with stub_server() as web_port:
-        conf = edge_conf(dev, nginx_bin, work, http_port, https_port, dead_api, web_port)
-        anchor = "  access_log /dev/stdout;\n"
-        assert conf.count(anchor) == 1
-        added = [*exporters.status_log(syslog), *exporters.stub_status_server(f"{LOOPBACK}:{status_port}")]
-        conf = conf.replace(anchor, anchor + "\n".join(added) + "\n")
+        # The rendered edge (dev on Docker, monitoring on) already has both snippets; only their
+        # loopback ports move, as every other listener of the test's nginx does.
+        conf = edge_conf(dev, nginx_bin, work, http_port, https_port, dead_api, web_port,
+                         stub_status=f"{LOOPBACK}:{status_port}", status_log=syslog)  # fmt: skip
+        assert f"listen {LOOPBACK}:{status_port};" in conf and f"syslog:server={syslog}," in conf
         # mtail first: a datagram sent before it listens is lost.
         with (
             exporter(mtail_command, work, "mtail", mtail_port),

@@ -1,7 +1,7 @@
 """Metrics and alerts on Kubernetes (issue 11, part 5; components/monitoring.py): PodMonitors and
 the PrometheusRule valid against the Prometheus Operator's CRDs (tests/crds, v0.93.0), labelled
 as config says, exporters hardened like every container, the metrics ports open to Prometheus's
-namespace alone; Docker stacks declare exactly what they declared before."""
+namespace alone. Docker: tests/test_monitoring_docker.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from crd_schema import validate
 
 from components.conf import exporters
 from components.config.model import MonitoringSettings
-from components.monitoring import BACKUP_ALERTS, DOCKER_NOT_YET
+from components.monitoring import BACKUP_ALERTS
 from offline.engine import Deployment, run_program
 
 K8S = {"target": "kubernetes"}
@@ -175,24 +175,6 @@ def test_the_edge_serves_stub_status_and_sends_its_status_log_only_with_exporter
     assert not [n for n in objects(off, "NetworkPolicy") if "metrics" in n]
 
 
-def _shape(d: Deployment) -> list[tuple[str, str, str]]:
-    return sorted((r.type, r.name, json.dumps(r.plain, sort_keys=True, default=str)) for r in d.registrations)
-
-
-@pytest.mark.parametrize("stack", ["dev", "staging"])
-def test_docker_stacks_declare_nothing_for_monitoring(stack: str) -> None:
-    on = run_program(stack, overrides={"target": "docker", "monitoring.enabled": True})
-    off = run_program(stack, overrides={"target": "docker", "monitoring.enabled": False})
-    # The same resources with the same inputs (the edge's nginx.conf included).
-    assert [(t, n) for t, n, _ in _shape(on)] == [(t, n) for t, n, _ in _shape(off)]
-    assert "stub_status" not in json.dumps([r.plain for r in on.registrations])
-    assert not [r for r in on.registrations if "monitoring" in r.type or "PodMonitor" in json.dumps(r.plain)]
-    checklist = on.outputs["checklist"]
-    assert checklist["monitoring.metricsAndAlerts"]["ok"] is False
-    assert DOCKER_NOT_YET in checklist["monitoring.metricsAndAlerts"]["reason"]
-    assert on.outputs["durability"]["monitoring"] == DOCKER_NOT_YET
-
-
 def test_the_rule_carries_the_programs_certificates_and_the_backup_settings() -> None:
     d = deployed("retention", {**K8S, "backup.retentionDays": 30})
     [rule] = objects(d, "PrometheusRule").values()
@@ -239,3 +221,5 @@ def test_the_config_images_are_the_exporters_pinned_releases() -> None:
     assert images.redis_exporter == exporters.REDIS_EXPORTER_IMAGE
     assert images.nginx_exporter == exporters.NGINX_EXPORTER_IMAGE
     assert images.mtail == exporters.MTAIL_IMAGE
+    assert images.postgres_exporter == exporters.POSTGRES_EXPORTER_IMAGE
+    assert images.pgbackrest_exporter == exporters.PGBACKREST_EXPORTER_IMAGE

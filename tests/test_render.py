@@ -120,6 +120,8 @@ def test_docker_plan_lists_every_container_with_its_settings(docker_case: Render
         "backend-network",
         "egress-network",
         *(f"{p}-published-network" for p in publishers),
+        # monitoring.enabled: the exporters' namespaces each on a metrics network of their own.
+        *(f"{s}-metrics-network" for s in ("postgres", "redis", "edge")),
     }
 
 

@@ -40,6 +40,7 @@ from servers import (
     Cache,
     Database,
     deployed_copy,
+    exporter_edits,
     free_port,
     nginx_version,
     port_accepts,
@@ -147,10 +148,13 @@ OLD_TLS = {ssl.TLSVersion.TLSv1: "TLSv1", ssl.TLSVersion.TLSv1_1: "TLSv1.1"}
 
 
 def edge_conf(dev: Rendered, binary: str, work: Path, http_port: int, https_port: int, api_port: int,
-              web_port: int) -> str:  # fmt: skip
-    """The rendered nginx.conf, relocated into ``work`` and onto the given loopback ports."""
+              web_port: int, stub_status: str | None = None, status_log: str | None = None) -> str:  # fmt: skip
+    """The rendered nginx.conf, relocated into ``work`` and onto the given loopback ports (the
+    exporters' listeners onto ``stub_status`` and ``status_log``, or free ports)."""
     paths = deployed_copy(dev.out / "config/aixsss-dev-edge", work / "files")
+    text = paths["/etc/aixsss/nginx.conf"].read_text()
     edits = {
+        **exporter_edits(text, stub_status, status_log),
         "listen 8080;": f"listen {LOOPBACK}:{http_port};",
         "listen 8443 ssl;": f"listen {LOOPBACK}:{https_port} ssl;",
         "server api:3001 resolve ": f"server {LOOPBACK}:{api_port} resolve ",
@@ -170,7 +174,7 @@ def edge_conf(dev: Rendered, binary: str, work: Path, http_port: int, https_port
         # tier (tests/realdocker) proves re-resolution with an nginx that has it.
         edits["server api:3001 resolve "] = f"server {LOOPBACK}:{api_port} "
         edits["server web:8080 resolve "] = f"server {LOOPBACK}:{web_port} "
-    return relocate(paths["/etc/aixsss/nginx.conf"].read_text(), paths, edits)
+    return relocate(text, paths, edits)
 
 
 @contextlib.contextmanager

@@ -348,13 +348,20 @@ def test_docker_hardening(docker_case: tuple[str, str, Deployment]) -> None:
         assert p["readOnly"] is True, c.name
         assert p["memory"] > 0 and float(p["cpus"]) > 0, c.name
         assert p["user"] and not p["user"].startswith("0:"), c.name
+        if {"label": "aixsss.io/role", "value": "exporter"} in p["labels"]:
+            # In its service's namespace; no shell in its image for a health check (its scrape is).
+            assert p["networkMode"].startswith("container:") and "healthcheck" not in p, c.name
+            assert p["restart"] == "unless-stopped" and not p.get("ports"), c.name
+            continue
         if not (c.name.startswith(("api-migrate", "minio-bootstrap")) or c.name == "edge-acme-client"):
             assert p["healthcheck"]["tests"][0] == "CMD" and p["wait"] is True, c.name
             assert p["restart"] == "unless-stopped"
     postgres = d.named("postgres", CONTAINER).plain
-    # Outside dev, postgres is on the internal backend network alone (dev publishes it on loopback,
-    # through a non-internal network of its own).
-    expected = [networks["backend"]["name"]] + ([f"aixsss-{d.stack}-postgres-published"] if d.stack == "dev" else [])
+    # Outside dev, postgres is on the internal backend network and, for its exporters' scrapes, on
+    # an internal metrics network of its own (dev publishes it on loopback, through a non-internal
+    # network of its own).
+    expected = [networks["backend"]["name"], f"aixsss-{d.stack}-postgres-metrics"]
+    expected += [f"aixsss-{d.stack}-postgres-published"] if d.stack == "dev" else []
     assert [n["name"] for n in postgres["networksAdvanced"]] == expected
     assert postgres["healthcheck"]["tests"][1] == "pg_isready"
     assert d.named("redis", CONTAINER).plain["healthcheck"]["tests"][1:3] == ["sh", "-c"]
@@ -469,9 +476,11 @@ def test_docker_network_isolation(docker_case: tuple[str, str, Deployment]) -> N
         return {n["name"].rsplit("-", 1)[1] for n in c["networksAdvanced"]}
 
     first = "api-1" if any(c.name == "api-1" for c in d.of_type(CONTAINER)) else "api"
-    # dev publishes the data ports on loopback, each through a non-internal network of its own.
+    # dev publishes the data ports on loopback, each through a non-internal network of its own;
+    # postgres and redis (exporters in their namespaces) have a metrics network of their own.
     for name in ("postgres", "redis", "minio"):
-        assert zones(name) == ({"backend", "published"} if d.stack == "dev" else {"backend"}), name
+        metrics = {"metrics"} if name != "minio" else set()
+        assert zones(name) == ({"backend", "published"} if d.stack == "dev" else {"backend"}) | metrics, name
     assert zones(first) == {"frontend", "backend", "egress"}
     assert zones("worker" if any(c.name == "worker" for c in d.of_type(CONTAINER)) else "worker-1") == {
         "backend",
@@ -510,10 +519,7 @@ def test_outputs_for_auditors(case: tuple[str, str, Deployment]) -> None:
     assert {"tls", "auth", "exposedPorts", "networks", "nonRoot", "readOnlyRootFs", "limits"} <= set(facts)
     checklist = out["checklist"]
     assert len(checklist) == 9 and all(set(item) == {"ok", "reason"} for item in checklist.values())
-    # Docker declares no exporter yet (issue 11): that one item says so, as false.
-    monitored = {k: item for k, item in checklist.items() if k != "monitoring.metricsAndAlerts"}
-    assert all(item["ok"] for item in monitored.values()), checklist
-    assert checklist["monitoring.metricsAndAlerts"]["ok"] is (target == "kubernetes")
+    assert all(item["ok"] for item in checklist.values()), checklist
     # PostgreSQL archives to the store on both targets (Barman Cloud; pgBackRest on Docker), and
     # auditors read that flow in the checklist's list of flows into data services.
     kubernetes = target == "kubernetes"

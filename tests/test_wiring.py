@@ -640,25 +640,19 @@ def _checklist(stack: str = "dev") -> dict[str, dict[str, Any]]:
     return reveal(run_program(stack).outputs)["checklist"]
 
 
-# Docker declares no exporter yet (issue 11): on a Docker stack that item is false as declared,
-# and says so (test_stacks.py checks its reason); the cases below break one other item each.
-NOT_YET_ON_DOCKER = "monitoring.metricsAndAlerts"
-
-
-def _false(checklist: dict[str, dict[str, Any]], docker: bool) -> set[str]:
-    return {k for k, v in checklist.items() if not v["ok"]} - ({NOT_YET_ON_DOCKER} if docker else set())
+def _false(checklist: dict[str, dict[str, Any]]) -> set[str]:
+    return {k for k, v in checklist.items() if not v["ok"]}
 
 
 def _only_false(checklist: dict[str, dict[str, Any]], item: str) -> str:
-    assert _false(checklist, docker=not checklist[NOT_YET_ON_DOCKER]["ok"]) == {item}, checklist
+    assert _false(checklist) == {item}, checklist
     return checklist[item]["reason"]
 
 
 def test_checklist_all_true_as_declared() -> None:
     for stack in ("dev", "staging", "prod"):
-        d = run_program(stack)
-        checklist = reveal(d.outputs)["checklist"]
-        assert not _false(checklist, docker=d.config["aixsss:target"] == "docker"), (stack, checklist)
+        checklist = reveal(run_program(stack).outputs)["checklist"]
+        assert not _false(checklist), (stack, checklist)
 
 
 def test_checklist_database_published_publicly(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -761,10 +755,11 @@ def test_checklist_no_volumes(monkeypatch: pytest.MonkeyPatch) -> None:
 # out). Docker publishes nothing from internal networks: each publisher also joins a
 # non-internal network of its own, `<service>-published`, which no other container joins.
 DOCKER_NETWORKS = {
-    "postgres": {"backend"},
+    # The services with exporters in their namespace: a metrics network each, of their own.
+    "postgres": {"backend", "postgres-metrics"},
     # Its backup scheduler: the zone only, never the network of postgres's published port.
     "postgres-backups": {"backend"},
-    "redis": {"backend"},
+    "redis": {"backend", "redis-metrics"},
     "minio": {"backend"},
     "minio-bootstrap": {"backend"},
     "api-migrate": {"backend"},
@@ -774,8 +769,14 @@ DOCKER_NETWORKS = {
     "worker": set(),
     "worker-redis-tls": {"backend", "egress"},
     "web": {"frontend"},
-    "edge": {"frontend", "edge-published"},
+    "edge": {"frontend", "edge-published", "edge-metrics"},
     "edge-acme-client": {"egress"},
+    # Exporters join their service's namespace (network_mode container:<service>).
+    "postgres-pg-exporter": set(),
+    "postgres-backup-exporter": set(),
+    "redis-exporter": set(),
+    "edge-nginx-exporter": set(),
+    "edge-mtail": set(),
 }
 # dev publishes the data ports on loopback (docker.publishDataPorts).
 DEV_PUBLISHERS = {"postgres", "redis", "minio"}
@@ -802,7 +803,7 @@ def test_docker_network_membership_of_every_container(stack: str) -> None:
     publishers = {"edge", *(DEV_PUBLISHERS if stack == "dev" else ())}
     assert internal == {"frontend": True, "backend": True, "egress": False} | {
         f"{p}-published": False for p in publishers
-    }
+    } | {f"{s}-metrics": True for s in ("postgres", "redis", "edge")}
 
 
 # --------------------------------------------------------------------------- app environment

@@ -1,6 +1,7 @@
 """The exporters beside PostgreSQL, Redis and the nginx edge: images, command lines, environment
-and the nginx snippets they read. Pure renderers; the platforms place them (a sidecar or a
-PodMonitor/ServiceMonitor target on Kubernetes, a container on the backend network on Docker).
+and the nginx snippets they read. Pure renderers; the platforms place them (a sidecar and a
+PodMonitor target on Kubernetes; on Docker a container in the service's network namespace,
+scraped on a metrics network of that service's own).
 
 Images, each an upstream release checked in the project's own repository (tag and release
 workflow; snapshots of 2026-08):
@@ -15,7 +16,8 @@ workflow; snapshots of 2026-08):
 - mtail 3.0.9 (google/mtail; goreleaser pushes ``ghcr.io/google/mtail:<version>``): the edge's
   responses by status class, see below.
 - pgbackrest_exporter v0.23.0 (woblerr/pgbackrest_exporter; build.yml tags the git tag): the
-  age of the last pgBackRest backup on a Docker host. Not in Debian, so no test here scrapes it.
+  age of the last pgBackRest backup on a Docker host. Not in Debian: the real-daemon tier scrapes
+  a thin stand-in with its flags and that metric (tests/realdocker/standins/exporters).
 
 The real-server tests (tests/test_exporters.py) run Debian 12's builds of the first four
 (postgres_exporter 0.11.1, redis_exporter 1.45.0, nginx-prometheus-exporter 0.11.0, mtail
@@ -88,6 +90,13 @@ def postgres_exporter_args(listen: str = f":{POSTGRES_EXPORTER_PORT}") -> list[s
     return [f"--web.listen-address={listen}"]
 
 
+# The image's entrypoint (ghcr.io/woblerr/pgbackrest's entrypoint.sh) execs its arguments when not
+# root, and the image runs the binary from there (woblerr/pgbackrest_exporter Dockerfile, CMD
+# /run_exporter.sh, which builds the flags from variables): the program passes the binary and its
+# flags itself, so the flags are the ones below and nothing else.
+PGBACKREST_EXPORTER_BINARY = "/etc/pgbackrest/pgbackrest_exporter"
+
+
 def pgbackrest_exporter_args(
     stanza: str = "aixsss",
     *,
@@ -95,11 +104,13 @@ def pgbackrest_exporter_args(
     interval_seconds: int = 600,
     listen: str = f":{PGBACKREST_EXPORTER_PORT}",
 ) -> list[str]:
-    """pgbackrest_exporter on a Docker host: it runs ``pgbackrest info`` every ``interval_seconds``
+    """pgbackrest_exporter's command line on a Docker host (the binary, then its flags): it runs
+    ``pgbackrest info`` every ``interval_seconds``
     with the backup container's configuration (and its S3 keys, as the same PGBACKREST_ secret
     env), and exports ``pgbackrest_backup_since_last_completion_seconds``, which the backup-age
     alert reads. Its figures are up to ``interval_seconds`` old: the alert's margin covers that."""
     return [
+        PGBACKREST_EXPORTER_BINARY,
         f"--backrest.config={config}",
         f"--backrest.stanza-include={stanza}",
         f"--collect.interval={interval_seconds}",

@@ -267,9 +267,13 @@ class Images(Section):
     postgres_pgbackrest: OptionalImage = ""
     edge: Image = "nginxinc/nginx-unprivileged:1.29"
     acme_client: Image = "goacme/lego:v4.26.0"
-    # Exporters beside Redis and the edge (monitoring.enabled, Kubernetes): the releases
-    # components/conf/exporters.py names and was checked against.
+    # Exporters beside Redis and the edge (monitoring.enabled), and beside PostgreSQL on Docker
+    # (CloudNativePG exports its own): the releases components/conf/exporters.py names and was
+    # checked against.
     redis_exporter: Image = "oliver006/redis_exporter:v1.88.0"
+    postgres_exporter: Image = "quay.io/prometheuscommunity/postgres-exporter:v0.20.1"
+    # Docker with backups: the age of the last pgBackRest backup.
+    pgbackrest_exporter: Image = "woblerr/pgbackrest_exporter:v0.23.0"
     # The proxy in front of Redis's Sentinel-managed nodes (cache.highAvailability, Kubernetes).
     haproxy: Image = "haproxy:3.2.6"
     nginx_exporter: Image = "nginx/nginx-prometheus-exporter:1.5.3"
@@ -741,10 +745,12 @@ def _label_pairs(pairs: list[str]) -> list[str]:
 
 
 class MonitoringSettings(Section):
-    """Metrics and alerts (Kubernetes; components/monitoring.py): exporters beside Redis and the
+    """Metrics and alerts (components/monitoring.py). Kubernetes: exporters beside Redis and the
     edge, PodMonitors for them and for CloudNativePG's instances, and a PrometheusRule, for a
-    Prometheus Operator (e.g. kube-prometheus-stack) already running in the cluster. Docker: no
-    exporter is declared yet (issue 11), whatever this says."""
+    Prometheus Operator (e.g. kube-prometheus-stack) already running in the cluster. Docker: the
+    same exporters and PostgreSQL's in their services' network namespaces, reachable on the
+    stack's internal metrics network, with the scrape configuration and the rule file as stack
+    outputs for the operator's Prometheus (selector labels and namespace do not apply there)."""
 
     enabled: bool = True
     # Put on every PodMonitor and PrometheusRule: what the Prometheus's podMonitorSelector and

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pulumi
 
 from components.spec import Flow, ServiceSpec
+
+if TYPE_CHECKING:
+    from components.monitoring import MonitoringSpec
 
 # Where a platform records each declared flow (client, server, ports, TLS, auth) as JSON: a
 # Docker container label, a Kubernetes NetworkPolicy annotation. Reviews and diagrams read it.
@@ -74,4 +77,9 @@ class Platform(Protocol):
     ) -> pulumi.Output[str]:
         """Build ``target`` (None: the last stage) of ``dockerfile`` from ``context`` with build
         arguments ``args``; the reference services deploy."""
+        ...
+
+    def monitor(self, spec: MonitoringSpec, parent: pulumi.Resource) -> list[pulumi.Resource]:
+        """What the platform declares for ``spec``'s scrape targets and rules (Kubernetes: the
+        Prometheus Operator's objects; Docker: nothing, the outputs carry them)."""
         ...

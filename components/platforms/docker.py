@@ -11,8 +11,9 @@ import pulumi
 import pulumi_docker as docker
 
 from components.config import StackConfig
+from components.monitoring import DOCKER_METRICS_NETWORK, SCRAPER, MonitoringSpec, docker_metrics_network
 from components.platforms.base import FLOW_KEY, PORTS_KEY, Placement, flows_of, ports_record
-from components.spec import CONFIG_DIR, Companion, ConfigFile, Security, ServiceSpec, Sidecar, Zone
+from components.spec import CONFIG_DIR, Companion, ConfigFile, Exporter, Security, ServiceSpec, Sidecar, Zone
 
 ACME_UID = 65532  # lego needs no privileges: HTTP-01 goes through the edge's webroot
 BOOTSTRAP_DIR = f"{CONFIG_DIR}/bootstrap"
@@ -22,6 +23,8 @@ ROLE_KEY, VOLUME_OWNER_ROLE, CONFIG_CARRIER_ROLE = "aixsss.io/role", "volume-own
 SIDECAR_ROLE = "sidecar"
 # A second process of a service's image on its volumes (ServiceSpec.companions).
 COMPANION_ROLE = "companion"
+# A metrics exporter in a service's network namespace (ServiceSpec.exporters).
+EXPORTER_ROLE = "exporter"
 # On each service container: the id of the container that filled its config volume. Labels are
 # ForceNew in the provider, so new files (a renewed certificate, a changed nginx.conf) replace
 # the service container, which then starts on them.
@@ -85,8 +88,12 @@ def _mounts(spec: ServiceSpec, volumes: list[docker.Volume]) -> list[docker.Cont
 
 def _envs(spec: ServiceSpec) -> pulumi.Output[list[str]]:
     """``NAME=value`` for the container: the plain env, then the secret env (the list stays secret)."""
-    return pulumi.Output.all(*(pulumi.Output.concat(k, "=", v) for k, v in spec.secret_env.items())).apply(
-        lambda secret: [f"{k}={v}" for k, v in spec.env.items()] + list(secret)
+    return _env_list(spec.env, spec.secret_env)
+
+
+def _env_list(env: dict[str, str], secret_env: dict[str, pulumi.Output[str]]) -> pulumi.Output[list[str]]:
+    return pulumi.Output.all(*(pulumi.Output.concat(k, "=", v) for k, v in secret_env.items())).apply(
+        lambda secret: [f"{k}={v}" for k, v in env.items()] + list(secret)
     )
 
 
@@ -101,6 +108,7 @@ class DockerPlatform(pulumi.ComponentResource):
         self._prefix = f"aixsss-{config.environment}"
         self._specs: dict[str, ServiceSpec] = {}
         self._published: dict[str, docker.Network] = {}
+        self._metrics: dict[str, docker.Network] = {}
         self.provider = docker.Provider("docker", host=config.docker.host, opts=pulumi.ResourceOptions(parent=self))
         self._opts = pulumi.ResourceOptions(parent=self, provider=self.provider)
         # Only the egress network routes out; backend and frontend are internal (no route out).
@@ -113,11 +121,20 @@ class DockerPlatform(pulumi.ComponentResource):
         """The networks ``spec``'s containers join, by name: its zones, and a network of its own
         when it publishes ports (created once per service)."""
         joined = {f"{self._prefix}-{zone}": self.networks[zone] for zone in sorted(spec.zones)}
+        if spec.exporters:
+            # Prometheus scrapes the exporters in this namespace there; no other service is on it.
+            joined[docker_metrics_network(self._config.environment, spec.name)] = self._metrics_network(spec.name)
         if any(p.published for p in spec.ports):
             if spec.name not in self._published:
                 self._published[spec.name] = self._network(f"{spec.name}-{PUBLISHED}", internal=False)
             joined[f"{self._prefix}-{spec.name}-{PUBLISHED}"] = self._published[spec.name]
         return joined
+
+    def _metrics_network(self, service: str) -> docker.Network:
+        """``service``'s internal metrics network, which the operator's Prometheus joins."""
+        if service not in self._metrics:
+            self._metrics[service] = self._network(f"{service}-{DOCKER_METRICS_NETWORK}", internal=True)
+        return self._metrics[service]
 
     def _network(self, name: str, *, internal: bool) -> docker.Network:
         return docker.Network(
@@ -128,6 +145,12 @@ class DockerPlatform(pulumi.ComponentResource):
             labels=[docker.NetworkLabelArgs(label=k, value=v) for k, v in LABELS.items()],
             opts=self._opts,
         )
+
+    def monitor(self, spec: MonitoringSpec, parent: pulumi.Resource) -> list[pulumi.Resource]:
+        """Nothing to declare: the exporters are placed with their services (``_exporters``) and
+        the operator's Prometheus, which joins the metrics network, reads the scrape configuration
+        and the rule file from the stack's outputs (``spec.scrape_configs``, ``spec.rules``)."""
+        return []
 
     # nginx re-resolves upstream names through Docker's embedded DNS server, which answers
     # container names and aliases on user-defined networks (docs.docker.com, "Container networking").
@@ -215,6 +238,8 @@ class DockerPlatform(pulumi.ComponentResource):
             ]
         sidecar_parts = [self._sidecar_parts(spec, sidecar, parent) for sidecar in spec.sidecars]
         containers: list[docker.Container] = []
+        # Each replica's network namespace: its first sidecar's, else its own (exporters join it).
+        namespaces: list[tuple[str, docker.Container]] = []
         for index in range(count):
             name = self._container_name(spec, index, count)
             # The first sidecar owns the namespace: it joins the service's networks and carries
@@ -237,8 +262,11 @@ class DockerPlatform(pulumi.ComponentResource):
                     depends_on + prepare,
                 )
             )
+            namespaces.append((name, owner or containers[-1]))
         for parts in sidecar_parts:
             extra += [r for r in parts if r is not None]
+        for exporter in spec.exporters:
+            extra += self._exporters(spec, exporter, namespaces, parent)
         for companion in spec.companions:
             assert count == 1, f"{spec.name}: a companion shares the volumes of a single container"
             extra.append(self._companion(spec, companion, image, volumes, config_mount, carrier, containers[0], parent))
@@ -456,6 +484,64 @@ class DockerPlatform(pulumi.ComponentResource):
             ),
             opts=self._child_opts(parent, [service, *companion.depends_on]),
         )
+
+    def _exporters(
+        self,
+        spec: ServiceSpec,
+        exporter: Exporter,
+        namespaces: list[tuple[str, docker.Container]],
+        parent: pulumi.Resource,
+    ) -> list[pulumi.Resource]:
+        """``exporter`` in each replica's network namespace, as a container of a pod: it reads the
+        service over loopback and listens on the namespace's networks, of which the metrics
+        network is the one Prometheus joins. Its secrets come from the service's secret env.
+        No health check: the exporters' images hold no shell or client to run one, and a
+        scrape's ``up`` is what says an exporter works (the alerts read it)."""
+        name = f"{spec.name}-{exporter.name}"
+        image = docker.RemoteImage(
+            f"{name}-image",
+            name=exporter.image,
+            keep_locally=True,
+            opts=pulumi.ResourceOptions(parent=parent, provider=self.provider),
+        )
+        user = _user_of(exporter.security)
+        volume, carrier = self._config_carrier(name, spec.name, image, exporter.files, user, parent)
+        secret = {k: spec.secret_env[key] for k, key in exporter.env_from_service_secret.items()}
+        scraper = f"{SCRAPER} (network {docker_metrics_network(self._config.environment, spec.name)})"
+        flow = {"client": scraper, "server": spec.name, "ports": [exporter.port], "tls": False, "auth": "none"}
+        records: dict[str, pulumi.Input[str]] = {
+            ROLE_KEY: EXPORTER_ROLE,
+            "aixsss.io/exporter": exporter.name,
+            FLOW_KEY: json.dumps([flow]),
+        }
+        if carrier is not None:
+            records[CONFIG_KEY] = carrier.id
+        made: list[pulumi.Resource] = [image, *([volume, carrier] if volume and carrier else [])]
+        mounts = []
+        if volume is not None:
+            mounts = [docker.ContainerVolumeArgs(volume_name=volume.name, container_path=CONFIG_DIR, read_only=True)]
+        for container_name, owner in namespaces:
+            made.append(
+                docker.Container(
+                    f"{container_name}-{exporter.name}",
+                    _hardened(
+                        name=f"{self._prefix}-{container_name}-{exporter.name}",
+                        image=image.image_id,
+                        command=exporter.args or None,
+                        envs=_env_list(exporter.env, secret),
+                        user=user,
+                        tmpfs={path: "rw,noexec,nosuid,size=16m" for path in exporter.security.tmpfs},
+                        **_limits(exporter.resources.memory_mb, exporter.resources.cpu_millis),
+                        restart="unless-stopped",
+                        must_run=True,
+                        volumes=mounts,
+                        labels=_labels(spec.name, records),
+                        **_joining(owner),
+                    ),
+                    opts=self._child_opts(parent, [owner, *([carrier] if carrier else [])]),
+                )
+            )
+        return made
 
     def _config_carrier(
         self,

@@ -17,7 +17,7 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes.networking.v1 import NetworkPolicyPeerArgsDict
 
-from components.monitoring import MonitoringSpec, ScrapeTarget
+from components.monitoring import SCRAPER, MonitoringSpec, ScrapeTarget
 from components.platforms.base import FLOW_KEY
 
 # The platform's own makers (KubernetesPlatform._custom, ._network_policy): namespace, provider,
@@ -28,10 +28,6 @@ PolicyMaker = Callable[..., pulumi.Resource]
 MONITORING_API = "monitoring.coreos.com/v1"
 # Scrapes are plain HTTP inside the cluster: the NetworkPolicies below are what limits them.
 SCRAPE_INTERVAL = "30s"
-
-
-# How a scrape's client is named in the flows recorded on the policies (outside the namespace).
-SCRAPER = "prometheus"
 
 
 def prometheus_client(namespace: str) -> str:

@@ -35,6 +35,7 @@ from aixsss_policy.resources import (
     CONFIG_DIR,
     CONTAINER,
     DATA_SERVICES,
+    EXPORTER_ROLE,
     LOOPBACK,
     REMOTE_IMAGE,
     ROLE_LABEL,
@@ -106,10 +107,32 @@ def _config_carrier(r: Resource) -> bool:
     )
 
 
+def _exporter(r: Resource) -> bool:
+    """Docker's metrics exporter (ServiceSpec.exporters): in its service's network namespace
+    (``container:``), so it has no network, port or alias of its own; read-only, no capability,
+    not root, not privileged. Its images (scratch) hold no shell or client for a health check:
+    Prometheus's scrape (``up``, alerted on) is its health check. A role label alone exempts
+    nothing."""
+    caps = r.props.get("capabilities") or {}
+    user = str(r.props.get("user") or "")
+    return (
+        r.type == CONTAINER
+        and r.labels.get(ROLE_LABEL) == EXPORTER_ROLE
+        and str(r.props.get("networkMode") or "").startswith("container:")
+        and not r.props.get("networksAdvanced")
+        and not r.props.get("ports")
+        and r.props.get("readOnly") is True
+        and not r.props.get("privileged")
+        and "ALL" in (caps.get("drops") or [])
+        and not caps.get("adds")
+        and user.split(":")[0] not in ("", "0", "root")
+    )
+
+
 def _helper(r: Resource) -> bool:
-    """A container that helps a service (volume owner, config carrier) and is shaped like one:
-    not the service itself. A role label alone exempts nothing."""
-    return _volume_owner_helper(r) or _config_carrier(r)
+    """A container that helps a service (volume owner, config carrier, exporter) and is shaped like
+    one: not the service itself. A role label alone exempts nothing."""
+    return _volume_owner_helper(r) or _config_carrier(r) or _exporter(r)
 
 
 def _option(words: list[str], flag: str) -> str | None:
@@ -252,6 +275,7 @@ def health_checks(r: Resource) -> Iterator[str]:
         r.type == CONTAINER
         and not _run_once(r)
         and not _config_carrier(r)
+        and not _exporter(r)
         and not (r.props.get("healthcheck") or {}).get("tests")
     ):
         yield f"container {r.name} has no healthcheck"
@@ -467,7 +491,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "health-checks",
         "Every long-running container has a healthcheck; every pod readiness or liveness probes.",
-        "Give the service spec a Probe; run-once jobs are exempt.",
+        "Give the service spec a Probe; run-once jobs and Docker exporters (no shell in their images; "
+        "Prometheus's scrape is their check) are exempt.",
         health_checks,
     ),
     Rule(

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, Request, Route
-from servers import LOOPBACK, deployed_copy, nginx_version, port_accepts, relocate, running
+from servers import LOOPBACK, deployed_copy, exporter_edits, nginx_version, port_accepts, relocate, running
 
 # What the web image precompresses, and how (images/app/Dockerfile, stage web-build): the
 # original is kept beside its .gz, which carries no name or timestamp.
@@ -93,7 +93,9 @@ def edge_conf(edge_dir: Path, binary: str, work: Path, ports: EdgePorts) -> str:
     """The rendered edge nginx.conf (its workload's config directory ``edge_dir``), relocated
     into ``work`` and onto loopback, as tests/test_servers.py runs it."""
     paths = deployed_copy(edge_dir, work / "files")
+    text = paths["/etc/aixsss/nginx.conf"].read_text()
     edits = {
+        **exporter_edits(text),
         "listen 8080;": f"listen {LOOPBACK}:{ports.http};",
         "listen 8443 ssl;": f"listen {LOOPBACK}:{ports.https} ssl;",
         "server api:3001 resolve ": f"server {LOOPBACK}:{ports.api} resolve ",
@@ -108,7 +110,7 @@ def edge_conf(edge_dir: Path, binary: str, work: Path, ports: EdgePorts) -> str:
     if version < (1, 27, 3):  # no `resolve` on upstream servers; the upstreams are literal here
         edits["server api:3001 resolve "] = f"server {LOOPBACK}:{ports.api} "
         edits["server web:8080 resolve "] = f"server {LOOPBACK}:{ports.web} "
-    return relocate(paths["/etc/aixsss/nginx.conf"].read_text(), paths, edits)
+    return relocate(text, paths, edits)
 
 
 @dataclass(frozen=True)

@@ -116,9 +116,26 @@ MUTANTS: list[Mutant] = [
         "d-secret-env-plain",
         "security",
         DOCKER,
-        'pulumi.Output.concat(k, "=", v) for k, v in spec.secret_env.items()',
-        'pulumi.Output.unsecret(pulumi.Output.concat(k, "=", v)) for k, v in spec.secret_env.items()',
+        'pulumi.Output.concat(k, "=", v) for k, v in secret_env.items()',
+        'pulumi.Output.unsecret(pulumi.Output.concat(k, "=", v)) for k, v in secret_env.items()',
         "Docker: secret env passed as plain env",
+    ),
+    Mutant(
+        "d-metrics-network-routed",
+        "security",
+        DOCKER,
+        'self._network(f"{service}-{DOCKER_METRICS_NETWORK}", internal=True)',
+        'self._network(f"{service}-{DOCKER_METRICS_NETWORK}", internal=False)',
+        "Docker: the metrics networks of postgres, redis and the edge route out",
+    ),
+    Mutant(
+        "d-exporter-own-network",
+        "security",
+        DOCKER,
+        "                        labels=_labels(spec.name, records),\n                        **_joining(owner),",
+        "                        labels=_labels(spec.name, records),\n                        "
+        "networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.networks[Zone.BACKEND].name)],",
+        "Docker: an exporter on the backend network instead of its service's namespace (stub_status unreachable)",
     ),
     Mutant(
         "d-wait-off",

@@ -69,6 +69,12 @@ RECIPES: dict[str, Recipe] = {
     "ghcr.io/aixsss/worker": Recipe("node", target="worker"),
     # The real web image is built on nginx-unprivileged; so is its stand-in.
     "ghcr.io/aixsss/web": Recipe("web", suite=None, parent="nginxinc/nginx-unprivileged"),
+    # The exporters beside PostgreSQL, Redis and the edge (monitoring.enabled): Debian's builds.
+    "quay.io/prometheuscommunity/postgres-exporter": Recipe("exporters", target="postgres-exporter"),
+    "oliver006/redis_exporter": Recipe("exporters", target="redis-exporter"),
+    "nginx/nginx-prometheus-exporter": Recipe("exporters", target="nginx-exporter"),
+    "ghcr.io/google/mtail": Recipe("exporters", target="mtail"),
+    "woblerr/pgbackrest_exporter": Recipe("exporters", target="pgbackrest-exporter"),
 }
 
 

@@ -308,6 +308,67 @@ def test_postgres_archives_and_backs_up_to_the_store_and_the_restore_drill_passe
     assert not d.client.volumes.list(filters={"label": "aixsss.restore-drill=true"})
 
 
+def _metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of the first sample of ``name`` whose labels include ``labels``, else None."""
+    for line in text.splitlines():
+        found = re.fullmatch(rf"{re.escape(name)}(?:\{{(.*)\}})?\s+(\S+)(?:\s+\d+)?", line)
+        if found and all(f'{k}="{v}"' in (found.group(1) or "") for k, v in labels.items()):
+            return float(found.group(2))
+    return None
+
+
+def test_prometheus_on_the_metrics_network_scrapes_every_exporter(deployed: Deployed) -> None:
+    """What the stack tells the operator's Prometheus (the ``prometheus`` output), followed by a
+    container of this test's own on the metrics network: every job answers, each exporter reads its
+    service (PostgreSQL and Redis over verified TLS with the services' passwords, the edge's
+    stub_status and status log over loopback, pgBackRest's repository over TLS), and from there
+    nothing but the exporters' namespaces is reachable."""
+    d = deployed
+    out = reveal(d.deployment.outputs["prometheus"])
+    # Responses for mtail to count; the backup exporter collects at start and every 10 minutes,
+    # so it is restarted once the first full backup exists (the backup test above waited for it).
+    for _ in range(3):
+        assert _https(d, "/api/health")[0] == 200
+    assert _pgbackrest_info(d.container("postgres-backups"))["backup"], "no backup yet"
+    d.container("postgres-backup-exporter").restart(timeout=5)
+    scraper = d.client.containers.run(
+        reveal(d.deployment.named("edge-image").inputs["name"]), ["sleep", "600"],
+        name=f"aixsss-test-{d.stack}-prometheus", network=out["networks"][0], user="1000:1000", detach=True,
+        labels={"aixsss-test": "prometheus"},
+    )  # fmt: skip
+    for network in out["networks"][1:]:  # as `docker network connect` joins a running Prometheus
+        d.client.networks.get(network).connect(scraper)
+    scraped: dict[str, str] = {}
+    deadline = time.monotonic() + 60
+    for job in out["scrapeConfigs"]:
+        (target,) = job["static_configs"][0]["targets"]
+        while True:
+            got = scraper.exec_run(["curl", "-fsS", "--max-time", "5", f"http://{target}/metrics"])
+            text = got.output.decode(errors="replace")
+            ready = got.exit_code == 0 and (
+                not job["job_name"].endswith("backup-exporter") or "pgbackrest_backup_since" in text
+            )
+            if ready or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert got.exit_code == 0, (job["job_name"], text[-1000:])
+        scraped[job["job_name"].removeprefix(f"aixsss-{d.stack}-")] = text
+    assert _metric(scraped["postgres-pg-exporter"], "pg_up") == 1
+    assert (_metric(scraped["postgres-pg-exporter"], "pg_stat_archiver_archived_count") or 0) > 0
+    age = _metric(scraped["postgres-backup-exporter"], "pgbackrest_backup_since_last_completion_seconds",
+                  backup_type="full", stanza="aixsss")  # fmt: skip
+    assert age is not None and 0 <= age < 3600, scraped["postgres-backup-exporter"]
+    assert _metric(scraped["redis-exporter"], "redis_up") == 1
+    assert _metric(scraped["redis-exporter"], "redis_evicted_keys_total") == 0
+    assert _metric(scraped["edge-nginx-exporter"], "nginx_up") == 1
+    assert (_metric(scraped["edge-mtail"], "edge_http_responses_total", status_class="2xx") or 0) >= 3
+    # The metrics networks reach the exporters' namespaces, and nothing else of the stack.
+    for name, port in (("api", 3001), ("minio", 9000), ("web", 8080)):
+        assert not _tcp_from(scraper, name, port), f"{name} is reachable from the metrics networks"
+    for service in ("postgres", "redis", "edge"):
+        assert _network(d, f"{service}-metrics")["Internal"] is True
+
+
 def api_env(container: docker.models.containers.Container) -> dict[str, str]:
     return dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
 
