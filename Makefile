@@ -2,7 +2,7 @@
 # make preview [STACK=dev] [POLICY=1]  what `up` would change; POLICY=1 runs the policy pack
 # make refresh [STACK=dev]             read the real state of the stack's resources into its state
 # make destroy [STACK=dev] [EXCLUDE_PROTECTED=1]   delete the stack's resources (see the notice it prints)
-# make test                            ruff, pyright + the test suite, the real-daemon tier included (root; no Pulumi CLI or cluster)
+# make test [SERIAL=1]                 ruff, pyright + the test suite, the real-daemon tier beside it (root; no Pulumi CLI or cluster)
 # make test-docker                     only the real-daemon tier: dev, staging, prod on a dockerd of its own (root)
 # make test-backup                     only the real backup tests: pgBackRest to an S3 server with TLS, point-in-time restore
 # make test-app                        only the tests that run the real application's code (its env schemas,
@@ -109,8 +109,10 @@ lint: $(DEV)
 # The real-server tests need nginx, redis-server and postgresql (Debian packages; .ci/run
 # installs them). Outside CI a missing one skips its tests with the reason; in CI it fails.
 # The real-daemon tier (tests/realdocker) is part of it: it needs root, docker.io and debootstrap.
+# The tier runs beside the rest of the suite (scripts/run-tests.sh says why); SERIAL=1 runs one
+# after the other. Logs: $(OUT)/test-suite.log, $(OUT)/test-docker.log.
 test: lint $(CHECKOV_VENV)/.installed
-	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
+	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov SERIAL=$(SERIAL) scripts/run-tests.sh $(PY) $(OUT)
 
 # The real-daemon tier alone (tests/realdocker): its own dockerd (root, docker.io, debootstrap),
 # stand-in images built locally and cached, dev/staging/prod applied as pulumi-docker would.
