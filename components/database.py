@@ -275,8 +275,9 @@ def _with_pgbackrest(
                 # pgBackRest with process-max 2 and zstd; the data it reads is the volume's.
                 resources=config.database.model_copy(update={"cpu_millis": 500, "memory_mb": 256}),
                 # Healthy once archiving reached the repository (`pgbackrest check`); a first
-                # deploy waits for that, so a repository it cannot use fails `pulumi up`.
-                probe=Probe(command=["test", "-f", pgbackrest.HEALTHY_MARK], start_period_seconds=120),
+                # deploy waits for that, so a repository it cannot use fails `pulumi up`. 240 s:
+                # a first `check` may wait out archive-timeout (60 s) and be retried 10 s later.
+                probe=Probe(command=["test", "-f", pgbackrest.HEALTHY_MARK], start_period_seconds=240),
                 depends_on=backup.store_ready,
             ),
         ),

@@ -117,6 +117,10 @@ def test_docker_archives_wal_and_schedules_backups_with_pgbackrest_into_the_back
     assert "/var/run/postgresql" not in (postgres.inputs.get("tmpfs") or {})  # the socket is shared
     assert files[pgbackrest.SCHEDULER_PATH].startswith("#!/bin/bash")
     assert companion.inputs["healthcheck"]["tests"] == ["CMD", "test", "-f", pgbackrest.HEALTHY_MARK]
+    # Room for a first `check` that waits out archive-timeout (60 s) and is retried; probed every
+    # 10 s, as Debian's Docker 20.10 ignores start_interval.
+    assert companion.inputs["healthcheck"]["interval"] == "10s"
+    assert companion.inputs["waitTimeout"] >= 2 * (60 + 10) + 60
     assert companion.inputs["wait"] is True and companion.inputs["readOnly"] is True
     # On the backend network without postgres's name (clients never reach it), publishing nothing.
     networks = reveal(companion.inputs["networksAdvanced"])

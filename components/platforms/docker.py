@@ -118,8 +118,9 @@ class DockerPlatform(pulumi.ComponentResource):
         self.register_outputs({})
 
     def _joined(self, spec: ServiceSpec) -> dict[str, docker.Network]:
-        """The networks ``spec``'s containers join, by name: its zones, and a network of its own
-        when it publishes ports (created once per service)."""
+        """The networks ``spec``'s containers join, by name: its zones, a metrics network of its
+        own when exporters share its namespace, and a network of its own when it publishes ports
+        (each created once per service)."""
         joined = {f"{self._prefix}-{zone}": self.networks[zone] for zone in sorted(spec.zones)}
         if spec.exporters:
             # Prometheus scrapes the exporters in this namespace there; no other service is on it.
@@ -148,7 +149,7 @@ class DockerPlatform(pulumi.ComponentResource):
 
     def monitor(self, spec: MonitoringSpec, parent: pulumi.Resource) -> list[pulumi.Resource]:
         """Nothing to declare: the exporters are placed with their services (``_exporters``) and
-        the operator's Prometheus, which joins the metrics network, reads the scrape configuration
+        the operator's Prometheus, which joins the metrics networks, reads the scrape configuration
         and the rule file from the stack's outputs (``spec.scrape_configs``, ``spec.rules``)."""
         return []
 
@@ -465,7 +466,9 @@ class DockerPlatform(pulumi.ComponentResource):
                 **_limits(companion.resources.memory_mb, companion.resources.cpu_millis),
                 healthcheck=docker.ContainerHealthcheckArgs(
                     tests=["CMD", *companion.probe.command],
-                    interval="30s",
+                    # Docker before 25 (Debian 12's 20.10) ignores start_interval and probes at
+                    # this interval from the start: healthy is seen within 10 s, not 30.
+                    interval="10s",
                     timeout="5s",
                     retries=3,
                     start_period=f"{companion.probe.start_period_seconds}s",
