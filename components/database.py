@@ -251,6 +251,8 @@ def _with_pgbackrest(
         security=dataclasses.replace(spec.security, tmpfs=("/tmp",)),
         volumes=[*spec.volumes, Volume("run", settings.pg_socket_path, 1)],
         env={**spec.env, pgbackrest.ENV_CONFIG: pgbackrest.CONFIG_PATH},
+        # archive-push daemonizes its asynchronous half: tini, not the postmaster, must adopt it.
+        init=True,
         secret_env={
             **spec.secret_env,
             # The repository's keys for archive-push and the scheduler; the password for the

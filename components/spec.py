@@ -295,6 +295,11 @@ class ServiceSpec:
     # How long a stopping container may take before it is killed; None: the platform's default.
     stop_grace_seconds: int | None = None
     companions: tuple[Companion, ...] = ()
+    # An init as PID 1 that reaps what the main process leaves behind (Docker: docker-init, tini).
+    # PostgreSQL with pgBackRest's asynchronous archive-push needs it: the daemonized push is
+    # orphaned, and were the postmaster PID 1 it would adopt it, take its error exit for a
+    # crashed backend and restart every session (pgbackrest/pgbackrest#2016).
+    init: bool = False
     exporters: tuple[Exporter, ...] = ()
     # Redis as a Sentinel-managed set behind this spec's proxy, where the platform runs one.
     redis_ha: RedisHa | None = None

@@ -117,6 +117,11 @@ def test_docker_archives_wal_and_schedules_backups_with_pgbackrest_into_the_back
     assert "/var/run/postgresql" not in (postgres.inputs.get("tmpfs") or {})  # the socket is shared
     assert files[pgbackrest.SCHEDULER_PATH].startswith("#!/bin/bash")
     assert companion.inputs["healthcheck"]["tests"] == ["CMD", "test", "-f", pgbackrest.HEALTHY_MARK]
+    # The server runs under docker-init: the postmaster as PID 1 adopted archive-push's orphaned
+    # asynchronous process and restarted every session when it exited with an error (seen on the
+    # real daemon before stanza-create: "server process exited with exit code 103", pgbackrest#2016).
+    assert postgres.inputs["init"] is True
+    assert not [c.name for c in d.of_type(CONTAINER) if c.inputs.get("init") and c is not postgres]
     # Room for a first `check` that waits out archive-timeout (60 s) and is retried; probed every
     # 10 s, as Debian's Docker 20.10 ignores start_interval.
     assert companion.inputs["healthcheck"]["interval"] == "10s"

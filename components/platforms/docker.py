@@ -428,6 +428,8 @@ class DockerPlatform(pulumi.ComponentResource):
                 **network,
                 # Docker's default is 10 s; a worker finishing AI jobs needs longer.
                 stop_timeout=spec.stop_grace_seconds,
+                # docker-init (tini) as PID 1, forwarding signals and reaping orphans (spec.init).
+                **({"init": True} if spec.init else {}),
                 destroy_grace_seconds=spec.stop_grace_seconds,
                 volumes=_mounts(spec, volumes) + mounts,
                 labels=_labels(spec.name, records),

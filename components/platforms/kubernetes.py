@@ -274,9 +274,10 @@ class KubernetesPlatform(pulumi.ComponentResource):
         self._specs[spec.name] = spec
         if spec.cluster is not None:
             return self._postgres_cluster(spec, spec.cluster, parent, depends_on)
-        if spec.companions:
-            # Only PostgreSQL's backup scheduler is one, and here PostgreSQL is a cluster.
-            raise ValueError(f"{spec.name}: companions run on Docker only (Kubernetes: an operator's cluster)")
+        if spec.companions or spec.init:
+            # Only PostgreSQL with pgBackRest has them (its scheduler; an init for its archiving),
+            # and here PostgreSQL is a cluster.
+            raise ValueError(f"{spec.name}: companions and an init run on Docker only (here: an operator's cluster)")
         if spec.redis_ha is not None:
             return self._redis_ha(spec, spec.redis_ha, parent, depends_on)
         return self._workload(spec, parent, depends_on)

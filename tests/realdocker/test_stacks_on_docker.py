@@ -289,6 +289,12 @@ def test_postgres_archives_and_backs_up_to_the_store_and_the_restore_drill_passe
         time.sleep(2)
     assert [b["type"] for b in info["backup"]] == ["full"] and info["status"]["code"] == 0, info
     assert info["archive"] and info["archive"][0]["max"], info  # WAL reached the repository
+    # Archiving never restarted the server: with the postmaster as PID 1, archive-push's orphaned
+    # asynchronous process failing before stanza-create was taken for a crashed backend
+    # ("server process (PID …) exited with exit code 103 … reinitializing", pgbackrest#2016).
+    assert postgres.attrs["HostConfig"]["Init"] is True
+    log = postgres.logs().decode(errors="replace")
+    assert "terminating any other active server processes" not in log, log[-3000:]
     write = postgres.exec_run(
         ["psql", "-X", "-h", "/var/run/postgresql", "-U", "aixsss", "-d", "aixsss", "-v", "ON_ERROR_STOP=1", "-c",
          'INSERT INTO "StandIn" (id) VALUES (\'restore-drill\')'])  # fmt: skip
