@@ -316,20 +316,121 @@ def no_privilege_escalation(r: Resource) -> Iterator[str]:
             yield f"container {c.get('name')} of {r.name} allows privilege escalation"
 
 
+def _capabilities(names: Iterable[str]) -> set[str]:
+    """Capability names as the runtimes read them: any case, with or without ``CAP_`` (Docker and
+    the CRI both accept ``cap_sys_admin``, ``CAP_SYS_ADMIN`` and ``SYS_ADMIN`` alike)."""
+    return {str(n).upper().removeprefix("CAP_") for n in names}
+
+
 def capabilities_dropped(r: Resource) -> Iterator[str]:
     if r.type == CONTAINER:
         caps = r.props.get("capabilities") or {}
-        drops, adds = caps.get("drops") or [], caps.get("adds") or []
+        drops, adds = _capabilities(caps.get("drops") or []), _capabilities(caps.get("adds") or [])
         if "ALL" not in drops:
             yield f"container {r.name} does not drop ALL capabilities"
-        for cap in set(adds) & DANGEROUS_CAPABILITIES:
+        for cap in sorted(adds & DANGEROUS_CAPABILITIES):
             yield f"container {r.name} adds {cap}"
     for c in r.containers():
         caps = (c.get("securityContext") or {}).get("capabilities") or {}
-        if "ALL" not in (caps.get("drop") or []):
+        if "ALL" not in _capabilities(caps.get("drop") or []):
             yield f"container {c.get('name')} of {r.name} does not drop ALL capabilities"
-        for cap in set(caps.get("add") or []) & DANGEROUS_CAPABILITIES:
+        for cap in sorted(_capabilities(caps.get("add") or []) & DANGEROUS_CAPABILITIES):
             yield f"container {c.get('name')} of {r.name} adds {cap}"
+
+
+def no_host_namespaces(r: Resource) -> Iterator[str]:
+    """The host's network, PID or IPC namespace: a container there sees and reaches the host's."""
+    if r.type == CONTAINER:
+        for key in ("networkMode", "pidMode", "ipcMode"):
+            if str(r.props.get(key) or "") == "host":
+                yield f"container {r.name} uses the host's namespace ({key} host)"
+    pod = r.pod or {}
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(key):
+            yield f"{r.name}: {key} is true"
+
+
+DOCKER_SOCKET = re.compile(r"(^|/)docker\.sock$")
+
+
+def no_host_paths(r: Resource) -> Iterator[str]:
+    """Host directories in a container (a bind mount, a hostPath volume); the Docker socket is root
+    on the host."""
+    paths: list[str] = []
+    if r.type == CONTAINER:
+        paths += [str(v["hostPath"]) for v in r.props.get("volumes") or [] if v.get("hostPath")]
+        paths += [str(m.get("source")) for m in r.props.get("mounts") or [] if m.get("type") == "bind"]
+    paths += [str(v["hostPath"].get("path")) for v in (r.pod or {}).get("volumes") or [] if v.get("hostPath")]
+    for path in paths:
+        socket = " (the Docker socket: root on the host)" if DOCKER_SOCKET.search(path) else ""
+        yield f"{r.name} mounts the host path {path}{socket}"
+
+
+def seccomp_confined(r: Resource) -> Iterator[str]:
+    """No container without its seccomp (or AppArmor) profile."""
+    if r.type == CONTAINER:
+        for option in r.props.get("securityOpts") or []:
+            name, _, value = str(option).replace("=", ":", 1).partition(":")
+            if name in ("seccomp", "apparmor") and value == "unconfined":
+                yield f"container {r.name} runs {name}=unconfined"
+    contexts = [("the pod", (r.pod or {}).get("securityContext") or {})]
+    contexts += [(f"container {c.get('name')}", c.get("securityContext") or {}) for c in r.containers()]
+    for who, ctx in contexts:
+        if (ctx.get("seccompProfile") or {}).get("type") == "Unconfined":
+            yield f"{r.name}: {who} has seccompProfile Unconfined"
+
+
+def read_only_root(r: Resource) -> Iterator[str]:
+    """Root filesystems read-only; what a process writes goes to a volume or a tmpfs."""
+    if r.type == CONTAINER and not _helper(r) and r.props.get("readOnly") is not True:
+        yield f"container {r.name} has a writable root filesystem"
+    for c in r.containers():
+        if (c.get("securityContext") or {}).get("readOnlyRootFilesystem") is not True:
+            yield f"container {c.get('name')} of {r.name} has a writable root filesystem"
+
+
+# The one service clients reach from outside (Docker: published ports; Kubernetes: its Service).
+EDGE = "edge"
+
+
+def only_the_edge_is_exposed(r: Resource) -> Iterator[str]:
+    """Only the edge takes traffic from outside: api and web behind it (its TLS, limits and
+    headers), never a NodePort, LoadBalancer or published port of their own. The data services'
+    own rule (data-services-not-public) covers them."""
+    if r.service in (EDGE, *DATA_SERVICES) or _helper(r):
+        return
+    if r.type == CONTAINER and r.props.get("ports"):
+        yield f"container {r.name} publishes ports; only the edge does"
+    if r.kind == "Service":
+        spec = r.props.get("spec") or {}
+        if spec.get("type") in ("LoadBalancer", "NodePort") or spec.get("externalIPs"):
+            yield f"Service {r.name} is reachable from outside the cluster ({spec.get('type')}); only the edge is"
+
+
+CONFIGMAP_SECRET = re.compile(r"(?im)^\s*(?:export\s+)?\w*(PASSWORD|PASSWD|SECRET|TOKEN)\w*\s*[=:]\s*\S+")
+
+
+def no_secrets_in_configmaps(r: Resource) -> Iterator[str]:
+    """A ConfigMap is readable by anyone who may read the namespace's configuration: a password
+    assigned in one belongs in a Secret."""
+    if r.kind != "ConfigMap":
+        return
+    for key, content in (r.props.get("data") or {}).items():
+        if CONFIGMAP_SECRET.search(str(content)) or re.search(r"(?i)(password|secret|token)", str(key)):
+            yield f"ConfigMap {r.name}: {key} holds what looks like a credential; use a Secret"
+
+
+def no_allow_all_network_policy(r: Resource) -> Iterator[str]:
+    """A rule with neither peers nor ports admits everything: beside the default deny, it undoes it."""
+    if r.kind != "NetworkPolicy":
+        return
+    spec = r.props.get("spec") or {}
+    for rule in spec.get("ingress") or []:
+        if not rule.get("from") and not rule.get("ports"):
+            yield f"NetworkPolicy {r.name} admits any source on any port"
+    for rule in spec.get("egress") or []:
+        if not rule.get("to") and not rule.get("ports"):
+            yield f"NetworkPolicy {r.name} allows any destination on any port"
 
 
 def secrets_by_reference(r: Resource) -> Iterator[str]:
@@ -509,9 +610,52 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "capabilities-dropped",
-        "Containers drop ALL capabilities and add none of the dangerous ones.",
+        "Containers drop ALL capabilities and add none of the dangerous ones (in any spelling: "
+        "cap_sys_admin, CAP_SYS_ADMIN, SYS_ADMIN).",
         "Drop ALL; add back only what the process needs (e.g. NET_BIND_SERVICE).",
         capabilities_dropped,
+    ),
+    Rule(
+        "no-host-namespaces",
+        "No container shares the host's network, PID or IPC namespace.",
+        "Remove network_mode/pid_mode/ipc_mode host, hostNetwork/hostPID/hostIPC.",
+        no_host_namespaces,
+    ),
+    Rule(
+        "no-host-paths",
+        "No container mounts a host directory, least of all the Docker socket.",
+        "Use a named volume (Docker) or a PVC, emptyDir, ConfigMap or Secret (Kubernetes).",
+        no_host_paths,
+    ),
+    Rule(
+        "seccomp-confined",
+        "No container runs without its seccomp or AppArmor profile.",
+        "Drop seccomp=unconfined / apparmor=unconfined; seccompProfile RuntimeDefault.",
+        seccomp_confined,
+    ),
+    Rule(
+        "read-only-root",
+        "Every container's root filesystem is read-only (helpers that never run excepted).",
+        "read_only true / readOnlyRootFilesystem true; give the process a volume or tmpfs for writes.",
+        read_only_root,
+    ),
+    Rule(
+        "only-the-edge-is-exposed",
+        "Only the edge is reachable from outside: no published port, NodePort or LoadBalancer of another service.",
+        "Reach api and web through the edge; remove the ports, or set the Service type to ClusterIP.",
+        only_the_edge_is_exposed,
+    ),
+    Rule(
+        "no-secrets-in-configmaps",
+        "No ConfigMap assigns a password, secret or token.",
+        "Move the value to a Secret and mount or reference it.",
+        no_secrets_in_configmaps,
+    ),
+    Rule(
+        "no-allow-all-network-policy",
+        "No NetworkPolicy rule admits any peer on any port (it would undo the default deny).",
+        "Name the peers (podSelector/namespaceSelector/ipBlock) and the ports of each rule.",
+        no_allow_all_network_policy,
     ),
     Rule(
         "kubernetes-secrets-by-reference",
