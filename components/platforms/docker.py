@@ -237,7 +237,10 @@ class DockerPlatform(pulumi.ComponentResource):
             config_mount = [
                 docker.ContainerVolumeArgs(volume_name=config_volume.name, container_path=CONFIG_DIR, read_only=True)
             ]
-        sidecar_parts = [self._sidecar_parts(spec, sidecar, parent) for sidecar in spec.sidecars]
+        sidecar_parts = [
+            self._shared_parts(spec, sidecar.name, sidecar.image, sidecar.security, sidecar.files, parent)
+            for sidecar in spec.sidecars
+        ]
         containers: list[docker.Container] = []
         # Each replica's network namespace: its first sidecar's, else its own (exporters join it).
         namespaces: list[tuple[str, docker.Container]] = []
@@ -304,19 +307,25 @@ class DockerPlatform(pulumi.ComponentResource):
             ],
         }
 
-    def _sidecar_parts(
-        self, spec: ServiceSpec, sidecar: Sidecar, parent: pulumi.Resource
+    def _shared_parts(
+        self,
+        spec: ServiceSpec,
+        part: str,
+        image_name: pulumi.Input[str],
+        security: Security,
+        files: list[ConfigFile],
+        parent: pulumi.Resource,
     ) -> tuple[docker.RemoteImage, docker.Volume | None, docker.Container | None]:
-        """What every replica's copy of ``sidecar`` shares: its image and its files."""
-        name = f"{spec.name}-{sidecar.name}"
+        """What every replica's copy of ``spec``'s sidecar or exporter ``part`` shares: its
+        image and its files (in a config volume of its own, filled by its carrier)."""
+        name = f"{spec.name}-{part}"
         image = docker.RemoteImage(
             f"{name}-image",
-            name=sidecar.image,
+            name=image_name,
             keep_locally=True,
             opts=pulumi.ResourceOptions(parent=parent, provider=self.provider),
         )
-        user = _user_of(sidecar.security)
-        volume, carrier = self._config_carrier(name, spec.name, image, sidecar.files, user, parent)
+        volume, carrier = self._config_carrier(name, spec.name, image, files, _user_of(security), parent)
         return image, volume, carrier
 
     def _sidecar(
@@ -502,15 +511,10 @@ class DockerPlatform(pulumi.ComponentResource):
         network is the one Prometheus joins. Its secrets come from the service's secret env.
         No health check: the exporters' images hold no shell or client to run one, and a
         scrape's ``up`` is what says an exporter works (the alerts read it)."""
-        name = f"{spec.name}-{exporter.name}"
-        image = docker.RemoteImage(
-            f"{name}-image",
-            name=exporter.image,
-            keep_locally=True,
-            opts=pulumi.ResourceOptions(parent=parent, provider=self.provider),
+        image, volume, carrier = self._shared_parts(
+            spec, exporter.name, exporter.image, exporter.security, exporter.files, parent
         )
         user = _user_of(exporter.security)
-        volume, carrier = self._config_carrier(name, spec.name, image, exporter.files, user, parent)
         secret = {k: spec.secret_env[key] for k, key in exporter.env_from_service_secret.items()}
         scraper = f"{SCRAPER} (network {docker_metrics_network(self._config.environment, spec.name)})"
         flow = {"client": scraper, "server": spec.name, "ports": [exporter.port], "tls": False, "auth": "none"}
