@@ -199,6 +199,14 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
     ctx.close()
 
 
+def wait_for_render(page: Page) -> None:
+    """Until the app has rendered into #root. A selector, not wait_for_function: when its first
+    check is false, Playwright polls the predicate with eval inside the page, which the edge's CSP
+    (script-src 'self', no 'unsafe-eval') refuses; on a loaded machine the app renders after that
+    first check and the test failed on the refusal, not on the app."""
+    page.locator("#root > *").first.wait_for(state="attached")
+
+
 def visit(context: BrowserContext, url: str) -> Visit:
     """Open ``url`` as a user would and let the app settle: the document loads, the app renders
     into #root, the network goes quiet; then the page calls the api as the app's code does."""
@@ -209,7 +217,7 @@ def visit(context: BrowserContext, url: str) -> Visit:
     page.on("response", lambda response: responses.append(response))
     response = goto(page, url, wait_until="load")
     assert response is not None
-    page.wait_for_function("document.getElementById('root')?.childElementCount > 0")
+    wait_for_render(page)
     page.wait_for_load_state("networkidle")
     health = page.evaluate("fetch('/api/health').then(r => r.json()).catch(e => String(e))")
     page.wait_for_load_state("networkidle")
@@ -354,7 +362,7 @@ def test_a_deep_link_and_its_reload_get_the_app(
         assert response.status == 200
         assert response.body() == index
         assert response.header_value("cache-control") == "no-cache"
-        page.wait_for_function("document.getElementById('root')?.childElementCount > 0")
+        wait_for_render(page)
         page.wait_for_url(f"**{SIGNED_OUT_ROUTE}")
         assert page.title() == app_title(upstreams.html)
 
