@@ -153,7 +153,8 @@ def volumes_declared(stack: AixsssStack) -> Item:
 
     def volumes_of(d: Service) -> list[Volume]:
         ha = d.spec.redis_ha
-        return [*ha.nodes.volumes, *ha.sentinels.volumes] if ha is not None else d.spec.volumes
+        volumes = [*ha.nodes.volumes, *ha.sentinels.volumes] if ha is not None else d.spec.volumes
+        return [v for v in volumes if v.holds_data]
 
     missing_volumes = [d.spec.name for d in data if not volumes_of(d)]
 

@@ -14,9 +14,10 @@ from components.conf.urls import url_quote
 from components.config import StackConfig
 from components.monitoring import exporters_declared, postgres_exporters
 from components.pki import Certificate
-from components.platforms.base import Platform
+from components.platforms.base import Placement, Platform
 from components.service import CA_PATH, TLS_DIR, Service
 from components.spec import (
+    CONFIG_DIR,
     ClusterBackup,
     ClusterRestore,
     Companion,
@@ -36,6 +37,7 @@ DATABASE = "aixsss"
 USER = "aixsss"
 PORT = 5432
 UID = 999  # the image's postgres user
+SOCKET_DIR = "/var/run/postgresql"
 # CloudNativePG's Services: the primary (clients), any instance, the standbys.
 CLUSTER_SERVICES = (f"{NAME}-rw", f"{NAME}-r", f"{NAME}-ro")
 # PostgreSQL plus pgBackRest, built on the Docker host when images.postgresPgbackrest is empty.
@@ -64,10 +66,18 @@ class Database(Service):
         password: pulumi.Output[str],
         certificate: Certificate,
         backup: ClusterBackup | None = None,
+        bootstrap_password: pulumi.Output[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("Database", NAME, opts)
         self.backup = backup
+        self._config = config
+        # Clients log in as this generation's login role on one host (rotation without lockout,
+        # _credentials_job); CloudNativePG's cluster has its owner log in, its password from the
+        # cluster's Secret.
+        single_host = not platform.runs_postgres_clusters
+        self.login_role = postgres.login_role(USER, config.secrets.rotation) if single_host else USER
+        self._password = password
         # Where an operator runs PostgreSQL it archives and backs up (Barman Cloud); on a single
         # host pgBackRest does, from the image with pgBackRest, beside the server.
         self.pgbackrest = None if backup is None or platform.runs_postgres_clusters else _pgbackrest(config, backup)
@@ -102,7 +112,11 @@ class Database(Service):
                 "PGDATA": "/var/lib/postgresql/data/pgdata",
                 "POSTGRES_INITDB_ARGS": "--auth-local=scram-sha-256 --auth-host=scram-sha-256",
             },
-            secret_env=secret_env({"POSTGRES_PASSWORD": password}),
+            # On one host the image's initdb gets the bootstrap password, which the first
+            # credentials job removes: the server's container does not change with a rotation.
+            secret_env=secret_env(
+                {"POSTGRES_PASSWORD": bootstrap_password if single_host and bootstrap_password else password}
+            ),
             ports=[
                 Port(
                     "postgres",
@@ -125,14 +139,25 @@ class Database(Service):
                 ConfigFile(settings.key_path, certificate.key_pem, secret=True, mode=0o600, owner=UID),
             ],
         )
+        self._ready: list[pulumi.Resource] | None = None
+        # One host: the run-once psql jobs that create and retire the login roles (outputs list them).
+        self.credentials_jobs: list[Placement] = []
         if platform.runs_postgres_clusters:
             spec = dataclasses.replace(spec, cluster=self._cluster(config, password, certificate))
         else:
+            spec = _on_one_host(spec, settings)
             if self.pgbackrest is not None and backup is not None:
-                spec = _with_pgbackrest(spec, config, platform, self.pgbackrest, backup, password)
+                spec = _with_pgbackrest(spec, config, platform, self.pgbackrest, backup)
             if exporters_declared(config):
-                spec = dataclasses.replace(spec, exporters=_exporters(config, spec, certificate, self.pgbackrest))
+                spec = dataclasses.replace(
+                    spec, exporters=_exporters(config, spec, certificate, self.pgbackrest, self.login_role, password)
+                )
         self._place(platform, spec, [])
+        if single_host:
+            # Clients (the migrations first) start once this generation's role can log in.
+            grant = self._credentials_job("credentials", postgres.grant_login_sql(USER, self.login_role), password)
+            self.credentials_jobs.append(platform.place(grant, self, self.placement.ready))
+            self._ready = self.credentials_jobs[-1].ready
         host = platform.dns_names(CLUSTER_SERVICES[0] if platform.runs_postgres_clusters else NAME)[0]
         # Prisma's TLS dialect: sslcert is the CA that must have signed the server certificate.
         # connection_limit caps each process's pool so the stack fits max_connections (a config
@@ -142,10 +167,64 @@ class Database(Service):
         )
         self.url: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.concat(
-                f"postgresql://{USER}:",
+                f"postgresql://{self.login_role}:",
                 pulumi.Output.from_input(password).apply(url_quote),
                 f"@{host}:{PORT}/{DATABASE}?{query}",
             )
+        )
+
+    @property
+    def ready(self) -> list[pulumi.Resource]:
+        """What clients wait for: on one host, the credentials job; else the cluster."""
+        return self._ready if self._ready is not None else self.placement.ready
+
+    def retire_previous_logins(self, platform: Platform, clients_ready: list[pulumi.Resource]) -> None:
+        """Once every client runs with this generation's role (``clients_ready``), the roles of
+        earlier generations can no longer log in and are dropped (one host; CloudNativePG keeps
+        its owner)."""
+        if platform.runs_postgres_clusters:
+            return
+        retire = self._credentials_job("retire-logins", postgres.retire_logins_sql(USER, self.login_role), None)
+        self.credentials_jobs.append(platform.place(retire, self, [*self.ready, *clients_ready]))
+
+    def _credentials_job(self, name: str, sql: str, password: pulumi.Output[str] | None) -> ServiceSpec:
+        """A run-once psql of ``sql`` through the server's socket, as the owner by peer
+        authentication (pg_ident.conf): no network and no owner password; ``password`` reaches
+        it as its SCRAM verifier only. A new login role or script is a new release (it runs
+        again); a rotated password changes its environment, which replaces it too."""
+        path = f"{CONFIG_DIR}/{name}.sql"
+        verifier = {}
+        if password is not None:
+            role = self.login_role
+            verifier = {postgres.LOGIN_VERIFIER_ENV: password.apply(lambda p: postgres.scram_verifier(p, role))}
+        image = self._config.images.postgres
+        return ServiceSpec(
+            name=f"{NAME}-{name}",
+            image=image,
+            resources=self._config.database.model_copy(update={"cpu_millis": 250, "memory_mb": 64}),
+            security=Security(run_as_user=UID, run_as_group=UID),
+            probe=None,
+            command=[
+                "psql",
+                "--no-psqlrc",
+                "--quiet",
+                "-h",
+                SOCKET_DIR,
+                "-p",
+                str(PORT),
+                "-U",
+                USER,
+                "-d",
+                DATABASE,
+                "-f",
+                path,
+            ],
+            secret_env=secret_env(verifier),
+            volumes=[Volume("run", SOCKET_DIR, 1, shared_from=NAME, holds_data=False)],
+            files=[ConfigFile(path, sql)],
+            zones=frozenset(),
+            run_once=True,
+            release=hashlib.sha256(f"{image}\n{sql}".encode()).hexdigest(),
         )
 
     def _cluster(self, config: StackConfig, password: pulumi.Output[str], certificate: Certificate) -> PostgresCluster:
@@ -222,15 +301,28 @@ def _exporters(
     spec: ServiceSpec,
     certificate: Certificate,
     settings: pgbackrest.PgBackRestSettings | None,
+    login_role: str,
+    password: pulumi.Output[str],
 ) -> tuple[Exporter, ...]:
-    """postgres_exporter with the server's password; with pgBackRest, its exporter with the
+    """postgres_exporter as the clients' login role; with pgBackRest, its exporter with the
     repository's configuration and keys (the same variables, from the same secret env)."""
     if settings is None:
-        return postgres_exporters(config, certificate.ca_pem, "POSTGRES_PASSWORD")
+        return postgres_exporters(config, certificate.ca_pem, login_role, password)
     conf = [f for f in spec.files if f.path == pgbackrest.CONFIG_PATH]
     keys = {pgbackrest.ENV_KEY: pgbackrest.ENV_KEY, pgbackrest.ENV_KEY_SECRET: pgbackrest.ENV_KEY_SECRET}
     return postgres_exporters(
-        config, certificate.ca_pem, "POSTGRES_PASSWORD", pgbackrest_files=conf, pgbackrest_secret_keys=keys
+        config, certificate.ca_pem, login_role, password, pgbackrest_files=conf, pgbackrest_secret_keys=keys
+    )
+
+
+def _on_one_host(spec: ServiceSpec, settings: postgres.PostgresSettings) -> ServiceSpec:
+    """The single-host server: its socket directory on a volume the credentials jobs (and
+    pgBackRest's scheduler) share, and pg_ident.conf, which lets its OS user in as the owner."""
+    return dataclasses.replace(
+        spec,
+        security=dataclasses.replace(spec.security, tmpfs=("/tmp",)),
+        volumes=[*spec.volumes, Volume("run", SOCKET_DIR, 1, holds_data=False)],
+        files=[*spec.files, ConfigFile(settings.ident_path, postgres.render_ident(settings))],
     )
 
 
@@ -240,30 +332,21 @@ def _with_pgbackrest(
     platform: Platform,
     settings: pgbackrest.PgBackRestSettings,
     backup: ClusterBackup,
-    password: pulumi.Output[str],
 ) -> ServiceSpec:
     """The single-host database with WAL archiving (postgresql.conf's archive lines, already in
     the spec's files) and its backup scheduler beside it."""
     return dataclasses.replace(
         spec,
         image=backup_image(config, platform),
-        # The scheduler reaches the server through its socket: a directory both containers mount.
-        security=dataclasses.replace(spec.security, tmpfs=("/tmp",)),
-        volumes=[*spec.volumes, Volume("run", settings.pg_socket_path, 1)],
+        # The scheduler reaches the server through its socket (the shared volume, _on_one_host),
+        # as the owner by peer authentication: no password.
         env={**spec.env, pgbackrest.ENV_CONFIG: pgbackrest.CONFIG_PATH},
         # archive-push daemonizes its asynchronous half: tini, not the postmaster, must adopt it.
         init=True,
         secret_env={
             **spec.secret_env,
-            # The repository's keys for archive-push and the scheduler; the password for the
-            # scheduler's connections (check, backup) through the socket.
-            **secret_env(
-                {
-                    pgbackrest.ENV_KEY: backup.access_key,
-                    pgbackrest.ENV_KEY_SECRET: backup.secret_key,
-                    pgbackrest.ENV_PASSWORD: password,
-                }
-            ),
+            # The repository's keys for archive-push and the scheduler.
+            **secret_env({pgbackrest.ENV_KEY: backup.access_key, pgbackrest.ENV_KEY_SECRET: backup.secret_key}),
         },
         files=[
             *spec.files,

@@ -39,7 +39,7 @@ from components.conf.pgbackrest import CONFIG_PATH as PGBACKREST_CONFIG
 from components.conf.pgbackrest import ENV_CONFIG as PGBACKREST_ENV_CONFIG
 from components.config import Resources, StackConfig
 from components.pki import Certificate
-from components.spec import CONFIG_DIR, ConfigFile, Exporter, Security
+from components.spec import CONFIG_DIR, ConfigFile, Exporter, Security, secret_env
 
 # Small and fixed: each exporter holds one connection or one counter set.
 EXPORTER_RESOURCES = Resources(cpu_millis=50, memory_mb=64)
@@ -96,15 +96,17 @@ def redis_exporter(config: StackConfig, ca_pem: pulumi.Input[str], port: int, pa
 def postgres_exporters(
     config: StackConfig,
     ca_pem: pulumi.Input[str],
-    password_key: str,
+    user: str,
+    password: pulumi.Output[str],
     *,
     pgbackrest_files: Sequence[ConfigFile] = (),
     pgbackrest_secret_keys: Mapping[str, str] | None = None,
 ) -> tuple[Exporter, ...]:
     """The single-host PostgreSQL's exporters (Docker; CloudNativePG exports its own):
-    postgres_exporter over verified TLS to 127.0.0.1 as the application's role (pg_hba.conf admits
-    no other; exporters.postgres_exporter_env says why), its password from the service's
-    ``password_key``; with backups, pgbackrest_exporter reading the repository with pgBackRest's own
+    postgres_exporter over verified TLS to 127.0.0.1 as the application's login role ``user``
+    (pg_hba.conf admits no other; exporters.postgres_exporter_env says why) with its ``password``
+    (the exporter's own secret: the server's container holds only the bootstrap password); with
+    backups, pgbackrest_exporter reading the repository with pgBackRest's own
     configuration ``pgbackrest_files`` and the S3 keys of the service (``pgbackrest_secret_keys``,
     variable -> the service's key), the backup age the alerts read."""
     postgres = Exporter(
@@ -114,8 +116,8 @@ def postgres_exporters(
         resources=EXPORTER_RESOURCES,
         security=EXPORTER_SECURITY,
         args=exporters.postgres_exporter_args(),
-        env=exporters.postgres_exporter_env("127.0.0.1"),
-        env_from_service_secret={exporters.POSTGRES_PASSWORD_ENV: password_key},
+        env=exporters.postgres_exporter_env("127.0.0.1", user=user),
+        secret_env=secret_env({exporters.POSTGRES_PASSWORD_ENV: password}),
         files=[ConfigFile(exporters.CA_PATH, ca_pem)],
     )
     if pgbackrest_secret_keys is None:

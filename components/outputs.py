@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -15,6 +16,18 @@ from components.monitoring import docker_metrics_network
 from components.platforms.base import Placement
 from components.secrets import fingerprint
 from components.stack import AixsssStack
+
+
+@dataclass(frozen=True)
+class _Hop:
+    tls: str
+    auth: str
+
+
+# PostgreSQL's credentials jobs (one host): no network, the server's socket, peer authentication.
+SOCKET_JOB = _Hop(
+    tls="none needed: the server's Unix socket, no network", auth="peer (the server's OS user as the owner)"
+)
 
 
 def _service_facts(service: Any, placement: Placement) -> dict[str, Any]:
@@ -139,6 +152,8 @@ def export(stack: AixsssStack) -> None:
     services["api-migrate"] = _service_facts(stack.api, stack.api.migrations)
     if stack.object_store is not None:
         services["minio-bootstrap"] = _service_facts(stack.object_store, stack.object_store.bootstrap)
+    for job in stack.database.credentials_jobs:
+        services[job.spec.name] = _service_facts(SOCKET_JOB, job)
     ha = stack.cache.spec.redis_ha
     if ha is not None:
         # The HA Redis set's members, placed with HAProxy (`redis`), in the same namespace.

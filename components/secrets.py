@@ -7,7 +7,7 @@ import hashlib
 import pulumi
 import pulumi_random as random
 
-from components.config import StackConfig, supplied_secret
+from components.config import StackConfig, Target, supplied_secret
 
 
 def fingerprint(value: pulumi.Input[str]) -> pulumi.Output[str]:
@@ -41,6 +41,14 @@ class StackSecrets(pulumi.ComponentResource):
             return generated.result
 
         self.postgres_password = password("postgresPassword", 32)
+        # The owner's password for the image's initdb (Docker), never rotated: the first
+        # credentials job removes it (login roles, components/database.py), so it opens nothing
+        # afterwards, and the server's container never changes with secrets.rotation.
+        self.postgres_bootstrap_password: pulumi.Output[str] | None = None
+        if config.target is Target.DOCKER:
+            self.postgres_bootstrap_password = pulumi.Output.secret(
+                random.RandomPassword("postgresBootstrapPassword", length=32, special=False, opts=child).result
+            )
         self.redis_password = password("redisPassword", 32)
         # Sentinel's own password (cache.highAvailability): only the Redis nodes and Sentinels use
         # it, never the application, so it is always generated, never supplied.
@@ -65,6 +73,11 @@ class StackSecrets(pulumi.ComponentResource):
 
         self.inventory: dict[str, pulumi.Output[str]] = {
             "POSTGRES_PASSWORD": self.postgres_password,
+            **(
+                {"POSTGRES_BOOTSTRAP_PASSWORD": self.postgres_bootstrap_password}
+                if self.postgres_bootstrap_password is not None
+                else {}
+            ),
             "REDIS_PASSWORD": self.redis_password,
             **(
                 {"REDIS_SENTINEL_PASSWORD": self.redis_sentinel_password}

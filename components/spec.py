@@ -93,6 +93,12 @@ class Volume:
     name: str
     path: str
     size_gb: int
+    # The volume ``name`` of the service ``shared_from`` (placed before), not one of this spec's
+    # own: a run-once job that reaches PostgreSQL through the socket directory it shares. Docker
+    # only (a Kubernetes volume is one pod's, and there PostgreSQL is the operator's).
+    shared_from: str | None = None
+    # False for a volume that only carries a socket between containers: no data of the service.
+    holds_data: bool = True
 
 
 @dataclass(frozen=True)
@@ -176,6 +182,9 @@ class Exporter:
     # Variables taken from the service's own secret_env (variable -> key there): the exporter
     # reads the service's password from the Secret that already holds it.
     env_from_service_secret: dict[str, str] = field(default_factory=dict[str, str])
+    # Secrets of its own, not the service's (Docker only): single-host PostgreSQL's exporter logs
+    # in with the current login role's password, which the server's container never holds.
+    secret_env: dict[str, pulumi.Output[str]] = field(default_factory=dict[str, pulumi.Output[str]])
     files: list[ConfigFile] = field(default_factory=list[ConfigFile])
     health_path: str = "/"
     metrics_path: str = "/metrics"
@@ -306,7 +315,7 @@ class ServiceSpec:
 
     @property
     def stateful(self) -> bool:
-        return bool(self.volumes)
+        return any(v.shared_from is None for v in self.volumes)
 
     def port(self, name: str) -> Port:
         return next(p for p in self.ports if p.name == name)

@@ -109,7 +109,9 @@ def build(config: StackConfig) -> AixsssStack:
             retention=f"{config.backup.retention_days}d",
             store_ready=tuple(object_store.ready) if object_store is not None else (),
         )
-    database = Database(config, platform, secrets.postgres_password, certs["postgres"], backup)
+    database = Database(
+        config, platform, secrets.postgres_password, certs["postgres"], backup, secrets.postgres_bootstrap_password
+    )
     cache = Cache(
         config,
         platform,
@@ -133,6 +135,8 @@ def build(config: StackConfig) -> AixsssStack:
     # Nothing waits for the object store: the application reads no S3 setting (APP.md).
     api = Api(config, platform, conn, secrets.jwt_secret, images["api"], cache.tunnel, database.ready, cache.ready)
     worker = Worker(config, platform, conn, images["worker"], cache.tunnel, api.ready)
+    # A rotation's last step: the earlier generations' logins go once api and worker run with the new.
+    database.retire_previous_logins(platform, [*api.ready, *worker.ready])
     web = Web(config, platform, images["web"])
     edge = LoadBalancer(config, platform, pki, api.ready + web.ready)
     certificates = list(certs.values()) + ([edge.certificate] if edge.certificate else [])

@@ -10,7 +10,9 @@
 # - its configuration is a volume mounted at /etc/aixsss (pgbackrest.conf, the CA that signed
 #   the object store's certificate), and PGBACKREST_CONFIG points at /etc/aixsss/pgbackrest.conf;
 # - its environment carries PGBACKREST_REPO1_S3_KEY, PGBACKREST_REPO1_S3_KEY_SECRET,
-#   POSTGRES_USER, POSTGRES_PASSWORD and POSTGRES_DB; PGDATA is /var/lib/postgresql/data/pgdata;
+#   POSTGRES_USER (the owner) and POSTGRES_DB; PGDATA is /var/lib/postgresql/data/pgdata;
+# - the owner logs in through the socket as the image's postgres user (peer authentication:
+#   pg_hba.conf and pg_ident.conf in the config volume), with no password;
 # - the stanza is `aixsss` (override: STANZA=...), and the repository (the object store) is
 #   reachable on the networks the database container is on.
 #
@@ -20,7 +22,7 @@
 #                      --recovery-option=restore_command=/bin/false
 # into a new scratch volume: the newest backup, consistent from the WAL it holds (archive-copy),
 # never archiving into the repository; (2) a scratch PostgreSQL on that volume with
-# `--network none` recovers and is promoted; (3) the check query counts the application's
+# `--network none` and the stack's pg_hba.conf and pg_ident.conf recovers and is promoted; (3) the check query counts the application's
 # migrations and users; (4) `pgbackrest info` from the running database container. The scratch
 # containers and volume are removed however the drill ends. Secrets are passed to docker by
 # name (`-e NAME`) from this script's environment, never as values on a command line, and are
@@ -88,14 +90,13 @@ main() {
   # Secrets into this process's environment only; docker receives them by name.
   PGBACKREST_REPO1_S3_KEY=$(container_env PGBACKREST_REPO1_S3_KEY)
   PGBACKREST_REPO1_S3_KEY_SECRET=$(container_env PGBACKREST_REPO1_S3_KEY_SECRET)
-  PGPASSWORD=$(container_env POSTGRES_PASSWORD)
   PGUSER=$(container_env POSTGRES_USER)
   PGDATABASE=$(container_env POSTGRES_DB)
   PGBACKREST_CONFIG=$(container_env PGBACKREST_CONFIG)
   PGBACKREST_CONFIG=${PGBACKREST_CONFIG:-$CONFIG_DIR/pgbackrest.conf}
-  export PGBACKREST_REPO1_S3_KEY PGBACKREST_REPO1_S3_KEY_SECRET PGPASSWORD PGUSER PGDATABASE PGBACKREST_CONFIG
-  for name in PGBACKREST_REPO1_S3_KEY PGBACKREST_REPO1_S3_KEY_SECRET PGPASSWORD PGUSER PGDATABASE; do
-    [ -n "${!name}" ] || { log "$source_container has no ${name/PGPASSWORD/POSTGRES_PASSWORD} in its environment"; exit 1; }
+  export PGBACKREST_REPO1_S3_KEY PGBACKREST_REPO1_S3_KEY_SECRET PGUSER PGDATABASE PGBACKREST_CONFIG
+  for name in PGBACKREST_REPO1_S3_KEY PGBACKREST_REPO1_S3_KEY_SECRET PGUSER PGDATABASE; do
+    [ -n "${!name}" ] || { log "$source_container has no $name in its environment"; exit 1; }
   done
 
   trap cleanup EXIT
@@ -116,14 +117,17 @@ main() {
   # It runs on PGDATA's initdb defaults (max_connections 100), not the stack's configuration; with
   # hot standby on, PostgreSQL aborts a recovery whose primary had more ("insufficient parameter
   # settings", e.g. prod's database.maxConnections 200). Off, it only refuses connections until
-  # promoted, which the loop below waits for.
+  # promoted, which the loop below waits for. Its pg_hba.conf and pg_ident.conf are the stack's:
+  # the owner has no password (secrets.rotation, README), and logs in as the postgres user (peer).
   "$DOCKER" run -d --name "$scratch" --user 999:999 --network none --tmpfs /tmp --tmpfs /var/run/postgresql \
     --mount "type=volume,source=$scratch_volume,target=/var/lib/postgresql/data" \
-    -e PGDATA="$PGDATA_PATH" "$image" postgres -c hot_standby=off >/dev/null
+    --mount "type=volume,source=$config_volume,target=$CONFIG_DIR,readonly" \
+    -e PGDATA="$PGDATA_PATH" "$image" postgres -c hot_standby=off \
+    -c "hba_file=$CONFIG_DIR/pg_hba.conf" -c "ident_file=$CONFIG_DIR/pg_ident.conf" >/dev/null
 
   local deadline=$((SECONDS + RECOVERY_TIMEOUT)) in_recovery=""
   while [ "$SECONDS" -lt "$deadline" ]; do
-    in_recovery=$("$DOCKER" exec -e PGPASSWORD -e PGUSER -e PGDATABASE "$scratch" \
+    in_recovery=$("$DOCKER" exec -e PGUSER -e PGDATABASE "$scratch" \
       psql -X -A -t -v ON_ERROR_STOP=1 -c 'SELECT pg_is_in_recovery()' 2>/dev/null) || in_recovery=""
     [ "$in_recovery" = f ] && break
     sleep 2
@@ -135,7 +139,7 @@ main() {
   fi
 
   log "check query on the restored copy"
-  "$DOCKER" exec -e PGPASSWORD -e PGUSER -e PGDATABASE "$scratch" psql -X -v ON_ERROR_STOP=1 -c "$CHECK_QUERY"
+  "$DOCKER" exec -e PGUSER -e PGDATABASE "$scratch" psql -X -v ON_ERROR_STOP=1 -c "$CHECK_QUERY"
 
   log "pgbackrest info (from $source_container)"
   "$DOCKER" exec "$source_container" pgbackrest "--stanza=$STANZA" info

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import os
 import pwd
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 LOOPBACK = "127.0.0.1"
 
@@ -204,6 +206,21 @@ class Database:
     socket_dir: Path
 
 
+def run_psql_job(db: Database, job_dir: Path, entrypoints: list[str], env: Mapping[str, str]) -> str:
+    """A credentials job as the Docker platform runs it (database._credentials_job): its psql
+    command line with its script, as the server's OS user through the server's socket, with its
+    environment; relocated to the test server's socket and port. Returns psql's output."""
+    root = Path(tempfile.mkdtemp(prefix="aixsss-job-", dir=db.socket_dir.parent))
+    paths = deployed_copy(job_dir, root)
+    edits = {"/var/run/postgresql": str(db.socket_dir), "5432": str(db.port), **{k: str(v) for k, v in paths.items()}}
+    command = [postgres_bin("psql"), *(edits.get(arg, arg) for arg in entrypoints[1:])]
+    give_to("postgres", root)
+    done = subprocess.run(as_user("postgres", command), env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, f"{command}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
 def postgres_bin(name: str) -> str:
     from rendering import tool
 
@@ -232,7 +249,6 @@ def rendered_postgres(config_dir: Path, env: Mapping[str, str]) -> Iterator[Data
     postgres image starts it with the container's ``env`` (POSTGRES_USER, _PASSWORD, _DB,
     _INITDB_ARGS): initdb into a temp dir, the configured database created over the local
     socket. Relocated: listens on 127.0.0.1 at a free port, its socket in the temp dir."""
-    import psycopg
     from psycopg import sql
 
     initdb, postgres = postgres_bin("initdb"), postgres_bin("postgres")
@@ -266,12 +282,55 @@ def rendered_postgres(config_dir: Path, env: Mapping[str, str]) -> Iterator[Data
         # SIGINT: Postgres's fast shutdown (the data directory is thrown away anyway); the default
         # SIGTERM is its smart shutdown, which took 3 s of every run here.
         with running(command, ready=ready, log=work / "postgres.log", stop=signal.SIGINT):
-            # The image creates POSTGRES_DB over the local socket, as here.
-            local = psycopg.connect(host=str(work / "run"), port=port, user=env["POSTGRES_USER"], dbname="postgres",
-                                    password=env["POSTGRES_PASSWORD"], autocommit=True, connect_timeout=10)  # fmt: skip
-            with local:
-                local.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(env["POSTGRES_DB"])))
+            # The image creates POSTGRES_DB over the local socket, as its OS user: pg_hba.conf
+            # admits the owner there by peer authentication only (pg_ident.conf).
+            create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(env["POSTGRES_DB"])).as_string(None)
+            local = [postgres_bin("psql"), "-X", "-v", "ON_ERROR_STOP=1", "-h", str(work / "run"), "-p", str(port),
+                     "-U", env["POSTGRES_USER"], "-d", "postgres", "-c", create]  # fmt: skip
+            done = subprocess.run(as_user(user, local), capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
             yield Database(port, env["POSTGRES_USER"], env["POSTGRES_DB"], env["POSTGRES_PASSWORD"],
                            paths["/etc/aixsss/tls/ca.crt"], work / "run")  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def container_inputs(result: Any, pattern: str) -> dict[str, Any]:
+    """The revealed inputs of the one rendered container whose name matches ``pattern``."""
+    from harness import CONTAINER, reveal
+
+    found = [c for c in result.deployment.of_type(CONTAINER) if re.fullmatch(pattern, c.name)]
+    assert len(found) == 1, [c.name for c in found]
+    return {"name": found[0].name, **reveal(found[0].inputs)}
+
+
+def container_env(inputs: Mapping[str, Any]) -> dict[str, str]:
+    return dict(e.split("=", 1) for e in inputs.get("envs") or [])
+
+
+def run_rendered_job(result: Any, db: Database, job: str) -> str:
+    """The rendered stack's run-once PostgreSQL job ``job`` (postgres-credentials,
+    postgres-retire-logins) against ``db``, as the Docker platform runs it."""
+    inputs = container_inputs(result, rf"{re.escape(job)}-[0-9a-f]{{12}}")
+    (config_dir,) = (result.out / "config").glob(f"aixsss-*-{job}")
+    return run_psql_job(db, config_dir, inputs["entrypoints"], container_env(inputs))
+
+
+def client_login(result: Any, db: Database) -> Database:
+    """``db`` as the stack's clients log in: the role and password of the api's DATABASE_URL."""
+    from urllib.parse import unquote, urlsplit
+
+    url = urlsplit(container_env(container_inputs(result, r"api(-1)?"))["DATABASE_URL"])
+    assert url.username and url.password
+    return dataclasses.replace(db, user=unquote(url.username), password=unquote(url.password))
+
+
+@contextlib.contextmanager
+def rendered_database(result: Any) -> Iterator[Database]:
+    """The rendered Docker stack's PostgreSQL as a deploy leaves it: the server as its image
+    starts it, then the credentials job; yielded as its clients log in (client_login)."""
+    inputs = container_inputs(result, "postgres")
+    (config_dir,) = (result.out / "config").glob("aixsss-*-postgres")
+    with rendered_postgres(config_dir, container_env(inputs)) as db:
+        run_rendered_job(result, db, "postgres-credentials")
+        yield client_login(result, db)

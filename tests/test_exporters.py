@@ -35,11 +35,10 @@ from pathlib import Path
 
 import pytest
 from rendering import rendered, tool
-from servers import LOOPBACK, Cache, Database, free_port, rendered_postgres, rendered_redis, running
+from servers import LOOPBACK, Cache, Database, free_port, rendered_database, rendered_redis, running
 from test_servers import Edge, edge_conf, https, nginx, stub_server
 
 from components.conf import alerts, exporters
-from offline.engine import reveal
 from offline.render import Rendered
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
@@ -103,9 +102,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
 
 @pytest.fixture(scope="module")
 def database(dev: Rendered) -> Iterator[Database]:
-    container = dev.deployment.named("postgres", "docker:index/container:Container")
-    env = dict(e.split("=", 1) for e in reveal(container.inputs)["envs"])
-    with rendered_postgres(dev.out / "config/aixsss-dev-postgres", env) as db:
+    with rendered_database(dev) as db:
         yield db
 
 

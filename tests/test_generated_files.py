@@ -70,8 +70,13 @@ def test_postgres_hba_requires_tls_and_scram() -> None:
         cert_path="/c", key_path="/k", hba_path="/h", max_connections=50, shared_buffers_mb=128
     )
     rules = [line.split() for line in postgres.render_hba(settings).splitlines() if not line.startswith("#")]
-    assert all(rule[-1] in ("scram-sha-256", "reject") for rule in rules)
-    assert [r[0] for r in rules if r[-1] == "scram-sha-256" and r[0] != "local"] == ["hostssl", "hostssl"]
+    assert all(rule[-1] in ("scram-sha-256", "reject") for rule in rules if rule[0] != "local")
+    assert [r[0] for r in rules if r[-1] == "scram-sha-256"] == ["hostssl", "hostssl"]
+    # The socket: the owner by peer authentication (its OS user, pg_ident.conf), nothing else.
+    assert [r for r in rules if r[0] == "local"] == [
+        ["local", "all", "aixsss", "peer", "map=owner"],
+        ["local", "all", "all", "reject"],
+    ]
     assert rules[-1][0] == "host" and rules[-1][-1] == "reject"
     conf = postgres.render_conf(settings)
     assert "ssl = on" in conf and "password_encryption = 'scram-sha-256'" in conf

@@ -10,6 +10,7 @@ import json
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from harness import CONTAINER, delivered, is_secret, reveal, run_program
@@ -115,7 +116,11 @@ def test_the_exporters_secrets_are_secret_and_the_services_own() -> None:
     assert redis_exporter["REDIS_ADDR"] == "rediss://127.0.0.1:6379"
     assert redis_exporter["REDIS_EXPORTER_TLS_CA_CERT_FILE"] == exporters.CA_PATH
     pg = secret_env(found["postgres-pg-exporter"])
-    assert pg[exporters.POSTGRES_PASSWORD_ENV] == postgres["POSTGRES_PASSWORD"]
+    # The clients' login role and its password (the exporter's own secret): the server's
+    # container holds only the bootstrap password, which no longer opens anything.
+    client = urlsplit(secret_env(d.named("api", CONTAINER))["DATABASE_URL"])
+    assert (pg["DATA_SOURCE_USER"], pg[exporters.POSTGRES_PASSWORD_ENV]) == (client.username, client.password)
+    assert client.password not in postgres.values()
     assert pg["DATA_SOURCE_URI"].startswith("127.0.0.1:5432/aixsss?sslmode=verify-full&sslrootcert=")
     backups = secret_env(found["postgres-backup-exporter"])
     for key in ("PGBACKREST_REPO1_S3_KEY", "PGBACKREST_REPO1_S3_KEY_SECRET"):

@@ -45,7 +45,7 @@ from servers import (
     nginx_version,
     port_accepts,
     relocate,
-    rendered_postgres,
+    rendered_database,
     rendered_redis,
     running,
 )
@@ -415,8 +415,7 @@ def test_redis_persists_and_never_evicts(cache: Cache) -> None:
 
 @pytest.fixture(scope="module")
 def database(dev: Rendered) -> Iterator[Database]:
-    env = {e.split("=", 1)[0]: e.split("=", 1)[1] for e in _container_env(dev, "postgres")}
-    with rendered_postgres(dev.out / "config/aixsss-dev-postgres", env) as db:
+    with rendered_database(dev) as db:
         yield db
 
 
@@ -441,9 +440,14 @@ def test_postgres_accepts_tls_with_the_generated_password_over_scram(database: D
     with pg_connect(database, channel_binding="require") as conn:
         row = conn.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
         assert row is not None and row[0] is True and row[1] in ("TLSv1.2", "TLSv1.3")
-        assert conn.execute("SELECT current_user").fetchone() == (database.user,)
-        method = conn.execute("SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = current_user")
+        # Logged in as this generation's role; acting as the owner (what it creates is the owner's).
+        assert conn.execute("SELECT session_user, current_user").fetchone() == (database.user, "aixsss")
+        assert database.user == "aixsss_g0"
+        method = conn.execute("SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = session_user")
         assert method.fetchone() == (True,)
+        # The owner has no password left: the bootstrap one opened initdb only.
+        owner = conn.execute("SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = 'aixsss'").fetchone()
+        assert owner == (True,)
 
 
 def test_postgres_refuses_a_wrong_password(database: Database) -> None:

@@ -146,7 +146,8 @@ def test_every_app_env_var_present(case: tuple[str, str, Deployment]) -> None:
     assert api_env["CORS_ORIGIN"] == f"https://{domain}"
     assert str(api_env["S3_ENDPOINT"]).startswith("https://minio")
     if target == "docker":
-        assert str(api_env["DATABASE_URL"]).startswith("postgresql://aixsss:")
+        # The login role of secrets.rotation's generation (0), not the owner (README: rotation).
+        assert str(api_env["DATABASE_URL"]).startswith("postgresql://aixsss_g0:")
         assert "sslmode=require" in str(api_env["DATABASE_URL"])
         # The app's client speaks plain text to its TLS tunnel on loopback (components/cache.py).
         assert str(api_env["REDIS_URL"]).startswith("redis://default:") and api_env["REDIS_URL"].endswith(
@@ -208,9 +209,15 @@ def test_encryption_key_protected_and_never_rotated(case: tuple[str, str, Deploy
     key = d.named("apiKeyEncryptionKey", "random:index/randomBytes:RandomBytes")
     assert key.protect and key.plain["length"] == 32 and "keepers" not in key.plain
     for password in d.of_type("random:index/randomPassword:RandomPassword"):
+        if password.name in NEVER_ROTATED:
+            assert "keepers" not in password.plain, password.name
+            continue
         assert password.plain["keepers"] == {"rotation": "0"}
 
 
+# Docker's initdb password for the PostgreSQL owner: the first credentials job removes it, so
+# it opens nothing afterwards, and keeping it keeps the server's container through a rotation.
+NEVER_ROTATED = {"postgresBootstrapPassword"}
 # Every generated secret but the API key encryption key, written out: the backups' S3 user is new.
 ROTATABLE = {
     "postgresPassword",
@@ -227,7 +234,9 @@ ROTATABLE = {
 
 def test_rotation_regenerates_rotatable_secrets() -> None:
     d = run_program("dev", overrides={"secrets.rotation": 3})
-    passwords = {p.name: p for p in d.of_type("random:index/randomPassword:RandomPassword")}
+    passwords = {
+        p.name: p for p in d.of_type("random:index/randomPassword:RandomPassword") if p.name not in NEVER_ROTATED
+    }
     assert set(passwords) == ROTATABLE
     assert all(p.plain["keepers"] == {"rotation": "3"} for p in passwords.values())
     assert "keepers" not in d.named("apiKeyEncryptionKey").plain
@@ -352,6 +361,10 @@ def test_docker_hardening(docker_case: tuple[str, str, Deployment]) -> None:
             # In its service's namespace; no shell in its image for a health check (its scrape is).
             assert p["networkMode"].startswith("container:") and "healthcheck" not in p, c.name
             assert p["restart"] == "unless-stopped" and not p.get("ports"), c.name
+            continue
+        if c.name.startswith(("postgres-credentials", "postgres-retire-logins")):
+            # Through the server's socket only (a shared volume): no network at all.
+            assert p["networkMode"] == "none" and p["attach"] is True and "networksAdvanced" not in p, c.name
             continue
         if not (c.name.startswith(("api-migrate", "minio-bootstrap")) or c.name == "edge-acme-client"):
             assert p["healthcheck"]["tests"][0] == "CMD" and p["wait"] is True, c.name

@@ -21,6 +21,8 @@ import pytest
 from cryptography import x509
 from harness import Deployment, Registration, carrier_of, delivered, is_secret, plain_strings, reveal, run_program
 
+from components.conf import postgres
+
 CONTAINER = "docker:index/container:Container"
 SECRET = "kubernetes:core/v1:Secret"
 WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job")
@@ -401,8 +403,9 @@ def test_docker_env_holding_secrets_is_a_secret_input() -> None:
 
 
 INVENTORY_SOURCES: dict[str, Callable[[Callable[[str], dict[str, str]]], str]] = {
-    # Docker: the postgres container's env; Kubernetes: postgres-app, which CloudNativePG reads.
-    "POSTGRES_PASSWORD": lambda env: env("postgres")["POSTGRES_PASSWORD"],
+    # The clients' (Docker: the login role's, whose verifier the credentials job sets;
+    # Kubernetes: the owner's, from postgres-app, which CloudNativePG reads).
+    "POSTGRES_PASSWORD": lambda env: unquote(urlsplit(env("api")["DATABASE_URL"]).password or ""),
     "REDIS_PASSWORD": lambda env: env("redis")["REDISCLI_AUTH"],
     "MINIO_ROOT_USER": lambda env: env("minio")["MINIO_ROOT_USER"],
     "MINIO_ROOT_PASSWORD": lambda env: env("minio")["MINIO_ROOT_PASSWORD"],
@@ -437,8 +440,12 @@ def test_fingerprints_are_sha256_of_the_deployed_values(stack: str, target: str)
     d = deployed(stack, target) if stack != "prod" else run_program("prod", overrides={"target": "docker", **ONE_EACH})
     env = _env_reader(d, target)
     inventory = d.outputs["secretInventory"]
-    assert set(inventory) == set(INVENTORY_SOURCES)
-    for name, source in INVENTORY_SOURCES.items():
+    sources = dict(INVENTORY_SOURCES)
+    if target == "docker":
+        # The image's initdb password, which the first credentials job removes.
+        sources["POSTGRES_BOOTSTRAP_PASSWORD"] = lambda env: env("postgres")["POSTGRES_PASSWORD"]
+    assert set(inventory) == set(sources)
+    for name, source in sources.items():
         value = source(env)
         assert inventory[name] == "sha256:" + hashlib.sha256(value.encode()).hexdigest(), name
         assert not is_secret(inventory[name])
@@ -460,8 +467,17 @@ def test_every_consumer_gets_the_same_secret(stack: str, target: str) -> None:
     for key in ("DATABASE_URL", "REDIS_URL", "API_KEY_ENCRYPTION_KEY", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"):
         assert api[key] == worker[key], key
     # URL credentials are percent-encoded; decoded, they are the servers' own.
-    assert unquote(urlsplit(api["DATABASE_URL"]).password or "") == env("postgres")["POSTGRES_PASSWORD"]
-    assert urlsplit(api["DATABASE_URL"]).username == env("postgres")["POSTGRES_USER"] == "aixsss"
+    url = urlsplit(api["DATABASE_URL"])
+    if target == "docker":
+        # This generation's login role, whose SCRAM verifier the credentials job sets; the
+        # server's container has only the bootstrap password of its owner.
+        assert (url.username, env("postgres")["POSTGRES_USER"]) == ("aixsss_g0", "aixsss")
+        verifier = docker_env(prefixed(d, "postgres-credentials"))["LOGIN_VERIFIER"]
+        assert verifier == postgres.scram_verifier(unquote(url.password or ""), "aixsss_g0")
+        assert env("postgres")["POSTGRES_PASSWORD"] != unquote(url.password or "")
+    else:
+        assert unquote(url.password or "") == env("postgres")["POSTGRES_PASSWORD"]
+        assert url.username == env("postgres")["POSTGRES_USER"] == "aixsss"
     assert unquote(urlsplit(api["REDIS_URL"]).password or "") == env("redis")["REDISCLI_AUTH"]
     if target == "docker":
         migrate = docker_env(prefixed(d, "api-migrate"))
@@ -516,6 +532,7 @@ DOCKER_FILES: dict[str, dict[str, tuple[str, str | None]]] = {
     "postgres": {
         "/etc/aixsss/postgresql.conf": ("0444", None),
         "/etc/aixsss/pg_hba.conf": ("0444", None),
+        "/etc/aixsss/pg_ident.conf": ("0444", None),
         "/etc/aixsss/tls/server.crt": ("0444", None),
         "/etc/aixsss/tls/ca.crt": ("0444", None),
         "/etc/aixsss/tls/server.key": ("0600", "999"),
@@ -744,7 +761,10 @@ def test_checklist_redis_without_password(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_checklist_no_volumes(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("postgres", "redis", "minio"):
-        _break_spec(monkeypatch, name, lambda s: dataclasses.replace(s, volumes=[]))
+        # PostgreSQL keeps the socket volume its credentials jobs share: it holds no data.
+        _break_spec(
+            monkeypatch, name, lambda s: dataclasses.replace(s, volumes=[v for v in s.volumes if not v.holds_data])
+        )
     _only_false(_checklist(), "storage.volumesDeclared")
 
 
@@ -763,6 +783,9 @@ DOCKER_NETWORKS = {
     "minio": {"backend"},
     "minio-bootstrap": {"backend"},
     "api-migrate": {"backend"},
+    # PostgreSQL's credentials jobs reach it through its socket (a shared volume): no network.
+    "postgres-credentials": set(),
+    "postgres-retire-logins": set(),
     # api and worker join the namespace of their Redis tunnel, which holds their networks.
     "api": set(),
     "api-redis-tls": {"frontend", "backend", "egress"},

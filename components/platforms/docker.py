@@ -13,7 +13,7 @@ import pulumi_docker as docker
 from components.config import StackConfig
 from components.monitoring import DOCKER_METRICS_NETWORK, SCRAPER, MonitoringSpec, docker_metrics_network
 from components.platforms.base import FLOW_KEY, PORTS_KEY, Placement, flows_of, ports_record
-from components.spec import CONFIG_DIR, Companion, ConfigFile, Exporter, Security, ServiceSpec, Sidecar, Zone
+from components.spec import CONFIG_DIR, Companion, ConfigFile, Exporter, Security, ServiceSpec, Sidecar, Volume, Zone
 
 ACME_UID = 65532  # lego needs no privileges: HTTP-01 goes through the edge's webroot
 BOOTSTRAP_DIR = f"{CONFIG_DIR}/bootstrap"
@@ -109,6 +109,7 @@ class DockerPlatform(pulumi.ComponentResource):
         self._specs: dict[str, ServiceSpec] = {}
         self._published: dict[str, docker.Network] = {}
         self._metrics: dict[str, docker.Network] = {}
+        self._volumes: dict[tuple[str, str], docker.Volume] = {}
         self.provider = docker.Provider("docker", host=config.docker.host, opts=pulumi.ResourceOptions(parent=self))
         self._opts = pulumi.ResourceOptions(parent=self, provider=self.provider)
         # Only the egress network routes out; backend and frontend are internal (no route out).
@@ -212,15 +213,8 @@ class DockerPlatform(pulumi.ComponentResource):
             keep_locally=True,
             opts=pulumi.ResourceOptions(parent=parent, provider=self.provider),
         )
-        volumes = [
-            docker.Volume(
-                f"{spec.name}-{v.name}",
-                name=f"{self._prefix}-{spec.name}-{v.name}",
-                labels=[docker.VolumeLabelArgs(label=k, value=val) for k, val in LABELS.items()],
-                opts=self._child_opts(parent, [], stateful=True),
-            )
-            for v in spec.volumes
-        ]
+        volumes = [self._volume(spec, v, parent) for v in spec.volumes]
+        owned = [vol for v, vol in zip(spec.volumes, volumes, strict=True) if v.shared_from is None]
         prepare = self._volume_owner(spec, image, volumes, parent)
         config_volume, carrier = self._config_carrier(spec.name, spec.name, image, spec.files, _user(spec), parent)
         if carrier is not None:
@@ -283,8 +277,24 @@ class DockerPlatform(pulumi.ComponentResource):
             exposed=exposed,
             non_root=spec.security.run_as_user not in (None, 0),
             read_only_root=spec.security.read_only_root,
-            resources=[image, *volumes, *([config_volume] if config_volume else []), *prepare, *containers, *extra],
+            resources=[image, *owned, *([config_volume] if config_volume else []), *prepare, *containers, *extra],
         )
+
+    def _volume(self, spec: ServiceSpec, volume: Volume, parent: pulumi.Resource) -> docker.Volume:
+        """``spec``'s volume: a new one, or the one of the service it shares (Volume.shared_from)."""
+        if volume.shared_from is not None:
+            shared = self._volumes.get((volume.shared_from, volume.name))
+            if shared is None:
+                raise ValueError(f"{spec.name}: no volume {volume.name!r} of {volume.shared_from!r} placed before it")
+            return shared
+        made = docker.Volume(
+            f"{spec.name}-{volume.name}",
+            name=f"{self._prefix}-{spec.name}-{volume.name}",
+            labels=[docker.VolumeLabelArgs(label=k, value=val) for k, val in LABELS.items()],
+            opts=self._child_opts(parent, [], stateful=True),
+        )
+        self._volumes[(spec.name, volume.name)] = made
+        return made
 
     @staticmethod
     def _container_name(spec: ServiceSpec, index: int, count: int) -> str:
@@ -294,7 +304,10 @@ class DockerPlatform(pulumi.ComponentResource):
         return spec.name if count == 1 else f"{spec.name}-{index + 1}"
 
     def _network_args(self, spec: ServiceSpec) -> dict[str, Any]:
-        """Networks, aliases and published ports: what the namespace owner of ``spec`` gets."""
+        """Networks, aliases and published ports: what the namespace owner of ``spec`` gets. A
+        spec of no zone gets no network at all (not Docker's default bridge)."""
+        if not self._joined(spec):
+            return {"network_mode": "none"}
         return {
             "networks_advanced": [
                 docker.ContainerNetworksAdvancedArgs(name=n.name, aliases=[spec.name])
@@ -516,6 +529,7 @@ class DockerPlatform(pulumi.ComponentResource):
         )
         user = _user_of(exporter.security)
         secret = {k: spec.secret_env[key] for k, key in exporter.env_from_service_secret.items()}
+        secret |= exporter.secret_env
         scraper = f"{SCRAPER} (network {docker_metrics_network(self._config.environment, spec.name)})"
         flow = {"client": scraper, "server": spec.name, "ports": [exporter.port], "tls": False, "auth": "none"}
         records: dict[str, pulumi.Input[str]] = {
@@ -620,7 +634,10 @@ class DockerPlatform(pulumi.ComponentResource):
         if not volumes or uid in (None, 0):
             return []
         owner = f"{uid}:{spec.security.run_as_group or uid}"
-        mounts = {v.path: vol for v, vol in zip(spec.volumes, volumes, strict=True)}
+        # A shared volume is its service's to prepare (Volume.shared_from).
+        mounts = {v.path: vol for v, vol in zip(spec.volumes, volumes, strict=True) if v.shared_from is None}
+        if not mounts:
+            return []
         return [self._chown_job(spec.name, image, owner, mounts, spec, parent)]
 
     def _chown_job(

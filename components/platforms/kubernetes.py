@@ -274,10 +274,12 @@ class KubernetesPlatform(pulumi.ComponentResource):
         self._specs[spec.name] = spec
         if spec.cluster is not None:
             return self._postgres_cluster(spec, spec.cluster, parent, depends_on)
-        if spec.companions or spec.init:
-            # Only PostgreSQL with pgBackRest has them (its scheduler; an init for its archiving),
-            # and here PostgreSQL is a cluster.
-            raise ValueError(f"{spec.name}: companions and an init run on Docker only (here: an operator's cluster)")
+        if spec.companions or spec.init or any(v.shared_from for v in spec.volumes):
+            # Only PostgreSQL on one host has them (its backup scheduler, an init for its
+            # archiving, the credentials jobs on its socket), and here PostgreSQL is a cluster.
+            raise ValueError(
+                f"{spec.name}: companions, an init and shared volumes are Docker's (here: an operator's cluster)"
+            )
         if spec.redis_ha is not None:
             return self._redis_ha(spec, spec.redis_ha, parent, depends_on)
         return self._workload(spec, parent, depends_on)
@@ -1010,6 +1012,8 @@ def _sidecar_container(sidecar: Sidecar, mounts: list[VolumeMountArgsDict]) -> C
 def _exporter_container(
     exporter: Exporter, mounts: list[VolumeMountArgsDict], service_secret: str
 ) -> ContainerArgsDict:
+    if exporter.secret_env:
+        raise ValueError(f"{exporter.name}: an exporter's own secrets are Docker's; here it reads its service's Secret")
     resources = {"cpu": f"{exporter.resources.cpu_millis}m", "memory": f"{exporter.resources.memory_mb}Mi"}
     env: list[EnvVarArgsDict] = [{"name": k, "value": v} for k, v in exporter.env.items()]
     env.extend(

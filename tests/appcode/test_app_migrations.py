@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 from rendering import rendered
-from servers import LOOPBACK, Database, deployed_copy, postgres_bin, rendered_postgres
+from servers import LOOPBACK, Database, deployed_copy, postgres_bin, rendered_database
 
 from offline.engine import reveal
 from offline.render import Rendered
@@ -53,7 +53,7 @@ def _env(result: Rendered, container: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def database(dev: Rendered) -> Iterator[Database]:
-    with rendered_postgres(dev.out / "config/aixsss-dev-postgres", _env(dev, "postgres")) as db:
+    with rendered_database(dev) as db:
         yield db
 
 

@@ -18,6 +18,7 @@ rendered pgbackrest.conf and postgresql.conf relocated onto this machine.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import secrets
 import shutil
@@ -199,14 +200,14 @@ class Cluster:
     logs: list[Path] = field(default_factory=list)
 
     def env(self, **extra: str) -> dict[str, str]:
-        """What the container's env would carry: the keys and password, never in a file."""
+        """What the container's env would carry: the keys, never in a file (the database is
+        reached through its socket as the owner, by peer authentication: no password)."""
         return (
             os.environ
             | {
                 "PGBACKREST_CONFIG": str(self.backrest_conf),
                 pgbackrest.ENV_KEY: self.store.key,
                 pgbackrest.ENV_KEY_SECRET: self.store.key_secret,
-                pgbackrest.ENV_PASSWORD: self.password,
             }
             | extra
         )
@@ -260,8 +261,9 @@ class Cluster:
     def connect(self, dbname: str = database.DATABASE):
         import psycopg
 
+        # Peer authentication: the relocated pg_ident.conf maps this test's OS user to the owner too.
         return psycopg.connect(host=str(self.socket_dir), port=self.pg_port, user=database.USER, dbname=dbname,
-                               password=self.password, connect_timeout=10)  # fmt: skip
+                               connect_timeout=10)  # fmt: skip
 
 
 def render_cluster(work: Path, store: Store, pki: Pki) -> Cluster:
@@ -281,11 +283,16 @@ def render_cluster(work: Path, store: Store, pki: Pki) -> Cluster:
         archive=tuple(pgbackrest.archive_lines(SETTINGS)),
     )
     (files / "etc/aixsss/pg_hba.conf").write_text(postgres.render_hba(pg_settings))
+    # The image's postgres user is the owner through the socket; the test process (root, not that
+    # user) reads and writes the database the same way, so the relocated map admits it as well.
+    ident = postgres.render_ident(pg_settings) + f"{postgres.OWNER_MAP}  {getpass.getuser()}  {database.USER}\n"
+    (files / "etc/aixsss/pg_ident.conf").write_text(ident)
     paths = {
         str(CA_PATH): tls / "ca.crt",
         f"{TLS_DIR}/server.crt": tls / "server.crt",
         f"{TLS_DIR}/server.key": tls / "server.key",
         pg_settings.hba_path: files / "etc/aixsss/pg_hba.conf",
+        pg_settings.ident_path: files / "etc/aixsss/pg_ident.conf",
     }
     pg_port = free_port()
     socket_dir, data, spool, lock = work / "run", work / "pgdata", work / "spool", work / "lock"

@@ -22,6 +22,7 @@ SCRIPT = ROOT / "scripts" / "restore-drill.sh"
 SECRETS = {
     "PGBACKREST_REPO1_S3_KEY": "AKDRILLKEY0000000001",
     "PGBACKREST_REPO1_S3_KEY_SECRET": "drill-secret-value-0123456789",
+    # The bootstrap password of the owner: the drill never uses it (peer through the socket).
     "POSTGRES_PASSWORD": "drill-db-password-9876543210",
 }
 CONTAINER_ENV = SECRETS | {
@@ -109,7 +110,11 @@ def test_the_drill_restores_offline_and_cleans_up(tmp_path: Path) -> None:
     assert not any(k.startswith("PGBACKREST") for k in scratch["env"])
     # initdb's defaults, not the stack's settings: hot standby off, or a primary with more
     # max_connections than 100 (prod: 200) aborts the recovery (the real-daemon tier runs prod).
-    assert s[-3:] == ["postgres", "-c", "hot_standby=off"]
+    assert s[-7:-4] == ["postgres", "-c", "hot_standby=off"]
+    # The stack's pg_hba.conf and pg_ident.conf (config volume, read-only): the owner by peer.
+    assert s[-4:] == ["-c", "hba_file=/etc/aixsss/pg_hba.conf", "-c", "ident_file=/etc/aixsss/pg_ident.conf"]
+    assert "type=volume,source=aixsss-dev-postgres-config-0badc0de,target=/etc/aixsss,readonly" in s
+    assert not any(k == "PGPASSWORD" for c in calls for k in c["env"])
     volume = next(c["argv"][-1] for c in calls if c["argv"][:2] == ["volume", "create"])
     assert f"type=volume,source={volume},target=/var/lib/postgresql/data" in s
     # The check query ran, and pgbackrest info came from the running database.

@@ -40,8 +40,9 @@ FAST = [
     "tests/test_policy.py",
     "tests/test_config.py",
     "tests/test_render.py",
+    "tests/test_rotation.py",
 ]
-SERVERS = ["tests/test_servers.py"]
+SERVERS = ["tests/test_servers.py", "tests/test_rotation_servers.py"]
 TIMEOUT_SECONDS = 900
 
 

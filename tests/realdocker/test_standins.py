@@ -261,6 +261,10 @@ def tls_files(pki: Pki, owner: int) -> dict[str, File]:
     }
 
 
+# The clients' role in generation 0 of secrets.rotation (components/database.py).
+LOGIN_ROLE = pgconf.login_role("aixsss", 0)
+
+
 def start_postgres(lab: Lab, pki: Pki) -> Container:
     settings = pgconf.PostgresSettings(
         cert_path="/etc/aixsss/tls/server.crt",
@@ -272,6 +276,8 @@ def start_postgres(lab: Lab, pki: Pki) -> Container:
     files = {
         "/etc/aixsss/postgresql.conf": File(pgconf.render_conf(settings)),
         "/etc/aixsss/pg_hba.conf": File(pgconf.render_hba(settings)),
+        "/etc/aixsss/pg_ident.conf": File(pgconf.render_ident(settings)),
+        "/etc/aixsss/credentials.sql": File(pgconf.grant_login_sql("aixsss", LOGIN_ROLE)),
         **tls_files(pki, 999),
     }
     conf = lab.config("postgres", files, IMAGES["postgres"])
@@ -294,6 +300,11 @@ def start_postgres(lab: Lab, pki: Pki) -> Container:
     # pg_isready answers during initdb's socket-only server too; the TCP listener is the sign
     # that the real server runs.
     wait_for(lambda: "init process complete" in db.logs().decode() and listening(db, 5432), "postgres")
+    # The credentials job's script, as its container runs it: through the socket, as the owner
+    # by peer authentication (uid 999 is the image's postgres user), with the verifier in its env.
+    verifier = pgconf.scram_verifier(DB_PASSWORD, LOGIN_ROLE)
+    exec_ok(db, ["psql", "--no-psqlrc", "-h", "/var/run/postgresql", "-U", "aixsss", "-d", "aixsss",
+                 "-f", "/etc/aixsss/credentials.sql"], environment={pgconf.LOGIN_VERIFIER_ENV: verifier})  # fmt: skip
     return db
 
 
@@ -307,7 +318,7 @@ def listening(container: Container, port: int) -> bool:
 
 def database_url(password: str = DB_PASSWORD) -> str:
     return (
-        f"postgresql://aixsss:{quote(password, safe='')}@postgres:5432/aixsss"
+        f"postgresql://{LOGIN_ROLE}:{quote(password, safe='')}@postgres:5432/aixsss"
         f"?sslmode=require&sslaccept=strict&sslcert={CA_PATH}&connection_limit=5"
     )
 
@@ -388,8 +399,8 @@ def test_postgres_first_start_creates_role_and_database_and_checks_passwords(lab
     exec_ok(db, ["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-U", "aixsss", "-d", "aixsss"])  # the program's probe
     conf = lab.config("psql", {CA_PATH: File(pki.ca_pem)}, IMAGES["postgres"])
 
-    def psql(password: str, sslmode: str = "verify-full") -> tuple[int, str]:
-        dsn = f"host=postgres dbname=aixsss user=aixsss sslmode={sslmode} sslrootcert={CA_PATH}"
+    def psql(password: str, sslmode: str = "verify-full", user: str = LOGIN_ROLE) -> tuple[int, str]:
+        dsn = f"host=postgres dbname=aixsss user={user} sslmode={sslmode} sslrootcert={CA_PATH}"
         return lab.run(
             "psql",
             IMAGES["postgres"],
@@ -401,7 +412,10 @@ def test_postgres_first_start_creates_role_and_database_and_checks_passwords(lab
         )  # fmt: skip
 
     code, out = psql(DB_PASSWORD)
-    assert code == 0 and "aixsss aixsss t" in out, out
+    assert code == 0 and "aixsss aixsss t" in out, out  # the login role's sessions act as the owner
+    # The owner never logs in over the network, whatever the password (the bootstrap one is gone).
+    code, out = psql(DB_PASSWORD, user="aixsss")
+    assert code != 0 and "rejects connection" in out, out
     code, out = psql("wrong")
     assert code != 0 and "password authentication failed" in out, out
     code, out = psql(DB_PASSWORD, sslmode="disable")
