@@ -229,9 +229,9 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "k-secret-file-mode",
         "security",
-        K8S,
-        'volumes.append({"name": volume, "secret": {"secret_name": obj_name, "default_mode": 0o440}})',
-        'volumes.append({"name": volume, "secret": {"secret_name": obj_name, "default_mode": 0o644}})',
+        "components/platforms/kubernetes_files.py",
+        "SECRET_FILE_MODE = 0o440",
+        "SECRET_FILE_MODE = 0o644",
         "Kubernetes: secret files mounted 0644",
     ),
     Mutant(
