@@ -244,6 +244,22 @@ MUTANTS: list[Mutant] = [
         "Kubernetes: secret env written into the pod spec instead of a secretKeyRef",
     ),
     Mutant(
+        "k-env-checksum-missing",
+        "wiring",
+        K8S,
+        'checksums[f"{spec.name}-env"] = kubernetes_files.checksum(spec.secret_env)',
+        "pass",
+        "Kubernetes: a changed env Secret (a rotated password) rolls no pod",
+    ),
+    Mutant(
+        "k-checksum-of-keys-only",
+        "wiring",
+        "components/platforms/kubernetes_files.py",
+        "json.dumps(dict(zip(keys, values, strict=True)), sort_keys=True)",
+        "json.dumps(keys)",
+        "Kubernetes: the checksum ignores the content, so a changed file or secret rolls no pod",
+    ),
+    Mutant(
         "k-limits-unset",
         "security",
         K8S,

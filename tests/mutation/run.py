@@ -40,6 +40,7 @@ FAST = [
     "tests/test_policy.py",
     "tests/test_config.py",
     "tests/test_render.py",
+    "tests/test_rollout.py",
 ]
 SERVERS = ["tests/test_servers.py"]
 TIMEOUT_SECONDS = 900
