@@ -64,7 +64,7 @@ class GeneratedFile:
 
 
 def kubernetes_files(objects: list[dict[str, Any]]) -> list[GeneratedFile]:
-    """ConfigMap/Secret keys, placed where each workload mounts them (by subPath)."""
+    """ConfigMap/Secret keys, placed where each workload's containers see them."""
     sources: dict[tuple[str, str], dict[str, Any]] = {}
     for obj in objects:
         if obj.get("kind") == "ConfigMap":
@@ -76,23 +76,58 @@ def kubernetes_files(objects: list[dict[str, Any]]) -> list[GeneratedFile]:
         pod = pod_spec(obj)
         if pod is None:
             continue
-        volumes: dict[str, tuple[tuple[str, str], str]] = {}
-        for volume in pod.get("volumes") or []:
-            if "configMap" in volume:
-                volumes[volume["name"]] = (("configMap", volume["configMap"]["name"]), "0444")
-            elif "secret" in volume:
-                mode = f"{int(volume['secret'].get('defaultMode', 0o644)):04o}"
-                volumes[volume["name"]] = (("secret", volume["secret"]["secretName"]), mode)
         for container in pod.get("containers") or []:
-            for mount in container.get("volumeMounts") or []:
-                source = volumes.get(mount["name"])
-                if source is None or "subPath" not in mount or source[0] not in sources:
-                    continue
-                data = sources[source[0]]
-                if mount["subPath"] in data:
-                    content = data[mount["subPath"]]
-                    files.append(GeneratedFile(obj["metadata"]["name"], mount["mountPath"], content, source[1]))
+            for path, (content, mode) in container_files(pod, container, sources).items():
+                files.append(GeneratedFile(obj["metadata"]["name"], path, content, mode))
     return files
+
+
+def container_files(
+    pod: dict[str, Any], container: dict[str, Any], sources: dict[tuple[str, str], dict[str, Any]]
+) -> dict[str, tuple[str, str]]:
+    """Path -> (content, octal mode) of every ConfigMap/Secret key ``container`` sees, through
+    configMap, secret and projected volumes, mounted whole or by subPath."""
+    volumes = {v["name"]: _volume_files(v, sources) for v in pod.get("volumes") or []}
+    seen: dict[str, tuple[str, str]] = {}
+    for mount in container.get("volumeMounts") or []:
+        entries = volumes.get(mount["name"]) or {}
+        if "subPath" in mount:
+            if mount["subPath"] in entries:
+                seen[mount["mountPath"]] = entries[mount["subPath"]]
+            continue
+        for relative, entry in entries.items():
+            seen[f"{mount['mountPath'].rstrip('/')}/{relative}"] = entry
+    return seen
+
+
+def _volume_files(volume: dict[str, Any], sources: dict[tuple[str, str], dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """Relative path -> (content, mode) of the keys a configMap, secret or projected volume holds."""
+    if "projected" in volume:
+        default = volume["projected"].get("defaultMode", 0o644)
+        parts = [
+            (kind, source[kind]["name"], source[kind].get("items"))
+            for source in volume["projected"].get("sources") or []
+            for kind in ("configMap", "secret")
+            if kind in source
+        ]
+    elif "configMap" in volume:
+        default = volume["configMap"].get("defaultMode", 0o644)
+        parts = [("configMap", volume["configMap"]["name"], volume["configMap"].get("items"))]
+    elif "secret" in volume:
+        default = volume["secret"].get("defaultMode", 0o644)
+        parts = [("secret", volume["secret"]["secretName"], volume["secret"].get("items"))]
+    else:
+        return {}
+    entries: dict[str, tuple[str, str]] = {}
+    for kind, name, items in parts:
+        data = sources.get((kind, name))
+        if data is None:
+            continue
+        listed: list[dict[str, Any]] = items if items is not None else [{"key": k, "path": k} for k in data]
+        for item in listed:
+            if item["key"] in data:
+                entries[item["path"]] = (data[item["key"]], f"{int(item.get('mode', default)):04o}")
+    return entries
 
 
 def secret_items(value: Any) -> list[Any]:

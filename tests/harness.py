@@ -14,6 +14,7 @@ from offline.engine import (  # noqa: F401
     run_program,
     stack_config,
 )
+from offline.objects import container_files, tidy
 
 # Flat config the config tests start from: images pinned, and a prod stack that passes every rule.
 PINNED = {
@@ -60,3 +61,27 @@ def carrier_of(d: Deployment, container: Registration) -> Registration:
 def delivered(d: Deployment, container: Registration) -> dict[str, dict[str, Any]]:
     """Path -> upload (content, permissions, owner) of every file ``container`` sees under /etc/aixsss."""
     return {u["file"]: u for u in reveal(carrier_of(d, container).inputs["uploads"])}
+
+
+WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job")
+
+
+def k8s_files(d: Deployment, workload: str, container: str | None = None) -> dict[str, tuple[str, str]]:
+    """Path -> (content, octal mode) of every file ``container`` of ``workload`` (its first
+    container unless named) sees from the stack's ConfigMaps and Secrets, through its volumes."""
+    sources: dict[tuple[str, str], dict[str, Any]] = {}
+    for reg in d.registrations:
+        if reg.type == "kubernetes:core/v1:ConfigMap":
+            sources[("configMap", reg.plain["metadata"]["name"])] = reg.plain.get("data") or {}
+        elif reg.type == "kubernetes:core/v1:Secret":
+            sources[("secret", reg.plain["metadata"]["name"])] = reg.plain.get("stringData") or {}
+    [reg] = [r for r in d.registrations if r.type in WORKLOADS and r.name == workload]
+    pod = tidy(reg.plain["spec"]["template"]["spec"])
+    containers = [*pod.get("initContainers", []), *pod["containers"]]
+    chosen = pod["containers"][0] if container is None else next(c for c in containers if c["name"] == container)
+    return container_files(pod, chosen, sources)
+
+
+def k8s_file(d: Deployment, workload: str, path: str) -> str:
+    """The content the first container of ``workload`` sees at ``path``."""
+    return k8s_files(d, workload)[path][0]

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 import pytest
-from harness import Deployment, Registration, delivered, reveal, run_program
+from harness import Deployment, Registration, delivered, k8s_file, reveal, run_program
 
 CONTAINER = "docker:index/container:Container"
 PVC = "kubernetes:core/v1:PersistentVolumeClaim"
@@ -154,18 +154,6 @@ def k8s_env(d: Deployment, name: str) -> dict[str, Any]:
             ref = e["valueFrom"]["secretKeyRef"]
             env[e["name"]] = d.named(ref["name"], "kubernetes:core/v1:Secret").plain["stringData"][ref["key"]]
     return env
-
-
-def k8s_file(d: Deployment, workload: str, path: str) -> str:
-    """The content a pod sees at ``path``: follow its volumeMount to the ConfigMap or Secret."""
-    pod = k8s_workload(d, workload)["spec"]["template"]["spec"]
-    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == path)
-    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
-    if "configMap" in volume:
-        data = d.named(volume["configMap"]["name"], "kubernetes:core/v1:ConfigMap").plain["data"]
-    else:
-        data = d.named(volume["secret"]["secretName"], "kubernetes:core/v1:Secret").plain["stringData"]
-    return data[mount["subPath"]]
 
 
 # ------------------------------------------------------------------------ application env

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 import pytest
-from harness import Deployment, delivered, reveal, run_program
+from harness import Deployment, delivered, k8s_file, reveal, run_program
 
 CONTAINER = "docker:index/container:Container"
 
@@ -26,15 +26,7 @@ def deployed(stack: str, target: str) -> Deployment:
 def deployed_file(d: Deployment, workload: str, path: str) -> str:
     if d.of_type(CONTAINER):
         return delivered(d, d.named(workload, CONTAINER))[path]["content"]
-    kinds = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet")
-    pod: dict[str, Any] = next(
-        r.plain["spec"]["template"]["spec"] for r in d.registrations if r.type in kinds and r.name == workload
-    )
-    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == path)
-    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
-    if "configMap" in volume:
-        return d.named(volume["configMap"]["name"], "kubernetes:core/v1:ConfigMap").plain["data"][mount["subPath"]]
-    return d.named(volume["secret"]["secretName"], "kubernetes:core/v1:Secret").plain["stringData"][mount["subPath"]]
+    return k8s_file(d, workload, path)
 
 
 CASES = [("dev", "docker"), ("staging", "kubernetes"), ("prod", "kubernetes")]

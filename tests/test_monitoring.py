@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from crd_schema import validate
+from harness import k8s_files
 
 from components.conf import exporters
 from components.config.model import MonitoringSettings
@@ -149,7 +150,7 @@ def test_the_redis_exporter_verifies_tls_and_reads_the_existing_password_secret(
     assert env["REDIS_EXPORTER_TLS_CA_CERT_FILE"]["value"] == exporters.CA_PATH
     assert env["REDIS_PASSWORD"]["valueFrom"] == {"secretKeyRef": {"name": "redis-env", "key": "REDISCLI_AUTH"}}
     assert "value" not in env["REDIS_PASSWORD"]
-    assert exporters.CA_PATH in [m["mountPath"] for m in exporter["volumeMounts"]]
+    assert exporters.CA_PATH in k8s_files(staging(), "redis", "exporter")
     # The server certificate names 127.0.0.1, the address the exporter verifies.
     [csr] = [
         r for r in staging().registrations if r.type == "tls:index/certRequest:CertRequest" and r.name == "redis-csr"

@@ -133,6 +133,11 @@ RULE_CASES: list[tuple[str, str, str, str, str, Callable[[dict[str, Any]], Any],
     ("minio-https-console-private", "prod", "kubernetes", STATEFULSET, "minio",
      lambda p: _container(p).update(args=[a for a in _container(p)["args"] if a != "--certs-dir"]),
      "without --certs-dir"),
+    # Its key is no longer among the items of the directory it mounts at /etc/aixsss.
+    ("minio-https-console-private", "staging", "kubernetes", STATEFULSET, "minio",
+     lambda p: [s["secret"].update(items=[]) for v in p["spec"]["template"]["spec"]["volumes"]
+                for s in v.get("projected", {}).get("sources", []) if "secret" in s],
+     "no private.key in /etc/aixsss/minio-certs"),
     ("images-pinned", "staging", "docker", "docker:index/remoteImage:RemoteImage", "web-image",
      lambda p: p.update(name="ghcr.io/aixsss/web:latest"), "is not pinned"),
     ("images-pinned", "prod", "kubernetes", DEPLOYMENT, "api",

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 import pytest
-from harness import PINNED, PROD_OK, Deployment, is_secret, reveal, run_program
+from harness import PINNED, PROD_OK, Deployment, is_secret, k8s_files, reveal, run_program
 
 from components.conf import redis, redis_ha
 from components.config import StackConfigError, parse_stack_config
@@ -146,8 +146,8 @@ def test_the_nodes_run_the_rendered_redis_conf_and_start_script() -> None:
     )
     (container,) = [c for c in pod(objects(d, STATEFUL_SET)["redis-node"])["containers"] if c["name"] == "redis-node"]
     assert container["command"] == ["sh", "/etc/aixsss/redis-node-start.sh"]
-    assert {m["mountPath"] for m in container["volumeMounts"]} >= {
-        "/data",
+    assert "/data" in {m["mountPath"] for m in container["volumeMounts"]}
+    assert set(k8s_files(d, "redis-node")) >= {
         "/etc/aixsss/redis.conf",
         "/etc/aixsss/redis-node-start.sh",
         "/etc/aixsss/tls/server.key",

@@ -19,7 +19,18 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 from cryptography import x509
-from harness import Deployment, Registration, carrier_of, delivered, is_secret, plain_strings, reveal, run_program
+from harness import (
+    Deployment,
+    Registration,
+    carrier_of,
+    delivered,
+    is_secret,
+    k8s_file,
+    k8s_files,
+    plain_strings,
+    reveal,
+    run_program,
+)
 
 from components.conf import postgres
 
@@ -98,15 +109,6 @@ def cnpg_cluster(d: Deployment) -> dict[str, Any]:
 
 def secret_data(d: Deployment, name: str) -> dict[str, str]:
     return d.named(name, SECRET).plain["stringData"]
-
-
-def k8s_file(d: Deployment, name: str, path: str) -> str:
-    pod = pod_spec(d, name)
-    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == path)
-    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
-    if "configMap" in volume:
-        return d.named(volume["configMap"]["name"], "kubernetes:core/v1:ConfigMap").plain["data"][mount["subPath"]]
-    return d.named(volume["secret"]["secretName"], SECRET).plain["stringData"][mount["subPath"]]
 
 
 # --------------------------------------------------------------------------- healthchecks
@@ -601,14 +603,20 @@ def test_kubernetes_secret_files_come_from_secrets_readable_by_the_pod_group_onl
         volumes = {v["name"]: v for v in pod["volumes"]}
         from_secret = set()
         for mount in pod["containers"][0]["volumeMounts"]:
-            volume = volumes[mount["name"]]
-            if "secret" in volume:
-                from_secret.add(mount["mountPath"])
-                assert volume["secret"]["defaultMode"] == 0o440, (name, mount["mountPath"])
+            sources = volumes[mount["name"]].get("projected", {}).get("sources", [])
+            for source in sources:
+                kind = "secret" if "secret" in source else "configMap"
+                for item in source[kind]["items"]:
+                    path = f"{mount['mountPath']}/{item['path']}"
+                    # Owned by root, readable by the pod's fsGroup: secrets never by others.
+                    assert item["mode"] == (0o440 if kind == "secret" else 0o444), (name, path)
+                    if kind == "secret":
+                        from_secret.add(path)
+            if sources:
                 assert mount["readOnly"] is True
-            elif "configMap" in volume:
-                assert volume["configMap"]["defaultMode"] == 0o444, (name, mount["mountPath"])
+                assert volumes[mount["name"]]["projected"]["defaultMode"] == 0o440
         assert from_secret == secret_paths, name
+        assert set(secret_paths) <= set(k8s_files(d, name)), name
         assert pod["securityContext"]["fsGroup"] == FS_GROUP[name], name
     # PostgreSQL's key reaches CloudNativePG in a kubernetes.io/tls Secret (the operator mounts it
     # for the postgres user); its CA Secret holds the certificate alone, no key to sign with.

@@ -29,8 +29,11 @@ from pulumi_kubernetes.networking.v1 import (
 )
 
 from components.config import StackConfig
+from components.platforms import kubernetes_files
 from components.platforms.base import FLOW_KEY, OPERATOR_TRAFFIC, PORTS_KEY, Placement, flows_of, ports_record
+from components.platforms.kubernetes_files import file_key as _file_key
 from components.spec import (
+    CONFIG_DIR,
     ClusterBackup,
     ConfigFile,
     Exporter,
@@ -52,6 +55,7 @@ PART_OF = {"app.kubernetes.io/part-of": "aixsss", "app.kubernetes.io/managed-by"
 CNPG_API = "postgresql.cnpg.io/v1"
 BARMAN_API = "barmancloud.cnpg.io/v1"
 BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
+CNPG_RELOAD = "cnpg.io/reload"
 # The instance manager's status endpoint, which the operator polls.
 CNPG_STATUS_PORT = 8000
 # Egress to the internet: HTTPS only, and never to cluster-private or link-local ranges.
@@ -105,10 +109,6 @@ def _labels(name: str) -> dict[str, str]:
 
 def _selector(name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": name}
-
-
-def _file_key(path: str) -> str:
-    return path.strip("/").replace("/", "_")
 
 
 def _probe(probe: Probe, initial_delay: int) -> ProbeArgsDict:
@@ -318,6 +318,8 @@ class KubernetesPlatform(pulumi.ComponentResource):
         volumes: list[VolumeArgsDict] = []
         mounts: list[VolumeMountArgsDict] = []
         env: list[EnvVarArgsDict] = [{"name": k, "value": v} for k, v in spec.env.items()]
+        # Every ConfigMap and Secret the pod reads, by name: their checksums go on its template.
+        checksums: dict[str, pulumi.Output[str]] = {}
         if spec.secret_env:
             env_secret = k8s.core.v1.Secret(
                 f"{spec.name}-env",
@@ -327,16 +329,19 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 opts=self._opts_for(parent, []),
             )
             made.append(env_secret)
+            checksums[f"{spec.name}-env"] = kubernetes_files.checksum(spec.secret_env)
             # Apps read secrets by reference; no secret value sits in a pod spec.
             env.extend(
                 {"name": k, "value_from": {"secret_key_ref": {"name": env_secret.metadata["name"], "key": k}}}
                 for k in spec.secret_env
             )
-        made += self._files(spec.name, spec.name, spec.files, parent, volumes, mounts)
+        made += self._files(spec.name, spec.name, spec.files, parent, volumes, mounts, checksums)
         sidecar_mounts: dict[str, list[VolumeMountArgsDict]] = {}
         for sidecar in spec.sidecars:
             own: list[VolumeMountArgsDict] = []
-            made += self._files(f"{spec.name}-{sidecar.name}", spec.name, sidecar.files, parent, volumes, own)
+            made += self._files(
+                f"{spec.name}-{sidecar.name}", spec.name, sidecar.files, parent, volumes, own, checksums
+            )
             # Its own scratch space: nothing of the app's /tmp is shared with it.
             scratch = f"{sidecar.name}-tmp"
             volumes.append({"name": scratch, "empty_dir": {"medium": "Memory", "size_limit": "16Mi"}})
@@ -345,7 +350,9 @@ class KubernetesPlatform(pulumi.ComponentResource):
         exporters: list[ContainerArgsDict] = []
         for exporter in spec.exporters:
             own = []
-            made += self._files(f"{spec.name}-{exporter.name}", spec.name, exporter.files, parent, volumes, own)
+            made += self._files(
+                f"{spec.name}-{exporter.name}", spec.name, exporter.files, parent, volumes, own, checksums
+            )
             scratch = f"{exporter.name}-tmp"
             volumes.append({"name": scratch, "empty_dir": {"medium": "Memory", "size_limit": "16Mi"}})
             own.append({"name": scratch, "mount_path": "/tmp"})
@@ -393,7 +400,10 @@ class KubernetesPlatform(pulumi.ComponentResource):
             mounts.append({"name": "public-tls", "mount_path": spec.acme.mount_dir, "read_only": True})
 
         pod = self._pod_spec(spec, env, volumes, mounts, sidecar_mounts, exporters)
-        template: PodTemplateSpecArgsDict = {"metadata": {"labels": _labels(spec.name)}, "spec": pod}
+        template_meta: ObjectMetaArgsDict = {"labels": _labels(spec.name)}
+        if checksums:
+            template_meta["annotations"] = kubernetes_files.checksum_annotations(checksums)
+        template: PodTemplateSpecArgsDict = {"metadata": template_meta, "spec": pod}
         workload: pulumi.Resource
         if spec.run_once:
             job_name = f"{spec.name}-{spec.release[:10]}"
@@ -510,9 +520,12 @@ class KubernetesPlatform(pulumi.ComponentResource):
         parent: pulumi.Resource,
         type_: str = "Opaque",
     ) -> k8s.core.v1.Secret:
+        # CloudNativePG watches only the Secrets its Cluster owns or that carry this label: with it,
+        # a changed Secret (a renewed server certificate, a rotated password) is reloaded by the
+        # instances; without it, they keep the old one until restarted (`kubectl cnpg reload`).
         return k8s.core.v1.Secret(
             name,
-            metadata=self._meta(name, _labels(service)),
+            metadata=self._meta(name, {**_labels(service), CNPG_RELOAD: "true"}),
             type=type_,
             string_data=data,
             opts=self._opts_for(parent, []),
@@ -745,10 +758,12 @@ class KubernetesPlatform(pulumi.ComponentResource):
         parent: pulumi.Resource,
         volumes: list[VolumeArgsDict],
         mounts: list[VolumeMountArgsDict],
+        checksums: dict[str, pulumi.Output[str]],
     ) -> list[pulumi.Resource]:
         """``files`` as a ConfigMap and a Secret named after ``name`` (the service, or one of
-        its sidecars), mounted file by file."""
+        its sidecars), mounted together as the directory CONFIG_DIR (kubernetes_files)."""
         made: list[pulumi.Resource] = []
+        names: dict[bool, str] = {}
         for secret, chosen in (
             (False, [f for f in files if not f.secret]),
             (True, [f for f in files if f.secret]),
@@ -757,20 +772,21 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 continue
             kind = "secret-files" if secret else "files"
             obj_name = f"{name}-{kind}"
-            volume = obj_name if name != service else kind
             data = {_file_key(f.path): f.content for f in chosen}
             meta = self._meta(obj_name, _labels(service))
             if secret:
                 obj: pulumi.Resource = k8s.core.v1.Secret(
                     obj_name, metadata=meta, type="Opaque", string_data=data, opts=self._opts_for(parent, [])
                 )
-                # Owned by root, readable by the pod's fsGroup: what Postgres accepts for its key.
-                volumes.append({"name": volume, "secret": {"secret_name": obj_name, "default_mode": 0o440}})
             else:
                 obj = k8s.core.v1.ConfigMap(obj_name, metadata=meta, data=data, opts=self._opts_for(parent, []))
-                volumes.append({"name": volume, "config_map": {"name": obj_name, "default_mode": 0o444}})
             made.append(obj)
-            mounts += [_file_mount(volume, f) for f in chosen]
+            names[secret] = obj_name
+            checksums[obj_name] = kubernetes_files.checksum(data)
+        if names:
+            volume = "files" if name == service else f"{name}-files"
+            volumes.append(kubernetes_files.config_volume(volume, names.get(False), names.get(True), files))
+            mounts.append({"name": volume, "mount_path": CONFIG_DIR, "read_only": True})
         return made
 
     def _pod_spec(
@@ -1042,7 +1058,3 @@ def _exporter_container(
     if exporter.args:
         container["args"] = exporter.args
     return container
-
-
-def _file_mount(volume: str, f: ConfigFile) -> VolumeMountArgsDict:
-    return {"name": volume, "mount_path": f.path, "sub_path": _file_key(f.path), "read_only": True}

@@ -109,6 +109,25 @@ class Resource:
         yield from pod.get("initContainers") or []
         yield from pod.get("containers") or []
 
+    def mounted_paths(self) -> list[str]:
+        """Where a pod's containers see files: each mount's path and, below it, each item its
+        configMap, secret or projected volume lists (the whole-directory mounts of issue 12)."""
+        volumes = {v.get("name"): v for v in (self.pod or {}).get("volumes") or []}
+        paths = []
+        for container in self.containers():
+            for mount in container.get("volumeMounts") or []:
+                at = mount.get("mountPath", "")
+                paths.append(at)
+                if mount.get("subPath"):
+                    continue
+                volume = volumes.get(mount.get("name")) or {}
+                sources = [*((volume.get("projected") or {}).get("sources") or []), volume]
+                for source in sources:
+                    for kind in ("configMap", "secret"):
+                        for item in (source.get(kind) or {}).get("items") or []:
+                            paths.append(f"{at.rstrip('/')}/{item.get('path', '')}")
+        return paths
+
     def mounts(self) -> Iterator[tuple[str, str, bool]]:
         """(volume name, path in the container, read-only) of a Docker container's named volumes."""
         for volume in self.props.get("volumes") or [] if self.type == CONTAINER else []:

@@ -220,9 +220,7 @@ def minio_https_console_private(r: Resource) -> Iterator[str]:
     if certs is None:
         yield "minio runs without --certs-dir: the S3 API and console speak plain HTTP"
     else:
-        files = [path for path, _ in r.files()] + [
-            m.get("mountPath", "") for c in r.containers() for m in c.get("volumeMounts") or []
-        ]
+        files = [path for path, _ in r.files()] + r.mounted_paths()
         # Docker: the certificates are in the config volume, filled by minio's carrier; which
         # files that holds only the pair shows (docker-config-delivered, with the same messages).
         if not _from_config_volume(r, certs):

@@ -229,9 +229,9 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "k-secret-file-mode",
         "security",
-        K8S,
-        'volumes.append({"name": volume, "secret": {"secret_name": obj_name, "default_mode": 0o440}})',
-        'volumes.append({"name": volume, "secret": {"secret_name": obj_name, "default_mode": 0o644}})',
+        "components/platforms/kubernetes_files.py",
+        "SECRET_FILE_MODE = 0o440",
+        "SECRET_FILE_MODE = 0o644",
         "Kubernetes: secret files mounted 0644",
     ),
     Mutant(
@@ -242,6 +242,22 @@ MUTANTS: list[Mutant] = [
         "                for k in spec.secret_env",
         '{"name": k, "value": v}\n                for k, v in spec.secret_env.items()',
         "Kubernetes: secret env written into the pod spec instead of a secretKeyRef",
+    ),
+    Mutant(
+        "k-env-checksum-missing",
+        "wiring",
+        K8S,
+        'checksums[f"{spec.name}-env"] = kubernetes_files.checksum(spec.secret_env)',
+        "pass",
+        "Kubernetes: a changed env Secret (a rotated password) rolls no pod",
+    ),
+    Mutant(
+        "k-checksum-of-keys-only",
+        "wiring",
+        "components/platforms/kubernetes_files.py",
+        "json.dumps(dict(zip(keys, values, strict=True)), sort_keys=True)",
+        "json.dumps(keys)",
+        "Kubernetes: the checksum ignores the content, so a changed file or secret rolls no pod",
     ),
     Mutant(
         "k-limits-unset",

@@ -41,6 +41,7 @@ FAST = [
     "tests/test_config.py",
     "tests/test_render.py",
     "tests/test_rotation.py",
+    "tests/test_rollout.py",
 ]
 SERVERS = ["tests/test_servers.py", "tests/test_rotation_servers.py"]
 TIMEOUT_SECONDS = 900
