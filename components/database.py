@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 from pathlib import Path
@@ -67,6 +68,7 @@ class Database(Service):
         certificate: Certificate,
         backup: ClusterBackup | None = None,
         bootstrap_password: pulumi.Output[str] | None = None,
+        scram_salt: pulumi.Output[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("Database", NAME, opts)
@@ -78,6 +80,7 @@ class Database(Service):
         single_host = not platform.runs_postgres_clusters
         self.login_role = postgres.login_role(USER, config.secrets.rotation) if single_host else USER
         self._password = password
+        self._scram_salt = scram_salt
         # Where an operator runs PostgreSQL it archives and backs up (Barman Cloud); on a single
         # host pgBackRest does, from the image with pgBackRest, beside the server.
         self.pgbackrest = None if backup is None or platform.runs_postgres_clusters else _pgbackrest(config, backup)
@@ -195,8 +198,12 @@ class Database(Service):
         path = f"{CONFIG_DIR}/{name}.sql"
         verifier = {}
         if password is not None:
-            role = self.login_role
-            verifier = {postgres.LOGIN_VERIFIER_ENV: password.apply(lambda p: postgres.scram_verifier(p, role))}
+            assert self._scram_salt is not None, "one host: StackSecrets makes the verifier's salt"
+            verifier = {
+                postgres.LOGIN_VERIFIER_ENV: pulumi.Output.all(password, self._scram_salt).apply(
+                    lambda args: postgres.scram_verifier(args[0], base64.b64decode(args[1]))
+                )
+            }
         image = self._config.images.postgres
         return ServiceSpec(
             name=f"{NAME}-{name}",

@@ -45,10 +45,15 @@ class StackSecrets(pulumi.ComponentResource):
         # credentials job removes it (login roles, components/database.py), so it opens nothing
         # afterwards, and the server's container never changes with secrets.rotation.
         self.postgres_bootstrap_password: pulumi.Output[str] | None = None
+        # The salt of the login role's SCRAM verifier (base64): random, new with each rotation,
+        # kept in state so an unchanged password gives the credentials job an unchanged verifier.
+        self.postgres_scram_salt: pulumi.Output[str] | None = None
         if config.target is Target.DOCKER:
             self.postgres_bootstrap_password = pulumi.Output.secret(
                 random.RandomPassword("postgresBootstrapPassword", length=32, special=False, opts=child).result
             )
+            salt = random.RandomBytes("postgresScramSalt", length=16, keepers=rotating, opts=child)
+            self.postgres_scram_salt = pulumi.Output.secret(salt.base64)
         self.redis_password = password("redisPassword", 32)
         # Sentinel's own password (cache.highAvailability): only the Redis nodes and Sentinels use
         # it, never the application, so it is always generated, never supplied.

@@ -110,7 +110,13 @@ def build(config: StackConfig) -> AixsssStack:
             store_ready=tuple(object_store.ready) if object_store is not None else (),
         )
     database = Database(
-        config, platform, secrets.postgres_password, certs["postgres"], backup, secrets.postgres_bootstrap_password
+        config,
+        platform,
+        secrets.postgres_password,
+        certs["postgres"],
+        backup,
+        secrets.postgres_bootstrap_password,
+        secrets.postgres_scram_salt,
     )
     cache = Cache(
         config,

@@ -102,16 +102,14 @@ def login_role(owner: str, generation: int) -> str:
 SCRAM_ITERATIONS = 4096  # PostgreSQL's scram_iterations default
 
 
-def scram_verifier(password: str, salt_seed: str) -> str:
+def scram_verifier(password: str, salt: bytes) -> str:
     """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (RFC 5802/7677, as libpq's
     PQencryptPasswordConn computes it), so the server is given the verifier and never sees the
-    password, even in a log line of a failed statement. The salt is derived from the password
-    and ``salt_seed`` (the role) so that an unchanged password gives an unchanged verifier (and
-    an unchanged plan); the passwords are random, 32 characters, so a derived salt costs nothing.
-    ASCII passwords only: SASLprep leaves them as they are (config validates supplied ones)."""
+    password, even in a log line of a failed statement. ``salt``: random, kept in the stack's
+    state (secrets.py), so an unchanged password gives an unchanged verifier and plan. ASCII
+    passwords only: SASLprep leaves them as they are (config refuses other supplied ones)."""
     if not password.isascii():
         raise ValueError("a PostgreSQL password given to scram_verifier must be ASCII (SASLprep)")
-    salt = hmac.new(password.encode(), f"aixsss-scram-salt:{salt_seed}".encode(), hashlib.sha256).digest()[:16]
     salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, SCRAM_ITERATIONS)
     client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
     stored_key = hashlib.sha256(client_key).digest()
@@ -159,7 +157,10 @@ def retire_logins_sql(owner: str, role: str) -> str:
             f" WHERE rolname ~ '{pattern}' AND rolname <> '{role}' \\gexec",
             f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             f" WHERE usename ~ '{pattern}' AND usename <> '{role}';",
-            f"SELECT format('DROP ROLE %I', rolname) FROM pg_roles"
+            # Whatever a session made after `SET ROLE NONE` becomes the owner's, then the role goes
+            # (DROP ROLE refuses a role that still owns or was granted anything).
+            f"SELECT format('REASSIGN OWNED BY %1$I TO {owner}', rolname), format('DROP OWNED BY %1$I', rolname),"
+            f" format('DROP ROLE %1$I', rolname) FROM pg_roles"
             f" WHERE rolname ~ '{pattern}' AND rolname <> '{role}' \\gexec",
             "",
         ]

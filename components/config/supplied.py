@@ -25,12 +25,14 @@ _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 Check = Callable[[str], str | None]
 
 
-def _password(minimum: int, *, url_safe: bool = False) -> Check:
+def _password(minimum: int, *, url_safe: bool = False, ascii_only: bool = False) -> Check:
     def check(value: str) -> str | None:
         if len(value) < minimum:
             return f"at least {minimum} characters"
         if _CONTROL_OR_SPACE.search(value):
             return "no spaces or control characters"
+        if ascii_only and not value.isascii():
+            return "ASCII characters only (its SCRAM verifier is computed without SASLprep)"
         if url_safe and not _URL_SAFE.match(value):
             return "only A-Z a-z 0-9 . _ ~ - (the application reads it from a URL without decoding)"
         return None
@@ -57,7 +59,8 @@ def _encryption_key(value: str) -> str | None:
 SECRET_CHECKS: dict[str, Check] = {
     # 16 characters is this project's floor for a password (the generated ones have 32-40);
     # the services themselves would take less (MinIO: 8).
-    "postgresPassword": _password(16),
+    # The program gives PostgreSQL the password's SCRAM verifier (conf/postgres.scram_verifier).
+    "postgresPassword": _password(16, ascii_only=True),
     "redisPassword": _password(16, url_safe=True),
     # MinIO refuses a user (access key) under 3 characters, root's or one `mc admin user add` makes.
     "minioRootUser": _password(3),

@@ -302,7 +302,7 @@ def start_postgres(lab: Lab, pki: Pki) -> Container:
     wait_for(lambda: "init process complete" in db.logs().decode() and listening(db, 5432), "postgres")
     # The credentials job's script, as its container runs it: through the socket, as the owner
     # by peer authentication (uid 999 is the image's postgres user), with the verifier in its env.
-    verifier = pgconf.scram_verifier(DB_PASSWORD, LOGIN_ROLE)
+    verifier = pgconf.scram_verifier(DB_PASSWORD, secrets.token_bytes(16))
     exec_ok(db, ["psql", "--no-psqlrc", "-h", "/var/run/postgresql", "-U", "aixsss", "-d", "aixsss",
                  "-f", "/etc/aixsss/credentials.sql"], environment={pgconf.LOGIN_VERIFIER_ENV: verifier})  # fmt: skip
     return db
