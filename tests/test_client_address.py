@@ -207,6 +207,14 @@ def test_a_client_cannot_choose_its_address_through_the_gateway(edge: Edge) -> N
     assert last_request(edge)["x-forwarded-for"] == client and last_request(edge)["x-real-ip"] == client
 
 
+def test_the_gateways_own_hops_are_skipped(edge: Edge) -> None:
+    # Two proxy tiers in the gateway's ranges (e.g. a cloud LB before the gateway's proxies): the
+    # client is the rightmost address in none of them (real_ip_recursive), not the inner hop.
+    client = "198.51.100.10"
+    assert get(plain(edge, GATEWAY), "/api/echo", via_gateway(f"{client}, {GATEWAY}")) == 200
+    assert last_request(edge)["x-forwarded-for"] == client
+
+
 def test_the_gateway_decides_the_scheme(edge: Edge) -> None:
     gateway = plain(edge, GATEWAY)
     before = len(edge.api.seen)
@@ -234,3 +242,41 @@ def test_another_peer_forging_the_headers_gets_nothing_from_them(edge: Edge) -> 
     assert seen["x-forwarded-for"] == OTHER_POD and seen["x-real-ip"] == OTHER_POD
     assert seen["x-forwarded-proto"] == "https"  # the edge's own TLS, not the forged value
     assert json.dumps(seen).count(CLIENT_A) == 0
+
+
+# ------------------------------------------------------------------ the Kubernetes objects (mocks)
+
+
+def edge_objects(d: Deployment) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The edge's Service spec and its pod template's spec, as the program declares them."""
+    service = d.named("edge", "kubernetes:core/v1:Service").plain["spec"]
+    pod = d.named("edge", "kubernetes:apps/v1:Deployment").plain["spec"]["template"]["spec"]
+    return service, pod
+
+
+def test_a_load_balanced_edge_sees_the_client_and_its_pods_are_on_distinct_nodes() -> None:
+    service, pod = edge_objects(run_program("prod"))  # Pulumi.prod.yaml: a LoadBalancer, 2 edge replicas
+    assert service["type"] == "LoadBalancer" and service["externalTrafficPolicy"] == "Local"
+    # Local sends a node's share to its own edge pods only: two on one node would leave the others
+    # without one, out of the cloud LB's rotation. A hard spread, tainted nodes not counted.
+    assert pod["topologySpreadConstraints"] == [
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "nodeTaintsPolicy": "Honor",
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "edge"}},
+        }
+    ]
+
+
+def test_only_the_edge_spreads_hard_and_only_behind_a_load_balancer() -> None:
+    prod = run_program("prod", overrides={"api.replicas": 2})
+    api = prod.named("api", "kubernetes:apps/v1:Deployment").plain["spec"]["template"]["spec"]
+    assert [c["whenUnsatisfiable"] for c in api["topologySpreadConstraints"]] == ["ScheduleAnyway"]
+    assert prod.named("api", "kubernetes:core/v1:Service").plain["spec"].get("externalTrafficPolicy") is None
+    gateway = {"kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public", **OVERRIDES}
+    service, pod = edge_objects(run_program("prod", overrides={**gateway, "edge.replicas": 2}))
+    # Behind a Gateway the edge is a ClusterIP Service: no node path to keep, the client is in XFF.
+    assert service["type"] == "ClusterIP" and "externalTrafficPolicy" not in service
+    assert [c["whenUnsatisfiable"] for c in pod["topologySpreadConstraints"]] == ["ScheduleAnyway"]
