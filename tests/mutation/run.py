@@ -41,7 +41,7 @@ FAST = [
     "tests/test_config.py",
     "tests/test_render.py",
 ]
-SERVERS = ["tests/test_servers.py"]
+SERVERS = ["tests/test_servers.py", "tests/test_client_address.py"]
 TIMEOUT_SECONDS = 900
 
 
