@@ -54,6 +54,7 @@ class LoadBalancer(Service):
             api_rate_burst=edge.api_rate_burst,
             acme_webroot=ACME_WEBROOT,
             trust_forwarded_proto=config.target is Target.KUBERNETES and config.kubernetes.exposure == "gateway",
+            trusted_proxies=tuple(config.kubernetes.gateway_addresses),
             # stub_status on loopback and the status log to mtail, for the exporters in the pod.
             exporters=exporters_declared(config),
         )

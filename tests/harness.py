@@ -33,6 +33,8 @@ PROD_OK = {
     "database.instances": 2,
     "cache.highAvailability": True,
 }
+# Gateway exposure needs the ranges the Gateway's proxies connect from (here a usual pod range).
+GATEWAY_ADDRESSES = {"kubernetes.gatewayAddresses": ["10.244.0.0/16"]}
 
 CONTAINER = "docker:index/container:Container"
 

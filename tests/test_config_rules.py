@@ -100,6 +100,32 @@ def test_gateway_namespace_is_a_dns_label() -> None:
     accepted({"kubernetes.gatewayNamespace": "infra-gw"})
 
 
+GATEWAY = {"target": "kubernetes", "kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public"}
+
+
+def test_gateway_exposure_needs_the_gateways_addresses() -> None:
+    # Without them the edge could not tell the gateway from any pod: whom to believe about the client.
+    line = refused(GATEWAY, "kubernetes.gatewayAddresses", "the address ranges the Gateway's proxies reach the edge")
+    assert line.startswith("Pulumi.dev.yaml: aixsss:kubernetes.gatewayAddresses = [] (default) is not allowed")
+    accepted({**GATEWAY, "kubernetes.gatewayAddresses": ["10.244.0.0/16", "fd00:10:244::/56"]})
+    # Only a Gateway's edge reads them: a LoadBalancer or Docker stack needs none.
+    accepted({"target": "kubernetes"})
+    accepted({**GATEWAY, "target": "docker"})
+
+
+@pytest.mark.parametrize("everyone", ["0.0.0.0/0", "::/0"])
+def test_the_gateways_addresses_are_not_everyone(everyone: str) -> None:
+    addresses = ["10.244.0.0/16", everyone]
+    refused({**GATEWAY, "kubernetes.gatewayAddresses": addresses}, "kubernetes.gatewayAddresses", f"not {everyone}")
+
+
+@pytest.mark.parametrize("bad", ["10.244.0.0/33", "10.244.0.1/16", "gateway", ""])
+def test_the_gateways_addresses_are_ranges(bad: str) -> None:
+    refused({**GATEWAY, "kubernetes.gatewayAddresses": [bad]}, "kubernetes.gatewayAddresses", "an address range")
+    refused({**GATEWAY, "kubernetes.gatewayProxyNamespace": "Envoy"}, "kubernetes.gatewayProxyNamespace", "label")
+    accepted({**GATEWAY, "kubernetes.gatewayAddresses": ["10.244.0.1/32"], "kubernetes.gatewayProxyNamespace": "eg"})
+
+
 def test_queue_name_has_no_colon() -> None:
     # BullMQ: "Queue name cannot contain :"
     refused({"api.aiQueueName": "ai:jobs"}, "api.aiQueueName", "no ':'")

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from crd_schema import CRD_DIR, CelRule, Crds, Result, validate
+from harness import GATEWAY_ADDRESSES
 from rendering import rendered
 
 from offline.render import BUILT_IN_GROUPS, Rendered, render
@@ -25,7 +26,7 @@ EXAMPLES = CRD_DIR / "examples"
 STACKS = ("dev", "staging", "prod")
 # Each stack as its file has it (LoadBalancer exposure) and switched to a Gateway, so the
 # HTTPRoute the program writes for kubernetes.exposure=gateway is judged too.
-GATEWAY = {"kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public"}
+GATEWAY = {"kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public", **GATEWAY_ADDRESSES}
 GATEWAY_SETTINGS = {
     "dev": GATEWAY,
     "staging": GATEWAY,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from harness import GATEWAY_ADDRESSES
 from rendering import CASES, rendered
 
 from offline import diagram
@@ -249,6 +250,7 @@ def test_gateway_exposure_draws_its_plain_http_as_from_outside() -> None:
             "kubernetes.exposure": "gateway",
             "kubernetes.gatewayName": "public",
             "kubernetes.gatewayNamespace": "gw",
+            **GATEWAY_ADDRESSES,
         },
     )
     topo = topology_of(deployment)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from harness import carrier_of, delivered, plain_strings, reveal, run_program
+import pytest
+from harness import GATEWAY_ADDRESSES, carrier_of, delivered, plain_strings, reveal, run_program
 
 from components.conf import nginx, postgres, redis
 from components.object_store import bootstrap_script, bucket_policy
@@ -40,13 +41,27 @@ def test_nginx_routes_limits_and_caching() -> None:
 
 
 def test_nginx_behind_gateway_serves_only_forwarded_https() -> None:
-    conf = nginx.render(nginx.EdgeSettings(**{**EDGE.__dict__, "trust_forwarded_proto": True}))
-    guard = 'if ($http_x_forwarded_proto != "https") { return 301 https://$host$request_uri; }'
+    gateway = ("10.244.0.0/16", "fd00:10::/64")
+    conf = nginx.render(
+        nginx.EdgeSettings(**{**EDGE.__dict__, "trust_forwarded_proto": True, "trusted_proxies": gateway})
+    )
+    # The scheme counts only from the gateway's addresses (tests/test_client_address.py runs it).
+    guard = 'if ($gateway_proto != "https") { return 301 https://$host$request_uri; }'
+    assert "set_real_ip_from 10.244.0.0/16;" in conf and "set_real_ip_from fd00:10::/64;" in conf
+    assert "real_ip_header X-Forwarded-For;" in conf and "real_ip_recursive on;" in conf
     http_server = conf.split("listen 8443 ssl;")[0]
     # Each of the three app locations on the plain listener checks; /healthz does not.
     assert http_server.count(guard) == 3
     assert 'location = /healthz { access_log off; return 200 "ok\\n"; }' in http_server
     assert guard not in conf.split("listen 8443 ssl;")[1]
+
+
+def test_nginx_behind_gateway_without_its_addresses_is_refused() -> None:
+    with pytest.raises(ValueError, match="needs the gateway's addresses"):
+        nginx.render(nginx.EdgeSettings(**{**EDGE.__dict__, "trust_forwarded_proto": True}))
+    # Without a gateway nothing is believed from any peer: no realip, the guard never rendered.
+    conf = nginx.render(nginx.EdgeSettings(**{**EDGE.__dict__, "trusted_proxies": ("10.0.0.0/8",)}))
+    assert "real_ip" not in conf and "$gateway_proto" not in conf
 
 
 def test_redis_settings() -> None:
@@ -155,6 +170,7 @@ def test_gateway_exposure_uses_an_http_route() -> None:
             "kubernetes.exposure": "gateway",
             "kubernetes.gatewayName": "public",
             "kubernetes.gatewayNamespace": "gateways",
+            **GATEWAY_ADDRESSES,
         },
     )
     route = d.named("edge-route").plain

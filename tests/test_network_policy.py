@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from harness import Deployment, run_program
+from harness import GATEWAY_ADDRESSES, Deployment, run_program
 
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 WORKLOAD_TYPES = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job")
@@ -97,6 +97,14 @@ class Case:
     api_server_cidr: str = "0.0.0.0/0"  # Pulumi.yaml's default
     secrets: dict[str, str] | None = None
     redis_ha: bool = False  # cache.highAvailability (Pulumi.prod.yaml)
+    gateway_proxies: str = ""  # kubernetes.exposure gateway: the namespace of the Gateway's proxies
+
+    def public(self, namespace: str | None) -> set[tuple[str, int]]:
+        """The edge listeners a peer in ``namespace`` (None: outside the cluster) may reach: all of
+        them behind a LoadBalancer; behind a Gateway, the HTTPRoute's port from its proxies only."""
+        if not self.gateway_proxies:
+            return PUBLIC_LISTENERS
+        return {("edge", 8080)} if namespace == self.gateway_proxies else set()
 
     @property
     def external_backups(self) -> bool:
@@ -124,7 +132,22 @@ KUBERNETES_CASES = {
     "staging": Case({}, instances=1),
     "prod": Case({}, instances=3, redis_ha=True),
     "prod-gateway": Case(
-        {"kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public"}, instances=3, redis_ha=True
+        {"kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public", **GATEWAY_ADDRESSES},
+        instances=3,
+        redis_ha=True,
+        gateway_proxies="aixsss-prod",  # no gatewayNamespace: the Gateway is in the stack's
+    ),
+    # Envoy Gateway runs a Gateway's proxies in its own namespace, not the Gateway's.
+    "staging-gateway-proxies": Case(
+        {
+            "kubernetes.exposure": "gateway",
+            "kubernetes.gatewayName": "public",
+            "kubernetes.gatewayNamespace": "gateways",
+            "kubernetes.gatewayProxyNamespace": "envoy-gateway-system",
+            **GATEWAY_ADDRESSES,
+        },
+        instances=1,
+        gateway_proxies="envoy-gateway-system",
     ),
     "staging-own-namespace": Case({"kubernetes.namespace": "team-a9"}, instances=1),
     "staging-api-server-cidr": Case({"kubernetes.apiServerCidr": f"{API_SERVER}/32"}, 1, api_server_cidr=API_SERVER),
@@ -411,11 +434,11 @@ def test_instances_reach_each_other_on_5432_and_8000_only(case: tuple[Case, Netw
 
 
 def test_the_operator_reaches_the_instances_and_nothing_else(case: tuple[Case, Network]) -> None:
-    _c, net = case
+    c, net = case
     operator = operator_pod()
     for name, (service, server) in net.pods.items():
         for port in PROBED_PORTS:
-            expected = (service == "postgres" and port in CNPG_PORTS) or (service, port) in PUBLIC_LISTENERS
+            expected = (service == "postgres" and port in CNPG_PORTS) or (service, port) in c.public(OPERATOR_NAMESPACE)
             assert net.connects(operator, server, port) == expected, (name, port)
     # The rule admits its namespace, whatever the pod (the Barman Cloud plugin's runs there too):
     # cnpg-system is the cluster administrator's, like kube-system.
@@ -427,8 +450,24 @@ def test_the_operator_reaches_the_instances_and_nothing_else(case: tuple[Case, N
         impostor = operator_pod(namespace)
         for name, (service, server) in net.pods.items():
             for port in PROBED_PORTS:
-                expected = (service, port) in PUBLIC_LISTENERS and namespace != net.namespace
+                expected = (service, port) in c.public(namespace) and namespace != net.namespace
                 assert net.connects(impostor, server, port) == expected, (namespace, name, port)
+
+
+def test_behind_a_gateway_only_its_proxies_reach_the_edge() -> None:
+    for name in ("prod-gateway", "staging-gateway-proxies"):
+        c, net = KUBERNETES_CASES[name], Network.of(deployed(name))
+        proxy = pod(c.gateway_proxies, **{NAME_LABEL: "envoy"})
+        edge = net.pod("edge")
+        # The HTTPRoute's port only: the HTTPS listener is not the gateway's, nor any other pod.
+        assert [p for p in PROBED_PORTS if net.ingress_allows(edge, proxy, p)] == [8080], name
+        assert not any(net.ingress_allows(net.pod(s), proxy, p) for s in ("api", "web") for p in PROBED_PORTS)
+        for elsewhere in ("gateways", "intruder", "ingress-nginx"):
+            if elsewhere != c.gateway_proxies:
+                assert not net.ingress_allows(edge, pod(elsewhere, **{NAME_LABEL: "envoy"}), 8080), (name, elsewhere)
+        assert not net.ingress_allows(edge, External(PUBLIC_IP), 8080) and not net.ingress_allows(
+            edge, External("10.244.1.7"), 8080
+        ), name
 
 
 def test_every_pod_resolves_names_and_nothing_else_in_kube_system(case: tuple[Case, Network]) -> None:
@@ -534,11 +573,11 @@ def test_backups_to_an_external_store_open_public_https_only() -> None:
 
 
 def test_the_world_reaches_only_the_edge_listeners(case: tuple[Case, Network]) -> None:
-    _c, net = case
+    c, net = case
     world = External(PUBLIC_IP)
     for name, (service, server) in net.pods.items():
         for port in PROBED_PORTS:
-            expected = (service, port) in PUBLIC_LISTENERS
+            expected = (service, port) in c.public(None)
             assert net.connects(world, server, port) == expected, (name, port)
 
 

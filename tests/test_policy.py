@@ -102,6 +102,12 @@ def _conf(props: dict[str, Any], suffix: str, edit: Callable[[str], str]) -> dic
     raise AssertionError(f"no {suffix} in these props")
 
 
+def _believe_every_peer(conf: str, source: str) -> str:
+    """nginx.conf taking X-Forwarded-For (real_ip_header) from ``source``."""
+    assert conf.count("\n  limit_req_zone ") == 1
+    return conf.replace("\n  limit_req_zone ", f"\n  set_real_ip_from {source};\n  limit_req_zone ")
+
+
 def _container(props: dict[str, Any]) -> dict[str, Any]:
     return props["spec"]["template"]["spec"]["containers"][0]
 
@@ -225,6 +231,17 @@ RULE_CASES: list[tuple[str, str, str, str, str, Callable[[dict[str, Any]], Any],
      "TLSv1.2/TLSv1.3 only"),
     ("edge-tls-and-hsts", "prod", "kubernetes", "kubernetes:core/v1:ConfigMap", "edge-files",
      lambda p: _conf(p, "nginx.conf", lambda c: c.replace("max-age=63072000", "max-age=300")), "HSTS"),
+    ("edge-sees-the-client", "prod", "kubernetes", SERVICE, "edge",
+     lambda p: p["spec"].pop("externalTrafficPolicy"), "without externalTrafficPolicy Local"),
+    ("edge-sees-the-client", "prod", "kubernetes", SERVICE, "edge",
+     lambda p: p["spec"].update(externalTrafficPolicy="Cluster"), "every client shares one rate-limit bucket"),
+    # What a gateway stack's edge would say if it believed every peer (the stack files use none).
+    ("edge-sees-the-client", "prod", "kubernetes", "kubernetes:core/v1:ConfigMap", "edge-files",
+     lambda p: _conf(p, "nginx.conf", lambda c: _believe_every_peer(c, "::/0")),
+     "set_real_ip_from ::/0 lets any client choose"),
+    ("edge-sees-the-client", "staging", "docker", CONTAINER, "edge-config",
+     lambda p: _conf(p, "nginx.conf", lambda c: _believe_every_peer(c, "0.0.0.0/0")),
+     "set_real_ip_from 0.0.0.0/0"),
 ]  # fmt: skip
 
 

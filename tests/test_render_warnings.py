@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import run_program
+from harness import GATEWAY_ADDRESSES, run_program
 
 from offline import topology
 from offline.render import Rendered, _warnings
@@ -18,7 +18,9 @@ def warnings_for(tmp_path: Path, stack: str, overrides: dict[str, str]) -> list[
 
 
 def test_the_gateway_is_outside_the_stack_and_edge_to_api_is_inside(tmp_path: Path) -> None:
-    found = warnings_for(tmp_path, "prod", {"kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public"})
+    found = warnings_for(
+        tmp_path, "prod", {"kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public", **GATEWAY_ADDRESSES}
+    )
     plain = [w for w in found if w.startswith("plain-text flow")]
     # The Gateway terminates TLS outside the stack; its plain hop to the edge is not "inside".
     assert not [w for w in plain if "Gateway" in w]

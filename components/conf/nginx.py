@@ -59,6 +59,10 @@ class EdgeSettings:
     # Behind a TLS-terminating Gateway the HTTP listener serves the app when the gateway says
     # the client used HTTPS; otherwise that listener only redirects.
     trust_forwarded_proto: bool = False
+    # The gateway's addresses (CIDRs): only a peer in them is believed about the client
+    # (X-Forwarded-For, for the rate limit's key) and the scheme (X-Forwarded-Proto). Required
+    # with trust_forwarded_proto; any other peer's headers count for nothing.
+    trusted_proxies: tuple[str, ...] = ()
     # The DNS server nginx asks, every `resolver_valid_seconds`, for the upstreams' addresses: a
     # replaced api or web container gets a new address, and `resolve` (nginx >= 1.27.3) follows it.
     resolver: str = "127.0.0.11"
@@ -79,14 +83,16 @@ def _headers(indent: str, extra: tuple[tuple[str, str], ...] = ()) -> list[str]:
 
 def _app_locations(s: EdgeSettings, *, require_forwarded_https: bool = False) -> list[str]:
     # Behind a Gateway the check sits in each app location, so /healthz still answers 200.
-    guard = ['if ($http_x_forwarded_proto != "https") { return 301 https://$host$request_uri; }']
+    guard = ['if ($gateway_proto != "https") { return 301 https://$host$request_uri; }']
     proxy = [
         *(guard if require_forwarded_https else []),
         "proxy_http_version 1.1;",
         'proxy_set_header Connection "";',
         "proxy_set_header Host $host;",
         "proxy_set_header X-Real-IP $remote_addr;",
-        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        # Only the address the edge established (the peer, or behind the gateway the client it
+        # names): a client's own X-Forwarded-For would otherwise reach the app unchecked.
+        "proxy_set_header X-Forwarded-For $remote_addr;",
         "proxy_set_header X-Forwarded-Proto https;",
     ]
     lines = [*_headers("    ")]
@@ -111,6 +117,30 @@ def _app_locations(s: EdgeSettings, *, require_forwarded_https: bool = False) ->
     return lines
 
 
+def _gateway_trust(s: EdgeSettings) -> list[str]:
+    """Behind a Gateway every connection comes from its proxies: the client is the address they
+    add to X-Forwarded-For (realip: the rightmost one not theirs, so $remote_addr and the rate
+    limit's $binary_remote_addr are the client's), and the scheme is theirs to say. Both are
+    believed only from the gateway's own addresses ($realip_remote_addr is the peer itself)."""
+    if not s.trust_forwarded_proto:
+        return []
+    if not s.trusted_proxies:
+        raise ValueError("an edge behind a gateway needs the gateway's addresses (trusted_proxies)")
+    return [
+        *(f"  set_real_ip_from {cidr};" for cidr in s.trusted_proxies),
+        "  real_ip_header X-Forwarded-For;",
+        "  real_ip_recursive on;",
+        "  geo $realip_remote_addr $from_gateway {",
+        "    default 0;",
+        *(f"    {cidr} 1;" for cidr in s.trusted_proxies),
+        "  }",
+        '  map "$from_gateway:$http_x_forwarded_proto" $gateway_proto {',
+        '    default "";',
+        '    "1:https" https;',
+        "  }",
+    ]
+
+
 def render(s: EdgeSettings) -> str:
     lines = [
         *main_context(s.temp_dir),
@@ -123,6 +153,7 @@ def render(s: EdgeSettings) -> str:
         "  gzip_proxied any;",
         "  gzip_min_length 256;",
         "  gzip_types text/plain text/css application/javascript text/javascript application/json image/svg+xml;",
+        *_gateway_trust(s),
         f"  limit_req_zone $binary_remote_addr zone=api:10m rate={s.api_rate_per_second}r/s;",
         "  limit_req_status 429;",
         f"  resolver {s.resolver} valid={s.resolver_valid_seconds}s ipv6=off;",

@@ -384,6 +384,11 @@ class KubernetesSettings(Section):
     exposure: Literal["gateway", "loadBalancer"] = "loadBalancer"
     gateway_name: DnsSubdomain = ""
     gateway_namespace: DnsLabel = ""
+    # Gateway exposure: the ranges the gateway's proxies connect to the edge from (the edge
+    # believes X-Forwarded-For/-Proto from them only) and the namespace they run in, the one
+    # the edge admits (default: gatewayNamespace, else the stack's own).
+    gateway_addresses: list[Annotated[str, AfterValidator(_cidr)]] = []
+    gateway_proxy_namespace: DnsLabel = ""
     # A kubernetes.io/dockerconfigjson Secret in the namespace, for a private app.registry.
     image_pull_secret: DnsSubdomain = ""
     # Where the CloudNativePG operator runs (its Helm chart's default): it reaches the instances.
@@ -400,6 +405,28 @@ class KubernetesSettings(Section):
                 "the name of an existing Gateway when kubernetes.exposure is gateway",
                 ("target", f"{prefix}.exposure"),
             )
+        if stack.target is Target.KUBERNETES and self.exposure == "gateway":
+            yield from self._gateway_address_problems(prefix)
+
+    def _gateway_address_problems(self, prefix: str) -> Iterator[RuleViolation]:
+        key, uses = f"{prefix}.gatewayAddresses", ("target", f"{prefix}.exposure")
+        if not self.gateway_addresses:
+            yield RuleViolation(
+                key,
+                [],
+                "the address ranges the Gateway's proxies reach the edge from (e.g. [10.244.0.0/16]) when "
+                "kubernetes.exposure is gateway: the edge believes X-Forwarded-For/-Proto only from them",
+                uses,
+            )
+        for cidr in self.gateway_addresses:
+            if ipaddress.ip_network(cidr, strict=False).prefixlen == 0:
+                yield RuleViolation(
+                    key,
+                    self.gateway_addresses,
+                    f"the Gateway's own ranges, not {cidr}: trusting every address lets any client choose the "
+                    "address its rate limit counts and claim HTTPS",
+                    uses,
+                )
 
 
 class DatabaseSettings(Resources):

@@ -852,11 +852,21 @@ class KubernetesPlatform(pulumi.ComponentResource):
                     "label_selector": {"match_labels": _selector(spec.name)},
                 }
             ]
+            if self._load_balanced(spec):
+                # With externalTrafficPolicy Local a node's edge pods are its only path in: never
+                # two on one node while a schedulable node has fewer (taints honoured, so a
+                # control-plane node never counts as an empty one).
+                spread = pod["topology_spread_constraints"][0]
+                spread["when_unsatisfiable"] = "DoNotSchedule"
+                spread["node_taints_policy"] = "Honor"
         return pod
 
+    def _load_balanced(self, spec: ServiceSpec) -> bool:
+        return bool(_public(spec)) and self._config.kubernetes.exposure == "loadBalancer"
+
     def _service(self, spec: ServiceSpec, parent: pulumi.Resource) -> tuple[pulumi.Resource, list[str]]:
-        public = any(p.published for p in spec.ports) and Zone.FRONTEND in spec.zones and spec.talks_to
-        load_balancer = bool(public) and self._config.kubernetes.exposure == "loadBalancer"
+        public = _public(spec)
+        load_balancer = self._load_balanced(spec)
         ports: list[ServicePortArgsDict] = [
             {
                 "name": p.name,
@@ -871,6 +881,12 @@ class KubernetesPlatform(pulumi.ComponentResource):
             "selector": _selector(spec.name),
             "ports": ports,
         }
+        if load_balancer:
+            # Local: the cloud LB delivers to a node with a ready edge pod, never through another
+            # node's SNAT, so nginx sees the client's address (its rate limit is per client). Nodes
+            # without one fail the LB's check of healthCheckNodePort and get no traffic: the edge
+            # spreads its pods over nodes (_pod_spec).
+            service_spec["external_traffic_policy"] = "Local"
         if spec.stateful and spec.replicas > 1:
             # Headless: each member has a stable name (<pod>.<service>.<ns>.svc.cluster.local),
             # resolvable from its start so the members can find each other before they are ready.
@@ -909,6 +925,18 @@ class KubernetesPlatform(pulumi.ComponentResource):
             opts=self._opts_for(parent, []),
         )
         return [f"Gateway {settings.gateway_namespace or self.namespace_name}/{settings.gateway_name} -> {http.port}"]
+
+    def _edge_ingress(self, spec: ServiceSpec) -> NetworkPolicyIngressRuleArgsDict:
+        settings = self._config.kubernetes
+        if settings.exposure != "gateway":
+            return {"ports": [{"protocol": "TCP", "port": p.port} for p in spec.ports if p.published]}
+        # Behind a Gateway only its proxies' namespace, on the port the HTTPRoute names: no other
+        # pod can reach the listener that believes X-Forwarded-Proto (from the gateway's addresses).
+        proxies = settings.gateway_proxy_namespace or settings.gateway_namespace or self.namespace_name
+        return {
+            "from_": [{"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": proxies}}}],
+            "ports": [{"protocol": "TCP", "port": spec.port("http").port}],
+        }
 
     def _acme_certificate(self, spec: ServiceSpec, parent: pulumi.Resource) -> pulumi.Resource:
         acme = spec.acme
@@ -977,10 +1005,15 @@ class KubernetesPlatform(pulumi.ComponentResource):
                     f"{spec.name}-from-world",
                     me,
                     parent=parent,
-                    ingress=[{"ports": [{"protocol": "TCP", "port": p.port} for p in spec.ports if p.published]}],
+                    ingress=[self._edge_ingress(spec)],
                 )
             )
         return made
+
+
+def _public(spec: ServiceSpec) -> bool:
+    """The edge: published ports in the frontend zone, and a backend to send traffic to."""
+    return any(p.published for p in spec.ports) and Zone.FRONTEND in spec.zones and bool(spec.talks_to)
 
 
 def _container_security(sec: Security) -> SecurityContextArgsDict:

@@ -26,6 +26,7 @@ that would break the first four, at admission.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -481,6 +482,32 @@ def edge_tls_and_hsts(r: Resource) -> Iterator[str]:
             yield f"{path}: plain HTTP is not redirected to HTTPS"
 
 
+def edge_sees_the_client(r: Resource) -> Iterator[str]:
+    """The edge's rate limit is per client only while it knows the client: a LoadBalancer keeps
+    the client's address only with externalTrafficPolicy Local (Cluster reaches the pod through
+    another node's SNAT), and nginx may take X-Forwarded-For from named proxies, never from all."""
+    if r.kind == "Service" and r.service == EDGE:
+        spec = r.props.get("spec") or {}
+        if spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") != "Local":
+            yield (
+                f"Service {r.name} is a LoadBalancer without externalTrafficPolicy Local: the edge sees "
+                "a node's address, and every client shares one rate-limit bucket"
+            )
+    for path, content in r.files():
+        if path.endswith("nginx.conf"):
+            for words in directives(content):
+                source = words[-1].rstrip(";")
+                if words[0] == "set_real_ip_from" and _every_address(source):
+                    yield f"{path}: set_real_ip_from {source} lets any client choose its address (X-Forwarded-For)"
+
+
+def _every_address(source: str) -> bool:
+    try:
+        return ipaddress.ip_network(source, strict=False).prefixlen == 0
+    except ValueError:
+        return False
+
+
 def docker_config_delivered(resources: list[Resource]) -> Iterator[str]:
     """Each Docker service reads its files from its own config carrier, and finds them there."""
     containers = [r for r in resources if r.type == CONTAINER]
@@ -679,6 +706,13 @@ RULES: tuple[Rule, ...] = (
         "The edge serves TLS 1.2/1.3 only, sends HSTS for a year everywhere and redirects HTTP.",
         "Generate nginx.conf with components/conf/nginx.py; do not hand-edit it.",
         edge_tls_and_hsts,
+    ),
+    Rule(
+        "edge-sees-the-client",
+        "The edge knows each client's address, the key of its rate limit: its LoadBalancer Service has "
+        "externalTrafficPolicy Local, and nginx believes X-Forwarded-For from named proxies only.",
+        "Keep the generated edge Service; set kubernetes.gatewayAddresses to the Gateway's own ranges, never a /0.",
+        edge_sees_the_client,
     ),
 )
 

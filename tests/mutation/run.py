@@ -43,7 +43,7 @@ FAST = [
     "tests/test_rotation.py",
     "tests/test_rollout.py",
 ]
-SERVERS = ["tests/test_servers.py", "tests/test_rotation_servers.py"]
+SERVERS = ["tests/test_servers.py", "tests/test_rotation_servers.py", "tests/test_client_address.py"]
 TIMEOUT_SECONDS = 900
 
 
