@@ -231,6 +231,8 @@ class Deployment:
     secret_keys: list[str] = field(default_factory=list)
     # Secure config keys whose value is a stand-in (not decrypted), with the reason.
     stand_ins: dict[str, str] = field(default_factory=dict)
+    # And what each stands for with its value, for a later run to keep (stack_file.resolve).
+    stand_in_values: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def of_type(self, typ: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == typ]
@@ -307,7 +309,7 @@ def run_program(
 
     ``prior`` is the state of an earlier run (as `pulumi up` keeps it): resources whose inputs
     are unchanged, or changed only where the provider updates in place, keep their outputs
-    (passwords, keys, certificates), so only what the change touches differs.
+    (passwords, keys, certificates), so only what the change touches differs; so do stand-ins.
 
     Config is what the CLI would pass for ``project_dir``'s Pulumi.yaml and Pulumi.<stack>.yaml:
     every value a string, ``secure:`` values as secret config — decrypted with ``passphrase``,
@@ -325,6 +327,7 @@ def run_program(
         passphrase,
         domain=domain if isinstance(domain, str) and domain else "aixsss.localhost",
         defaults=defaults,
+        kept=prior.stand_in_values if prior else None,
     )
     config = {f"{PROJECT}:{k}": stack_file.config_string(v) for k, v in values.items()}
     # Other namespaces reach the program too, as the CLI passes every key: the program reports
@@ -375,4 +378,5 @@ def run_program(
         engine_mocks.generated_secrets,
         secret_keys,
         stand_ins,
+        {k: v for k, v in secure.stand_in_values.items() if k in secure_values},
     )

@@ -2,7 +2,8 @@
 
 A deployed stack's state keeps every password, key and certificate (with its validity start)
 until an input that forces a replacement changes; offline.engine does the same given the prior
-run's registrations (``run_program(prior=...)``). This module stores them per stack and target
+run's registrations (``run_program(prior=...)``), and keeps the stand-ins of secure config
+values it could not decrypt while their ciphertext is unchanged. This module stores them per stack and target
 in ``<out>/.state/<stack>.<target>.json``: beside the rendered ``<out>/<stack>/``, not in it,
 because that directory is written afresh on every render (both targets render into it) and is
 what is reviewed, diffed or handed to GitOps, while this file holds every generated secret in
@@ -40,7 +41,8 @@ def load(file: Path, stack: str) -> Deployment | None:
         if data.get("version") != VERSION:
             raise ValueError(f"version {data.get('version')!r}, not {VERSION}")
         registrations = [Registration(**r) for r in data["resources"]]
-        return Deployment(stack, {}, registrations, {}, list(data["generatedSecrets"]))
+        stand_ins = {key: (what, value) for key, (what, value) in data["standIns"].items()}
+        return Deployment(stack, {}, registrations, {}, list(data["generatedSecrets"]), stand_in_values=stand_ins)
     except (ValueError, KeyError, TypeError) as exc:
         raise RenderStateError(f"{file}: not a render state ({exc}); delete it to render afresh") from exc
 
@@ -65,6 +67,8 @@ def save(file: Path, deployment: Deployment) -> None:
         "version": VERSION,
         "resources": [dataclasses.asdict(r) for r in registrations],
         "generatedSecrets": sorted({s for s in deployment.generated_secrets if s in held}),
+        # Stand-ins for secure config values render could not decrypt (offline.stack_file).
+        "standIns": deployment.stand_in_values,
     }
     partial = file.with_suffix(".partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
