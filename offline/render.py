@@ -84,7 +84,8 @@ def service_of(deployment: Deployment, reg: Registration) -> str:
 
 def _kubernetes(result: Rendered, redactor: Redactor) -> list[objects.GeneratedFile]:
     deployed = []
-    for reg in objects.kubernetes_registrations(result.deployment):
+    # In URN order: the registrations' order varies from run to run (the warnings list these).
+    for reg in sorted(objects.kubernetes_registrations(result.deployment), key=lambda r: r.urn):
         obj = objects.tidy(redactor.value(reg.inputs))
         if obj["apiVersion"].rpartition("/")[0] not in BUILT_IN_GROUPS:
             result.custom_resources.append(f"{obj['apiVersion']} {obj['kind']} {obj['metadata']['name']}")

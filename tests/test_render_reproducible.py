@@ -15,12 +15,13 @@ import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rendering import SETTINGS
 
 from offline import render as render_module
-from offline.engine import Deployment, Registration, reveal
+from offline.engine import Deployment, Registration, reveal, run_program
 from offline.redact import hex_form
 from offline.render import TLS_CERT_TYPES, render
 
@@ -102,6 +103,22 @@ def twice(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 def test_an_unchanged_stack_renders_byte_identical_files(twice: Twice) -> None:
     assert {"audit.json", "summary.txt", "certs/ca.crt"} <= twice.first.keys()
     assert changed(twice.first, twice.second) == set()
+
+
+@pytest.mark.parametrize("twice", [("dev", "docker"), ("prod", "kubernetes")], indirect=True, ids=str)
+def test_the_files_do_not_depend_on_the_order_resources_register_in(
+    twice: Twice, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The program registers concurrently: the order varies from run to run, rarely but really."""
+
+    def reversed_order(*args: Any, **kwargs: Any) -> Deployment:
+        deployment = run_program(*args, **kwargs)
+        deployment.registrations.reverse()
+        return deployment
+
+    monkeypatch.setattr(render_module, "run_program", reversed_order)
+    _, files = twice.render_changed(tmp_path)
+    assert changed(twice.second, files) == set()
 
 
 def test_rotation_replaces_exactly_the_rotated_secrets(twice: Twice, tmp_path: Path) -> None:
