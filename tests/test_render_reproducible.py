@@ -217,17 +217,18 @@ def test_the_state_is_private_ignored_by_git_and_never_in_the_render(tmp_path: P
     assert render_module.main(argv) == 0
     first = snapshot(out / "dev")
     assert render_module.main(argv) == 0
-    assert changed(first, snapshot(out / "dev")) == set()
+    second = snapshot(out / "dev")
+    assert changed(first, second) == set()
     state_file = out / ".state" / "dev.docker.json"
     assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(state_file.parent.stat().st_mode) == 0o700
     assert _git(tmp_path, "check-ignore", "-q", str(state_file)).returncode == 0
     listed = _git(tmp_path, "status", "--porcelain", "--untracked-files=all").stdout
     assert "rendered/dev/audit.json" in listed and ".state" not in listed
-    # It holds the generated secrets; the render, without --show-secrets, still shows none.
+    # It holds the generated secrets; a render from it, without --show-secrets, shows none.
     held = json.loads(state_file.read_text())["generatedSecrets"]
     assert held
-    assert not carrying(first, set(held))
+    assert not carrying(second, set(held))
 
 
 def test_a_state_that_is_not_one_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
