@@ -9,7 +9,8 @@
 #                                      BullMQ client, SQL migrations, web build in Chromium) against what the program generates
 # make restore-drill STACK=dev        Docker: restore the newest backup into a scratch container and check it
 # make render STACK=prod [TARGET=docker|kubernetes] [SET='key=value ...'] [SHOW_SECRETS=1] [OUT=build]
-#                                      what a stack would deploy, as files in $(OUT)/<stack>/ (no Pulumi CLI)
+#                                      what a stack would deploy, as files in $(OUT)/<stack>/ (no Pulumi CLI); what it
+#                                      generated (keys, certificates, passwords) is kept in $(OUT)/.state/ (0600): same stack, same files
 # make policy-venv                     the policy pack's venv (policy/venv), for POLICY=1
 STACK ?= dev
 TARGET ?=

@@ -87,6 +87,28 @@ class Registration:
         return reveal(self.inputs)
 
 
+# Inputs the provider updates in place; any other changed input replaces the resource, and a
+# replacement is generated anew (keys, passwords, certificates). terraform-provider-tls: only
+# early_renewal_hours lacks RequiresReplace on its certificates; every pulumi-random input and
+# every other pulumi-tls input forces a replacement.
+UPDATED_IN_PLACE = {
+    "tls:index/selfSignedCert:SelfSignedCert": {"earlyRenewalHours"},
+    "tls:index/locallySignedCert:LocallySignedCert": {"earlyRenewalHours"},
+}
+
+
+def kept_outputs(before: Registration, typ: str, inputs: dict[str, Any]) -> dict[str, Any] | None:
+    """The outputs a resource keeps from ``before`` (the prior state) with these inputs, or None
+    when the engine would replace it: a changed input that forces a replacement, or a
+    certificate within its early-renewal window (pulumi-tls's ready_for_renewal)."""
+    if before.type != typ or not before.id:
+        return None
+    changed = {k for k in before.inputs.keys() | inputs.keys() if before.inputs.get(k) != inputs.get(k)}
+    if not changed <= UPDATED_IN_PLACE.get(typ, set()) or values.ready_for_renewal(before.outputs, inputs):
+        return None
+    return {**before.outputs, **inputs}
+
+
 class EngineLikeMocks(mocks.Mocks):
     """Computed outputs for the providers the program uses, as the real providers compute them."""
 
@@ -160,8 +182,9 @@ class RecordingMonitor(mocks.MockMonitor):
             custom=request.custom or False,
         )
         before = self.prior.get(urn)
-        if before is not None and before.type == request.type and before.inputs == inputs and before.id:
-            new_id, state = before.id, dict(before.outputs)
+        kept = kept_outputs(before, request.type, inputs) if before is not None else None
+        if before is not None and kept is not None:
+            new_id, state = before.id, kept
         else:
             new_id, state = self.mocks.new_resource(args)
         id_ = new_id or ""  # EngineLikeMocks always names one; the engine's preview id is ""
@@ -208,6 +231,8 @@ class Deployment:
     secret_keys: list[str] = field(default_factory=list)
     # Secure config keys whose value is a stand-in (not decrypted), with the reason.
     stand_ins: dict[str, str] = field(default_factory=dict)
+    # And what each stands for with its value, for a later run to keep (stack_file.resolve).
+    stand_in_values: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def of_type(self, typ: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == typ]
@@ -283,8 +308,8 @@ def run_program(
     """Run __main__.py for ``stack`` under the mocks and return everything it declared.
 
     ``prior`` is the state of an earlier run (as `pulumi up` keeps it): resources whose inputs
-    are unchanged keep their outputs (passwords, keys, certificates), so only what the change
-    touches differs.
+    are unchanged, or changed only where the provider updates in place, keep their outputs
+    (passwords, keys, certificates), so only what the change touches differs; so do stand-ins.
 
     Config is what the CLI would pass for ``project_dir``'s Pulumi.yaml and Pulumi.<stack>.yaml:
     every value a string, ``secure:`` values as secret config — decrypted with ``passphrase``,
@@ -302,6 +327,7 @@ def run_program(
         passphrase,
         domain=domain if isinstance(domain, str) and domain else "aixsss.localhost",
         defaults=defaults,
+        kept=prior.stand_in_values if prior else None,
     )
     config = {f"{PROJECT}:{k}": stack_file.config_string(v) for k, v in values.items()}
     # Other namespaces reach the program too, as the CLI passes every key: the program reports
@@ -352,4 +378,5 @@ def run_program(
         engine_mocks.generated_secrets,
         secret_keys,
         stand_ins,
+        {k: v for k, v in secure.stand_in_values.items() if k in secure_values},
     )

@@ -163,7 +163,9 @@ def docker_plan(deployment: Deployment, files: list[GeneratedFile]) -> dict[str,
     }
     by_container = {(f.workload, f.path): f for f in files}
     plan: dict[str, list[dict[str, Any]]] = {section: [] for section in DOCKER_KINDS.values()}
-    for reg in deployment.registrations:
+    # By name, not in registration order, which varies from run to run (the program registers
+    # concurrently): an unchanged stack renders the same plan.
+    for reg in sorted(deployment.registrations, key=lambda r: (r.name, r.urn)):
         section = DOCKER_KINDS.get(reg.type)
         if section is None:
             continue

@@ -2,6 +2,8 @@
 
 Runs the real program offline (offline.engine), then writes build/<stack>/:
 kubernetes/ or docker/, config/, certs/, audit.json, architecture.svg and summary.txt.
+What the providers generated is kept in build/.state/ (offline.state), so an unchanged stack
+renders the same files again.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from typing import Any
 import pulumi
 import yaml
 
-from offline import diagram, objects, topology
-from offline.engine import ROOT, Deployment, Registration, reveal, run_program
+from offline import diagram, objects, state, topology
+from offline.engine import ROOT, Deployment, Registration, reveal, run_program, stack_config
 from offline.passphrase import SecretsError, passphrase_from_env
 from offline.redact import Redactor
 from offline.stack_file import NOT_DECRYPTED, StackFileError
@@ -58,6 +60,7 @@ class Rendered:
     files: dict[str, int] = field(default_factory=dict)  # relative path -> mode
     custom_resources: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    state: Path | None = None  # what the providers generated, for the next render (offline.state)
 
     def write(self, relative: str, content: str, *, secret: bool) -> None:
         path = self.out / relative
@@ -81,7 +84,8 @@ def service_of(deployment: Deployment, reg: Registration) -> str:
 
 def _kubernetes(result: Rendered, redactor: Redactor) -> list[objects.GeneratedFile]:
     deployed = []
-    for reg in objects.kubernetes_registrations(result.deployment):
+    # In URN order: the registrations' order varies from run to run (the warnings list these).
+    for reg in sorted(objects.kubernetes_registrations(result.deployment), key=lambda r: r.urn):
         obj = objects.tidy(redactor.value(reg.inputs))
         if obj["apiVersion"].rpartition("/")[0] not in BUILT_IN_GROUPS:
             result.custom_resources.append(f"{obj['apiVersion']} {obj['kind']} {obj['metadata']['name']}")
@@ -155,13 +159,22 @@ def render(
     ``settings`` are config values on top of the stack file, as `pulumi config set` would put them.
     """
     overrides = {**({"target": target} if target else {}), **(settings or {})}
-    deployment = run_program(stack, overrides=overrides or None, project_dir=project_dir, passphrase=passphrase)
+    out_root = out_root or ROOT / "build"
+    target = str(overrides.get("target") or stack_config(stack, project_dir)["target"])
+    state_file = state.path(out_root, stack, target)
+    deployment = run_program(
+        stack,
+        overrides=overrides or None,
+        project_dir=project_dir,
+        passphrase=passphrase,
+        prior=state.load(state_file, stack),
+    )
     atoms = [*deployment.generated_secrets, *(deployment.config[k] for k in deployment.secret_keys)]
     redactor = Redactor(atoms, show_secrets)
-    out = (out_root or ROOT / "build") / stack
+    out = out_root / stack
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    result = Rendered(out, deployment, topology.of(deployment))
+    result = Rendered(out, deployment, topology.of(deployment), state=state_file)
     kubernetes = bool(objects.kubernetes_registrations(deployment))
     files = _kubernetes(result, redactor) if kubernetes else _docker(result, redactor)
     for f in files:
@@ -174,6 +187,7 @@ def render(
     result.write("architecture.svg", diagram.render_svg(result.topology, title), secret=False)
     _warnings(result)
     result.write("summary.txt", summary(result), secret=False)
+    state.save(state_file, deployment)
     return result
 
 
@@ -220,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             passphrase=passphrase_from_env(),
             settings=settings,
         )
-    except (StackFileError, SecretsError) as exc:
+    except (StackFileError, SecretsError, state.RenderStateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
@@ -234,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(summary(result))
     secret_files = sum(1 for mode in result.files.values() if mode == SECRET_MODE)
     print(f"\nwrote {len(result.files)} files to {result.out} ({secret_files} with mode 0600)")
+    print(f"generated values kept in {result.state} (0600, delete it to generate afresh)")
     if not args.show_secrets:
         print("secret values are [redacted]; --show-secrets writes them (files stay 0600)")
     return 0

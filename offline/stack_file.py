@@ -8,16 +8,19 @@
 - ``{secure: v1:…}`` values (``pulumi config set --secret``) are secret config. With the
   passphrase they are decrypted as Pulumi decrypts them (offline/passphrase.py); without it a
   stand-in of the shape the program accepts takes their place, and the caller is told which.
+  A stand-in is kept while its ciphertext is unchanged (``kept``, from the render's state).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import re
 import secrets
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,15 +207,24 @@ class SecureConfig:
 
     values: dict[str, str] = field(default_factory=dict)  # full key -> config string
     stand_ins: dict[str, str] = field(default_factory=dict)  # full key -> why it is not the real value
+    # full key -> (what the stand-in stands for, its value): to keep it for the next render
+    stand_in_values: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def resolve(
-    stack_file: StackFile, project: str, passphrase: str | None, *, domain: str, defaults: dict[str, Any]
+    stack_file: StackFile,
+    project: str,
+    passphrase: str | None,
+    *,
+    domain: str,
+    defaults: dict[str, Any],
+    kept: Mapping[str, tuple[str, str]] | None = None,
 ) -> SecureConfig:
     """Decrypt the project's secure values, or stand in for them when they cannot be known.
 
     ``defaults`` (Pulumi.yaml's, keys without namespace) shape the stand-in of a secure value
-    for an ordinary key, so the program still accepts it.
+    for an ordinary key, so the program still accepts it. ``kept`` are an earlier render's
+    stand-ins (``SecureConfig.stand_in_values``): each is used again while it stands for the same.
     """
     name = stack_file.path.name
     resolved = SecureConfig()
@@ -265,8 +277,24 @@ def resolve(
             return [leaf(key, v, False) for v in value]
         return value
 
+    def stands_for(key: str) -> str:
+        # The ciphertext (a new `config set --secret` gets a new stand-in); the certificate pair
+        # also stands for the domain it is issued for.
+        raw = json.dumps(stack_file.config[key], default=lambda s: s.ciphertext, sort_keys=True)
+        pair = key.partition(":")[2] in (CERTIFICATE_KEY, PRIVATE_KEY_KEY)
+        return hashlib.sha256(f"{raw}\0{domain if pair else ''}".encode()).hexdigest()
+
+    reuse = {k: value for k, (what, value) in (kept or {}).items() if k in keys and what == stands_for(k)}
+    pair = [k for k in keys if k.partition(":")[2] in (CERTIFICATE_KEY, PRIVATE_KEY_KEY)]
+    if not all(k in reuse for k in pair):  # a certificate and key are kept together or not at all
+        for k in pair:
+            reuse.pop(k, None)
     for key in keys:
-        resolved.values[key] = config_string(leaf(key, stack_file.config[key], True))
+        if decrypter is None and key in reuse:
+            resolved.values[key] = reuse[key]
+        else:
+            resolved.values[key] = config_string(leaf(key, stack_file.config[key], True))
         if decrypter is None:
             resolved.stand_ins[key] = why
+            resolved.stand_in_values[key] = (stands_for(key), resolved.values[key])
     return resolved

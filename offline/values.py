@@ -190,6 +190,15 @@ def _sign(
     }
 
 
+def ready_for_renewal(outputs: dict[str, Any], inputs: dict[str, Any]) -> bool:
+    """pulumi-tls replaces a certificate from ``earlyRenewalHours`` before its end on."""
+    end = outputs.get("validityEndTime")
+    if not isinstance(end, str) or not end:
+        return False
+    early = dt.timedelta(hours=float(inputs.get("earlyRenewalHours") or 0))
+    return dt.datetime.now(dt.UTC) >= dt.datetime.fromisoformat(end.replace("Z", "+00:00")) - early
+
+
 def self_signed_cert(args: dict[str, Any]) -> SignedCert:
     key = _load_key(args["privateKeyPem"])
     subject = _name(args.get("subject"))

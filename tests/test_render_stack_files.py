@@ -303,6 +303,41 @@ def test_supplied_certificate_is_what_the_edge_serves(project: Project) -> None:
     assert f"aixsss:tls.suppliedPrivateKeyPem: {NOT_DECRYPTED}" in stand_in.warnings
 
 
+def test_stand_ins_are_kept_from_render_to_render_while_their_ciphertext_is_unchanged(project: Project) -> None:
+    cert_pem, key_pem = _certificate(DOMAIN)
+    config = {
+        **QA,
+        "aixsss:secrets.jwtSecret": project.secure(JWT),
+        "aixsss:secrets.redisPassword": project.secure(REDIS_PASSWORD),
+        "aixsss:tls.publicCertificate": "supplied",
+        "aixsss:tls.suppliedCertificatePem": project.secure(cert_pem),
+        "aixsss:tls.suppliedPrivateKeyPem": project.secure(key_pem),
+    }
+    project.stack("qa", config)
+
+    def rendered() -> tuple[dict[str, str], dict[str, bytes]]:
+        result = project.render("qa", show_secrets=True)
+        assert len(result.deployment.stand_ins) == 4
+        used = {k: result.deployment.config[k] for k in result.deployment.stand_ins}
+        return used, {str(p.relative_to(result.out)): p.read_bytes() for p in result.out.rglob("*") if p.is_file()}
+
+    first, files = rendered()
+    assert rendered() == (first, files)
+    # `config set --secret` again writes a new ciphertext: that key gets a new stand-in.
+    config["aixsss:secrets.jwtSecret"] = project.secure(JWT)
+    project.stack("qa", config)
+    again, _ = rendered()
+    assert {k for k in first if again[k] != first[k]} == {"aixsss:secrets.jwtSecret"}
+    # A certificate and its key are one pair: a new certificate, a new key with it.
+    config["aixsss:tls.suppliedCertificatePem"] = project.secure(cert_pem)
+    project.stack("qa", config)
+    renewed, _ = rendered()
+    assert {k for k in first if renewed[k] != again[k]} == {
+        "aixsss:tls.suppliedCertificatePem",
+        "aixsss:tls.suppliedPrivateKeyPem",
+    }
+
+
 def test_any_stack_with_a_file_renders_with_its_own_environment(project: Project) -> None:
     project.stack("qa", {**QA, "aixsss:api.replicas": "3"}, encrypted=False)
     qa = project.render("qa")

@@ -77,6 +77,9 @@ def test_checks_test_render_every_stack_upload_sarif_and_artifacts() -> None:
     assert "--output sarif" in run and ".checkov.yaml" in run
     used = [s.get("uses", "") for s in steps(doc)]
     assert "github/codeql-action/upload-sarif@v4" in used and "actions/upload-artifact@v5" in used
+    # The render's state (offline/state.py: <out>/.state/) holds every generated secret.
+    [artifact] = [s["with"]["path"].split() for s in steps(doc) if s.get("uses") == "actions/upload-artifact@v5"]
+    assert artifact == ["build/", "!build/**/.state/**"] and 'OUT="build/$target"' in run
     job = doc["jobs"]["test-and-render"]
     assert job["permissions"] == {"contents": "read", "security-events": "write"}
 
