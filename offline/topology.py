@@ -117,8 +117,9 @@ def from_docker(deployment: Deployment) -> Topology:
         plain = reveal(reg.inputs)
         labels = {item["label"]: item["value"] for item in plain.get("labels") or []}
         service = labels.get("aixsss.service", reg.name)
-        if plain.get("networkMode") == "none":
-            continue  # a one-shot volume-ownership helper, no flows
+        if plain.get("networkMode") == "none" and ROLE_KEY in labels:
+            continue  # a volume's owner or a config carrier: a helper with no flows
+        # (A service's own container on no network, PostgreSQL's credentials jobs, is drawn.)
         node = topo.nodes.setdefault(service, Node(service, "Job" if plain.get("attach") else "container", 0))
         if ROLE_KEY not in labels:
             node.replicas += 1  # the service's own containers; not its sidecars, companions, exporters

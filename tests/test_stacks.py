@@ -273,14 +273,11 @@ def test_stateful_resources_protected_outside_dev(case: tuple[str, str, Deployme
         CNPG_CLUSTER,
     }
     # Config volumes hold only what the program writes into them on every deploy.
-    # PostgreSQL's socket volume (Docker) carries a socket between containers, no data.
-    kept = [r for r in d.registrations if r.type in stateful_types and not r.name.endswith(("-config", "postgres-run"))]
+    kept = [r for r in d.registrations if r.type in stateful_types and not r.name.endswith("-config")]
     stateful = [r for r in kept if "webroot" not in r.name]
     assert len(stateful) >= 3
     # On Kubernetes the database is the Cluster (its operator owns the instances' claims).
     assert (CNPG_CLUSTER in {r.type for r in stateful}) == (target == "kubernetes")
-    for run in [r for r in d.registrations if r.name == "postgres-run"]:
-        assert not run.protect and not run.retain_on_delete
     for reg in stateful:
         assert reg.protect == (stack != "dev"), f"{reg.name} protect"
         assert reg.retain_on_delete == (stack != "dev")

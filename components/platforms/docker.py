@@ -291,8 +291,7 @@ class DockerPlatform(pulumi.ComponentResource):
             f"{spec.name}-{volume.name}",
             name=f"{self._prefix}-{spec.name}-{volume.name}",
             labels=[docker.VolumeLabelArgs(label=k, value=val) for k, val in LABELS.items()],
-            # A socket's volume holds no data: nothing to protect or keep.
-            opts=self._child_opts(parent, [], stateful=volume.holds_data),
+            opts=self._child_opts(parent, [], stateful=True),
         )
         self._volumes[(spec.name, volume.name)] = made
         return made

@@ -581,13 +581,17 @@ def _probe_logins(d: Deployed, container_name: str, lines: list[str], stop: thre
         time.sleep(0.2)
 
 
+# dev only: the mechanism is the same in every stack, and a rotation replaces most containers
+# (about 5 minutes on an idle machine, with the backup scheduler's first check), which three
+# stacks would add to CI's hour. Last in the file: it leaves dev at generation 1.
+@pytest.mark.parametrize("deployed", ["dev"], indirect=True)
 def test_a_rotation_never_refuses_the_apis_logins_and_retires_the_old_role(
     deployed: Deployed, image_cache: Path
 ) -> None:
     """secrets.rotation 0 -> 1 with `pulumi up` (the applier), while the running api opens new
     connections: none is refused for its credentials (README: Secrets and rotation). With backups
     on, PostgreSQL itself restarts once (pgBackRest's keys rotate too): that is unavailability,
-    counted apart."""
+    counted apart (a connection attempt to a removed container may hang instead, uncounted)."""
     d = deployed
     api = reveal(d.deployment.named(_app_containers(d, "api")[0], CONTAINER).inputs["name"])
     old_url = api_env(d.client.containers.get(api))["DATABASE_URL"]
@@ -616,11 +620,10 @@ def test_a_rotation_never_refuses_the_apis_logins_and_retires_the_old_role(
     )
     assert refused == [], refused[:5]
     assert by_role["aixsss_g0"] > 0 and by_role["aixsss_g1"] > 0, (by_role, seen[-5:])
-    jobs = {name.rsplit("-", 1)[0] for name in report.created + report.replaced}
-    assert {"postgres-credentials", "postgres-retire-logins"} <= jobs, report
     for job in ("postgres-credentials", "postgres-retire-logins"):
-        (name,) = [n for n in report.exit_codes if n.startswith(f"{job}-")]
-        assert report.exit_codes[name] == 0, name
+        # A new release of each job (its config carrier is `<job>-config`, never started).
+        (name,) = [n for n in report.created + report.replaced if re.fullmatch(rf"{job}-[0-9a-f]{{12}}", n)]
+        assert report.exit_codes[name] == 0, (name, report.exit_codes)
     # Afterwards: only generation 1's role exists, and the old credentials are refused.
     postgres = d.container("postgres")
     query = "SELECT string_agg(rolname, ',') FROM pg_roles WHERE rolname ~ '^aixsss_g'"
