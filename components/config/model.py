@@ -679,6 +679,13 @@ class TlsSettings(Section):
                 "tls.clusterIssuer, or set kubernetes.exposure to gateway",
                 (f"{prefix}.publicCertificate", "kubernetes.exposure", "target"),
             )
+        if stack.target is Target.KUBERNETES and self.acme_solver == "dns01" and not self.cluster_issuer:
+            yield RuleViolation(
+                f"{prefix}.clusterIssuer",
+                "",
+                "the name of a ClusterIssuer with a DNS-01 solver when tls.acmeSolver is dns01",
+                (f"{prefix}.publicCertificate", f"{prefix}.acmeSolver", "target"),
+            )
 
 
 class BackupSettings(Section):

@@ -67,6 +67,7 @@ PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/
 class _ParentReference(TypedDict):  # gateway.networking.k8s.io/v1
     name: str
     namespace: NotRequired[str]
+    kind: NotRequired[str]
 
 
 class _HTTPBackendRef(TypedDict):
