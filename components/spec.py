@@ -129,7 +129,7 @@ class AcmeCertificate:
     server: str
     cluster_issuer: str
     # http01 or dns01 (tls.acmeSolver): which issuer and solver a platform with cert-manager uses.
-    solver: str
+    solver: Literal["http01", "dns01"]
     mount_dir: str
     webroot: str
     # Served until the first ACME certificate arrives, by a platform that needs one (Docker: the

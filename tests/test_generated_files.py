@@ -204,6 +204,8 @@ def test_acme_behind_a_gateway_solves_http01_on_it() -> None:
     [solver] = acme["solvers"]
     route_solver = solver["http01"]["gatewayHTTPRoute"]
     assert route_solver["parentRefs"] == [{"name": "public", "namespace": "gw", "kind": "Gateway"}]
+    # cert-manager's default would be a NodePort Service: a port on every node, for the solver.
+    assert route_solver["serviceType"] == "ClusterIP"
     pod_security = route_solver["podTemplate"]["spec"]["securityContext"]
     assert pod_security == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     certificate = d.named("edge-public-certificate")

@@ -106,6 +106,7 @@ class _CertificateSpec(TypedDict):
 
 class _GatewayHTTPRouteSolver(TypedDict):
     parentRefs: list[_ParentReference]
+    serviceType: str
     podTemplate: dict[str, object]
 
 
@@ -949,6 +950,9 @@ class KubernetesPlatform(pulumi.ComponentResource):
                             "http01": {
                                 "gatewayHTTPRoute": {
                                     "parentRefs": [{**self._gateway_parent(), "kind": "Gateway"}],
+                                    # Not cert-manager's default NodePort: the Gateway reaches the
+                                    # solver inside the cluster; no node port opens for it.
+                                    "serviceType": "ClusterIP",
                                     # The namespace enforces Pod Security restricted.
                                     "podTemplate": {
                                         "spec": {
