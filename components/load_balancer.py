@@ -52,7 +52,9 @@ class LoadBalancer(Service):
             client_max_body_size_mb=edge.client_max_body_size_mb,
             api_rate_per_second=edge.api_rate_per_second,
             api_rate_burst=edge.api_rate_burst,
-            acme_webroot=ACME_WEBROOT,
+            # lego fills the webroot on a Docker host; on Kubernetes cert-manager's solver answers
+            # HTTP-01 on the Gateway (or DNS-01 is used) and nothing fills one.
+            acme_webroot=ACME_WEBROOT if config.target is Target.DOCKER else None,
             trust_forwarded_proto=config.target is Target.KUBERNETES and config.kubernetes.exposure == "gateway",
             trusted_proxies=tuple(config.kubernetes.gateway_addresses),
             # stub_status on loopback and the status log to mtail, for the exporters in the pod.
@@ -71,16 +73,18 @@ class LoadBalancer(Service):
             assert cert is not None and key is not None  # load_stack_config checked both are set
             files += self._tls_files(cert, key)
         else:
-            bootstrap = pki.issue("public-bootstrap", [config.domain])
+            # Only lego (Docker) needs a certificate to start on; cert-manager writes a temporary one.
+            bootstrap = pki.issue("public-bootstrap", [config.domain]) if config.target is Target.DOCKER else None
             acme = AcmeCertificate(
                 domain=config.domain,
                 email=config.tls.acme_email,
                 server=config.tls.acme_server,
                 cluster_issuer=config.tls.cluster_issuer,
+                solver=config.tls.acme_solver,
                 mount_dir=ACME_TLS_DIR,
                 webroot=ACME_WEBROOT,
-                bootstrap_cert_pem=bootstrap.cert_pem,
-                bootstrap_key_pem=bootstrap.key_pem,
+                bootstrap_cert_pem=bootstrap.cert_pem if bootstrap else None,
+                bootstrap_key_pem=bootstrap.key_pem if bootstrap else None,
             )
         # Dev binds to loopback; other environments face the network.
         bind = "127.0.0.1" if config.environment is Environment.DEV else "0.0.0.0"
@@ -95,7 +99,8 @@ class LoadBalancer(Service):
                 port=HTTP_PORT,
             ),
             # The config comes from CONFIG_DIR; with ACME, a reload every six hours serves
-            # renewed certificates without a restart.
+            # renewed certificates without a restart (lego's volume on Docker, the Secret that
+            # cert-manager rewrites in place on Kubernetes: one mechanism, no watcher).
             command=[
                 "/bin/sh",
                 "-c",

@@ -134,11 +134,15 @@ class AcmeCertificate:
     email: str
     server: str
     cluster_issuer: str
+    # http01 or dns01 (tls.acmeSolver): which issuer and solver a platform with cert-manager uses.
+    solver: Literal["http01", "dns01"]
     mount_dir: str
     webroot: str
-    # Served until the first ACME certificate arrives (the HTTP-01 challenge needs the edge up).
-    bootstrap_cert_pem: pulumi.Output[str]
-    bootstrap_key_pem: pulumi.Output[str]
+    # Served until the first ACME certificate arrives, by a platform that needs one (Docker: the
+    # edge serves lego's HTTP-01 webroot). None where the platform's issuer writes its own
+    # temporary certificate first (cert-manager's issue-temporary-certificate on Kubernetes).
+    bootstrap_cert_pem: pulumi.Output[str] | None = None
+    bootstrap_key_pem: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)

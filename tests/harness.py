@@ -30,6 +30,8 @@ PROD_OK = {
     "edge.replicas": 2,
     "tls.publicCertificate": "acme",
     "tls.acmeEmail": "ops@example.com",
+    # LoadBalancer exposure (the default): only a DNS-01 ClusterIssuer can issue through it.
+    "tls.acmeSolver": "dns01",
     "database.instances": 2,
     "cache.highAvailability": True,
 }

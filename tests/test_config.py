@@ -93,6 +93,14 @@ def test_acme_email_must_be_an_address() -> None:
     assert "aixsss:tls.acmeEmail = 'ops-at-example' is not allowed: an e-mail address" in message
 
 
+def test_acme_behind_a_load_balancer_names_the_solver_key() -> None:
+    message = error_for({**PROD_OK, "tls.acmeSolver": "http01"}, "prod")
+    assert (
+        "Pulumi.prod.yaml: aixsss:tls.acmeSolver = 'http01' is not allowed: dns01 when kubernetes.exposure is "
+        "loadBalancer and tls.publicCertificate is acme" in message
+    )
+
+
 def test_acme_needs_an_email() -> None:
     message = error_for({**PROD_OK, "tls.acmeEmail": ""}, "prod")
     assert "aixsss:tls.acmeEmail = '' is not allowed: an e-mail address when tls.publicCertificate is acme" in message

@@ -233,6 +233,34 @@ def test_acme_accepts_a_public_name_and_warns_on_documentation_names() -> None:
     accepted({"domain": "aixsss.localhost"})
 
 
+def test_acme_behind_a_load_balancer_needs_a_dns01_issuer() -> None:
+    """cert-manager's HTTP-01 solver is reachable through a Gateway (or an Ingress controller),
+    never through the edge's LoadBalancer Service: there only a DNS-01 ClusterIssuer can issue."""
+    http01 = {**PROD_OK, "tls.acmeSolver": "http01"}
+    line = refused(http01, "tls.acmeSolver", "dns01 when kubernetes.exposure is loadBalancer", "prod")
+    assert line.startswith("Pulumi.prod.yaml: aixsss:tls.acmeSolver = 'http01' is not allowed:")
+    assert "tls.clusterIssuer" in line and "kubernetes.exposure to gateway" in line
+    accepted({**PROD_OK, "tls.acmeSolver": "dns01"}, "prod")
+    gateway = {"kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public"}
+    accepted({**http01, **gateway}, "prod")
+    accepted({**PROD_OK, **gateway, "tls.acmeSolver": "dns01"}, "prod")
+    # On Docker lego answers HTTP-01 through the edge itself.
+    docker = {"target": "docker", "api.replicas": 1, "edge.replicas": 1, "database.instances": 1}
+    accepted({**http01, **docker, "cache.highAvailability": False})
+    # Without ACME the solver is not used.
+    accepted({"target": "kubernetes", "tls.acmeSolver": "http01"}, "staging")
+    refused({"tls.acmeSolver": "tls-alpn01"}, "tls.acmeSolver", "'http01' or 'dns01'")
+
+
+def test_a_dns01_solver_needs_a_cluster_issuer() -> None:
+    line = refused({**PROD_OK, "tls.clusterIssuer": ""}, "tls.clusterIssuer", "a ClusterIssuer with a DNS-01", "prod")
+    assert line.startswith("Pulumi.prod.yaml: aixsss:tls.clusterIssuer = '' is not allowed:")
+    accepted({**PROD_OK, "tls.clusterIssuer": "letsencrypt-dns"}, "prod")
+    gateway = {"kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public"}
+    # HTTP-01 behind a Gateway uses the program's own Issuer, no ClusterIssuer.
+    accepted({**PROD_OK, **gateway, "tls.acmeSolver": "http01", "tls.clusterIssuer": ""}, "prod")
+
+
 def test_publishing_data_ports_is_for_dev_only() -> None:
     refused({**PROD_OK, "docker.publishDataPorts": True}, "docker.publishDataPorts", "false in prod", "prod")
     accepted({**PROD_OK, "docker.publishDataPorts": False}, "prod")

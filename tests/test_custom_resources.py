@@ -25,15 +25,18 @@ from offline.render import BUILT_IN_GROUPS, Rendered, render
 EXAMPLES = CRD_DIR / "examples"
 STACKS = ("dev", "staging", "prod")
 # Each stack as its file has it (LoadBalancer exposure) and switched to a Gateway, so the
-# HTTPRoute the program writes for kubernetes.exposure=gateway is judged too.
+# HTTPRoute the program writes for kubernetes.exposure=gateway is judged too. Behind the Gateway
+# prod's certificate comes by HTTP-01 (its file's dns01 is for the LoadBalancer): the program's
+# own Issuer, whose solver the Gateway routes to, is judged as well.
 GATEWAY = {"kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public", **GATEWAY_ADDRESSES}
 GATEWAY_SETTINGS = {
     "dev": GATEWAY,
     "staging": GATEWAY,
-    "prod": {**GATEWAY, "kubernetes.gatewayNamespace": "gateway-system"},
+    "prod": {**GATEWAY, "kubernetes.gatewayNamespace": "gateway-system", "tls.acmeSolver": "http01"},
 }
 CASES = [(stack, exposure) for stack in STACKS for exposure in ("loadBalancer", "gateway")]
 CERTIFICATE = ("cert-manager.io/v1", "Certificate")
+ISSUER = ("cert-manager.io/v1", "Issuer")
 HTTPROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
 # The custom resource kinds each case declares: a new kind must be added here deliberately
 # (with its CRD in tests/crds, and its CEL rules in HAND_EVALUATED when it meets any).
@@ -53,7 +56,7 @@ EXPECTED_KINDS: dict[tuple[str, str], list[tuple[str, str]]] = {
     ("prod", "loadBalancer"): sorted([CERTIFICATE, *POSTGRES]),
     ("dev", "gateway"): sorted([HTTPROUTE, *POSTGRES]),
     ("staging", "gateway"): sorted([HTTPROUTE, *POSTGRES]),
-    ("prod", "gateway"): sorted([CERTIFICATE, HTTPROUTE, *POSTGRES]),
+    ("prod", "gateway"): sorted([CERTIFICATE, ISSUER, HTTPROUTE, *POSTGRES]),
 }
 EXAMPLE_KINDS = [
     ("barmancloud.cnpg.io/v1", "ObjectStore"),
@@ -470,6 +473,35 @@ def test_a_restoring_cluster_matches_its_crd(tmp_path: Path) -> None:
         checked = validate(obj)
         assert checked.errors == [], f"{obj['kind']}: {checked.errors}"
         assert cel_problems(checked) == []
+
+
+def test_the_issuer_solves_http01_on_the_routes_gateway(prod_gateway: list[dict[str, Any]]) -> None:
+    """Behind a Gateway cert-manager's gatewayHTTPRoute solver attaches to the Gateway the edge's
+    HTTPRoute uses, and the Certificate is issued by that Issuer."""
+    issuer = of_kind(prod_gateway, ISSUER)
+    route = of_kind(prod_gateway, HTTPROUTE)
+    [solver] = issuer["spec"]["acme"]["solvers"]
+    assert set(solver) == {"http01"} and set(solver["http01"]) == {"gatewayHTTPRoute"}
+    parents = solver["http01"]["gatewayHTTPRoute"]["parentRefs"]
+    assert parents == [{"name": "public", "namespace": "gateway-system", "kind": "Gateway"}]
+    assert [{**p, "kind": "Gateway"} for p in route["spec"]["parentRefs"]] == parents
+    assert issuer["spec"]["acme"]["server"] == "https://acme-v02.api.letsencrypt.org/directory"
+    assert issuer["spec"]["acme"]["email"] == "ops@aixsss.example.com"
+    cert = of_kind(prod_gateway, CERTIFICATE)
+    assert cert["spec"]["issuerRef"] == {"kind": "Issuer", "name": issuer["metadata"]["name"]}
+    assert cert["metadata"]["namespace"] == issuer["metadata"]["namespace"]
+    assert validate(issuer).not_evaluated == []  # cert-manager's CRD has no CEL rules
+
+
+def test_an_unknown_solver_in_an_issuer(prod_gateway: list[dict[str, Any]]) -> None:
+    issuer = of_kind(prod_gateway, ISSUER)
+    http01 = issuer["spec"]["acme"]["solvers"][0]["http01"]
+    http01["gatewayRoute"] = http01.pop("gatewayHTTPRoute")
+    del issuer["spec"]["acme"]["server"]
+    assert errors_of(issuer) == [
+        "$.spec.acme.server: required field is missing",
+        "$.spec.acme.solvers[0].http01.gatewayRoute: unknown field",
+    ]
 
 
 # --- Negative controls: the validator bites, and says where ----------------------------------

@@ -9,6 +9,7 @@ from harness import GATEWAY_ADDRESSES, carrier_of, delivered, plain_strings, rev
 
 from components.conf import nginx, postgres, redis
 from components.object_store import bootstrap_script, bucket_policy
+from components.platforms.kubernetes import PART_OF
 
 EDGE = nginx.EdgeSettings(
     server_name="app.example.com",
@@ -180,11 +181,85 @@ def test_gateway_exposure_uses_an_http_route() -> None:
     assert service["spec"]["type"] == "ClusterIP"
 
 
+ACME_CHALLENGE = "location /.well-known/acme-challenge/"
+TEMPORARY_CERTIFICATE = "cert-manager.io/issue-temporary-certificate"
+ISSUER = "kubernetes:cert-manager.io/v1:Issuer"
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+
+
 def test_prod_acme_on_kubernetes_uses_cert_manager() -> None:
+    """prod (LoadBalancer exposure): the ClusterIssuer, which tls.acmeSolver dns01 says solves DNS-01."""
     d = run_program("prod")
     cert = d.named("edge-public-certificate").plain
     assert cert["kind"] == "Certificate" and cert["spec"]["dnsNames"] == ["aixsss.example.com"]
     assert cert["spec"]["issuerRef"] == {"kind": "ClusterIssuer", "name": "letsencrypt"}
+    # cert-manager fills the Secret with a temporary certificate at once: the edge, which mounts
+    # it, starts before the first issuance.
+    assert cert["metadata"]["annotations"][TEMPORARY_CERTIFICATE] == "true"
+    # No HTTP-01 here: no Issuer of the program's, no solver admitted, no webroot in nginx.
+    assert d.of_type(ISSUER) == []
+    assert not any("acme" in p.name for p in d.of_type(NETWORK_POLICY))
+    assert (
+        ACME_CHALLENGE
+        not in d.named("edge-files", "kubernetes:core/v1:ConfigMap").plain["data"]["etc_aixsss_nginx.conf"]
+    )
+    # cert-manager's temporary certificate is what the edge starts on: no bootstrap one is made.
+    assert not [r.name for r in d.registrations if r.name.startswith("public-bootstrap")]
+
+
+def test_acme_behind_a_gateway_solves_http01_on_it() -> None:
+    """kubernetes.exposure gateway with tls.acmeSolver http01: the program's Issuer, whose
+    cert-manager solver the same Gateway routes to; the edge takes no part in the challenge."""
+    gateway = {"kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public"}
+    d = run_program("prod", overrides={**gateway, "kubernetes.gatewayNamespace": "gw", "tls.acmeSolver": "http01"})
+    issuer = d.named("edge-acme-issuer", ISSUER).plain
+    assert issuer["metadata"] == {
+        "name": "edge-acme",
+        "namespace": "aixsss-prod",
+        "labels": {"app.kubernetes.io/name": "edge", **PART_OF},
+    }
+    acme = issuer["spec"]["acme"]
+    assert acme["server"] == "https://acme-v02.api.letsencrypt.org/directory"
+    assert acme["email"] == "ops@aixsss.example.com"
+    assert acme["privateKeySecretRef"] == {"name": "edge-acme-account"}
+    [solver] = acme["solvers"]
+    route_solver = solver["http01"]["gatewayHTTPRoute"]
+    assert route_solver["parentRefs"] == [{"name": "public", "namespace": "gw", "kind": "Gateway"}]
+    # cert-manager's default would be a NodePort Service: a port on every node, for the solver.
+    assert route_solver["serviceType"] == "ClusterIP"
+    pod_security = route_solver["podTemplate"]["spec"]["securityContext"]
+    assert pod_security == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    certificate = d.named("edge-public-certificate")
+    assert certificate.plain["spec"]["issuerRef"] == {"kind": "Issuer", "name": "edge-acme"}
+    assert certificate.plain["metadata"]["annotations"][TEMPORARY_CERTIFICATE] == "true"
+    assert d.depends_on(certificate, d.named("edge-acme-issuer", ISSUER))
+    # The solver pods (cert-manager's label, its acmesolver's port 8089) are admitted from any
+    # peer on that port alone, as the edge's listeners are: the Gateway's data plane is outside.
+    solver_policy = d.named("acme-solver-from-world", NETWORK_POLICY).plain["spec"]
+    assert solver_policy["podSelector"] == {"matchLabels": {"acme.cert-manager.io/http01-solver": "true"}}
+    assert solver_policy["policyTypes"] == ["Ingress"]
+    assert solver_policy["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8089}]}]
+    # None of the stack's own pods carries the solver's label: the policy admits nothing else.
+    kinds = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job")
+    for workload in (r for r in d.registrations if r.type in kinds):
+        labels = workload.plain["spec"]["template"]["metadata"]["labels"]
+        assert "acme.cert-manager.io/http01-solver" not in labels, workload.name
+    # The challenge never reaches the edge: its nginx has no webroot to answer from.
+    assert (
+        ACME_CHALLENGE
+        not in d.named("edge-files", "kubernetes:core/v1:ConfigMap").plain["data"]["etc_aixsss_nginx.conf"]
+    )
+
+
+def test_acme_on_docker_keeps_the_webroot_lego_fills() -> None:
+    docker = {"target": "docker", "api.replicas": 1, "edge.replicas": 1, "database.instances": 1}
+    docker |= {"database.synchronousReplicas": 0, "cache.highAvailability": False}
+    d = run_program("prod", overrides=docker)
+    edge = delivered(d, d.named("edge", "docker:index/container:Container"))
+    assert f"{ACME_CHALLENGE} {{ root /var/www/acme; }}" in edge["/etc/aixsss/nginx.conf"]["content"]
+    # lego starts on the program's bootstrap certificate (pulumi-tls), issued for the domain.
+    request = d.named("public-bootstrap-csr").plain
+    assert request["dnsNames"] == ["aixsss.example.com"]
 
 
 def test_docker_host_from_config() -> None:

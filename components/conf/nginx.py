@@ -55,7 +55,8 @@ class EdgeSettings:
     client_max_body_size_mb: int = 10
     api_rate_per_second: int = 10
     api_rate_burst: int = 20
-    acme_webroot: str = "/var/www/acme"
+    # Where HTTP-01 tokens are served from; None: no such location (no ACME client fills one).
+    acme_webroot: str | None = "/var/www/acme"
     # Behind a TLS-terminating Gateway the HTTP listener serves the app when the gateway says
     # the client used HTTPS; otherwise that listener only redirects.
     trust_forwarded_proto: bool = False
@@ -172,7 +173,7 @@ def render(s: EdgeSettings) -> str:
         "  server {",
         f"    listen {s.http_port};",
         "    server_name _;",
-        f"    location /.well-known/acme-challenge/ {{ root {s.acme_webroot}; }}",
+        *([f"    location /.well-known/acme-challenge/ {{ root {s.acme_webroot}; }}"] if s.acme_webroot else []),
         '    location = /healthz { access_log off; return 200 "ok\\n"; }',
     ]
     if s.trust_forwarded_proto:

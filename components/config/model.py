@@ -644,6 +644,11 @@ class TlsSettings(Section):
     acme_email: Email = ""
     acme_server: HttpsUrl = "https://acme-v02.api.letsencrypt.org/directory"
     cluster_issuer: DnsSubdomain = "letsencrypt"
+    # How cert-manager proves the domain on Kubernetes (Docker: lego, HTTP-01 through the edge).
+    # http01: the program's own Issuer, whose solver cert-manager routes with an HTTPRoute on the
+    # Gateway (kubernetes.exposure gateway). dns01: the ClusterIssuer `clusterIssuer`, whose
+    # DNS-01 solver (and DNS credentials) are yours; the one that works with loadBalancer.
+    acme_solver: Literal["http01", "dns01"] = "http01"
     # The CA lives five times as long as its leaves (pki.py), so five times this must fit too.
     validity_hours: Annotated[int, Field(gt=0, le=GO_DURATION_MAX_HOURS // 5)] = 8760
     early_renewal_hours: Hours = 720
@@ -664,6 +669,7 @@ class TlsSettings(Section):
                     "an e-mail address when tls.publicCertificate is acme",
                     (f"{prefix}.publicCertificate",),
                 )
+            yield from self._solver_problems(stack, prefix)
             refused = domain_public_ca_refuses(stack.domain)
             if refused:
                 yield RuleViolation(
@@ -679,6 +685,33 @@ class TlsSettings(Section):
                 "self-signed",
                 "acme or supplied in prod (browsers must trust the public certificate)",
                 ("environment",),
+            )
+
+    def _solver_problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
+        # cert-manager answers HTTP-01 from a solver pod and Service it creates per challenge,
+        # under a generated name, and routes to it only through an Ingress controller or a
+        # Gateway. With a LoadBalancer Service the edge (plain nginx) is the entry and could not
+        # find that Service, so HTTP-01 would never pass there: only DNS-01 can issue.
+        if (
+            stack.target is Target.KUBERNETES
+            and stack.kubernetes.exposure == "loadBalancer"
+            and self.acme_solver == "http01"
+        ):
+            yield RuleViolation(
+                f"{prefix}.acmeSolver",
+                self.acme_solver,
+                "dns01 when kubernetes.exposure is loadBalancer and tls.publicCertificate is acme "
+                "(cert-manager's HTTP-01 solver is reachable only through a Gateway or an Ingress "
+                "controller, and the edge is neither): name a ClusterIssuer with a DNS-01 solver in "
+                "tls.clusterIssuer, or set kubernetes.exposure to gateway",
+                (f"{prefix}.publicCertificate", "kubernetes.exposure", "target"),
+            )
+        if stack.target is Target.KUBERNETES and self.acme_solver == "dns01" and not self.cluster_issuer:
+            yield RuleViolation(
+                f"{prefix}.clusterIssuer",
+                "",
+                "the name of a ClusterIssuer with a DNS-01 solver when tls.acmeSolver is dns01",
+                (f"{prefix}.publicCertificate", f"{prefix}.acmeSolver", "target"),
             )
 
 

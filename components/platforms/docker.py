@@ -721,6 +721,7 @@ class DockerPlatform(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=parent, provider=self.provider),
         )
         # Served until lego's first certificate arrives; delivered like every service's files.
+        assert acme.bootstrap_cert_pem is not None and acme.bootstrap_key_pem is not None
         bootstrap_files = [
             ConfigFile(f"{BOOTSTRAP_DIR}/tls.crt", acme.bootstrap_cert_pem),
             ConfigFile(f"{BOOTSTRAP_DIR}/tls.key", acme.bootstrap_key_pem, secret=True, mode=0o400, owner=ACME_UID),

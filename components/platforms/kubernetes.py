@@ -58,6 +58,10 @@ BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
 CNPG_RELOAD = "cnpg.io/reload"
 # The instance manager's status endpoint, which the operator polls.
 CNPG_STATUS_PORT = 8000
+# cert-manager's HTTP-01 solver pods (one per challenge, in the Certificate's namespace): their
+# label and port (cert-manager's acmesolver listens on 8089).
+ACME_SOLVER_LABELS = {"acme.cert-manager.io/http01-solver": "true"}
+ACME_SOLVER_PORT = 8089
 # Egress to the internet: HTTPS only, and never to cluster-private or link-local ranges.
 PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]
 
@@ -67,6 +71,7 @@ PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/
 class _ParentReference(TypedDict):  # gateway.networking.k8s.io/v1
     name: str
     namespace: NotRequired[str]
+    kind: NotRequired[str]
 
 
 class _HTTPBackendRef(TypedDict):
@@ -101,6 +106,27 @@ class _CertificateSpec(TypedDict):
     issuerRef: _IssuerRef
     privateKey: _CertificatePrivateKey
     renewBefore: str
+
+
+class _GatewayHTTPRouteSolver(TypedDict):
+    parentRefs: list[_ParentReference]
+    serviceType: str
+    podTemplate: dict[str, object]
+
+
+class _AcmeSolver(TypedDict):
+    http01: dict[str, _GatewayHTTPRouteSolver]
+
+
+class _AcmeIssuer(TypedDict):
+    server: str
+    email: str
+    privateKeySecretRef: dict[str, str]
+    solvers: list[_AcmeSolver]
+
+
+class _IssuerSpec(TypedDict):
+    acme: _AcmeIssuer
 
 
 def _labels(name: str) -> dict[str, str]:
@@ -393,7 +419,9 @@ class KubernetesPlatform(pulumi.ComponentResource):
             volumes.append({"name": v.name, "persistent_volume_claim": {"claim_name": claim.metadata["name"]}})
             mounts.append({"name": v.name, "mount_path": v.path})
         if spec.acme is not None:
-            made.append(self._acme_certificate(spec, parent))
+            # Required, yet no deadlock: the Certificate asks cert-manager for a temporary
+            # certificate in the Secret at once, and the challenge does not need the edge.
+            made += self._acme_certificate(spec, parent)
             volumes.append(
                 {"name": "public-tls", "secret": {"secret_name": f"{spec.name}-public-tls", "default_mode": 0o440}}
             )
@@ -905,14 +933,18 @@ class KubernetesPlatform(pulumi.ComponentResource):
             exposed = self._http_route(spec, parent)
         return service, exposed
 
-    def _http_route(self, spec: ServiceSpec, parent: pulumi.Resource) -> list[str]:
+    def _gateway_parent(self) -> _ParentReference:
         settings = self._config.kubernetes
         parent_ref: _ParentReference = {"name": settings.gateway_name}
         if settings.gateway_namespace:
             parent_ref["namespace"] = settings.gateway_namespace
+        return parent_ref
+
+    def _http_route(self, spec: ServiceSpec, parent: pulumi.Resource) -> list[str]:
+        settings = self._config.kubernetes
         http = spec.port("http")
         route: _HTTPRouteSpec = {
-            "parentRefs": [parent_ref],
+            "parentRefs": [self._gateway_parent()],
             "hostnames": [self._config.domain],
             "rules": [{"backendRefs": [{"name": spec.name, "port": http.port}]}],
         }
@@ -938,25 +970,95 @@ class KubernetesPlatform(pulumi.ComponentResource):
             "ports": [{"protocol": "TCP", "port": spec.port("http").port}],
         }
 
-    def _acme_certificate(self, spec: ServiceSpec, parent: pulumi.Resource) -> pulumi.Resource:
+    def _acme_certificate(self, spec: ServiceSpec, parent: pulumi.Resource) -> list[pulumi.Resource]:
+        """The Certificate cert-manager issues and renews into the Secret the edge mounts, and
+        for HTTP-01 the Issuer whose solver the Gateway routes to (with the solver's ingress).
+
+        The Secret is rewritten in place; the edge's six-hourly nginx reload (its command, the
+        same on Docker) serves each new certificate, so nothing here watches the Secret."""
         acme = spec.acme
         assert acme is not None
-        # cert-manager issues and renews it into the Secret the edge mounts.
+        made: list[pulumi.Resource] = []
+        issuer_ref: _IssuerRef = {"kind": "ClusterIssuer", "name": acme.cluster_issuer}
+        if acme.solver == "http01":
+            # The config allows HTTP-01 only behind a Gateway (tls.acmeSolver): cert-manager adds
+            # an HTTPRoute for /.well-known/acme-challenge/<token> (an Exact match, which wins over
+            # the edge's route) to the same Gateway, so the challenge never reaches the edge.
+            assert self._config.kubernetes.exposure == "gateway", "tls.acmeSolver http01 needs a Gateway"
+            issuer_ref = {"kind": "Issuer", "name": f"{spec.name}-acme"}
+            issuer: _IssuerSpec = {
+                "acme": {
+                    "server": acme.server,
+                    "email": acme.email,
+                    "privateKeySecretRef": {"name": f"{spec.name}-acme-account"},
+                    "solvers": [
+                        {
+                            "http01": {
+                                "gatewayHTTPRoute": {
+                                    "parentRefs": [{**self._gateway_parent(), "kind": "Gateway"}],
+                                    # Not cert-manager's default NodePort: the Gateway reaches the
+                                    # solver inside the cluster; no node port opens for it.
+                                    "serviceType": "ClusterIP",
+                                    # The namespace enforces Pod Security restricted.
+                                    "podTemplate": {
+                                        "spec": {
+                                            "securityContext": {
+                                                "runAsNonRoot": True,
+                                                "seccompProfile": {"type": "RuntimeDefault"},
+                                            }
+                                        }
+                                    },
+                                }
+                            }
+                        }
+                    ],
+                }
+            }
+            made.append(
+                k8s.apiextensions.CustomResource(
+                    f"{spec.name}-acme-issuer",
+                    api_version="cert-manager.io/v1",
+                    kind="Issuer",
+                    metadata=self._meta(f"{spec.name}-acme", _labels(spec.name)),
+                    spec=issuer,
+                    opts=self._opts_for(parent, []),
+                )
+            )
+            # The solver pods run here, under the default deny: the Gateway (like the world to
+            # the edge) reaches their port, nothing else.
+            made.append(
+                self._network_policy(
+                    "acme-solver-from-world",
+                    ACME_SOLVER_LABELS,
+                    parent=parent,
+                    ingress=[{"ports": [{"protocol": "TCP", "port": ACME_SOLVER_PORT}]}],
+                )
+            )
         certificate: _CertificateSpec = {
             "secretName": f"{spec.name}-public-tls",
             "dnsNames": [acme.domain],
-            "issuerRef": {"kind": "ClusterIssuer", "name": acme.cluster_issuer},
+            "issuerRef": issuer_ref,
             "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
             "renewBefore": "720h",
         }
-        return k8s.apiextensions.CustomResource(
-            f"{spec.name}-public-certificate",
-            api_version="cert-manager.io/v1",
-            kind="Certificate",
-            metadata=self._meta(f"{spec.name}-public-tls", _labels(spec.name)),
-            spec=certificate,
-            opts=self._opts_for(parent, []),
+        annotations = {
+            # cert-manager writes a temporary self-signed certificate into the Secret before the
+            # first issuance, so the edge (which mounts it) starts at once instead of waiting.
+            "cert-manager.io/issue-temporary-certificate": "true",
+            # Issuance (DNS propagation, the CA) may take minutes; the edge does not wait for it.
+            "pulumi.com/skipAwait": "true",
+        }
+        made.append(
+            k8s.apiextensions.CustomResource(
+                f"{spec.name}-public-certificate",
+                api_version="cert-manager.io/v1",
+                kind="Certificate",
+                metadata=self._meta(f"{spec.name}-public-tls", _labels(spec.name), annotations=annotations),
+                spec=certificate,
+                opts=self._opts_for(parent, made),
+            )
         )
+        return made
 
     def _flows(self, spec: ServiceSpec, parent: pulumi.Resource) -> list[pulumi.Resource]:
         """NetworkPolicies for this service's flows: each allowed on both ends, nothing else."""
