@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Deployment, run_program
+from harness import Deployment, k8s_file, run_program
 from rendering import tool
 from servers import LOOPBACK, exporter_edits, free_port, nginx_version, port_accepts, relocate, running
 from throwaway_pki import issue
@@ -51,12 +51,8 @@ OVERRIDES = {
 
 
 def pod_file(d: Deployment, workload: str, path: str) -> str:
-    """What the workload's pod finds at ``path``: the ConfigMap or Secret key its mount names."""
-    deployment = d.named(workload, "kubernetes:apps/v1:Deployment").plain
-    pod = deployment["spec"]["template"]["spec"]
-    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == path)
-    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
-    return d.named(volume["configMap"]["name"], "kubernetes:core/v1:ConfigMap").plain["data"][mount["subPath"]]
+    """What the workload's pod finds at ``path``, through its volumes (harness.k8s_file)."""
+    return k8s_file(d, workload, path)
 
 
 @dataclass

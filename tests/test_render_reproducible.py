@@ -59,6 +59,32 @@ def _generated(d: Deployment) -> dict[str, Registration]:
     return {r.urn: r for r in d.registrations if r.type.startswith(GENERATED)}
 
 
+def _checksums(d: Deployment) -> dict[tuple[str, str], str]:
+    """The checksum annotations on pod templates (kubernetes_files: a SHA-256 of each ConfigMap and
+    Secret a pod reads), by workload and object: a changed value changes the workload's manifest."""
+    found = {}
+    for r in d.registrations:
+        template = ((r.plain.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        for key, value in (template.get("annotations") or {}).items():
+            if key.startswith("checksum.aixsss.io/"):
+                found[(r.urn, key)] = str(value)
+    return found
+
+
+def _changed_checksums(d: Deployment, other: Deployment) -> set[str]:
+    theirs = _checksums(other)
+    return {value for key, value in _checksums(d).items() if theirs.get(key) != value}
+
+
+def _login_role(d: Deployment) -> str:
+    """The role in the clients' DATABASE_URL (the api's environment, on either target)."""
+    urls = {
+        match for r in d.registrations for match in re.findall(r"postgresql://([^:@/]+):", json.dumps(reveal(r.inputs)))
+    }
+    assert len(urls) == 1, urls
+    return urls.pop()
+
+
 def _names(d: Deployment) -> dict[str, str]:
     """Each resource's name as files show it: a Kubernetes object's metadata.name, else its own."""
     return {r.urn: str((r.plain.get("metadata") or {}).get("name") or r.name) for r in d.registrations}
@@ -126,18 +152,28 @@ def test_rotation_replaces_exactly_the_rotated_secrets(twice: Twice, tmp_path: P
     after, files = twice.render_changed(tmp_path, **{"secrets.rotation": "1"})
     rotated = {r.urn for r in before.of_type(PASSWORD) if "rotation" in (r.plain.get("keepers") or {})}
     assert rotated, "the stack has passwords that rotate"
+    # Other generated values with the same keeper (the SCRAM salt of PostgreSQL's login role).
+    salted = {
+        r.urn for r in before.registrations if r.type.startswith(GENERATED) and r.urn not in rotated
+        and "rotation" in (r.plain.get("keepers") or {})
+    }  # fmt: skip
     kept, now = _generated(before), _generated(after)
     for urn, reg in kept.items():
         same = reveal(reg.outputs) == reveal(now[urn].outputs)
-        assert same != (urn in rotated), f"{reg.name}: {'kept' if same else 'replaced'}"
+        assert same != (urn in rotated | salted), f"{reg.name}: {'kept' if same else 'replaced'}"
 
     def tokens(d: Deployment, other: Deployment) -> set[str]:
         values = {reveal(d.by_urn(urn).outputs["result"]) for urn in rotated}
+        values |= {reveal(d.by_urn(urn).outputs["base64"]) for urn in salted}
         # As the files carry them: the value, hex-encoded (HAProxy's health check), as a SHA-256
         # (audit.json's secretInventory fingerprints).
         found = values | {hex_form(v) for v in values} | {hashlib.sha256(v.encode()).hexdigest() for v in values}
         # And names hashed from inputs (a Job that runs again with new credentials).
         theirs = _names(other)
+        found |= _changed_checksums(d, other)  # a pod template's checksum of a Secret carrying them
+        # PostgreSQL's login role on one host is the generation's (its credentials jobs' scripts).
+        if _login_role(d) != _login_role(other):
+            found.add(_login_role(d))
         return found | {name for urn, name in _names(d).items() if theirs.get(urn) != name}
 
     expected = carrying(twice.second, tokens(before, after)) | carrying(files, tokens(after, before))
@@ -164,7 +200,8 @@ def test_a_changed_validity_renews_the_certificates_and_keeps_their_keys(twice: 
     for urn, reg in kept.items():
         same = reveal(reg.outputs) == reveal(now[urn].outputs)
         assert same != (urn in certs), f"{reg.name}: {'kept' if same else 'renewed'}"
-    expected = carrying(twice.second, _cert_tokens(before, certs)) | carrying(files, _cert_tokens(after, certs))
+    expected = carrying(twice.second, _cert_tokens(before, certs) | _changed_checksums(before, after))
+    expected |= carrying(files, _cert_tokens(after, certs) | _changed_checksums(after, before))
     assert {"certs/ca.crt", "audit.json"} <= expected
     assert not {p for p in expected if p.endswith(".key")}
     assert changed(twice.second, files) == expected
