@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from harness import PINNED, PROD_OK, delivered, run_program
+from harness import GATEWAY_ADDRESSES, PINNED, PROD_OK, delivered, run_program
 
 from components.config import StackConfigError, load_stack_config, parse_stack_config
 from offline.engine import EngineLikeMocks
@@ -241,7 +241,7 @@ def test_acme_behind_a_load_balancer_needs_a_dns01_issuer() -> None:
     assert line.startswith("Pulumi.prod.yaml: aixsss:tls.acmeSolver = 'http01' is not allowed:")
     assert "tls.clusterIssuer" in line and "kubernetes.exposure to gateway" in line
     accepted({**PROD_OK, "tls.acmeSolver": "dns01"}, "prod")
-    gateway = {"kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public"}
+    gateway = {"kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public", **GATEWAY_ADDRESSES}
     accepted({**http01, **gateway}, "prod")
     accepted({**PROD_OK, **gateway, "tls.acmeSolver": "dns01"}, "prod")
     # On Docker lego answers HTTP-01 through the edge itself.
@@ -256,7 +256,7 @@ def test_a_dns01_solver_needs_a_cluster_issuer() -> None:
     line = refused({**PROD_OK, "tls.clusterIssuer": ""}, "tls.clusterIssuer", "a ClusterIssuer with a DNS-01", "prod")
     assert line.startswith("Pulumi.prod.yaml: aixsss:tls.clusterIssuer = '' is not allowed:")
     accepted({**PROD_OK, "tls.clusterIssuer": "letsencrypt-dns"}, "prod")
-    gateway = {"kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public"}
+    gateway = {"kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public", **GATEWAY_ADDRESSES}
     # HTTP-01 behind a Gateway uses the program's own Issuer, no ClusterIssuer.
     accepted({**PROD_OK, **gateway, "tls.acmeSolver": "http01", "tls.clusterIssuer": ""}, "prod")
 
