@@ -210,7 +210,7 @@ def test_prod_acme_on_kubernetes_uses_cert_manager() -> None:
 def test_acme_behind_a_gateway_solves_http01_on_it() -> None:
     """kubernetes.exposure gateway with tls.acmeSolver http01: the program's Issuer, whose
     cert-manager solver the same Gateway routes to; the edge takes no part in the challenge."""
-    gateway = {"kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public"}
+    gateway = {"kubernetes.exposure": "gateway", "kubernetes.gatewayName": "public", **GATEWAY_ADDRESSES}
     d = run_program("prod", overrides={**gateway, "kubernetes.gatewayNamespace": "gw", "tls.acmeSolver": "http01"})
     issuer = d.named("edge-acme-issuer", ISSUER).plain
     assert issuer["metadata"] == {

@@ -104,17 +104,21 @@ def test_migrations_apply_over_verified_tls_as_the_programs_user(
         done = psql(conninfo, env, "-q", "-f", str(migration))
         assert done.returncode == 0, f"{migration.parent.name} failed:\n{done.stderr[-3000:]}"
 
-    session = psql(conninfo, env, "-c", "SELECT ssl, current_user FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+    query = "SELECT ssl, session_user, current_user FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+    session = psql(conninfo, env, "-c", query)
     assert session.returncode == 0, session.stderr
     user = urlsplit(_env(dev, "api-migrate")["DATABASE_URL"]).username
-    assert session.stdout.split() == [f"t|{user}"]
+    # Logged in as the generation's login role, acting as the owner: the tables are the owner's.
+    assert session.stdout.split() == [f"t|{user}|aixsss"] and user == "aixsss_g0"
 
     tables, enums = schema_names(built_app)
     listed = psql(conninfo, env, "-c", "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'public'")
     assert listed.returncode == 0, listed.stderr
     rows = dict(line.split("|") for line in listed.stdout.split())
     assert set(rows) == tables, f"missing {tables - set(rows)}, unexpected {set(rows) - tables}"
-    assert set(rows.values()) == {user}  # owned by the program's user: the app can use them
+    # Owned by the owner, not the generation's role: every later generation (a member) may use
+    # and migrate them after a rotation.
+    assert set(rows.values()) == {"aixsss"}
     types = psql(conninfo, env, "-c", "SELECT typname FROM pg_type WHERE typtype = 'e'")
     assert set(types.stdout.split()) == enums
 
