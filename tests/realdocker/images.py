@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -152,10 +153,16 @@ def recipe_key(repo: str) -> str:
 
 
 def _cached(path: Path, produce: Callable[[Path], None]) -> Path:
-    """``path``, made by ``produce`` under a temporary name first: a crash leaves no half file."""
+    """``path``, made by ``produce`` under a temporary name first: a crash leaves no half file.
+    Tarballs of the same name under another key (``<name>-<64 hex>.tar``) are evicted: their
+    inputs changed, and the cache would otherwise grow by an image on every change."""
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
+    name = path.name[: -len("-.tar") - 64]
+    for stale in path.parent.glob(f"{name}-*.tar"):
+        if re.fullmatch(rf"{re.escape(name)}-[0-9a-f]{{64}}\.tar", stale.name) and stale != path:
+            stale.unlink()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     os.close(fd)
     try:
