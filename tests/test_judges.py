@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -114,17 +115,6 @@ def test_checkov_skips_each_carry_a_written_reason(case: Rendered) -> None:
             assert any(n in reason for n in names), (key, check, reason)
 
 
-def test_checkov_reports_each_exception_as_skipped_not_passed(case: Rendered) -> None:
-    """Each annotation is an exception checkov honours (and needs): none is stale."""
-    report = checkov(case.out / "kubernetes")
-    skipped = {
-        (c["check_id"], c["resource"].split(".")[0], c["resource"].split(".")[-1])
-        for c in report["results"]["skipped_checks"]
-    }
-    annotated = {(check, d["kind"], d["metadata"]["name"]) for _, d in documents(case) for check in skips(d)}
-    assert skipped == annotated
-
-
 def test_checkov_finds_no_failed_check(case: Rendered) -> None:
     report = checkov(case.out / "kubernetes")
     failed = sorted({(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]})
@@ -144,20 +134,45 @@ def test_checkov_catches_a_weakened_workload(case: Rendered, tmp_path: Path) -> 
     assert {"CKV_K8S_16", "CKV_K8S_20"} <= failed
 
 
-def test_checkov_catches_what_an_annotation_does_not_cover(case: Rendered, tmp_path: Path) -> None:
-    """The exceptions are per workload and per check: a workload stripped of its annotations
-    fails exactly the checks they covered, and an exception for one check hides no other."""
-    source = next(p for p in manifests(case) if "-deployment-" in p.name and p.name.endswith("-api.yaml"))
-    doc = yaml.safe_load(source.read_text())
-    covered = set(skips(doc))
-    bare = {**doc, "metadata": {k: v for k, v in doc["metadata"].items() if k != "annotations"}}
-    (tmp_path / "bare.yaml").write_text(yaml.safe_dump(bare))
+def copy_of(case: Rendered, into: Path, change: Callable[[dict], None]) -> None:
+    """The rendered objects under ``into``, each document passed through ``change``."""
+    for path in manifests(case):
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        for doc in docs:
+            change(doc)
+        (into / path.name).write_text(yaml.safe_dump_all(docs))
+
+
+def test_each_exception_covers_a_check_that_fails_without_it(case: Rendered, tmp_path: Path) -> None:
+    """No annotation is stale and none is missing: with every checkov annotation stripped,
+    checkov fails exactly the (check, workload) pairs they covered, and nothing else."""
+    annotated = {
+        (check, f"{d['kind']}.{d['metadata']['namespace']}.{d['metadata']['name']}")
+        for _, d in documents(case)
+        for check in skips(d)
+    }
+
+    def strip(doc: dict) -> None:
+        annotations = (doc.get("metadata") or {}).get("annotations") or {}
+        for key in [k for k in annotations if k.startswith(SKIP_PREFIX)]:
+            del annotations[key]
+
+    copy_of(case, tmp_path, strip)
+    failed = {(c["check_id"], c["resource"]) for c in checkov(tmp_path)["results"]["failed_checks"]}
+    assert annotated and failed == annotated
+
+
+def test_an_exception_hides_no_other_check(case: Rendered, tmp_path: Path) -> None:
+    """The api keeps its annotations but runs as root: CKV_K8S_40's exception (UID above 10000)
+    does not cover running as root, nor a privileged container."""
+
+    def weaken(doc: dict) -> None:
+        if doc.get("kind") == "Deployment" and doc["metadata"]["name"] == "api":
+            pod = doc["spec"]["template"]["spec"]
+            pod["securityContext"]["runAsNonRoot"] = False
+            container = pod["containers"][-1]
+            container["securityContext"].update(runAsNonRoot=False, runAsUser=0, privileged=True)
+
+    copy_of(case, tmp_path, weaken)
     failed = {c["check_id"] for c in checkov(tmp_path)["results"]["failed_checks"]}
-    assert failed == covered
-    # Still annotated, but run as root: CKV_K8S_40's exception does not cover CKV_K8S_23.
-    (tmp_path / "bare.yaml").unlink()
-    doc["spec"]["template"]["spec"]["containers"][-1]["securityContext"]["runAsUser"] = 0
-    doc["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] = False
-    (tmp_path / "root.yaml").write_text(yaml.safe_dump(doc))
-    failed = {c["check_id"] for c in checkov(tmp_path)["results"]["failed_checks"]}
-    assert failed and not failed & covered
+    assert {"CKV_K8S_16", "CKV_K8S_23"} <= failed
