@@ -187,6 +187,8 @@ class ObjectStore(Service):
             ],
             env={"MC_HOST_local": f"https://localhost:{API_PORT}", "MINIO_BROWSER_REDIRECT": "off"},
             secret_env=secret_env({"MINIO_ROOT_USER": root_user, "MINIO_ROOT_PASSWORD": root_password}),
+            # The server reads both from the files MINIO_ROOT_USER_FILE/_PASSWORD_FILE name.
+            file_env=frozenset({"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"}),
             # The console is never published; in dev only the S3 API is, on loopback.
             ports=[
                 Port(

@@ -290,6 +290,9 @@ class ServiceSpec:
     args: list[str] | None = None
     env: dict[str, str] = field(default_factory=dict[str, str])
     secret_env: dict[str, pulumi.Output[str]] = field(default_factory=dict[str, pulumi.Output[str]])
+    # secret_env variables the image also reads from the file `<NAME>_FILE` names: where the
+    # platform delivers files (Kubernetes) they go as secret files, out of the environment.
+    file_env: frozenset[str] = frozenset()
     ports: list[Port] = field(default_factory=list[Port])
     volumes: list[Volume] = field(default_factory=list[Volume])
     files: list[ConfigFile] = field(default_factory=list[ConfigFile])

@@ -144,7 +144,11 @@ def test_files_keep_their_paths_and_the_pod_group_reads_secret_ones() -> None:
         "/etc/aixsss/minio-certs/public.crt",
         "/etc/aixsss/minio-certs/private.key",
         "/etc/aixsss/minio-certs/CAs/ca.crt",
+        # Its root credentials, which the server reads from the files MINIO_ROOT_*_FILE name.
+        "/etc/aixsss/env/MINIO_ROOT_USER",
+        "/etc/aixsss/env/MINIO_ROOT_PASSWORD",
     }
+    assert minio["/etc/aixsss/env/MINIO_ROOT_PASSWORD"][1] == "0440"
     assert set(k8s_files(first("staging"), "api", "redis-tls")) == {
         "/etc/aixsss/redis-tls.conf",
         "/etc/aixsss/tls/ca.crt",

@@ -29,7 +29,7 @@ from pulumi_kubernetes.networking.v1 import (
 )
 
 from components.config import StackConfig
-from components.platforms import kubernetes_files
+from components.platforms import kubernetes_checkov, kubernetes_files
 from components.platforms.base import FLOW_KEY, OPERATOR_TRAFFIC, PORTS_KEY, Placement, flows_of, ports_record
 from components.platforms.kubernetes_files import file_key as _file_key
 from components.spec import (
@@ -343,25 +343,27 @@ class KubernetesPlatform(pulumi.ComponentResource):
         made: list[pulumi.Resource] = []
         volumes: list[VolumeArgsDict] = []
         mounts: list[VolumeMountArgsDict] = []
-        env: list[EnvVarArgsDict] = [{"name": k, "value": v} for k, v in spec.env.items()]
+        # Secrets the image reads from files go into its files volume; the rest stay env.
+        secret_env, env_files, file_env = kubernetes_files.env_as_files(spec)
+        env: list[EnvVarArgsDict] = [{"name": k, "value": v} for k, v in {**spec.env, **file_env}.items()]
         # Every ConfigMap and Secret the pod reads, by name: their checksums go on its template.
         checksums: dict[str, pulumi.Output[str]] = {}
-        if spec.secret_env:
+        if secret_env:
             env_secret = k8s.core.v1.Secret(
                 f"{spec.name}-env",
                 metadata=self._meta(f"{spec.name}-env", _labels(spec.name)),
                 type="Opaque",
-                string_data=spec.secret_env,
+                string_data=secret_env,
                 opts=self._opts_for(parent, []),
             )
             made.append(env_secret)
-            checksums[f"{spec.name}-env"] = kubernetes_files.checksum(spec.secret_env)
+            checksums[f"{spec.name}-env"] = kubernetes_files.checksum(secret_env)
             # Apps read secrets by reference; no secret value sits in a pod spec.
             env.extend(
                 {"name": k, "value_from": {"secret_key_ref": {"name": env_secret.metadata["name"], "key": k}}}
-                for k in spec.secret_env
+                for k in secret_env
             )
-        made += self._files(spec.name, spec.name, spec.files, parent, volumes, mounts, checksums)
+        made += self._files(spec.name, spec.name, [*spec.files, *env_files], parent, volumes, mounts, checksums)
         sidecar_mounts: dict[str, list[VolumeMountArgsDict]] = {}
         for sidecar in spec.sidecars:
             own: list[VolumeMountArgsDict] = []
@@ -428,6 +430,8 @@ class KubernetesPlatform(pulumi.ComponentResource):
             mounts.append({"name": "public-tls", "mount_path": spec.acme.mount_dir, "read_only": True})
 
         pod = self._pod_spec(spec, env, volumes, mounts, sidecar_mounts, exporters)
+        # checkov's exceptions for this workload, derived from its pod (kubernetes_checkov).
+        skips = kubernetes_checkov.skip_annotations(pod)
         template_meta: ObjectMetaArgsDict = {"labels": _labels(spec.name)}
         if checksums:
             template_meta["annotations"] = kubernetes_files.checksum_annotations(checksums)
@@ -438,7 +442,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
             pod["restart_policy"] = "Never"
             workload = k8s.batch.v1.Job(
                 spec.name,
-                metadata=self._meta(job_name, _labels(spec.name)),
+                metadata=self._meta(job_name, _labels(spec.name)) | {"annotations": skips},
                 spec={"backoff_limit": 3, "active_deadline_seconds": 900, "template": template},
                 # A new release is a new Job; Pulumi waits for it to complete.
                 opts=pulumi.ResourceOptions.merge(
@@ -461,7 +465,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 }
             workload = k8s.apps.v1.StatefulSet(
                 spec.name,
-                metadata=self._meta(spec.name, _labels(spec.name)),
+                metadata=self._meta(spec.name, _labels(spec.name)) | {"annotations": skips},
                 spec=stateful_spec,
                 opts=self._opts_for(parent, depends_on + made, stateful=True),
             )
@@ -475,7 +479,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
             }
             workload = k8s.apps.v1.Deployment(
                 spec.name,
-                metadata=self._meta(spec.name, _labels(spec.name)),
+                metadata=self._meta(spec.name, _labels(spec.name)) | {"annotations": skips},
                 spec=deployment_spec,
                 opts=self._opts_for(parent, depends_on + made),
             )

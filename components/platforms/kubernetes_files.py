@@ -20,8 +20,10 @@ import pulumi
 from pulumi_kubernetes.core.v1 import KeyToPathArgsDict, VolumeArgsDict, VolumeProjectionArgsDict
 
 from components.secrets import fingerprint
-from components.spec import CONFIG_DIR, ConfigFile
+from components.spec import CONFIG_DIR, ConfigFile, ServiceSpec
 
+# Where secret_env variables the image reads from files (ServiceSpec.file_env) are delivered.
+ENV_FILE_DIR = f"{CONFIG_DIR}/env"
 # One annotation per ConfigMap/Secret: a diff of the template names what changed.
 CHECKSUM_PREFIX = "checksum.aixsss.io/"
 # Owned by root and readable by the pod's fsGroup (the servers' group), never by others.
@@ -66,3 +68,13 @@ def _items(files: list[ConfigFile], *, secret: bool) -> list[KeyToPathArgsDict]:
         for f in files
         if f.secret == secret
     ]
+
+
+def env_as_files(spec: ServiceSpec) -> tuple[dict[str, pulumi.Output[str]], list[ConfigFile], dict[str, str]]:
+    """``spec``'s secret environment split: what stays in the environment (by secretKeyRef), the
+    secret files for its ``file_env`` variables (in the pod's files volume, from its Secret,
+    so checkov's CKV_K8S_35 holds) and the ``<NAME>_FILE`` variables naming them."""
+    kept = {k: v for k, v in spec.secret_env.items() if k not in spec.file_env}
+    moved = sorted(k for k in spec.secret_env if k in spec.file_env)
+    files = [ConfigFile(f"{ENV_FILE_DIR}/{k}", spec.secret_env[k], secret=True) for k in moved]
+    return kept, files, {f"{k}_FILE": f"{ENV_FILE_DIR}/{k}" for k in moved}

@@ -438,7 +438,11 @@ def secrets_by_reference(r: Resource) -> Iterator[str]:
             value = env.get("value")
             if value is None:
                 continue
-            if SECRET_ENV_NAME.search(env.get("name", "")):
+            name = env.get("name", "")
+            # `<NAME>_FILE=/path`: the secret is in the file (a Secret's, mounted), not here.
+            if name.endswith("_FILE") and str(value).startswith("/"):
+                continue
+            if SECRET_ENV_NAME.search(name):
                 yield f"{r.name}: {env['name']} is set inline; use valueFrom.secretKeyRef"
             elif CREDENTIALS_IN_URL.search(str(value)):
                 yield f"{r.name}: {env['name']} carries credentials inline; use valueFrom.secretKeyRef"

@@ -34,6 +34,7 @@ FAST = [
     "tests/test_network_policy.py",
     "tests/test_deployed_settings.py",
     "tests/test_wiring.py",
+    "tests/test_checkov_exceptions.py",
     "tests/test_configurable.py",
     "tests/test_stacks.py",
     "tests/test_generated_files.py",
