@@ -13,9 +13,11 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,35 @@ def running(
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler], port: int = 0) -> Iterator[int]:
+    """``handler`` answering on loopback ``port`` (a free one by default) from a thread, until
+    the block ends; yields the port. The stub upstreams of the nginx tests."""
+    server = ThreadingHTTPServer((LOOPBACK, port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def nginx_running(
+    binary: str, work: Path, conf: str, port: int, env: Mapping[str, str] | None = None
+) -> Iterator[None]:
+    """nginx running ``conf`` (written to ``work``, after `nginx -t` accepted it) until the block
+    ends; ready when loopback ``port`` accepts."""
+    conf_path = work / "nginx.conf"
+    conf_path.write_text(conf)
+    command = [binary, "-e", "stderr", "-p", str(work), "-c", str(conf_path), "-g", "daemon off;"]
+    checked = subprocess.run([*command[:-2], "-t"], capture_output=True, text=True, env=env)
+    assert checked.returncode == 0, checked.stderr
+    with running(command, ready=port_accepts(port), log=work / "nginx.log", env=env):
+        yield
 
 
 def nginx_version(binary: str) -> tuple[int, ...]:

@@ -19,18 +19,16 @@ import http.client
 import json
 import socket
 import ssl
-import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 from harness import Deployment, k8s_file, run_program
 from rendering import tool
-from servers import LOOPBACK, exporter_edits, free_port, nginx_version, port_accepts, relocate, running
+from servers import LOOPBACK, exporter_edits, free_port, nginx_running, nginx_version, relocate, serving
 from throwaway_pki import issue
 
 GATEWAY = "127.0.0.2"  # the gateway's proxy: kubernetes.gatewayAddresses [127.0.0.2/32]
@@ -82,14 +80,8 @@ def upstream() -> Iterator[tuple[int, Upstream]]:
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1]), record
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as port:
+        yield port, record
 
 
 @dataclass
@@ -128,12 +120,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
             edits["    http2 on;\n"] = ""
         paths = {"/etc/aixsss/tls/tls.crt": work / "tls.crt", "/etc/aixsss/tls/tls.key": work / "tls.key"}
         conf = relocate(text, paths, edits)
-        conf_path = work / "nginx.conf"
-        conf_path.write_text(conf)
-        command = [binary, "-e", "stderr", "-p", str(work), "-c", str(conf_path), "-g", "daemon off;"]
-        checked = subprocess.run([*command[:-2], "-t"], capture_output=True, text=True)
-        assert checked.returncode == 0, checked.stderr
-        with running(command, ready=port_accepts(http_port), log=work / "nginx.log"):
+        with nginx_running(binary, work, conf, http_port):
             yield Edge(http_port, https_port, work / "ca.crt", conf, api)
 
 

@@ -20,12 +20,10 @@ import math
 import os
 import socket
 import ssl
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +40,12 @@ from servers import (
     deployed_copy,
     exporter_edits,
     free_port,
+    nginx_running,
     nginx_version,
-    port_accepts,
     relocate,
     rendered_database,
     rendered_redis,
-    running,
+    serving,
 )
 
 from offline.engine import reveal
@@ -103,14 +101,8 @@ class _Stub(BaseHTTPRequestHandler):
 
 @contextlib.contextmanager
 def stub_server() -> Iterator[int]:
-    server = ThreadingHTTPServer((LOOPBACK, 0), _Stub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_Stub) as port:
+        yield port
 
 
 @dataclass
@@ -181,13 +173,7 @@ def edge_conf(dev: Rendered, binary: str, work: Path, http_port: int, https_port
 def nginx(binary: str, work: Path, conf: str, https_port: int) -> Iterator[None]:
     """nginx running ``conf`` under PERMISSIVE_OPENSSL_CNF, after `nginx -t` accepted it."""
     (work / "openssl.cnf").write_text(PERMISSIVE_OPENSSL_CNF)
-    env = os.environ | {"OPENSSL_CONF": str(work / "openssl.cnf")}
-    conf_path = work / "nginx.conf"
-    conf_path.write_text(conf)
-    command = [binary, "-e", "stderr", "-p", str(work), "-c", str(conf_path), "-g", "daemon off;"]
-    checked = subprocess.run([*command[:-2], "-t"], capture_output=True, text=True, env=env)
-    assert checked.returncode == 0, checked.stderr
-    with running(command, ready=port_accepts(https_port), log=work / "nginx.log", env=env):
+    with nginx_running(binary, work, conf, https_port, env=os.environ | {"OPENSSL_CONF": str(work / "openssl.cnf")}):
         yield
 
 

@@ -26,15 +26,14 @@ import re
 import shutil
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, Request, Route
-from servers import LOOPBACK, deployed_copy, exporter_edits, nginx_version, port_accepts, relocate, running
+from servers import LOOPBACK, deployed_copy, exporter_edits, nginx_running, nginx_version, relocate, serving
 
 # What the web image precompresses, and how (images/app/Dockerfile, stage web-build): the
 # original is kept beside its .gz, which carries no name or timestamp.
@@ -147,12 +146,7 @@ def without_source(conf: str, directive: str, source: str) -> str:
 @contextlib.contextmanager
 def nginx(binary: str, work: Path, conf: str, port: int) -> Iterator[None]:
     """nginx running ``conf`` (after `nginx -t` accepted it) until the block ends."""
-    conf_path = work / "nginx.conf"
-    conf_path.write_text(conf)
-    command = [binary, "-e", "stderr", "-p", str(work), "-c", str(conf_path), "-g", "daemon off;"]
-    checked = subprocess.run([*command[:-2], "-t"], capture_output=True, text=True)
-    assert checked.returncode == 0, checked.stderr
-    with running(command, ready=port_accepts(port), log=work / "nginx.log"):
+    with nginx_running(binary, work, conf, port):
         yield
 
 
@@ -182,14 +176,8 @@ def stub_api(port: int) -> Iterator[list[dict[str, str]]]:
     """The stub api on ``port``; yields the list of requests it received."""
     seen: list[dict[str, str]] = []
     handler = type("StubApi", (_StubApi,), {"seen": seen})
-    server = ThreadingHTTPServer((LOOPBACK, port), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(handler, port):
         yield seen
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def world_readable_dir(prefix: str) -> Path:
