@@ -16,6 +16,7 @@ import hashlib
 import runpy
 import secrets
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,9 +113,11 @@ def kept_outputs(before: Registration, typ: str, inputs: dict[str, Any]) -> dict
 class EngineLikeMocks(mocks.Mocks):
     """Computed outputs for the providers the program uses, as the real providers compute them."""
 
-    def __init__(self) -> None:
+    def __init__(self, exit_codes: Mapping[str, int] | None = None) -> None:
         # Every secret value a provider generated (the atoms a leak check or redaction looks for).
         self.generated_secrets: list[str] = []
+        # The exit code each attached run-once container reports, by resource name (default 0).
+        self.exit_codes = dict(exit_codes or {})
 
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
@@ -139,6 +142,10 @@ class EngineLikeMocks(mocks.Mocks):
             state.update(values.self_signed_cert(plain))
         elif typ == "tls:index/locallySignedCert:LocallySignedCert":
             state.update(values.locally_signed_cert(plain))
+        elif typ == "docker:index/container:Container" and plain.get("attach"):
+            # pulumi-docker waits for an attached container and records how it exited
+            # (terraform-provider-docker's testAccDockerContainerExitCodeConfig).
+            state["exitCode"] = self.exit_codes.get(args.name, 0)
         elif typ == "docker:index/remoteImage:RemoteImage":
             state["imageId"] = f"sha256:{secrets.token_hex(32)}"
             state["repoDigest"] = f"{plain['name']}@sha256:{secrets.token_hex(32)}"
@@ -304,8 +311,12 @@ def run_program(
     project_dir: Path = ROOT,
     passphrase: str | None = None,
     prior: Deployment | None = None,
+    exit_codes: Mapping[str, int] | None = None,
 ) -> Deployment:
     """Run __main__.py for ``stack`` under the mocks and return everything it declared.
+
+    ``exit_codes`` gives the exit code of attached run-once containers by resource name (0 for
+    the others), as pulumi-docker records it once the container has exited.
 
     ``prior`` is the state of an earlier run (as `pulumi up` keeps it): resources whose inputs
     are unchanged, or changed only where the provider updates in place, keep their outputs
@@ -351,7 +362,7 @@ def run_program(
         if f"{PROJECT}:{key}" in secret_keys:
             secret_keys.remove(f"{PROJECT}:{key}")
     pulumi.runtime.set_all_config(config, secret_keys)
-    engine_mocks = EngineLikeMocks()
+    engine_mocks = EngineLikeMocks(exit_codes)
     if prior is not None:
         engine_mocks.generated_secrets += prior.generated_secrets
     monitor = RecordingMonitor(engine_mocks, prior)

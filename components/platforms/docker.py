@@ -13,6 +13,7 @@ import pulumi_docker as docker
 from components.config import StackConfig
 from components.monitoring import DOCKER_METRICS_NETWORK, SCRAPER, MonitoringSpec, docker_metrics_network
 from components.platforms.base import FLOW_KEY, PORTS_KEY, Placement, flows_of, ports_record
+from components.platforms.docker_jobs import succeeded
 from components.spec import CONFIG_DIR, Companion, ConfigFile, Exporter, Security, ServiceSpec, Sidecar, Volume, Zone
 
 ACME_UID = 65532  # lego needs no privileges: HTTP-01 goes through the edge's webroot
@@ -110,6 +111,8 @@ class DockerPlatform(pulumi.ComponentResource):
         self._published: dict[str, docker.Network] = {}
         self._metrics: dict[str, docker.Network] = {}
         self._volumes: dict[tuple[str, str], docker.Volume] = {}
+        # Run-once containers: what depends on one waits for its exit code 0 (docker_jobs).
+        self._jobs: list[docker.Container] = []
         self.provider = docker.Provider("docker", host=config.docker.host, opts=pulumi.ResourceOptions(parent=self))
         self._opts = pulumi.ResourceOptions(parent=self, provider=self.provider)
         # Only the egress network routes out; backend and frontend are internal (no route out).
@@ -197,10 +200,11 @@ class DockerPlatform(pulumi.ComponentResource):
         self, parent: pulumi.Resource, depends_on: list[pulumi.Resource], *, stateful: bool = False
     ) -> pulumi.ResourceOptions:
         protect = stateful and self._config.protect_data
+        gated = [succeeded(d) if any(d is job for job in self._jobs) else d for d in depends_on]
         return pulumi.ResourceOptions(
             parent=parent,
             provider=self.provider,
-            depends_on=depends_on,
+            depends_on=gated,
             protect=protect,
             retain_on_delete=protect,
         )
@@ -421,7 +425,7 @@ class DockerPlatform(pulumi.ComponentResource):
         }
         if carrier is not None:
             records[CONFIG_KEY] = carrier.id
-        return docker.Container(
+        container = docker.Container(
             name,
             _hardened(
                 name=f"{self._prefix}-{name}",
@@ -439,8 +443,8 @@ class DockerPlatform(pulumi.ComponentResource):
                 wait=not spec.run_once and healthcheck is not None,
                 wait_timeout=180,
                 # A run-once job: `pulumi up` waits for it to exit. pulumi-docker does not check
-                # its exit code (terraform-provider-docker resourceDockerContainerCreate), so a
-                # failed job does not fail the update (README: known gaps).
+                # its exit code (terraform-provider-docker resourceDockerContainerCreate); what
+                # depends on the job does, through its exit code (docker_jobs.succeeded).
                 attach=spec.run_once,
                 must_run=not spec.run_once,
                 logs=spec.run_once,
@@ -458,6 +462,9 @@ class DockerPlatform(pulumi.ComponentResource):
             ),
             opts=self._child_opts(parent, depends_on),
         )
+        if spec.run_once:
+            self._jobs.append(container)
+        return container
 
     def _companion(
         self,
@@ -653,7 +660,7 @@ class DockerPlatform(pulumi.ComponentResource):
 
         Kubernetes does this with fsGroup; Docker creates volumes owned by root.
         """
-        return docker.Container(
+        owner_job = docker.Container(
             f"{name}-volume-owner",
             _hardened(
                 name=f"{self._prefix}-{name}-volume-owner",
@@ -676,6 +683,8 @@ class DockerPlatform(pulumi.ComponentResource):
             ),
             opts=self._child_opts(parent, list(mounts.values())),
         )
+        self._jobs.append(owner_job)
+        return owner_job
 
     def _acme_client(
         self, spec: ServiceSpec, parent: pulumi.Resource

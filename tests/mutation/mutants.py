@@ -590,6 +590,14 @@ MUTANTS: list[Mutant] = [
         "rotation: the old login is retired before api and worker run with the new one",
     ),
     Mutant(
+        "docker-job-exit-code-ignored",
+        "data",
+        "components/platforms/docker.py",
+        "gated = [succeeded(d) if any(d is job for job in self._jobs) else d for d in depends_on]",
+        "gated = list(depends_on)",
+        "a failed run-once container (migrations, credentials, volume owner) no longer stops the update",
+    ),
+    Mutant(
         "rotation-owner-keeps-password",
         "secrets",
         POSTGRES,

@@ -43,6 +43,7 @@ FAST = [
     "tests/test_render.py",
     "tests/test_rotation.py",
     "tests/test_rollout.py",
+    "tests/test_docker_jobs.py",
 ]
 SERVERS = ["tests/test_servers.py", "tests/test_rotation_servers.py", "tests/test_client_address.py"]
 TIMEOUT_SECONDS = 900
