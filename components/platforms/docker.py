@@ -200,7 +200,7 @@ class DockerPlatform(pulumi.ComponentResource):
         self, parent: pulumi.Resource, depends_on: list[pulumi.Resource], *, stateful: bool = False
     ) -> pulumi.ResourceOptions:
         protect = stateful and self._config.protect_data
-        gated = [succeeded(d) if any(d is job for job in self._jobs) else d for d in depends_on]
+        gated = [next((succeeded(job) for job in self._jobs if job is d), d) for d in depends_on]
         return pulumi.ResourceOptions(
             parent=parent,
             provider=self.provider,

@@ -593,7 +593,7 @@ MUTANTS: list[Mutant] = [
         "docker-job-exit-code-ignored",
         "data",
         "components/platforms/docker.py",
-        "gated = [succeeded(d) if any(d is job for job in self._jobs) else d for d in depends_on]",
+        "gated = [next((succeeded(job) for job in self._jobs if job is d), d) for d in depends_on]",
         "gated = list(depends_on)",
         "a failed run-once container (migrations, credentials, volume owner) no longer stops the update",
     ),
