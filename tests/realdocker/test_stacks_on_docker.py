@@ -296,7 +296,7 @@ def test_postgres_archives_and_backs_up_to_the_store_and_the_restore_drill_passe
     log = postgres.logs().decode(errors="replace")
     assert "terminating any other active server processes" not in log, log[-3000:]
     write = postgres.exec_run(
-        ["psql", "-X", "-h", "/var/run/postgresql", "-U", "aixsss", "-d", "aixsss", "-v", "ON_ERROR_STOP=1", "-c",
+        ["psql", "-X", "-h", "/var/run/postgresql", "-U", "postgres", "-d", "aixsss", "-v", "ON_ERROR_STOP=1", "-c",
          'INSERT INTO "StandIn" (id) VALUES (\'restore-drill\')'])  # fmt: skip
     assert write.exit_code == 0, write.output.decode()
     diff = backups.exec_run(["pgbackrest", "--stanza=aixsss", "--type=diff", "backup"])

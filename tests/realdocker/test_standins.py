@@ -289,7 +289,7 @@ def start_postgres(lab: Lab, pki: Pki) -> Container:
         command=["postgres", "-c", "config_file=/etc/aixsss/postgresql.conf"],
         environment={
             "POSTGRES_DB": "aixsss",
-            "POSTGRES_USER": "aixsss",
+            "POSTGRES_USER": "postgres",  # the bootstrap superuser (components/database.py)
             "POSTGRES_PASSWORD": DB_PASSWORD,
             "PGDATA": "/var/lib/postgresql/data/pgdata",
             "POSTGRES_INITDB_ARGS": "--auth-local=scram-sha-256 --auth-host=scram-sha-256",
@@ -300,10 +300,10 @@ def start_postgres(lab: Lab, pki: Pki) -> Container:
     # pg_isready answers during initdb's socket-only server too; the TCP listener is the sign
     # that the real server runs.
     wait_for(lambda: "init process complete" in db.logs().decode() and listening(db, 5432), "postgres")
-    # The credentials job's script, as its container runs it: through the socket, as the owner
+    # The credentials job's script, as its container runs it: through the socket, as the superuser
     # by peer authentication (uid 999 is the image's postgres user), with the verifier in its env.
     verifier = pgconf.scram_verifier(DB_PASSWORD, secrets.token_bytes(16))
-    exec_ok(db, ["psql", "--no-psqlrc", "-h", "/var/run/postgresql", "-U", "aixsss", "-d", "aixsss",
+    exec_ok(db, ["psql", "--no-psqlrc", "-h", "/var/run/postgresql", "-U", "postgres", "-d", "aixsss",
                  "-f", "/etc/aixsss/credentials.sql"], environment={pgconf.LOGIN_VERIFIER_ENV: verifier})  # fmt: skip
     return db
 
@@ -413,9 +413,18 @@ def test_postgres_first_start_creates_role_and_database_and_checks_passwords(lab
 
     code, out = psql(DB_PASSWORD)
     assert code == 0 and "aixsss aixsss t" in out, out  # the login role's sessions act as the owner
-    # The owner never logs in over the network, whatever the password (the bootstrap one is gone).
-    code, out = psql(DB_PASSWORD, user="aixsss")
-    assert code != 0 and "rejects connection" in out, out
+    # Neither the owner nor the superuser logs in over the network, whatever the password (the
+    # superuser's bootstrap one, DB_PASSWORD here, is gone too).
+    for user in ("aixsss", "postgres"):
+        code, out = psql(DB_PASSWORD, user=user)
+        assert code != 0 and "rejects connection" in out, out
+    # The clients' sessions act as an owner that is no superuser (issue 12).
+    code, out = lab.run("psql", IMAGES["postgres"], user="999:999",
+                        entrypoint=["psql", f"host=postgres dbname=aixsss user={LOGIN_ROLE} sslmode=verify-full"
+                                    f" sslrootcert={CA_PATH}", "-tAc", "select rolsuper from pg_roles"
+                                    " where rolname in (session_user, current_user)"],
+                        environment={"PGPASSWORD": DB_PASSWORD}, volumes={conf: "/etc/aixsss"})  # fmt: skip
+    assert code == 0 and out.split() == ["f", "f"], out
     code, out = psql("wrong")
     assert code != 0 and "password authentication failed" in out, out
     code, out = psql(DB_PASSWORD, sslmode="disable")
