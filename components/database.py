@@ -91,6 +91,7 @@ class Database(Service):
             key_path=f"{TLS_DIR}/server.key",
             hba_path="/etc/aixsss/pg_hba.conf",
             max_connections=config.database.max_connections,
+            superuser=SUPERUSER,
             # The config model's value: its memory rule checks the same number.
             shared_buffers_mb=config.database.shared_buffers_mb,
             archive=tuple(pgbackrest.archive_lines(self.pgbackrest)) if self.pgbackrest else (),
@@ -291,6 +292,7 @@ def _pgbackrest(config: StackConfig, backup: ClusterBackup) -> pgbackrest.PgBack
         # The stack's CA signed the bundled store's certificate; an external one has a public CA.
         ca_file=CA_PATH if backup.ca_pem is not None else SYSTEM_CA_FILE,
         repo_path=f"/{backup.server_name}",
+        pg_user=SUPERUSER,
         retention_full_days=config.backup.retention_days,
     )
 

@@ -397,6 +397,9 @@ def test_kubernetes_secret_env_comes_only_from_the_workloads_secret(stack: str) 
     }
     assert configuration["endpointCA"] == {"name": "postgres-backup-ca", "key": "ca.crt"}
     assert "env" not in spec and "superuserSecret" not in spec
+    # CloudNativePG's initdb owner is a plain role (no superuser, unlike the Docker image's
+    # POSTGRES_USER before issue 12), and its `postgres` superuser has no password to log in with.
+    assert spec.get("enableSuperuserAccess", False) is False
 
 
 def test_docker_env_holding_secrets_is_a_secret_input() -> None:
