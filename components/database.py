@@ -35,7 +35,9 @@ from components.spec import (
 
 NAME = "postgres"
 DATABASE = "aixsss"
-USER = "aixsss"
+USER = "aixsss"  # the owner of the data: no login, no superuser (the clients act as it)
+# The image's bootstrap superuser (POSTGRES_USER): its OS user by peer through the socket, only.
+SUPERUSER = "postgres"
 PORT = 5432
 UID = 999  # the image's postgres user
 SOCKET_DIR = "/var/run/postgresql"
@@ -89,6 +91,7 @@ class Database(Service):
             key_path=f"{TLS_DIR}/server.key",
             hba_path="/etc/aixsss/pg_hba.conf",
             max_connections=config.database.max_connections,
+            superuser=SUPERUSER,
             # The config model's value: its memory rule checks the same number.
             shared_buffers_mb=config.database.shared_buffers_mb,
             archive=tuple(pgbackrest.archive_lines(self.pgbackrest)) if self.pgbackrest else (),
@@ -104,6 +107,7 @@ class Database(Service):
             security=Security(run_as_user=UID, run_as_group=UID, tmpfs=("/tmp", "/var/run/postgresql")),
             # Over TCP, as the clients come: the image's first start runs initdb's temporary server
             # on the socket only, and a socket probe would call that healthy (clients then fail).
+            # pg_isready needs an answer, not a login: the owner's is a refusal (pg_hba.conf).
             probe=Probe(
                 command=["pg_isready", "-h", "127.0.0.1", "-p", str(PORT), "-U", USER, "-d", DATABASE],
                 start_period_seconds=30,
@@ -111,7 +115,8 @@ class Database(Service):
             args=["postgres", "-c", "config_file=/etc/aixsss/postgresql.conf"],
             env={
                 "POSTGRES_DB": DATABASE,
-                "POSTGRES_USER": USER,
+                # The bootstrap superuser; the credentials job makes the owner (a plain role).
+                "POSTGRES_USER": SUPERUSER if single_host else USER,
                 "PGDATA": "/var/lib/postgresql/data/pgdata",
                 "POSTGRES_INITDB_ARGS": "--auth-local=scram-sha-256 --auth-host=scram-sha-256",
             },
@@ -158,7 +163,8 @@ class Database(Service):
         self._place(platform, spec, [])
         if single_host:
             # Clients (the migrations first) start once this generation's role can log in.
-            grant = self._credentials_job("credentials", postgres.grant_login_sql(USER, self.login_role), password)
+            grant_sql = postgres.grant_login_sql(USER, self.login_role, DATABASE, SUPERUSER)
+            grant = self._credentials_job("credentials", grant_sql, password)
             self.credentials_jobs.append(platform.place(grant, self, self.placement.ready))
             self._ready = self.credentials_jobs[-1].ready
         host = platform.dns_names(CLUSTER_SERVICES[0] if platform.runs_postgres_clusters else NAME)[0]
@@ -191,8 +197,8 @@ class Database(Service):
         self.credentials_jobs.append(platform.place(retire, self, [*self.ready, *clients_ready]))
 
     def _credentials_job(self, name: str, sql: str, password: pulumi.Output[str] | None) -> ServiceSpec:
-        """A run-once psql of ``sql`` through the server's socket, as the owner by peer
-        authentication (pg_ident.conf): no network and no owner password; ``password`` reaches
+        """A run-once psql of ``sql`` through the server's socket, as the superuser by peer
+        authentication (pg_ident.conf): no network and no password; ``password`` reaches
         it as its SCRAM verifier only. A new login role or script is a new release (it runs
         again); a rotated password changes its environment, which replaces it too."""
         path = f"{CONFIG_DIR}/{name}.sql"
@@ -220,7 +226,7 @@ class Database(Service):
                 "-p",
                 str(PORT),
                 "-U",
-                USER,
+                SUPERUSER,
                 "-d",
                 DATABASE,
                 "-f",
@@ -286,6 +292,7 @@ def _pgbackrest(config: StackConfig, backup: ClusterBackup) -> pgbackrest.PgBack
         # The stack's CA signed the bundled store's certificate; an external one has a public CA.
         ca_file=CA_PATH if backup.ca_pem is not None else SYSTEM_CA_FILE,
         repo_path=f"/{backup.server_name}",
+        pg_user=SUPERUSER,
         retention_full_days=config.backup.retention_days,
     )
 
@@ -324,7 +331,7 @@ def _exporters(
 
 def _on_one_host(spec: ServiceSpec, settings: postgres.PostgresSettings) -> ServiceSpec:
     """The single-host server: its socket directory on a volume the credentials jobs (and
-    pgBackRest's scheduler) share, and pg_ident.conf, which lets its OS user in as the owner."""
+    pgBackRest's scheduler) share, and pg_ident.conf, which lets its OS user in as the superuser."""
     return dataclasses.replace(
         spec,
         security=dataclasses.replace(spec.security, tmpfs=("/tmp",)),
@@ -346,7 +353,7 @@ def _with_pgbackrest(
         spec,
         image=backup_image(config, platform),
         # The scheduler reaches the server through its socket (the shared volume, _on_one_host),
-        # as the owner by peer authentication: no password.
+        # as the superuser by peer authentication (pgbackrest.conf's pg1-user): no password.
         env={**spec.env, pgbackrest.ENV_CONFIG: pgbackrest.CONFIG_PATH},
         # archive-push daemonizes its asynchronous half: tini, not the postmaster, must adopt it.
         init=True,

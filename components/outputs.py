@@ -26,7 +26,7 @@ class _Hop:
 
 # PostgreSQL's credentials jobs (one host): no network, the server's socket, peer authentication.
 SOCKET_JOB = _Hop(
-    tls="none needed: the server's Unix socket, no network", auth="peer (the server's OS user as the owner)"
+    tls="none needed: the server's Unix socket, no network", auth="peer (the server's OS user as the superuser)"
 )
 
 

@@ -10,9 +10,10 @@
 # - its configuration is a volume mounted at /etc/aixsss (pgbackrest.conf, the CA that signed
 #   the object store's certificate), and PGBACKREST_CONFIG points at /etc/aixsss/pgbackrest.conf;
 # - its environment carries PGBACKREST_REPO1_S3_KEY, PGBACKREST_REPO1_S3_KEY_SECRET,
-#   POSTGRES_USER (the owner) and POSTGRES_DB; PGDATA is /var/lib/postgresql/data/pgdata;
-# - the owner logs in through the socket as the image's postgres user (peer authentication:
-#   pg_hba.conf and pg_ident.conf in the config volume), with no password;
+#   POSTGRES_USER (the superuser, `postgres`) and POSTGRES_DB; PGDATA is /var/lib/postgresql/data/pgdata;
+# - the superuser logs in through the socket as the image's postgres user (peer authentication:
+#   pg_hba.conf and pg_ident.conf in the config volume), with no password; the owner of the data
+#   cannot log in at all;
 # - the stanza is `aixsss` (override: STANZA=...), and the repository (the object store) is
 #   reachable on the networks the database container is on.
 #
@@ -118,7 +119,7 @@ main() {
   # hot standby on, PostgreSQL aborts a recovery whose primary had more ("insufficient parameter
   # settings", e.g. prod's database.maxConnections 200). Off, it only refuses connections until
   # promoted, which the loop below waits for. Its pg_hba.conf and pg_ident.conf are the stack's:
-  # the owner has no password (secrets.rotation, README), and logs in as the postgres user (peer).
+  # the superuser has no password (secrets.rotation, README), and logs in as the postgres user (peer).
   "$DOCKER" run -d --name "$scratch" --user 999:999 --network none --tmpfs /tmp --tmpfs /var/run/postgresql \
     --mount "type=volume,source=$scratch_volume,target=/var/lib/postgresql/data" \
     --mount "type=volume,source=$config_volume,target=$CONFIG_DIR,readonly" \

@@ -235,6 +235,19 @@ class Database:
     password: str
     ca: Path
     socket_dir: Path
+    superuser: str = "postgres"  # the image's POSTGRES_USER: peer through the socket only
+
+
+def superuser_psql(db: Database, query: str, *, user: str | None = None, check: bool = True) -> str:
+    """``query`` through the server's socket as the server's OS user, which pg_ident.conf maps to
+    the superuser (as the credentials jobs, pgBackRest and `docker exec ... psql` log in); ``user``:
+    another role to ask for (refused: only the superuser logs in there). Unaligned, tuples only."""
+    command = [postgres_bin("psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(db.socket_dir),
+               "-p", str(db.port), "-U", user or db.superuser, "-d", db.database, "-c", query]  # fmt: skip
+    done = subprocess.run(as_user("postgres", command), capture_output=True, text=True, timeout=60)
+    if check:
+        assert done.returncode == 0, f"{query}: {done.stdout}{done.stderr}"
+    return done.stdout if done.returncode == 0 else done.stderr
 
 
 def run_psql_job(db: Database, job_dir: Path, entrypoints: list[str], env: Mapping[str, str]) -> str:
@@ -314,14 +327,14 @@ def rendered_postgres(config_dir: Path, env: Mapping[str, str]) -> Iterator[Data
         # SIGTERM is its smart shutdown, which took 3 s of every run here.
         with running(command, ready=ready, log=work / "postgres.log", stop=signal.SIGINT):
             # The image creates POSTGRES_DB over the local socket, as its OS user: pg_hba.conf
-            # admits the owner there by peer authentication only (pg_ident.conf).
+            # admits the superuser (POSTGRES_USER) there by peer authentication only (pg_ident.conf).
             create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(env["POSTGRES_DB"])).as_string(None)
             local = [postgres_bin("psql"), "-X", "-v", "ON_ERROR_STOP=1", "-h", str(work / "run"), "-p", str(port),
                      "-U", env["POSTGRES_USER"], "-d", "postgres", "-c", create]  # fmt: skip
             done = subprocess.run(as_user(user, local), capture_output=True, text=True, timeout=60)
             assert done.returncode == 0, done.stderr
             yield Database(port, env["POSTGRES_USER"], env["POSTGRES_DB"], env["POSTGRES_PASSWORD"],
-                           paths["/etc/aixsss/tls/ca.crt"], work / "run")  # fmt: skip
+                           paths["/etc/aixsss/tls/ca.crt"], work / "run", env["POSTGRES_USER"])  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

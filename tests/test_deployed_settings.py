@@ -102,20 +102,20 @@ def test_pg_hba_conf(d: Deployment) -> None:
         ]
         return
     rules = [line.split() for line in directives(deployed_file(d, "postgres", "/etc/aixsss/pg_hba.conf"))]
-    # First match wins: the socket admits the owner as the server's OS user (peer, pg_ident.conf)
-    # and nothing else; over TLS the owner never, its members (the login roles) to the app's
-    # database with SCRAM, from whichever networks the clients use; every other TCP connection
-    # refused.
-    assert rules[:2] == [["local", "all", "aixsss", "peer", "map=owner"], ["local", "all", "all", "reject"]]
+    # First match wins: the socket admits the superuser as the server's OS user (peer,
+    # pg_ident.conf) and nothing else (not the owner); over TLS neither the owner nor the
+    # superuser, the owner's members (the login roles) to the app's database with SCRAM, from
+    # whichever networks the clients use; every other TCP connection refused.
+    assert rules[:2] == [["local", "all", "postgres", "peer", "map=superuser"], ["local", "all", "all", "reject"]]
     assert rules[-2:] == [["host", "all", "all", "0.0.0.0/0", "reject"], ["host", "all", "all", "::/0", "reject"]]
     allowed = rules[2:-2]
     assert allowed, "no TCP rule admits the apps"
     for owner, members in zip(allowed[::2], allowed[1::2], strict=True):
-        assert owner[:3] + owner[-1:] == ["hostssl", "all", "aixsss", "reject"], owner
+        assert owner[:3] + owner[-1:] == ["hostssl", "all", "aixsss,postgres", "reject"], owner
         assert members[:3] + members[-1:] == ["hostssl", "aixsss", "+aixsss", "scram-sha-256"], members
         assert owner[3] == members[3]
     ident = directives(deployed_file(d, "postgres", "/etc/aixsss/pg_ident.conf"))
-    assert [line.split() for line in ident] == [["owner", "postgres", "aixsss"]]
+    assert [line.split() for line in ident] == [["superuser", "postgres", "postgres"]]
 
 
 def test_redis_conf(d: Deployment) -> None:

@@ -88,9 +88,9 @@ def test_postgres_hba_requires_tls_and_scram() -> None:
     rules = [line.split() for line in postgres.render_hba(settings).splitlines() if not line.startswith("#")]
     assert all(rule[-1] in ("scram-sha-256", "reject") for rule in rules if rule[0] != "local")
     assert [r[0] for r in rules if r[-1] == "scram-sha-256"] == ["hostssl", "hostssl"]
-    # The socket: the owner by peer authentication (its OS user, pg_ident.conf), nothing else.
+    # The socket: the superuser by peer authentication (its OS user, pg_ident.conf), nothing else.
     assert [r for r in rules if r[0] == "local"] == [
-        ["local", "all", "aixsss", "peer", "map=owner"],
+        ["local", "all", "postgres", "peer", "map=superuser"],
         ["local", "all", "all", "reject"],
     ]
     assert rules[-1][0] == "host" and rules[-1][-1] == "reject"

@@ -43,7 +43,8 @@ def test_the_credentials_job_runs_between_the_server_and_its_clients_and_the_ret
     assert d.depends_on(retire, api) and d.depends_on(retire, worker) and d.depends_on(retire, grant)
     # Nothing waits for the retirement: it is a rotation's last step.
     assert not any(d.depends_on(c, retire) for c in d.of_type(CONTAINER) if c is not retire)
-    # Through the server's socket volume (the same Volume resource), as the owner, without a network.
+    # Through the server's socket volume (the same Volume resource), as the superuser (peer; the
+    # owner cannot log in), without a network.
     (run,) = [v for v in d.of_type(VOLUME) if v.plain["name"] == "aixsss-dev-postgres-run"]
     for container in (postgres, grant, retire):
         mounts = {m["containerPath"]: m["volumeName"] for m in container.plain["volumes"]}
@@ -51,7 +52,7 @@ def test_the_credentials_job_runs_between_the_server_and_its_clients_and_the_ret
     for container in (grant, retire):
         assert container.plain["networkMode"] == "none" and container.plain["user"] == "999:999"
         assert container.plain["entrypoints"][:1] == ["psql"] and "-U" in container.plain["entrypoints"]
-        assert container.plain["entrypoints"][container.plain["entrypoints"].index("-U") + 1] == "aixsss"
+        assert container.plain["entrypoints"][container.plain["entrypoints"].index("-U") + 1] == "postgres"
 
 
 def test_without_backups_a_rotation_keeps_the_server_container() -> None:

@@ -19,7 +19,16 @@ from pathlib import Path
 import psycopg
 import pytest
 from rendering import rendered
-from servers import LOOPBACK, Database, client_login, rendered_database, run_rendered_job
+from servers import (
+    LOOPBACK,
+    Database,
+    client_login,
+    container_env,
+    container_inputs,
+    rendered_database,
+    run_rendered_job,
+    superuser_psql,
+)
 
 from offline.render import Rendered, render
 
@@ -143,3 +152,60 @@ def test_the_measure_sees_a_lockout_when_the_old_login_goes_before_the_clients_r
     assert clients.refused and all(r.startswith("aixsss_g1:") for r in clients.refused), clients.refused[:3]
     with connect(two) as conn:
         assert conn.execute("SELECT session_user").fetchone() == ("aixsss_g2",)
+
+
+# What the credentials job leaves: who is a superuser, who may log in, who owns the app's data.
+STATE = """SELECT string_agg(format('%s super=%s login=%s createdb=%s createrole=%s', rolname, rolsuper,
+    rolcanlogin, rolcreatedb, rolcreaterole), ' ' ORDER BY rolname) FROM pg_roles WHERE rolname !~ '^pg_'
+UNION ALL SELECT 'database ' || pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()
+UNION ALL SELECT 'public ' || pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'public'"""
+
+
+def test_the_clients_act_as_an_owner_that_is_no_superuser_and_cannot_log_in(
+    generations: list[Rendered], database: Database
+) -> None:
+    """Issue 12: the image's bootstrap superuser is `postgres`, reachable by peer through the
+    socket only; the owner the clients act as is a plain role that cannot log in, owning the
+    app's database and schema. A SQL injection in the app runs as that owner."""
+    state = superuser_psql(database, STATE)
+    assert state.splitlines() == [
+        "aixsss super=f login=f createdb=f createrole=f"
+        " aixsss_g0 super=f login=t createdb=f createrole=f"
+        " postgres super=t login=t createdb=t createrole=t",
+        "database aixsss",
+        "public aixsss",
+    ]
+    # The job is idempotent: run again, it leaves the same state.
+    run_rendered_job(generations[0], database, "postgres-credentials")
+    assert superuser_psql(database, STATE) == state
+    with connect(database) as conn:
+        assert conn.execute("SELECT session_user, current_user").fetchone() == ("aixsss_g0", "aixsss")
+        supers = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname IN (session_user, current_user)")
+        assert supers.fetchall() == [(False,), (False,)]
+        # What migrations do, the owner may: its database, its schema.
+        conn.execute("CREATE SCHEMA IF NOT EXISTS public")
+        conn.execute("CREATE TABLE loot (line text)")
+        # What an injection would try: a program run by the server, the server's files, the superuser.
+        for attempt in (
+            "COPY loot FROM PROGRAM 'id'",
+            "COPY loot FROM '/etc/passwd'",
+            "SELECT pg_read_file('postgresql.auto.conf')",
+            "SET ROLE postgres",
+            "ALTER ROLE aixsss SUPERUSER",
+        ):
+            # SQLSTATE 42501; PostgreSQL 16 says "permission denied to ...", 15 (Debian 12's, here)
+            # "must be superuser or have privileges of ..." for COPY.
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"permission denied|must be superuser"):
+                conn.execute(attempt)
+            conn.rollback()
+    bootstrap = container_env(container_inputs(generations[0], "postgres"))["POSTGRES_PASSWORD"]
+    # Over TLS, neither the owner nor the superuser, even with the image's bootstrap password.
+    for user, password in (("aixsss", database.password), ("postgres", bootstrap), ("postgres", database.password)):
+        with pytest.raises(psycopg.OperationalError, match=rf'pg_hba.conf rejects connection .* user "{user}"'):
+            connect(replace(database, user=user, password=password))
+    # Through the socket, as the server's OS user: the superuser only, never the owner.
+    refused = superuser_psql(database, "SELECT 1", user="aixsss", check=False)
+    assert 'pg_hba.conf rejects connection for host "[local]", user "aixsss"' in refused
+    assert superuser_psql(database, "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user") == (
+        "postgres|t\n"
+    )

@@ -46,6 +46,7 @@ from servers import (
     rendered_database,
     rendered_redis,
     serving,
+    superuser_psql,
 )
 
 from offline.engine import reveal
@@ -424,16 +425,18 @@ def test_postgres_refuses_a_connection_without_tls(database: Database) -> None:
 def test_postgres_accepts_tls_with_the_generated_password_over_scram(database: Database) -> None:
     # channel_binding=require succeeds only with SCRAM over TLS.
     with pg_connect(database, channel_binding="require") as conn:
-        row = conn.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
-        assert row is not None and row[0] is True and row[1] in ("TLSv1.2", "TLSv1.3")
         # Logged in as this generation's role; acting as the owner (what it creates is the owner's).
         assert conn.execute("SELECT session_user, current_user").fetchone() == (database.user, "aixsss")
         assert database.user == "aixsss_g0"
-        method = conn.execute("SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = session_user")
-        assert method.fetchone() == (True,)
-        # The owner has no password left: the bootstrap one opened initdb only.
-        owner = conn.execute("SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = 'aixsss'").fetchone()
-        assert owner == (True,)
+        # Seen by the superuser (through the socket): the session, acting as the owner, may read
+        # neither its login role's row of pg_stat_ssl nor pg_authid.
+        row = superuser_psql(database, f"SELECT ssl, version FROM pg_stat_ssl WHERE pid = {conn.info.backend_pid}")
+        assert row.strip() in ("t|TLSv1.2", "t|TLSv1.3")
+    passwords = superuser_psql(database, "SELECT rolname, rolpassword ~ '^SCRAM-SHA-256\\$' FROM pg_authid"
+                               " WHERE rolpassword IS NOT NULL")  # fmt: skip
+    # Only the login role has a password (a SCRAM verifier): the owner never had one, and the
+    # superuser's bootstrap password opened initdb only.
+    assert passwords.split() == ["aixsss_g0|t"]
 
 
 def test_postgres_refuses_a_wrong_password(database: Database) -> None:

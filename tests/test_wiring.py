@@ -179,8 +179,10 @@ def test_docker_healthchecks_target_what_each_server_listens_on() -> None:
     assert docker_env(container(d, "minio"))["MC_HOST_local"] == "https://localhost:9000"
     # api: the port its PORT env makes it listen on.
     assert docker_env(container(d, "api"))["PORT"] == "3001"
-    # postgres: pg_isready as the user the image creates.
-    assert docker_env(container(d, "postgres"))["POSTGRES_USER"] == "aixsss"
+    # postgres: the image's bootstrap superuser is `postgres` (peer through the socket only); the
+    # owner the clients act as is a plain role the credentials job makes (issue 12). pg_isready
+    # asks as the owner: any answer, a refusal included, means the server is up.
+    assert docker_env(container(d, "postgres"))["POSTGRES_USER"] == "postgres"
 
 
 K8S_HTTP_PROBES = {
@@ -407,6 +409,9 @@ def test_kubernetes_secret_env_comes_only_from_the_workloads_secret(stack: str) 
     }
     assert configuration["endpointCA"] == {"name": "postgres-backup-ca", "key": "ca.crt"}
     assert "env" not in spec and "superuserSecret" not in spec
+    # CloudNativePG's initdb owner is a plain role (no superuser, unlike the Docker image's
+    # POSTGRES_USER before issue 12), and its `postgres` superuser has no password to log in with.
+    assert spec.get("enableSuperuserAccess", False) is False
 
 
 def test_docker_env_holding_secrets_is_a_secret_input() -> None:
@@ -485,8 +490,8 @@ def test_every_consumer_gets_the_same_secret(stack: str, target: str) -> None:
     url = urlsplit(api["DATABASE_URL"])
     if target == "docker":
         # This generation's login role, whose SCRAM verifier the credentials job sets; the
-        # server's container has only the bootstrap password of its owner.
-        assert (url.username, env("postgres")["POSTGRES_USER"]) == ("aixsss_g0", "aixsss")
+        # server's container has only the bootstrap password of its superuser.
+        assert (url.username, env("postgres")["POSTGRES_USER"]) == ("aixsss_g0", "postgres")
         verifier = docker_env(prefixed(d, "postgres-credentials"))["LOGIN_VERIFIER"]
         salt = base64.b64decode(verifier.split("$")[1].split(":")[1])
         assert verifier == postgres.scram_verifier(unquote(url.password or ""), salt)

@@ -22,7 +22,9 @@ The S3 keys are never in this file: pgBackRest reads every option from the envir
 reference), so the container gets ``PGBACKREST_REPO1_S3_KEY`` and
 ``PGBACKREST_REPO1_S3_KEY_SECRET`` as secret env (ENV_KEY, ENV_KEY_SECRET). The commands that
 connect (``check``, ``backup``) need no password: they run as the server's OS user and reach it
-through the socket, where pg_ident.conf maps that user to the owner (peer authentication).
+through the socket, where pg_ident.conf maps that user to the superuser ``postgres`` (peer
+authentication); backups need a superuser (or pg_checkpoint and pg_read_all_settings), which
+the owner of the data is not.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class PgBackRestSettings:
     pg_path: str = "/var/lib/postgresql/data/pgdata"  # PGDATA
     pg_socket_path: str = "/var/run/postgresql"
     pg_port: int = 5432
-    pg_user: str = "aixsss"  # the image's POSTGRES_USER is the superuser; there is no `postgres` role
+    pg_user: str = "postgres"  # the image's POSTGRES_USER, the superuser (peer, through the socket)
     repo_path: str = "/pgbackrest"  # prefix inside the bucket
     retention_full_days: int = 14
     process_max: int = 2

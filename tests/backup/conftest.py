@@ -52,7 +52,7 @@ from components.conf import pgbackrest, postgres
 from components.object_store import API_PORT
 from components.service import CA_PATH, TLS_DIR
 
-PG_USER = "postgres"  # the OS user; the database superuser is the image's POSTGRES_USER
+PG_USER = "postgres"  # the OS user; the database superuser (the image's POSTGRES_USER) has its name
 BUCKET = "aixsss-backups"
 # Production-shaped settings: the object store's DNS name and API port, the stack's CA path; the
 # test moves only these (and file paths) onto loopback.
@@ -201,7 +201,7 @@ class Cluster:
 
     def env(self, **extra: str) -> dict[str, str]:
         """What the container's env would carry: the keys, never in a file (the database is
-        reached through its socket as the owner, by peer authentication: no password)."""
+        reached through its socket as the superuser, by peer authentication: no password)."""
         return (
             os.environ
             | {
@@ -261,8 +261,9 @@ class Cluster:
     def connect(self, dbname: str = database.DATABASE):
         import psycopg
 
-        # Peer authentication: the relocated pg_ident.conf maps this test's OS user to the owner too.
-        return psycopg.connect(host=str(self.socket_dir), port=self.pg_port, user=database.USER, dbname=dbname,
+        # Peer authentication: the relocated pg_ident.conf maps this test's OS user to the superuser
+        # too (pgBackRest's pg1-user, as the image's postgres user).
+        return psycopg.connect(host=str(self.socket_dir), port=self.pg_port, user=database.SUPERUSER, dbname=dbname,
                                connect_timeout=10)  # fmt: skip
 
 
@@ -283,9 +284,10 @@ def render_cluster(work: Path, store: Store, pki: Pki) -> Cluster:
         archive=tuple(pgbackrest.archive_lines(SETTINGS)),
     )
     (files / "etc/aixsss/pg_hba.conf").write_text(postgres.render_hba(pg_settings))
-    # The image's postgres user is the owner through the socket; the test process (root, not that
-    # user) reads and writes the database the same way, so the relocated map admits it as well.
-    ident = postgres.render_ident(pg_settings) + f"{postgres.OWNER_MAP}  {getpass.getuser()}  {database.USER}\n"
+    # The image's postgres user is the superuser through the socket; the test process (root, not
+    # that user) reads and writes the database the same way, so the relocated map admits it as well.
+    ident = postgres.render_ident(pg_settings)
+    ident += f"{postgres.SUPERUSER_MAP}  {getpass.getuser()}  {pg_settings.superuser}\n"
     (files / "etc/aixsss/pg_ident.conf").write_text(ident)
     paths = {
         str(CA_PATH): tls / "ca.crt",
@@ -335,7 +337,7 @@ def cluster() -> Iterator[Cluster]:
         pki = make_pki(work / "pki")
         with s3_server(pki, work) as store:
             c = render_cluster(work / "pg", store, pki)
-            c.initdb(database.USER, database.DATABASE)
+            c.initdb(database.SUPERUSER, database.DATABASE)
             yield c
     finally:
         shutil.rmtree(work, ignore_errors=True)

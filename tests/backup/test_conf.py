@@ -30,6 +30,8 @@ def test_the_repository_is_s3_over_verified_tls_with_time_retention() -> None:
     assert {k: o[k] for k in expected} == expected
     assert o["repo1-storage-port"] == "9000" and o["repo1-storage-ca-file"] == "/etc/ca.crt"
     assert re.search(r"^\[aixsss\]\npg1-path=/var/lib/postgresql/data/pgdata$", text, re.MULTILINE)
+    # The image's superuser, by peer through the socket (the owner of the data cannot log in).
+    assert o["pg1-user"] == "postgres"
     # The spool is outside PGDATA, on the data volume (the root filesystem is read-only).
     assert not o["spool-path"].startswith(BASE.pg_path + "/")
     # 443 is pgBackRest's default: no port line.

@@ -22,11 +22,11 @@ SCRIPT = ROOT / "scripts" / "restore-drill.sh"
 SECRETS = {
     "PGBACKREST_REPO1_S3_KEY": "AKDRILLKEY0000000001",
     "PGBACKREST_REPO1_S3_KEY_SECRET": "drill-secret-value-0123456789",
-    # The bootstrap password of the owner: the drill never uses it (peer through the socket).
+    # The bootstrap password of the superuser: the drill never uses it (peer through the socket).
     "POSTGRES_PASSWORD": "drill-db-password-9876543210",
 }
 CONTAINER_ENV = SECRETS | {
-    "POSTGRES_USER": "aixsss",
+    "POSTGRES_USER": "postgres",
     "POSTGRES_DB": "aixsss",
     "PGBACKREST_CONFIG": "/etc/aixsss/pgbackrest.conf",
 }
@@ -117,8 +117,10 @@ def test_the_drill_restores_offline_and_cleans_up(tmp_path: Path) -> None:
     assert not any(k == "PGPASSWORD" for c in calls for k in c["env"])
     volume = next(c["argv"][-1] for c in calls if c["argv"][:2] == ["volume", "create"])
     assert f"type=volume,source={volume},target=/var/lib/postgresql/data" in s
-    # The check query ran, and pgbackrest info came from the running database.
-    assert any(c["argv"][0] == "exec" and '"_prisma_migrations"' in " ".join(c["argv"]) for c in calls)
+    # The check query ran, as the image's superuser (POSTGRES_USER, peer through the socket: the
+    # owner of the data cannot log in), and pgbackrest info came from the running database.
+    checks = [c for c in calls if c["argv"][0] == "exec" and '"_prisma_migrations"' in " ".join(c["argv"])]
+    assert [c["env"] for c in checks] == [{"PGUSER": "postgres", "PGDATABASE": "aixsss"}]
     assert ["exec", "aixsss-dev-postgres", "pgbackrest", "--stanza=aixsss", "info"] in [c["argv"] for c in calls]
     # No secret value on any command line or in the output.
     text = json.dumps([c["argv"] for c in calls]) + done.stdout + done.stderr

@@ -156,7 +156,7 @@ def silo() -> Iterator[Silo]:
             runs = [run_bootstrap(work, port, pki.ca, users) for _ in range(2)]
             store = Store(port, *users["backup"], work / "silo.log")
             cluster = render_cluster(work / "pg", store, pki)
-            cluster.initdb(database.USER, database.DATABASE)
+            cluster.initdb(database.SUPERUSER, database.DATABASE)
             yield Silo(cluster, port, pki.ca, users, work / "silo.log", runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -298,7 +298,7 @@ def test_postgres_archives_and_backs_up_to_the_store_and_the_restore_drill_passe
     log = postgres.logs().decode(errors="replace")
     assert "terminating any other active server processes" not in log, log[-3000:]
     write = postgres.exec_run(
-        ["psql", "-X", "-h", "/var/run/postgresql", "-U", "aixsss", "-d", "aixsss", "-v", "ON_ERROR_STOP=1", "-c",
+        ["psql", "-X", "-h", "/var/run/postgresql", "-U", "postgres", "-d", "aixsss", "-v", "ON_ERROR_STOP=1", "-c",
          'INSERT INTO "StandIn" (id) VALUES (\'restore-drill\')'])  # fmt: skip
     assert write.exit_code == 0, write.output.decode()
     diff = backups.exec_run(["pgbackrest", "--stanza=aixsss", "--type=diff", "backup"])
@@ -627,7 +627,7 @@ def test_a_rotation_never_refuses_the_apis_logins_and_retires_the_old_role(
     # Afterwards: only generation 1's role exists, and the old credentials are refused.
     postgres = d.container("postgres")
     query = "SELECT string_agg(rolname, ',') FROM pg_roles WHERE rolname ~ '^aixsss_g'"
-    socket_psql = ["psql", "-X", "-A", "-t", "-h", "/var/run/postgresql", "-U", "aixsss", "-d", "aixsss"]
+    socket_psql = ["psql", "-X", "-A", "-t", "-h", "/var/run/postgresql", "-U", "postgres", "-d", "aixsss"]
     roles = postgres.exec_run([*socket_psql, "-c", query])
     assert roles.exit_code == 0 and roles.output.decode().strip() == "aixsss_g1", roles.output
     old = d.client.containers.get(api).exec_run(

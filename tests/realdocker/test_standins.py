@@ -289,7 +289,7 @@ def start_postgres(lab: Lab, pki: Pki) -> Container:
         command=["postgres", "-c", "config_file=/etc/aixsss/postgresql.conf"],
         environment={
             "POSTGRES_DB": "aixsss",
-            "POSTGRES_USER": "aixsss",
+            "POSTGRES_USER": "postgres",  # the bootstrap superuser (components/database.py)
             "POSTGRES_PASSWORD": DB_PASSWORD,
             "PGDATA": "/var/lib/postgresql/data/pgdata",
             "POSTGRES_INITDB_ARGS": "--auth-local=scram-sha-256 --auth-host=scram-sha-256",
@@ -300,10 +300,10 @@ def start_postgres(lab: Lab, pki: Pki) -> Container:
     # pg_isready answers during initdb's socket-only server too; the TCP listener is the sign
     # that the real server runs.
     wait_for(lambda: "init process complete" in db.logs().decode() and listening(db, 5432), "postgres")
-    # The credentials job's script, as its container runs it: through the socket, as the owner
+    # The credentials job's script, as its container runs it: through the socket, as the superuser
     # by peer authentication (uid 999 is the image's postgres user), with the verifier in its env.
     verifier = pgconf.scram_verifier(DB_PASSWORD, secrets.token_bytes(16))
-    exec_ok(db, ["psql", "--no-psqlrc", "-h", "/var/run/postgresql", "-U", "aixsss", "-d", "aixsss",
+    exec_ok(db, ["psql", "--no-psqlrc", "-h", "/var/run/postgresql", "-U", "postgres", "-d", "aixsss",
                  "-f", "/etc/aixsss/credentials.sql"], environment={pgconf.LOGIN_VERIFIER_ENV: verifier})  # fmt: skip
     return db
 
@@ -405,17 +405,23 @@ def test_postgres_first_start_creates_role_and_database_and_checks_passwords(lab
             "psql",
             IMAGES["postgres"],
             user="999:999",
-            entrypoint=["psql", dsn, "-tAc", "select current_user || ' ' || current_database() || ' ' || ssl"
-                        " from pg_stat_ssl where pid = pg_backend_pid()"],
+            # Acting as the owner, then (SET ROLE NONE) as the login role, whose row of pg_stat_ssl
+            # the owner, no superuser since issue 12, may not read.
+            entrypoint=["psql", dsn, "-qtA", "-c", "select current_user || ' ' || current_database() || ' ' || rolsuper"
+                        " from pg_roles where rolname = current_user", "-c", "set role none",
+                        "-c", "select ssl from pg_stat_ssl where pid = pg_backend_pid()"],
             environment={"PGPASSWORD": password},
             volumes={conf: "/etc/aixsss"},
         )  # fmt: skip
 
     code, out = psql(DB_PASSWORD)
-    assert code == 0 and "aixsss aixsss t" in out, out  # the login role's sessions act as the owner
-    # The owner never logs in over the network, whatever the password (the bootstrap one is gone).
-    code, out = psql(DB_PASSWORD, user="aixsss")
-    assert code != 0 and "rejects connection" in out, out
+    # The login role's sessions act as the owner, which is no superuser (issue 12), over TLS.
+    assert code == 0 and "aixsss aixsss false\nt" in out, out
+    # Neither the owner nor the superuser logs in over the network, whatever the password (the
+    # superuser's bootstrap one, DB_PASSWORD here, is gone too).
+    for user in ("aixsss", "postgres"):
+        code, out = psql(DB_PASSWORD, user=user)
+        assert code != 0 and "rejects connection" in out, out
     code, out = psql("wrong")
     assert code != 0 and "password authentication failed" in out, out
     code, out = psql(DB_PASSWORD, sslmode="disable")
