@@ -11,6 +11,7 @@ Used by `make render` and by the tests.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import runpy
@@ -25,7 +26,7 @@ import pulumi
 from pulumi.runtime import mocks, rpc
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.proto import resource_pb2
-from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.stack import run_in_stack, wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
 from offline import stack_file, values
@@ -302,6 +303,22 @@ def _plain_config(file: stack_file.StackFile, defaults: dict[str, Any]) -> dict[
     return values
 
 
+def _drop_what_a_failed_run_left() -> None:
+    """A run that failed mid-way (a resource's input raised) leaves registrations in flight: the
+    CLI's process would exit, but the next run in this one would see them finish and report their
+    error as its own. Let them finish (each round waits for the RPCs it finds), then forget them."""
+    manager = runtime_settings._get_rpc_manager()  # no public reset in the SDK
+    for _ in range(100):
+        manager.clear()
+        try:
+            _sync_await(wait_for_rpcs())
+        except Exception:  # the failed run's own errors, reported already
+            continue
+        if not asyncio.all_tasks(asyncio.get_event_loop()):
+            break
+    manager.clear()
+
+
 def run_program(
     stack: str,
     overrides: dict[str, Any] | None = None,
@@ -378,6 +395,9 @@ def run_program(
 
     try:
         _sync_await(run_in_stack(program))
+    except BaseException:
+        _drop_what_a_failed_run_left()
+        raise
     finally:
         runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
     stand_ins = {k: why for k, why in secure.stand_ins.items() if k in secure_values}
