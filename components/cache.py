@@ -83,9 +83,9 @@ def sentinel_certificate_names(platform: Platform) -> list[str]:
     return platform.dns_names(SENTINEL) + [member(platform, SENTINEL, i) for i in range(SENTINELS)]
 
 
-def redis_settings(config: StackConfig, password: str) -> redis.RedisSettings:
+def redis_settings(config: StackConfig, passwords: tuple[str, ...]) -> redis.RedisSettings:
     return redis.RedisSettings(
-        password=password,
+        passwords=passwords,
         maxmemory_mb=config.cache.maxmemory_mb,
         cert_path=f"{TLS_DIR}/server.crt",
         key_path=f"{TLS_DIR}/server.key",
@@ -99,7 +99,7 @@ class Cache(Service):
         "required (plain-text port disabled); api and worker reach it through a TLS tunnel beside them "
         "(nginx stream, certificate verified against the stack CA), in plain text only on their own loopback"
     )
-    auth = "requirepass"
+    auth = "ACL default user, two passwords (rotation slots)"
 
     def __init__(
         self,
@@ -111,15 +111,23 @@ class Cache(Service):
         *,
         sentinel_password: pulumi.Output[str] | None = None,
         sentinel_certificate: Certificate | None = None,
+        accepted: tuple[pulumi.Output[str], ...] = (),
+        replication_password: pulumi.Output[str] | None = None,
     ) -> None:
+        """``password`` is the clients' (the current rotation slot); the servers accept it and
+        every one of ``accepted`` (both slots). ``replication_password`` is the HA nodes'
+        masterauth: the slot every node accepts during a StatefulSet roll (README: Secrets and
+        rotation), which is the previous generation's; by default ``password``."""
         super().__init__("Cache", NAME, opts)
         ha = config.cache.high_availability
-        # The file holds the password, so it is a secret in every form it takes. The HA nodes'
-        # adds replication over TLS and masterauth (redis_ha.render_node).
-        self.redis_conf: pulumi.Output[str] = pulumi.Output.secret(password).apply(
-            lambda pw: (
-                redis.render(redis_settings(config, pw))
-                + (redis_ha.render_node(redis_ha.NodeSettings(password=pw)) if ha else "")
+        # The file holds the passwords' hashes (and, HA, masterauth itself), so it is a secret in
+        # every form it takes. The HA nodes' adds replication over TLS (redis_ha.render_node).
+        self.redis_conf: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.all(password, replication_password or password, *accepted)
+        ).apply(
+            lambda pws: (
+                redis.render(redis_settings(config, (pws[0], *pws[2:])))
+                + (redis_ha.render_node(redis_ha.NodeSettings(password=pws[1])) if ha else "")
             )
         )
         publish = config.docker.publish_data_ports

@@ -8,7 +8,7 @@ node that answers ``role:master`` to its own health check, and Sentinel decides 
 
 Pieces (Kubernetes, prod; the wiring is the program's, these are pure renderers):
 
-- three Redis nodes (a StatefulSet): ``components.conf.redis.render`` (TLS only, requirepass, AOF,
+- three Redis nodes (a StatefulSet): ``components.conf.redis.render`` (TLS only, ACL passwords, AOF,
   noeviction) plus ``render_node`` (TLS replication with the stack CA, ``masterauth``, the write
   guard below). Which node is primary is decided at start by ``render_node_start`` (ask the
   Sentinels; only when none knows a primary is the first node the primary) and afterwards only by
@@ -75,7 +75,10 @@ class Address:
 class NodeSettings:
     """What every node adds to redis.conf (redis.render) to be part of the replicated set."""
 
-    password: str  # requirepass of every node, so also masterauth
+    # masterauth: what a replica gives its primary. The program gives the previous generation's
+    # rotation slot: during a StatefulSet roll the restarted (new) replicas meet the old primary,
+    # and that slot is the one old and new nodes both accept (README: Secrets and rotation).
+    password: str
     # A primary refuses writes while fewer than this many replicas acknowledged within the lag
     # (an isolated old primary would stop taking writes a failover throws away). Off by default,
     # measured (tests/test_redis_failover.py): a just-promoted primary has no acknowledged replica

@@ -40,7 +40,17 @@ from pathlib import Path
 
 import pytest
 from rendering import config_file, rendered, tool
-from servers import LOOPBACK, Cache, deployed_copy, free_port, nginx_version, port_accepts, relocate, rendered_redis
+from servers import (
+    LOOPBACK,
+    Cache,
+    deployed_copy,
+    free_port,
+    nginx_version,
+    port_accepts,
+    redis_client_password,
+    relocate,
+    rendered_redis,
+)
 from servers import running as running_server
 from throwaway_pki import issue
 
@@ -66,7 +76,9 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
 @pytest.fixture(scope="module")
 def cache(dev: Rendered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cache]:
     binary = tool("redis-server", "/usr/bin/redis-server")
-    with rendered_redis(binary, dev.out / "config/aixsss-dev-redis", tmp_path_factory.mktemp("redis")) as server:
+    with rendered_redis(
+        binary, dev.out / "config/aixsss-dev-redis", tmp_path_factory.mktemp("redis"), redis_client_password(dev)
+    ) as server:
         yield server
 
 

@@ -472,8 +472,8 @@ MUTANTS: list[Mutant] = [
         "redis-no-password",
         "security",
         REDIS,
-        'f"requirepass {s.password}",',
-        '"# requirepass removed",',
+        "default_user(s.passwords),",
+        '"# no default user: nopass",',
         "redis: no password required",
     ),
     Mutant(
