@@ -663,6 +663,15 @@ MUTANTS: list[Mutant] = [
         "the Redis tunnel does not verify Redis's certificate",
     ),
     Mutant(
+        "cache-redis-one-slot",
+        "security",
+        "components/cache.py",
+        "redis.render(redis_settings(config, (pws[0], *pws[2:])))",
+        "redis.render(redis_settings(config, (pws[0],)))",
+        "redis.conf accepts only the current rotation slot: a rotation refuses the clients still on the old one",
+        servers=True,
+    ),
+    Mutant(
         "cache-probe-port",
         "wiring",
         "components/cache.py",

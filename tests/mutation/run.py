@@ -43,7 +43,12 @@ FAST = [
     "tests/test_rotation.py",
     "tests/test_rollout.py",
 ]
-SERVERS = ["tests/test_servers.py", "tests/test_rotation_servers.py", "tests/test_client_address.py"]
+SERVERS = [
+    "tests/test_servers.py",
+    "tests/test_rotation_servers.py",
+    "tests/test_redis_rotation_servers.py",
+    "tests/test_client_address.py",
+]
 TIMEOUT_SECONDS = 900
 
 
