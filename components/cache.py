@@ -113,11 +113,15 @@ class Cache(Service):
         sentinel_certificate: Certificate | None = None,
         accepted: tuple[pulumi.Output[str], ...] = (),
         replication_password: pulumi.Output[str] | None = None,
+        sentinel_accepted: tuple[pulumi.Output[str], ...] = (),
+        sentinel_previous_password: pulumi.Output[str] | None = None,
     ) -> None:
         """``password`` is the clients' (the current rotation slot); the servers accept it and
         every one of ``accepted`` (both slots). ``replication_password`` is the HA nodes'
         masterauth: the slot every node accepts during a StatefulSet roll (README: Secrets and
-        rotation), which is the previous generation's; by default ``password``."""
+        rotation), which is the previous generation's; by default ``password``. The Sentinels'
+        password likewise: they accept ``sentinel_accepted`` too, and the nodes and Sentinels ask
+        them at start with ``sentinel_previous_password``, which old and new Sentinels accept."""
         super().__init__("Cache", NAME, opts)
         ha = config.cache.high_availability
         # The file holds the passwords' hashes (and, HA, masterauth itself), so it is a secret in
@@ -164,8 +168,11 @@ class Cache(Service):
         if ha:
             if platform.name != "kubernetes" or sentinel_password is None or sentinel_certificate is None:
                 raise ValueError("cache.highAvailability runs on Kubernetes, with a Sentinel password and certificate")
-            nodes = self._nodes(config, platform, redis_spec, sentinel_password)
-            sentinels = self._sentinels(config, platform, password, sentinel_password, sentinel_certificate)
+            asking = sentinel_previous_password or sentinel_password
+            nodes = self._nodes(config, platform, redis_spec, asking)
+            sentinels = self._sentinels(
+                config, platform, password, (sentinel_password, asking, *sentinel_accepted), sentinel_certificate
+            )
             spec = self._proxy(config, platform, password, certificate, RedisHa(nodes, sentinels))
             self.exporter_services = {NODE: nodes.exporters}
         self._place(platform, spec, [])
@@ -259,16 +266,20 @@ class Cache(Service):
         config: StackConfig,
         platform: Platform,
         password: pulumi.Output[str],
-        sentinel_password: pulumi.Output[str],
+        sentinel_passwords: tuple[pulumi.Output[str], ...],
         certificate: Certificate,
     ) -> ServiceSpec:
-        """Three Sentinels (quorum 2) watching the nodes, TLS only, with their own password."""
-        both = pulumi.Output.all(pulumi.Output.secret(password), pulumi.Output.secret(sentinel_password))
-        conf = both.apply(
+        """Three Sentinels (quorum 2) watching the nodes, TLS only, with their own password.
+        ``sentinel_passwords``: the current one, the one to ask peers with at start (the
+        previous generation's), then every other one they accept."""
+        sentinel_password, asking = sentinel_passwords[0], sentinel_passwords[1]
+        every = pulumi.Output.secret(pulumi.Output.all(password, *sentinel_passwords))
+        conf = every.apply(
             lambda pws: redis_ha.render_sentinel(
                 redis_ha.SentinelSettings(
                     redis_password=pws[0],
                     sentinel_password=pws[1],
+                    accepted_sentinel_passwords=tuple(pws[2:]),
                     monitor=redis_ha.Address(member(platform, NODE, 0), PORT),
                     cert_path=f"{TLS_DIR}/server.crt",
                     key_path=f"{TLS_DIR}/server.key",
@@ -277,7 +288,7 @@ class Cache(Service):
                 )
             )
         )
-        start = pulumi.Output.secret(sentinel_password).apply(
+        start = pulumi.Output.secret(asking).apply(
             lambda spw: redis_ha.render_sentinel_start(
                 redis_ha.SentinelStartSettings(
                     peers=sentinel_addresses(platform),

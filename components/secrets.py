@@ -63,13 +63,15 @@ class StackSecrets(pulumi.ComponentResource):
         self.redis_previous_password = self.redis_passwords[(config.secrets.rotation + 1) % 2]
         # Sentinel's own password (cache.highAvailability): only the Redis nodes and Sentinels use
         # it, never the application, so it is always generated, never supplied.
+        # Two slots as well, for the same reason: the nodes, which roll first, ask the Sentinels
+        # with the previous generation's (accepted by old and new Sentinels alike).
         self.redis_sentinel_password: pulumi.Output[str] | None = None
+        self.redis_sentinel_passwords: tuple[pulumi.Output[str], pulumi.Output[str]] | None = None
+        self.redis_sentinel_previous_password: pulumi.Output[str] | None = None
         if config.cache.high_availability:
-            self.redis_sentinel_password = pulumi.Output.secret(
-                random.RandomPassword(
-                    "redisSentinelPassword", length=32, special=False, keepers=rotating, opts=child
-                ).result
-            )
+            self.redis_sentinel_passwords = self._slots("redisSentinelPassword", config.secrets.rotation, child)
+            self.redis_sentinel_password = self.redis_sentinel_passwords[config.secrets.rotation % 2]
+            self.redis_sentinel_previous_password = self.redis_sentinel_passwords[(config.secrets.rotation + 1) % 2]
         bundled = config.object_store.mode == "bundled"
         # An external S3 service's admin credentials are never the stack's business.
         self.minio_root_user = password("minioRootUser", 16) if bundled else None
@@ -126,11 +128,16 @@ class StackSecrets(pulumi.ComponentResource):
             # A supplied password is one value: both slots hold it (no overlap; README).
             value = pulumi.Output.secret(supplied)
             return value, value
+        return self._slots("redisPassword", rotation, child)
+
+    def _slots(
+        self, name: str, rotation: int, child: pulumi.ResourceOptions
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
         slots = []
         for slot, generation in enumerate(self.redis_slot_generations(rotation)):
             generated = random.RandomPassword(
                 # Slot 0 keeps the single password's resource name: an existing stack's state.
-                "redisPassword" if slot == 0 else f"redisPasswordSlot{slot}",
+                name if slot == 0 else f"{name}Slot{slot}",
                 length=32,
                 special=False,  # URL-safe: REDIS_URL carries it unescaped
                 keepers={"rotation": str(generation)},

@@ -70,10 +70,11 @@ def password(d: Deployment) -> str:
     return secret_data(d, "redis-node-env")["REDISCLI_AUTH"]
 
 
-def slots(d: Deployment) -> tuple[str, str]:
-    """The two Redis password slots (components/secrets.py): generation 0's is slot 0."""
+def slots(d: Deployment, name: str = "redisPassword") -> tuple[str, str]:
+    """The two password slots of Redis (or, ``redisSentinelPassword``, of the Sentinels)
+    (components/secrets.py): generation 0's is slot 0."""
     typ = "random:index/randomPassword:RandomPassword"
-    return tuple(reveal(d.named(n, typ).outputs["result"]) for n in ("redisPassword", "redisPasswordSlot1"))  # type: ignore[return-value]
+    return tuple(reveal(d.named(n, typ).outputs["result"]) for n in (name, f"{name}Slot1"))  # type: ignore[return-value]
 
 
 def sha(pw: str) -> str:
@@ -147,11 +148,14 @@ def test_the_nodes_run_the_rendered_redis_conf_and_start_script() -> None:
     for line in ("port 0", "tls-port 6379", users, "appendonly yes", "maxmemory-policy noeviction"):
         assert line in conf.splitlines(), line
     assert conf.endswith(redis_ha.render_node(redis_ha.NodeSettings(password=previous)))
+    # The nodes roll before the Sentinels: they ask with the Sentinels' previous slot, which the
+    # old Sentinels and the new ones both accept.
+    assert spw == slots(d, "redisSentinelPassword")[0]
     assert files["etc_aixsss_redis-node-start.sh"] == redis_ha.render_node_start(
         redis_ha.NodeStartSettings(
             first_node=redis_ha.Address(NODE_HOSTS[0], 6379),
             sentinels=tuple(redis_ha.Address(h, 26379) for h in SENTINEL_HOSTS),
-            sentinel_password=spw,
+            sentinel_password=slots(d, "redisSentinelPassword")[1],
             ca_path="/etc/aixsss/tls/ca.crt",
             conf_template="/etc/aixsss/redis.conf",
             conf_path="/data/redis.conf",
@@ -182,12 +186,20 @@ def test_the_sentinels_and_haproxy_run_their_rendered_files() -> None:
             cert_path="/etc/aixsss/tls/server.crt",
             key_path="/etc/aixsss/tls/server.key",
             ca_path="/etc/aixsss/tls/ca.crt",
+            accepted_sentinel_passwords=slots(d, "redisSentinelPassword"),
         )
     )
+    # Both Sentinel slots are accepted, as hashes; the current one is sentinel-pass.
+    conf = files["etc_aixsss_sentinel.conf"].splitlines()
+    assert (
+        f"user default on resetpass {' '.join('#' + sha(p) for p in slots(d, 'redisSentinelPassword'))} ~* &* +@all"
+        in conf
+    )
+    assert f"sentinel sentinel-pass {spw}" in conf and not [line for line in conf if line.startswith("requirepass")]
     assert files["etc_aixsss_redis-sentinel-start.sh"] == redis_ha.render_sentinel_start(
         redis_ha.SentinelStartSettings(
             peers=tuple(redis_ha.Address(h, 26379) for h in SENTINEL_HOSTS),
-            sentinel_password=spw,
+            sentinel_password=slots(d, "redisSentinelPassword")[1],
             ca_path="/etc/aixsss/tls/ca.crt",
             conf_template="/etc/aixsss/sentinel.conf",
             conf_path="/data/sentinel.conf",

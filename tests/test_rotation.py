@@ -109,8 +109,8 @@ DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 SECRET = "kubernetes:core/v1:Secret"
 
 
-def redis_slots(d: Deployment) -> tuple[str, str]:
-    return tuple(reveal(d.named(n, PASSWORD).outputs["result"]) for n in ("redisPassword", "redisPasswordSlot1"))  # type: ignore[return-value]
+def redis_slots(d: Deployment, name: str = "redisPassword") -> tuple[str, str]:
+    return tuple(reveal(d.named(n, PASSWORD).outputs["result"]) for n in (name, f"{name}Slot1"))  # type: ignore[return-value]
 
 
 def accepted_hashes(conf: str) -> list[str]:
@@ -201,3 +201,11 @@ def test_on_kubernetes_the_redis_servers_roll_before_their_clients(stack: str) -
         assert f"sentinel auth-pass aixsss {slots[1]}" in sentinel_conf.splitlines()
         haproxy = k8s_secret(after, "redis-secret-files")["etc_aixsss_haproxy.cfg"]
         assert slots[1].encode().hex() in haproxy and slots[0].encode().hex() not in haproxy
+        # The Sentinels' own password: one slot rotated, both accepted, and the nodes (which
+        # roll first, while the old Sentinels run) ask with the slot the old ones accept.
+        sentinel_slots = redis_slots(after, "redisSentinelPassword")
+        assert sentinel_slots[0] == redis_slots(before, "redisSentinelPassword")[0]
+        assert sentinel_slots[1] != redis_slots(before, "redisSentinelPassword")[1]
+        assert sorted(accepted_hashes(sentinel_conf)) == sorted(sha(s) for s in sentinel_slots)
+        start = files["etc_aixsss_redis-node-start.sh"]
+        assert f"REDISCLI_AUTH='{sentinel_slots[0]}'" in start and sentinel_slots[1] not in start

@@ -204,7 +204,7 @@ def render_node_start(s: NodeStartSettings) -> str:
 @dataclass(frozen=True)
 class SentinelSettings:
     redis_password: str  # sentinel auth-pass: Sentinel authenticates to the nodes
-    sentinel_password: str  # requirepass of Sentinel itself (and sentinel-pass between Sentinels)
+    sentinel_password: str  # Sentinel's own password (sentinel-pass between Sentinels; accepted)
     monitor: Address  # the primary to start monitoring (render_sentinel_start may replace it)
     cert_path: str
     key_path: str
@@ -221,6 +221,8 @@ class SentinelSettings:
     parallel_syncs: int = 1
     # Kubernetes: pod IPs change on every restart; names through a headless Service do not.
     hostnames: bool = True
+    # More passwords Sentinel accepts besides sentinel_password: the other rotation slot.
+    accepted_sentinel_passwords: tuple[str, ...] = ()
 
 
 def render_sentinel(s: SentinelSettings) -> str:
@@ -234,7 +236,8 @@ def render_sentinel(s: SentinelSettings) -> str:
         # TLS to the Redis nodes and, with tls-port, between Sentinels.
         "tls-replication yes",
         f"dir {s.data_dir}",
-        f"requirepass {_checked(s.sentinel_password, 'sentinel_password')}",
+        # Its clients (nodes at start, peers, the probe) log in as the default user: every slot.
+        redis.default_user((_checked(s.sentinel_password, "sentinel_password"), *s.accepted_sentinel_passwords)),
         f"sentinel sentinel-pass {s.sentinel_password}",
     ]
     if s.hostnames:
