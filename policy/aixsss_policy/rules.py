@@ -189,8 +189,8 @@ def redis_auth_and_tls(r: Resource) -> Iterator[str]:
         default = [w[2:] for w in lines if w[0].lower() == "user" and w[1:2] == ["default"]]
         acl_passwords = (
             bool(default)
-            and any(r.startswith(("#", ">")) for r in default[-1])
-            and not any(r in ("nopass", "off") for r in default[-1])
+            and any(rule.startswith(("#", ">")) for rule in default[-1])
+            and not any(rule in ("nopass", "off") for rule in default[-1])
         )
         authenticated = bool(settings.get("requirepass")) or acl_passwords
         if not authenticated:
