@@ -6,7 +6,7 @@ worker ``REDIS_URL=redis://default:<pw>@127.0.0.1:6379`` and a tunnel beside eac
 stream module, rendered as ``redis-tls.conf`` of ``api-redis-tls`` / ``worker-redis-tls``) that
 listens there and opens verified TLS to Redis. Here, on loopback:
 
-- redis-server runs the dev stack's rendered redis.conf (TLS only, ``port 0``, requirepass;
+- redis-server runs the dev stack's rendered redis.conf (TLS only, ``port 0``, the default user's two password slots;
   servers.rendered_redis, shared with tests/test_servers.py);
 - one nginx per tunnel runs its rendered redis-tls.conf, with the CA file delivered beside it;
 - the producer is the api's compiled ``jobsProviders`` (its Queue and QueueEvents), the consumer
