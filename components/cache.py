@@ -83,9 +83,9 @@ def sentinel_certificate_names(platform: Platform) -> list[str]:
     return platform.dns_names(SENTINEL) + [member(platform, SENTINEL, i) for i in range(SENTINELS)]
 
 
-def redis_settings(config: StackConfig, password: str) -> redis.RedisSettings:
+def redis_settings(config: StackConfig, passwords: tuple[str, ...]) -> redis.RedisSettings:
     return redis.RedisSettings(
-        password=password,
+        passwords=passwords,
         maxmemory_mb=config.cache.maxmemory_mb,
         cert_path=f"{TLS_DIR}/server.crt",
         key_path=f"{TLS_DIR}/server.key",
@@ -99,7 +99,7 @@ class Cache(Service):
         "required (plain-text port disabled); api and worker reach it through a TLS tunnel beside them "
         "(nginx stream, certificate verified against the stack CA), in plain text only on their own loopback"
     )
-    auth = "requirepass"
+    auth = "ACL default user, two passwords (rotation slots)"
 
     def __init__(
         self,
@@ -111,15 +111,27 @@ class Cache(Service):
         *,
         sentinel_password: pulumi.Output[str] | None = None,
         sentinel_certificate: Certificate | None = None,
+        accepted: tuple[pulumi.Output[str], ...] = (),
+        replication_password: pulumi.Output[str] | None = None,
+        sentinel_accepted: tuple[pulumi.Output[str], ...] = (),
+        sentinel_previous_password: pulumi.Output[str] | None = None,
     ) -> None:
+        """``password`` is the clients' (the current rotation slot); the servers accept it and
+        every one of ``accepted`` (both slots). ``replication_password`` is the HA nodes'
+        masterauth: the slot every node accepts during a StatefulSet roll (README: Secrets and
+        rotation), which is the previous generation's; by default ``password``. The Sentinels'
+        password likewise: they accept ``sentinel_accepted`` too, and the nodes and Sentinels ask
+        them at start with ``sentinel_previous_password``, which old and new Sentinels accept."""
         super().__init__("Cache", NAME, opts)
         ha = config.cache.high_availability
-        # The file holds the password, so it is a secret in every form it takes. The HA nodes'
-        # adds replication over TLS and masterauth (redis_ha.render_node).
-        self.redis_conf: pulumi.Output[str] = pulumi.Output.secret(password).apply(
-            lambda pw: (
-                redis.render(redis_settings(config, pw))
-                + (redis_ha.render_node(redis_ha.NodeSettings(password=pw)) if ha else "")
+        # The file holds the passwords' hashes (and, HA, masterauth itself), so it is a secret in
+        # every form it takes. The HA nodes' adds replication over TLS (redis_ha.render_node).
+        self.redis_conf: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.all(password, replication_password or password, *accepted)
+        ).apply(
+            lambda pws: (
+                redis.render(redis_settings(config, (pws[0], *pws[2:])))
+                + (redis_ha.render_node(redis_ha.NodeSettings(password=pws[1])) if ha else "")
             )
         )
         publish = config.docker.publish_data_ports
@@ -156,8 +168,11 @@ class Cache(Service):
         if ha:
             if platform.name != "kubernetes" or sentinel_password is None or sentinel_certificate is None:
                 raise ValueError("cache.highAvailability runs on Kubernetes, with a Sentinel password and certificate")
-            nodes = self._nodes(config, platform, redis_spec, sentinel_password)
-            sentinels = self._sentinels(config, platform, password, sentinel_password, sentinel_certificate)
+            asking = sentinel_previous_password or sentinel_password
+            nodes = self._nodes(config, platform, redis_spec, asking)
+            sentinels = self._sentinels(
+                config, platform, password, (sentinel_password, asking, *sentinel_accepted), sentinel_certificate
+            )
             spec = self._proxy(config, platform, password, certificate, RedisHa(nodes, sentinels))
             self.exporter_services = {NODE: nodes.exporters}
         self._place(platform, spec, [])
@@ -251,16 +266,20 @@ class Cache(Service):
         config: StackConfig,
         platform: Platform,
         password: pulumi.Output[str],
-        sentinel_password: pulumi.Output[str],
+        sentinel_passwords: tuple[pulumi.Output[str], ...],
         certificate: Certificate,
     ) -> ServiceSpec:
-        """Three Sentinels (quorum 2) watching the nodes, TLS only, with their own password."""
-        both = pulumi.Output.all(pulumi.Output.secret(password), pulumi.Output.secret(sentinel_password))
-        conf = both.apply(
+        """Three Sentinels (quorum 2) watching the nodes, TLS only, with their own password.
+        ``sentinel_passwords``: the current one, the one to ask peers with at start (the
+        previous generation's), then every other one they accept."""
+        sentinel_password, asking = sentinel_passwords[0], sentinel_passwords[1]
+        every = pulumi.Output.secret(pulumi.Output.all(password, *sentinel_passwords))
+        conf = every.apply(
             lambda pws: redis_ha.render_sentinel(
                 redis_ha.SentinelSettings(
                     redis_password=pws[0],
                     sentinel_password=pws[1],
+                    accepted_sentinel_passwords=tuple(pws[2:]),
                     monitor=redis_ha.Address(member(platform, NODE, 0), PORT),
                     cert_path=f"{TLS_DIR}/server.crt",
                     key_path=f"{TLS_DIR}/server.key",
@@ -269,7 +288,7 @@ class Cache(Service):
                 )
             )
         )
-        start = pulumi.Output.secret(sentinel_password).apply(
+        start = pulumi.Output.secret(asking).apply(
             lambda spw: redis_ha.render_sentinel_start(
                 redis_ha.SentinelStartSettings(
                     peers=sentinel_addresses(platform),

@@ -64,12 +64,13 @@ def secrets_injected(stack: AixsssStack) -> Item:
 
 def redis_auth_and_tls(stack: AixsssStack) -> Item:
     # Rendered with a placeholder password: the settings, not the secret, are what is checked.
-    redis_conf = redis.render(redis_settings(stack.config, "placeholder")).splitlines()
+    redis_conf = redis.render(redis_settings(stack.config, ("placeholder",))).splitlines()
     redis_lines = ["port 0", f"tls-port {cache_module.PORT}"]
     redis_found = [line for line in redis_lines if line in redis_conf]
-    if any(line.startswith("requirepass ") for line in redis_conf):
-        redis_found.append("requirepass")
-    redis_missing = [line for line in [*redis_lines, "requirepass"] if line not in redis_found]
+    # The clients' user, on, with passwords (hashes), not nopass (redis.default_user): "user default".
+    if any(line.startswith("user default on resetpass #") and "nopass" not in line for line in redis_conf):
+        redis_found.append("user default")
+    redis_missing = [line for line in [*redis_lines, "user default"] if line not in redis_found]
     redis_reason = (
         "redis.conf sets " + ", ".join(redis_found) + " (no plain-text port; clients authenticate)"
         if not redis_missing

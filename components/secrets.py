@@ -54,16 +54,24 @@ class StackSecrets(pulumi.ComponentResource):
             )
             salt = random.RandomBytes("postgresScramSalt", length=16, keepers=rotating, opts=child)
             self.postgres_scram_salt = pulumi.Output.secret(salt.base64)
-        self.redis_password = password("redisPassword", 32)
+        self.redis_passwords = self._redis_slots(config.secrets.rotation, child)
+        # The clients' password (REDIS_URL, the tunnels' users, the exporter, HAProxy's check,
+        # Sentinel's auth-pass): the slot of the current generation. Every Redis server accepts
+        # both slots, so a rotation never refuses the clients that still hold the other one.
+        self.redis_password = self.redis_passwords[config.secrets.rotation % 2]
+        # The slot the previous generation's clients hold (the one the next rotation overwrites).
+        self.redis_previous_password = self.redis_passwords[(config.secrets.rotation + 1) % 2]
         # Sentinel's own password (cache.highAvailability): only the Redis nodes and Sentinels use
         # it, never the application, so it is always generated, never supplied.
+        # Two slots as well, for the same reason: the nodes, which roll first, ask the Sentinels
+        # with the previous generation's (accepted by old and new Sentinels alike).
         self.redis_sentinel_password: pulumi.Output[str] | None = None
+        self.redis_sentinel_passwords: tuple[pulumi.Output[str], pulumi.Output[str]] | None = None
+        self.redis_sentinel_previous_password: pulumi.Output[str] | None = None
         if config.cache.high_availability:
-            self.redis_sentinel_password = pulumi.Output.secret(
-                random.RandomPassword(
-                    "redisSentinelPassword", length=32, special=False, keepers=rotating, opts=child
-                ).result
-            )
+            self.redis_sentinel_passwords = self._slots("redisSentinelPassword", config.secrets.rotation, child)
+            self.redis_sentinel_password = self.redis_sentinel_passwords[config.secrets.rotation % 2]
+            self.redis_sentinel_previous_password = self.redis_sentinel_passwords[(config.secrets.rotation + 1) % 2]
         bundled = config.object_store.mode == "bundled"
         # An external S3 service's admin credentials are never the stack's business.
         self.minio_root_user = password("minioRootUser", 16) if bundled else None
@@ -102,6 +110,41 @@ class StackSecrets(pulumi.ComponentResource):
             "API_KEY_ENCRYPTION_KEY": self.api_key_encryption_key,
         }
         self.register_outputs({"fingerprints": {k: fingerprint(v) for k, v in self.inventory.items()}})
+
+    @staticmethod
+    def redis_slot_generations(rotation: int) -> tuple[int, int]:
+        """The generation each Redis password slot was last generated for: slot k holds the
+        newest generation g <= rotation with g % 2 == k (-1: slot 1 before the first rotation).
+        So a rotation regenerates exactly one slot, and the other keeps the previous
+        generation's password. Slot 0's keeper at an even rotation is exactly the single
+        password's old keeper, so a stack upgraded at an even rotation keeps its password."""
+        return 2 * (rotation // 2), 2 * ((rotation + 1) // 2) - 1
+
+    def _redis_slots(
+        self, rotation: int, child: pulumi.ResourceOptions
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        supplied = supplied_secret("redisPassword")
+        if supplied is not None:
+            # A supplied password is one value: both slots hold it (no overlap; README).
+            value = pulumi.Output.secret(supplied)
+            return value, value
+        return self._slots("redisPassword", rotation, child)
+
+    def _slots(
+        self, name: str, rotation: int, child: pulumi.ResourceOptions
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        slots = []
+        for slot, generation in enumerate(self.redis_slot_generations(rotation)):
+            generated = random.RandomPassword(
+                # Slot 0 keeps the single password's resource name: an existing stack's state.
+                name if slot == 0 else f"{name}Slot{slot}",
+                length=32,
+                special=False,  # URL-safe: REDIS_URL carries it unescaped
+                keepers={"rotation": str(generation)},
+                opts=child,
+            )
+            slots.append(pulumi.Output.secret(generated.result))
+        return slots[0], slots[1]
 
     def _encryption_key(self, config: StackConfig) -> pulumi.Output[str]:
         supplied = supplied_secret("apiKeyEncryptionKey")

@@ -125,6 +125,10 @@ def build(config: StackConfig) -> AixsssStack:
         certs["redis"],
         sentinel_password=secrets.redis_sentinel_password,
         sentinel_certificate=certs.get(SENTINEL),
+        accepted=secrets.redis_passwords,
+        replication_password=secrets.redis_previous_password,
+        sentinel_accepted=secrets.redis_sentinel_passwords or (),
+        sentinel_previous_password=secrets.redis_sentinel_previous_password,
     )
     conn = AppConnections(
         database_url=database.url,

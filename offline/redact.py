@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from offline.engine import is_secret
@@ -14,6 +15,11 @@ def hex_form(atom: str) -> str:
     return atom.encode().hex()
 
 
+def sha256_form(atom: str) -> str:
+    """A secret as its SHA-256 hex digest (Redis ACL password hashes)."""
+    return hashlib.sha256(atom.encode()).hexdigest()
+
+
 class Redactor:
     """Replaces every known secret value, wherever it is embedded, unless secrets are shown.
 
@@ -24,7 +30,8 @@ class Redactor:
     def __init__(self, atoms: list[str], show_secrets: bool) -> None:
         # Each also hex-encoded: HAProxy's Redis health check sends the password as hex RESP
         # (components/conf/redis_ha.py, `tcp-check send-binary`).
-        encoded = [*atoms, *(hex_form(a) for a in atoms if a)]
+        # And as SHA-256 hex: redis.conf lists the Redis passwords' hashes (ACL `#<hash>`).
+        encoded = [*atoms, *(hex_form(a) for a in atoms if a), *(sha256_form(a) for a in atoms if a)]
         # Longest first, so a PEM block goes before any shorter value it might contain.
         self.atoms = sorted({a for a in encoded if a}, key=len, reverse=True)
         self.show_secrets = show_secrets

@@ -132,8 +132,11 @@ class HaSet:
         return killed
 
 
-def start_set(work: Path, redis_config_dir: Path, redis_server: str, redis_cli: str, haproxy: str) -> HaSet:
-    """The three nodes, three Sentinels and HAProxy, each waited for as its clients use it.
+def start_set(
+    work: Path, redis_config_dir: Path, password: str, redis_server: str, redis_cli: str, haproxy: str
+) -> HaSet:
+    """The three nodes, three Sentinels and HAProxy, each waited for as its clients use it;
+    ``password`` is the clients' (the rendered file holds only hashes), also masterauth here.
     The caller closes ``ha.stack`` (every process is stopped)."""
     files = deployed_copy(redis_config_dir, work / "files")
     ca = files[CA]
@@ -143,7 +146,6 @@ def start_set(work: Path, redis_config_dir: Path, redis_server: str, redis_cli: 
     nodes_addr = tuple(redis_ha.Address(LOOPBACK, p) for p in node_ports)
     sentinels_addr = tuple(redis_ha.Address(LOOPBACK, p) for p in sentinel_ports)
     base = files["/etc/aixsss/redis.conf"].read_text()
-    password = next(line.split()[1] for line in base.splitlines() if line.startswith("requirepass "))
 
     nodes = []
     for i, port in enumerate(node_ports):

@@ -212,16 +212,16 @@ def redis_answers(cache: Cache) -> bool:
 
 
 @contextlib.contextmanager
-def rendered_redis(binary: str, config_dir: Path, work: Path) -> Iterator[Cache]:
+def rendered_redis(binary: str, config_dir: Path, work: Path, password: str) -> Iterator[Cache]:
     """redis-server running the rendered redis.conf of ``config_dir`` (a workload's rendered
-    files), relocated into ``work``: it binds 127.0.0.1 on a free TLS port; nothing else changes."""
+    files), relocated into ``work``: it binds 127.0.0.1 on a free TLS port; nothing else changes.
+    ``password``: the clients' (redis_client_password); the file holds only hashes."""
     paths = deployed_copy(config_dir, work / "files")
     port = free_port()
     (work / "data").mkdir()
     edits = {"bind * -::*": f"bind {LOOPBACK}", "tls-port 6379": f"tls-port {port}", "dir /data": f"dir {work}/data"}
     conf = relocate(paths["/etc/aixsss/redis.conf"].read_text(), paths, edits)
     (work / "redis.conf").write_text(conf)
-    password = re.search(r"^requirepass (\S+)$", conf, re.M).group(1)  # type: ignore[union-attr]
     cache = Cache(port, password, paths["/etc/aixsss/tls/ca.crt"], work / "redis.log")
     with running([binary, str(work / "redis.conf")], ready=lambda: redis_answers(cache), log=cache.log):
         yield cache
@@ -358,6 +358,15 @@ def run_rendered_job(result: Any, db: Database, job: str) -> str:
     inputs = container_inputs(result, rf"{re.escape(job)}-[0-9a-f]{{12}}")
     (config_dir,) = (result.out / "config").glob(f"aixsss-*-{job}")
     return run_psql_job(db, config_dir, inputs["entrypoints"], container_env(inputs))
+
+
+def redis_client_password(result: Any) -> str:
+    """The Redis password the rendered stack's clients hold: the one in api's REDIS_URL."""
+    from urllib.parse import unquote, urlsplit
+
+    url = urlsplit(container_env(container_inputs(result, r"api(-1)?"))["REDIS_URL"])
+    assert url.password
+    return unquote(url.password)
 
 
 def client_login(result: Any, db: Database) -> Database:

@@ -246,7 +246,7 @@ def test_secret_environment_reason_matches_the_api_workload(case: Rendered) -> N
 def test_redis_reason_names_lines_of_the_rendered_redis_conf(case: Rendered) -> None:
     item = _item(case.deployment, "security.redisAuthAndTls")
     named = _listed(item["reason"].split(" (")[0], "redis.conf sets ")
-    assert named == ["port 0", "tls-port 6379", "requirepass"] and item["ok"] is True
+    assert named == ["port 0", "tls-port 6379", "user default"] and item["ok"] is True
     confs = list((case.out / "config").rglob("redis.conf"))
     assert len(confs) == 1
     lines = confs[0].read_text().splitlines()

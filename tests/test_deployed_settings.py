@@ -136,8 +136,11 @@ def test_redis_conf(d: Deployment) -> None:
         'rename-command FLUSHDB ""',
     ):
         assert line in conf, line
-    passwords = [line for line in conf if line.startswith("requirepass ")]
-    assert len(passwords) == 1 and len(passwords[0].split(" ", 1)[1]) >= 32
+    # The default user with two SHA-256 hashes (the rotation slots), never a password itself.
+    assert not [line for line in conf if line.startswith("requirepass ")]
+    (user,) = [line for line in conf if line.startswith("user default ")]
+    hashes = [w for w in user.split() if w.startswith("#")]
+    assert len(hashes) == 2 and all(re.fullmatch("#[0-9a-f]{64}", h) for h in hashes) and "nopass" not in user
 
 
 HEADERS = {

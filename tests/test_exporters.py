@@ -35,7 +35,16 @@ from pathlib import Path
 
 import pytest
 from rendering import rendered, tool
-from servers import LOOPBACK, Cache, Database, free_port, rendered_database, rendered_redis, running
+from servers import (
+    LOOPBACK,
+    Cache,
+    Database,
+    free_port,
+    redis_client_password,
+    rendered_database,
+    rendered_redis,
+    running,
+)
 from test_servers import Edge, edge_conf, https, nginx, stub_server
 
 from components.conf import alerts, exporters
@@ -151,7 +160,9 @@ def test_postgres_exporter_env_shape() -> None:
 @pytest.fixture(scope="module")
 def cache(dev: Rendered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cache]:
     binary = tool("redis-server", "/usr/bin/redis-server")
-    with rendered_redis(binary, dev.out / "config/aixsss-dev-redis", tmp_path_factory.mktemp("redis")) as cache:
+    with rendered_redis(
+        binary, dev.out / "config/aixsss-dev-redis", tmp_path_factory.mktemp("redis"), redis_client_password(dev)
+    ) as cache:
         yield cache
 
 

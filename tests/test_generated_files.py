@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -67,13 +68,15 @@ def test_nginx_behind_gateway_without_its_addresses_is_refused() -> None:
 
 def test_redis_settings() -> None:
     conf = redis.render(
-        redis.RedisSettings(password="pw", maxmemory_mb=300, cert_path="/c", key_path="/k", ca_path="/ca")
+        redis.RedisSettings(passwords=("pw", "pw2"), maxmemory_mb=300, cert_path="/c", key_path="/k", ca_path="/ca")
     )
     lines = conf.splitlines()
     for line in (
         "port 0",
         "tls-port 6379",
-        "requirepass pw",
+        # Both passwords, as SHA-256 hashes; no requirepass (it would leave one password).
+        f"user default on resetpass #{hashlib.sha256(b'pw').hexdigest()} #{hashlib.sha256(b'pw2').hexdigest()} "
+        "~* &* +@all",
         "appendonly yes",
         "maxmemory 300mb",
         "maxmemory-policy noeviction",
@@ -129,8 +132,8 @@ def test_deployed_files_are_the_generated_ones_on_docker() -> None:
     files = {u["file"]: u["content"] for u in reveal(redis_carrier.inputs["uploads"])}
     assert "maxmemory-policy noeviction" in files["/etc/aixsss/redis.conf"]
     # The file holding the password is uploaded only as a secret.
-    assert "requirepass" in files["/etc/aixsss/redis.conf"]
-    assert not any("requirepass" in text for text in plain_strings(redis_carrier.inputs))
+    assert "user default on resetpass #" in files["/etc/aixsss/redis.conf"]
+    assert not any("user default" in text for text in plain_strings(redis_carrier.inputs))
     key = next(u for u in reveal(redis_carrier.inputs["uploads"]) if u["file"].endswith("server.key"))
     assert key["permissions"] == "0600" and key["owner"] == "999"
 

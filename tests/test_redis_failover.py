@@ -36,7 +36,7 @@ from appcode.conftest import built_app  # noqa: F401  (the fixture: the app, bui
 from appcode.test_app_redis import app_env, tunnel, with_redis_port
 from redis_ha import HaSet, app_driver, client, info_replication, start_set, wait_for
 from rendering import rendered, tool
-from servers import LOOPBACK, Cache
+from servers import LOOPBACK, Cache, redis_client_password
 
 from components.conf import redis_ha
 from offline.render import Rendered
@@ -70,7 +70,7 @@ def ha(dev: Rendered, tmp_path: Path) -> Iterator[HaSet]:
     binaries = [tool(name, path) for name, path in (("redis-server", "/usr/bin/redis-server"),
                 ("redis-cli", "/usr/bin/redis-cli"), ("haproxy", "/usr/sbin/haproxy"))]  # fmt: skip
     tool("nginx", "/usr/sbin/nginx")
-    ha = start_set(tmp_path / "ha", dev.out / "config/aixsss-dev-redis", *binaries)
+    ha = start_set(tmp_path / "ha", dev.out / "config/aixsss-dev-redis", redis_client_password(dev), *binaries)
     yield ha
     ha.stack.close()
 

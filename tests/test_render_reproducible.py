@@ -150,12 +150,20 @@ def test_the_files_do_not_depend_on_the_order_resources_register_in(
 def test_rotation_replaces_exactly_the_rotated_secrets(twice: Twice, tmp_path: Path) -> None:
     before = twice.deployment
     after, files = twice.render_changed(tmp_path, **{"secrets.rotation": "1"})
-    rotated = {r.urn for r in before.of_type(PASSWORD) if "rotation" in (r.plain.get("keepers") or {})}
+    # The passwords whose rotation keeper the new generation changes: every rotatable one except
+    # the Redis slot of the previous generation, which the rotation keeps (components/secrets.py).
+    rotated = {
+        r.urn for r in before.of_type(PASSWORD) if "rotation" in (r.plain.get("keepers") or {})
+        and r.plain["keepers"] != after.by_urn(r.urn).plain["keepers"]
+    }  # fmt: skip
     assert rotated, "the stack has passwords that rotate"
+    redis_slots = {r.name: r.urn in rotated for r in before.of_type(PASSWORD) if r.name.startswith("redisPassword")}
+    assert redis_slots == {"redisPassword": False, "redisPasswordSlot1": True}
     # Other generated values with the same keeper (the SCRAM salt of PostgreSQL's login role).
     salted = {
-        r.urn for r in before.registrations if r.type.startswith(GENERATED) and r.urn not in rotated
+        r.urn for r in before.registrations if r.type.startswith(GENERATED) and r.type != PASSWORD
         and "rotation" in (r.plain.get("keepers") or {})
+        and r.plain["keepers"] != after.by_urn(r.urn).plain["keepers"]
     }  # fmt: skip
     kept, now = _generated(before), _generated(after)
     for urn, reg in kept.items():

@@ -218,13 +218,15 @@ def test_secure_values_are_secret_config_redacted_unless_shown(project: Project)
     text = all_text(hidden)
     assert JWT not in text and REDIS_PASSWORD not in text
     redis_conf = config_file(hidden, "aixsss-staging-redis", "redis.conf")
-    assert f"requirepass {REDACTED}" in redis_conf.read_text()
+    # The supplied password is one value, so both slots are it: one hash, itself redacted.
+    assert f"user default on resetpass #{REDACTED} ~* &* +@all\n" in redis_conf.read_text()
     assert redis_conf.stat().st_mode & 0o777 == SECRET_MODE
     assert f"JWT_SECRET={REDACTED}" in (hidden.out / "docker/plan.yaml").read_text()
     assert not [w for w in hidden.warnings if "secure value" in w]
 
     shown = project.render("qa", phrase=PASSPHRASE, show_secrets=True)
-    assert f"requirepass {REDIS_PASSWORD}\n" in config_file(shown, "aixsss-staging-redis", "redis.conf").read_text()
+    digest = hashlib.sha256(REDIS_PASSWORD.encode()).hexdigest()
+    assert f" #{digest} " in config_file(shown, "aixsss-staging-redis", "redis.conf").read_text()
     assert f"JWT_SECRET={JWT}" in (shown.out / "docker/plan.yaml").read_text()
 
 
@@ -253,7 +255,8 @@ def test_without_the_passphrase_stand_ins_of_the_right_shape_are_rendered_and_li
     for key in ("postgresPassword", "redisPassword", "minioRootPassword", "minioAppSecretKey"):
         assert re.fullmatch(r"[A-Za-z0-9]{32}", config[f"aixsss:secrets.{key}"])
     stand_in = config["aixsss:secrets.redisPassword"]
-    assert f"requirepass {stand_in}\n" in config_file(shown, "aixsss-staging-redis", "redis.conf").read_text()
+    digest = hashlib.sha256(stand_in.encode()).hexdigest()
+    assert f" #{digest} " in config_file(shown, "aixsss-staging-redis", "redis.conf").read_text()
     assert f"  - aixsss:secrets.jwtSecret: {NOT_DECRYPTED}" in (shown.out / "summary.txt").read_text()
 
 

@@ -136,7 +136,7 @@ def test_the_acme_certificate_is_a_directory_the_edge_rereads() -> None:
 
 def test_files_keep_their_paths_and_the_pod_group_reads_secret_ones() -> None:
     files = k8s_files(first("staging"), "redis")
-    assert files["/etc/aixsss/redis.conf"][1] == "0440" and "requirepass" in files["/etc/aixsss/redis.conf"][0]
+    assert files["/etc/aixsss/redis.conf"][1] == "0440" and "user default on" in files["/etc/aixsss/redis.conf"][0]
     assert files["/etc/aixsss/tls/server.key"][1] == "0440"
     assert files["/etc/aixsss/tls/server.crt"][1] == "0444"
     minio = k8s_files(first("staging"), "minio")

@@ -1,5 +1,6 @@
-"""secrets.rotation on Docker, under the mocks: what a rotation changes and in which order the
-resources run (the real server's side: tests/test_rotation_servers.py).
+"""secrets.rotation under the mocks (PostgreSQL on Docker; Redis on both targets, at the end):
+what a rotation changes and in which order the resources run (the real servers' side:
+tests/test_rotation_servers.py, tests/test_redis_rotation_servers.py).
 
 One host: clients log in as the generation's login role (aixsss_g<N>), which a run-once
 credentials job creates through the server's socket before the migrations; the roles of
@@ -9,10 +10,12 @@ container does not change with a rotation.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from urllib.parse import urlsplit
 
-from harness import Deployment, Registration, reveal, run_program
+import pytest
+from harness import Deployment, Registration, carrier_of, delivered, reveal, run_program
 
 CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
@@ -94,3 +97,116 @@ def test_an_unchanged_stack_reruns_no_credentials_job() -> None:
     again = docker(prior=before)
     for name in ("postgres-credentials", "postgres-retire-logins"):
         assert reveal(job(before, name).inputs) == reveal(job(again, name).inputs), name
+
+
+# --------------------------------------------------------------------------- redis: two slots
+# A rotation regenerates one of two password slots; the clients hold the current one and every
+# Redis server accepts both (components/secrets.py, components/conf/redis.py). The real server's
+# side: tests/test_redis_rotation_servers.py.
+
+PASSWORD = "random:index/randomPassword:RandomPassword"
+STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+SECRET = "kubernetes:core/v1:Secret"
+
+
+def redis_slots(d: Deployment, name: str = "redisPassword") -> tuple[str, str]:
+    return tuple(reveal(d.named(n, PASSWORD).outputs["result"]) for n in (name, f"{name}Slot1"))  # type: ignore[return-value]
+
+
+def accepted_hashes(conf: str) -> list[str]:
+    """The SHA-256 hashes redis.conf's default user accepts (and no requirepass)."""
+    assert not [line for line in conf.splitlines() if line.startswith("requirepass")]
+    (user,) = [line for line in conf.splitlines() if line.startswith("user default ")]
+    return [w[1:] for w in user.split() if w.startswith("#")]
+
+
+def sha(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def test_a_redis_rotation_changes_one_slot_the_clients_take_it_and_the_server_accepts_both() -> None:
+    runs = [docker()]
+    for n in (1, 2, 3):
+        runs.append(docker({"secrets.rotation": n}, prior=runs[-1]))
+    slots = [redis_slots(d) for d in runs]
+    for n in (1, 2, 3):
+        # Exactly one slot is new, the one of the generation's parity; the other is kept.
+        assert slots[n][n % 2] != slots[n - 1][n % 2] and slots[n][(n + 1) % 2] == slots[n - 1][(n + 1) % 2]
+    for n, d in enumerate(runs):
+        current = slots[n][n % 2]
+        for client in ("api", "worker"):
+            assert urlsplit(env_of(d.named(client, CONTAINER))["REDIS_URL"]).password == current, (n, client)
+        assert env_of(d.named("redis", CONTAINER))["REDISCLI_AUTH"] == current  # its CLI and probe
+        conf = delivered(d, d.named("redis", CONTAINER))["/etc/aixsss/redis.conf"]["content"]
+        assert sorted(accepted_hashes(conf)) == sorted(sha(s) for s in slots[n]), n
+        assert not any(s in conf for s in slots[n])  # hashes only
+
+
+def test_an_existing_stack_keeps_its_redis_password_at_an_even_rotation() -> None:
+    """Slot 0 is the single password's resource with the same keeper at an even generation."""
+    d = docker({"secrets.rotation": 2})
+    assert d.named("redisPassword", PASSWORD).plain["keepers"] == {"rotation": "2"}
+    assert d.named("redisPasswordSlot1", PASSWORD).plain["keepers"] == {"rotation": "1"}
+    # The clients' slot at an even generation is slot 0.
+    assert urlsplit(env_of(d.named("api", CONTAINER))["REDIS_URL"]).password == redis_slots(d)[0]
+
+
+def test_on_docker_the_redis_server_is_replaced_before_its_clients() -> None:
+    before = docker()
+    after = docker({"secrets.rotation": 1}, prior=before)
+    redis, carrier = after.named("redis", CONTAINER), carrier_of(after, after.named("redis", CONTAINER))
+    # The new file (and the CLI's password) change the server's container: Docker replaces it.
+    assert reveal(redis.inputs) != reveal(before.named("redis", CONTAINER).inputs)
+    for client in ("api", "worker"):
+        assert after.depends_on(after.named(client, CONTAINER), redis), client
+        assert after.depends_on(after.named(client, CONTAINER), carrier), client
+
+
+def k8s_secret(d: Deployment, name: str) -> dict[str, str]:
+    (found,) = [r for r in d.of_type(SECRET) if r.plain["metadata"]["name"] == name]
+    return found.plain["stringData"]
+
+
+def workload_named(d: Deployment, typ: str, name: str) -> Registration:
+    (found,) = [r for r in d.of_type(typ) if r.plain["metadata"]["name"] == name]
+    return found
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_on_kubernetes_the_redis_servers_roll_before_their_clients(stack: str) -> None:
+    """pulumi-kubernetes waits for a StatefulSet's rollout before its dependants: the nodes
+    (both slots) are all replaced before api and worker roll with the new slot. HA (prod): the
+    Sentinels and HAProxy, which log in with the current slot, roll after the nodes too."""
+    before = run_program(stack, overrides={"target": "kubernetes"})
+    after = run_program(stack, overrides={"target": "kubernetes", "secrets.rotation": 1}, prior=before)
+    ha = stack == "prod"
+    servers = workload_named(after, STATEFUL_SET, "redis-node" if ha else "redis")
+    clients = [workload_named(after, DEPLOYMENT, n) for n in ("api", "worker")]
+    for client in clients:
+        assert after.depends_on(client, servers), client.name
+    slots, old = redis_slots(after), redis_slots(before)
+    assert slots[0] == old[0] and slots[1] != old[1]
+    files = k8s_secret(after, f"{servers.plain['metadata']['name']}-secret-files")
+    assert sorted(accepted_hashes(files["etc_aixsss_redis.conf"])) == sorted(sha(s) for s in slots)
+    for name in ("api", "worker"):
+        assert urlsplit(k8s_secret(after, f"{name}-env")["REDIS_URL"]).password == slots[1]
+    if ha:
+        sentinels = workload_named(after, STATEFUL_SET, "redis-sentinel")
+        proxy = workload_named(after, DEPLOYMENT, "redis")
+        assert after.depends_on(sentinels, servers) and after.depends_on(proxy, servers)
+        # Replicas give the previous generation's slot (old and new nodes accept it in the roll);
+        # Sentinel and HAProxy the current one, which every node accepts once the nodes rolled.
+        assert f"masterauth {slots[0]}" in files["etc_aixsss_redis.conf"].splitlines()
+        sentinel_conf = k8s_secret(after, "redis-sentinel-secret-files")["etc_aixsss_sentinel.conf"]
+        assert f"sentinel auth-pass aixsss {slots[1]}" in sentinel_conf.splitlines()
+        haproxy = k8s_secret(after, "redis-secret-files")["etc_aixsss_haproxy.cfg"]
+        assert slots[1].encode().hex() in haproxy and slots[0].encode().hex() not in haproxy
+        # The Sentinels' own password: one slot rotated, both accepted, and the nodes (which
+        # roll first, while the old Sentinels run) ask with the slot the old ones accept.
+        sentinel_slots = redis_slots(after, "redisSentinelPassword")
+        assert sentinel_slots[0] == redis_slots(before, "redisSentinelPassword")[0]
+        assert sentinel_slots[1] != redis_slots(before, "redisSentinelPassword")[1]
+        assert sorted(accepted_hashes(sentinel_conf)) == sorted(sha(s) for s in sentinel_slots)
+        start = files["etc_aixsss_redis-node-start.sh"]
+        assert f"REDISCLI_AUTH='{sentinel_slots[0]}'" in start and sentinel_slots[1] not in start

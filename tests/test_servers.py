@@ -42,6 +42,7 @@ from servers import (
     free_port,
     nginx_running,
     nginx_version,
+    redis_client_password,
     relocate,
     rendered_database,
     rendered_redis,
@@ -344,7 +345,9 @@ def test_control_the_same_nginx_accepts_old_tls_once_ssl_protocols_allows_it(
 @pytest.fixture(scope="module")
 def cache(dev: Rendered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cache]:
     binary = tool("redis-server", "/usr/bin/redis-server")
-    with rendered_redis(binary, dev.out / "config/aixsss-dev-redis", tmp_path_factory.mktemp("redis")) as cache:
+    with rendered_redis(
+        binary, dev.out / "config/aixsss-dev-redis", tmp_path_factory.mktemp("redis"), redis_client_password(dev)
+    ) as cache:
         yield cache
 
 

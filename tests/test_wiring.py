@@ -164,9 +164,10 @@ def test_docker_healthchecks_target_what_each_server_listens_on() -> None:
     probe = container(d, "redis").plain["healthcheck"]["tests"][3]
     assert f"-p {tls_port} " in probe and "--tls" in probe
     assert CA in redis_files and f"--cacert {CA}" in probe
-    # The CLI authenticates with REDISCLI_AUTH: the password redis.conf requires.
-    password = next(line.split(" ", 1)[1] for line in conf if line.startswith("requirepass "))
-    assert docker_env(container(d, "redis"))["REDISCLI_AUTH"] == password
+    # The CLI authenticates with REDISCLI_AUTH: a password redis.conf's default user accepts.
+    (user,) = [line for line in conf if line.startswith("user default ")]
+    digest = hashlib.sha256(docker_env(container(d, "redis"))["REDISCLI_AUTH"].encode()).hexdigest()
+    assert f"#{digest}" in user.split()
     # edge: the plain listener of nginx.conf, whose server block answers /healthz itself.
     nginx = uploads(d, container(d, "edge"))["/etc/aixsss/nginx.conf"]["content"]
     plain_server = nginx.split("  server {")[1]
@@ -507,7 +508,8 @@ def test_every_consumer_gets_the_same_secret(stack: str, target: str) -> None:
     else:
         migrate, bootstrap = env("api-migrate"), env("minio-bootstrap")
         conf = k8s_file(d, "redis", "/etc/aixsss/redis.conf")
-    assert f"requirepass {env('redis')['REDISCLI_AUTH']}" in conf.splitlines()
+    (user,) = [line for line in conf.splitlines() if line.startswith("user default ")]
+    assert f"#{hashlib.sha256(env('redis')['REDISCLI_AUTH'].encode()).hexdigest()}" in user.split()
     assert migrate["DATABASE_URL"] == api["DATABASE_URL"]
     assert bootstrap["APP_ACCESS_KEY"] == api["S3_ACCESS_KEY_ID"]
     assert bootstrap["APP_SECRET_KEY"] == api["S3_SECRET_ACCESS_KEY"]
@@ -785,7 +787,7 @@ def test_checklist_redis_without_password(monkeypatch: pytest.MonkeyPatch) -> No
     original = redis.render
 
     def no_password(s: Any) -> str:
-        return "\n".join(line for line in original(s).splitlines() if not line.startswith("requirepass")) + "\n"
+        return "\n".join(line for line in original(s).splitlines() if not line.startswith("user default")) + "\n"
 
     monkeypatch.setattr(redis, "render", no_password)
     _only_false(_checklist(), "security.redisAuthAndTls")
@@ -902,6 +904,7 @@ def test_docker_apps_trust_the_stack_ca() -> None:
 PASSWORD_LENGTHS = {
     "postgresPassword": 32,
     "redisPassword": 32,
+    "redisPasswordSlot1": 32,  # the second rotation slot (components/secrets.py)
     "minioRootUser": 16,
     "minioRootPassword": 40,
     "minioAppAccessKey": 20,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class RedisSettings:
-    password: str
+    # Every password the server accepts: both rotation slots (components/secrets.py), so the
+    # clients of the previous generation and of the current one both log in.
+    passwords: tuple[str, ...]
     maxmemory_mb: int
     cert_path: str
     key_path: str
@@ -32,6 +35,18 @@ def tls_only(port: int, cert_path: str, key_path: str, ca_path: str) -> list[str
     ]
 
 
+def default_user(passwords: tuple[str, ...]) -> str:
+    """The ACL line of the user the clients log in as (AUTH <password>: `default`).
+
+    An ACL user holds several passwords (Redis >= 6), which requirepass cannot: it sets exactly
+    one. Only SHA-256 hashes are written (`#<hex>`), never the passwords. `resetpass` first: the
+    built-in default user starts as `nopass`, and any password given clears that too."""
+    if not passwords or any(not p for p in passwords):
+        raise ValueError("Redis needs at least one non-empty password")
+    hashes = " ".join(f"#{hashlib.sha256(p.encode()).hexdigest()}" for p in dict.fromkeys(passwords))
+    return f"user default on resetpass {hashes} ~* &* +@all"
+
+
 def render(s: RedisSettings) -> str:
     return "\n".join(
         [
@@ -39,7 +54,8 @@ def render(s: RedisSettings) -> str:
             f"bind {s.bind}",
             "protected-mode yes",
             *tls_only(s.port, s.cert_path, s.key_path, s.ca_path),
-            f"requirepass {s.password}",
+            # No requirepass: it would reset the default user to its one password.
+            default_user(s.passwords),
             f"dir {s.data_dir}",
             "appendonly yes",
             "appendfsync everysec",

@@ -8,7 +8,7 @@ node that answers ``role:master`` to its own health check, and Sentinel decides 
 
 Pieces (Kubernetes, prod; the wiring is the program's, these are pure renderers):
 
-- three Redis nodes (a StatefulSet): ``components.conf.redis.render`` (TLS only, requirepass, AOF,
+- three Redis nodes (a StatefulSet): ``components.conf.redis.render`` (TLS only, ACL passwords, AOF,
   noeviction) plus ``render_node`` (TLS replication with the stack CA, ``masterauth``, the write
   guard below). Which node is primary is decided at start by ``render_node_start`` (ask the
   Sentinels; only when none knows a primary is the first node the primary) and afterwards only by
@@ -75,7 +75,10 @@ class Address:
 class NodeSettings:
     """What every node adds to redis.conf (redis.render) to be part of the replicated set."""
 
-    password: str  # requirepass of every node, so also masterauth
+    # masterauth: what a replica gives its primary. The program gives the previous generation's
+    # rotation slot: during a StatefulSet roll the restarted (new) replicas meet the old primary,
+    # and that slot is the one old and new nodes both accept (README: Secrets and rotation).
+    password: str
     # A primary refuses writes while fewer than this many replicas acknowledged within the lag
     # (an isolated old primary would stop taking writes a failover throws away). Off by default,
     # measured (tests/test_redis_failover.py): a just-promoted primary has no acknowledged replica
@@ -201,7 +204,7 @@ def render_node_start(s: NodeStartSettings) -> str:
 @dataclass(frozen=True)
 class SentinelSettings:
     redis_password: str  # sentinel auth-pass: Sentinel authenticates to the nodes
-    sentinel_password: str  # requirepass of Sentinel itself (and sentinel-pass between Sentinels)
+    sentinel_password: str  # Sentinel's own password (sentinel-pass between Sentinels; accepted)
     monitor: Address  # the primary to start monitoring (render_sentinel_start may replace it)
     cert_path: str
     key_path: str
@@ -218,6 +221,8 @@ class SentinelSettings:
     parallel_syncs: int = 1
     # Kubernetes: pod IPs change on every restart; names through a headless Service do not.
     hostnames: bool = True
+    # More passwords Sentinel accepts besides sentinel_password: the other rotation slot.
+    accepted_sentinel_passwords: tuple[str, ...] = ()
 
 
 def render_sentinel(s: SentinelSettings) -> str:
@@ -231,7 +236,8 @@ def render_sentinel(s: SentinelSettings) -> str:
         # TLS to the Redis nodes and, with tls-port, between Sentinels.
         "tls-replication yes",
         f"dir {s.data_dir}",
-        f"requirepass {_checked(s.sentinel_password, 'sentinel_password')}",
+        # Its clients (nodes at start, peers, the probe) log in as the default user: every slot.
+        redis.default_user((_checked(s.sentinel_password, "sentinel_password"), *s.accepted_sentinel_passwords)),
         f"sentinel sentinel-pass {s.sentinel_password}",
     ]
     if s.hostnames:

@@ -182,15 +182,25 @@ def redis_auth_and_tls(r: Resource) -> Iterator[str]:
     for path, content in r.files():
         if not path.endswith("redis.conf"):
             continue
-        settings = {words[0].lower(): words[1:] for words in directives(content)}
-        if not settings.get("requirepass"):
-            yield f"{path}: no requirepass: any client may run commands"
+        lines = directives(content)
+        settings = {words[0].lower(): words[1:] for words in lines}
+        # Clients authenticate as the default user: its password from requirepass, or its ACL
+        # line (`user default on ... #<sha256>|><password>`, several during a rotation).
+        default = [w[2:] for w in lines if w[0].lower() == "user" and w[1:2] == ["default"]]
+        acl_passwords = (
+            bool(default)
+            and any(rule.startswith(("#", ">")) for rule in default[-1])
+            and not any(rule in ("nopass", "off") for rule in default[-1])
+        )
+        authenticated = bool(settings.get("requirepass")) or acl_passwords
+        if not authenticated:
+            yield f"{path}: no requirepass and no default user with passwords: any client may run commands"
         if settings.get("port") != ["0"]:
             yield f"{path}: the plain-text port is open (set `port 0`)"
         if not settings.get("tls-port") or not settings.get("tls-cert-file") or not settings.get("tls-key-file"):
             yield f"{path}: TLS is not configured (tls-port, tls-cert-file, tls-key-file)"
-        if r.kind == "ConfigMap" and settings.get("requirepass"):
-            yield f"{path}: the Redis password sits in a ConfigMap; use a Secret"
+        if r.kind == "ConfigMap" and authenticated:
+            yield f"{path}: the Redis password (or its hash) sits in a ConfigMap; use a Secret"
     if r.service in ("redis", REDIS_NODE) and not _helper(r) and (r.type == CONTAINER or r.kind in SERVING_KINDS):
         args = [a for c in r.containers() for a in [*(c.get("args") or []), *(c.get("command") or [])]]
         args += list(r.props.get("command") or []) + list(r.props.get("entrypoints") or [])
@@ -597,7 +607,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "redis-auth-and-tls",
         "Redis requires a password and serves TLS only.",
-        "Start redis-server with the generated redis.conf: requirepass, port 0, tls-port and certificates.",
+        "Start redis-server with the generated redis.conf: default user's passwords, port 0, tls-port, certificates.",
         redis_auth_and_tls,
     ),
     Rule(

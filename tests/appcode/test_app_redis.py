@@ -6,7 +6,7 @@ worker ``REDIS_URL=redis://default:<pw>@127.0.0.1:6379`` and a tunnel beside eac
 stream module, rendered as ``redis-tls.conf`` of ``api-redis-tls`` / ``worker-redis-tls``) that
 listens there and opens verified TLS to Redis. Here, on loopback:
 
-- redis-server runs the dev stack's rendered redis.conf (TLS only, ``port 0``, requirepass;
+- redis-server runs the dev stack's rendered redis.conf (TLS only, ``port 0``, the default user's two password slots;
   servers.rendered_redis, shared with tests/test_servers.py);
 - one nginx per tunnel runs its rendered redis-tls.conf, with the CA file delivered beside it;
 - the producer is the api's compiled ``jobsProviders`` (its Queue and QueueEvents), the consumer
@@ -40,7 +40,17 @@ from pathlib import Path
 
 import pytest
 from rendering import config_file, rendered, tool
-from servers import LOOPBACK, Cache, deployed_copy, free_port, nginx_version, port_accepts, relocate, rendered_redis
+from servers import (
+    LOOPBACK,
+    Cache,
+    deployed_copy,
+    free_port,
+    nginx_version,
+    port_accepts,
+    redis_client_password,
+    relocate,
+    rendered_redis,
+)
 from servers import running as running_server
 from throwaway_pki import issue
 
@@ -66,7 +76,9 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
 @pytest.fixture(scope="module")
 def cache(dev: Rendered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cache]:
     binary = tool("redis-server", "/usr/bin/redis-server")
-    with rendered_redis(binary, dev.out / "config/aixsss-dev-redis", tmp_path_factory.mktemp("redis")) as server:
+    with rendered_redis(
+        binary, dev.out / "config/aixsss-dev-redis", tmp_path_factory.mktemp("redis"), redis_client_password(dev)
+    ) as server:
         yield server
 
 

@@ -488,8 +488,8 @@ MUTANTS: list[Mutant] = [
         "redis-no-password",
         "security",
         REDIS,
-        'f"requirepass {s.password}",',
-        '"# requirepass removed",',
+        "default_user(s.passwords),",
+        '"# no default user: nopass",',
         "redis: no password required",
     ),
     Mutant(
@@ -709,6 +709,15 @@ MUTANTS: list[Mutant] = [
         '"    proxy_ssl_verify on;",',
         '"    proxy_ssl_verify off;",',
         "the Redis tunnel does not verify Redis's certificate",
+    ),
+    Mutant(
+        "cache-redis-one-slot",
+        "security",
+        "components/cache.py",
+        "redis.render(redis_settings(config, (pws[0], *pws[2:])))",
+        "redis.render(redis_settings(config, (pws[0],)))",
+        "redis.conf accepts only the current rotation slot: a rotation refuses the clients still on the old one",
+        servers=True,
     ),
     Mutant(
         "cache-probe-port",

@@ -45,7 +45,12 @@ FAST = [
     "tests/test_rollout.py",
     "tests/test_docker_jobs.py",
 ]
-SERVERS = ["tests/test_servers.py", "tests/test_rotation_servers.py", "tests/test_client_address.py"]
+SERVERS = [
+    "tests/test_servers.py",
+    "tests/test_rotation_servers.py",
+    "tests/test_redis_rotation_servers.py",
+    "tests/test_client_address.py",
+]
 TIMEOUT_SECONDS = 900
 
 

@@ -325,7 +325,7 @@ def database_url(password: str = DB_PASSWORD) -> str:
 
 def start_redis(lab: Lab, pki: Pki) -> Container:
     settings = redisconf.RedisSettings(
-        password=REDIS_PASSWORD,
+        passwords=(REDIS_PASSWORD,),
         maxmemory_mb=64,
         cert_path="/etc/aixsss/tls/server.crt",
         key_path="/etc/aixsss/tls/server.key",
