@@ -8,6 +8,7 @@ Traffic goes only to loopback and to containers this test created.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import io
 import json
@@ -558,17 +559,40 @@ LOGIN_PROBE = (
 # Refusals of the credentials themselves (28P01 invalid_password, 28000 invalid_authorization_specification:
 # pg_hba.conf's reject, a role that does not exist); anything else is the server being unavailable.
 REFUSED = re.compile(r"^err (28P01|28000) ")
+# The same for Redis, as the app's queue connects (ioredis with parseRedisUrl(REDIS_URL), through the
+# tunnel): a new connection every 50 ms, AUTH and PING, printing which password it held (the first 8
+# hex digits of its SHA-256) or why it failed.
+REDIS_PROBE = (
+    "const Redis=require('ioredis');const {parseRedisUrl}=require('./lib/redis-url');"
+    "const cfg=parseRedisUrl(process.env.REDIS_URL);"
+    "const held=require('crypto').createHash('sha256').update(cfg.password||'').digest('hex').slice(0,8);"
+    "(async()=>{for(;;){const r=new Redis({...cfg,lazyConnect:true,maxRetriesPerRequest:0,"
+    "retryStrategy:()=>null,enableOfflineQueue:false});r.on('error',()=>{});"
+    "try{await r.connect();await r.ping();console.log('ok '+held)}"
+    "catch(e){console.log('err '+e.message)}finally{r.disconnect()}"
+    "await new Promise(r=>setTimeout(r,50))}})()"
+)
+# Redis's refusals of a password (ACL: WRONGPASS; no AUTH where one is required: NOAUTH).
+REDIS_REFUSED = re.compile(r"^err .*(WRONGPASS|NOAUTH)")
 
 
-def _probe_logins(d: Deployed, container_name: str, lines: list[str], stop: threading.Event) -> None:
-    """Run LOGIN_PROBE in the running container named ``container_name``, and in its replacement
+def _held(url: str) -> str:
+    """What REDIS_PROBE prints for the password in ``url`` (parseRedisUrl: WHATWG's, not decoded)."""
+    password = url.split("://", 1)[1].rsplit("@", 1)[0].split(":", 1)[1]
+    return hashlib.sha256(password.encode()).hexdigest()[:8]
+
+
+def _probe_logins(
+    d: Deployed, container_name: str, lines: list[str], stop: threading.Event, script: str = LOGIN_PROBE
+) -> None:
+    """Run ``script`` in the running container named ``container_name``, and in its replacement
     once there is one, collecting its lines, until ``stop``."""
     while not stop.is_set():
         try:
             container = d.client.containers.get(container_name)
             if container.status != "running":
                 raise docker.errors.NotFound(container_name)
-            run = d.client.api.exec_create(container.id, ["node", "-e", LOGIN_PROBE], workdir="/app")
+            run = d.client.api.exec_create(container.id, ["node", "-e", script], workdir="/app")
             buffered = ""
             for chunk in d.client.api.exec_start(run["Id"], stream=True):
                 buffered += chunk.decode(errors="replace")
@@ -595,22 +619,34 @@ def test_a_rotation_never_refuses_the_apis_logins_and_retires_the_old_role(
     d = deployed
     api = reveal(d.deployment.named(_app_containers(d, "api")[0], CONTAINER).inputs["name"])
     old_url = api_env(d.client.containers.get(api))["DATABASE_URL"]
+    old_redis = _held(api_env(d.client.containers.get(api))["REDIS_URL"])
     lines: list[str] = []
+    redis_lines: list[str] = []
     stop = threading.Event()
-    probe = threading.Thread(target=_probe_logins, args=(d, api, lines, stop), daemon=True)
-    probe.start()
+    probes = [
+        threading.Thread(target=_probe_logins, args=(d, api, lines, stop), daemon=True),
+        threading.Thread(target=_probe_logins, args=(d, api, redis_lines, stop, REDIS_PROBE), daemon=True),
+    ]
+    for probe in probes:
+        probe.start()
     started = time.monotonic()
-    while not any(line.startswith("ok ") for line in lines) and time.monotonic() - started < 60:
+    while not all(any(line.startswith("ok ") for line in got) for got in (lines, redis_lines)):
+        assert time.monotonic() - started < 60, (lines[-3:], redis_lines[-3:])
         time.sleep(0.2)
     rotated = program(d.stack, prior=d.deployment, **{"secrets.rotation": "1"})
     report = apply(d.host, d.applier, rotated, image_cache)
     d.deployment = rotated
+    new_redis = _held(api_env(d.container(_app_containers(d, "api")[0]))["REDIS_URL"])
     deadline = time.monotonic() + 60
-    while not any(line == "ok aixsss_g1" for line in lines) and time.monotonic() < deadline:
+    while time.monotonic() < deadline and not ("ok aixsss_g1" in lines and f"ok {new_redis}" in redis_lines):
         time.sleep(0.2)
     time.sleep(2)
     stop.set()
     seen = list(lines)
+    redis_seen = list(redis_lines)
+    redis_refused = [line for line in redis_seen if REDIS_REFUSED.match(line)]
+    by_slot = {slot: redis_seen.count(f"ok {slot}") for slot in (old_redis, new_redis)}
+    redis_unavailable = [line for line in redis_seen if line.startswith("err") and not REDIS_REFUSED.match(line)]
     refused = [line for line in seen if REFUSED.match(line)]
     unavailable = [line for line in seen if line.startswith("err") and not REFUSED.match(line)]
     by_role = {role: sum(line == f"ok {role}" for line in seen) for role in ("aixsss_g0", "aixsss_g1")}
@@ -618,8 +654,16 @@ def test_a_rotation_never_refuses_the_apis_logins_and_retires_the_old_role(
         f"{d.stack} rotation in {time.monotonic() - started:.0f}s: logins {by_role}, refused {len(refused)}, "
         f"server unavailable {len(unavailable)} ({sorted({u[:60] for u in unavailable})[:3]})"
     )
+    print(
+        f"{d.stack} rotation: redis connections by password {by_slot}, refused {len(redis_refused)}, "
+        f"server unavailable {len(redis_unavailable)} ({sorted({u[:60] for u in redis_unavailable})[:3]})"
+    )
     assert refused == [], refused[:5]
     assert by_role["aixsss_g0"] > 0 and by_role["aixsss_g1"] > 0, (by_role, seen[-5:])
+    # Redis: two password slots; the old one stays accepted until the next rotation (README).
+    assert old_redis != new_redis
+    assert redis_refused == [], redis_refused[:5]
+    assert by_slot[old_redis] > 0 and by_slot[new_redis] > 0, (by_slot, redis_seen[-5:])
     for job in ("postgres-credentials", "postgres-retire-logins"):
         # A new release of each job (its config carrier is `<job>-config`, never started).
         (name,) = [n for n in report.created + report.replaced if re.fullmatch(rf"{job}-[0-9a-f]{{12}}", n)]
