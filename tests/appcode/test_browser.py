@@ -200,7 +200,7 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
     ctx.close()
 
 
-def wait_for_render(page: Page, watch: PageWatch) -> None:
+def wait_for_render(page: Page, watch: PageWatch) -> Response | None:
     """Until the app has rendered into #root. A selector, not wait_for_function: when its first
     check is false, Playwright polls the predicate with eval inside the page, which the edge's CSP
     (script-src 'self', no 'unsafe-eval') refuses; on a loaded machine the app renders after that
@@ -209,15 +209,18 @@ def wait_for_render(page: Page, watch: PageWatch) -> None:
     Chromium aborts in-flight loads with ERR_NETWORK_CHANGED whenever a network interface of the
     machine comes or goes (the real-daemon tier, beside this suite, adds and removes bridges): a
     page whose script was aborted so never renders. Then, as ``goto`` does, the page is loaded
-    once more; it must render then. Any other failure names what the page reported."""
+    once more; it must render then, and the reload's response is returned (the first one's body
+    is gone with its page). Any other failure names what the page reported."""
     root = page.locator("#root > *").first
     try:
         root.wait_for(state="attached")
     except PlaywrightTimeoutError:
         if not any("ERR_NETWORK_CHANGED" in failure for _, failure in watch.failed):
             raise AssertionError(f"the app did not render into #root:\n{watch.summary()}") from None
-        page.reload()
+        reloaded = page.reload()
         root.wait_for(state="attached")
+        return reloaded
+    return None
 
 
 def visit(context: BrowserContext, url: str) -> Visit:
@@ -230,7 +233,7 @@ def visit(context: BrowserContext, url: str) -> Visit:
     page.on("response", lambda response: responses.append(response))
     response = goto(page, url, wait_until="load")
     assert response is not None
-    wait_for_render(page, watch)
+    response = wait_for_render(page, watch) or response
     page.wait_for_load_state("networkidle")
     health = page.evaluate("fetch('/api/health').then(r => r.json()).catch(e => String(e))")
     page.wait_for_load_state("networkidle")
