@@ -15,6 +15,10 @@ Headers and the CSP are never edited, except in the negative controls, which say
 Chromium (Debian's package, driven through Playwright with the system binary; nothing is
 downloaded) trusts the stack's CA through its own NSS database, exactly as a user's browser
 would after importing it: no certificate error is ignored.
+
+Chromium runs in a network namespace of its own whose only link is loopback, with the edge's
+port forwarded into it (isolated_network.py): the Docker bridges that the real-daemon tier adds
+and removes beside this suite made it abort page loads at random.
 """
 
 from __future__ import annotations
@@ -43,18 +47,6 @@ CSP_HEADER = re.compile(r'add_header Content-Security-Policy "([^"]*)" always;')
 
 
 # --------------------------------------------------------------------------- servers
-
-
-def goto(page: Page, url: str, **options: Any) -> Any:
-    """``page.goto``, once more if Chromium aborted it with ERR_NETWORK_CHANGED: it cancels
-    in-flight loads whenever a network interface of the machine appears or goes (a Docker
-    daemon on the same machine adds and removes bridges); no other error is retried."""
-    try:
-        return page.goto(url, **options)
-    except Exception as error:  # playwright's Error
-        if "ERR_NETWORK_CHANGED" not in str(error):
-            raise
-        return page.goto(url, **options)
 
 
 def precompressed_copy(dist: Path, into: Path) -> Path:

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import re
 import shutil
 import socket
 import ssl
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +51,6 @@ from .browser import (
     PageWatch,
     ThirdParty,
     edge_conf,
-    goto,
     launch,
     nginx,
     precompressed_copy,
@@ -60,6 +61,8 @@ from .browser import (
     without_source,
     world_readable_dir,
 )
+from .conftest import _not_here
+from .isolated_network import IsolatedNetwork, isolated_network
 
 STACK = "dev"
 DOMAIN_KEY = "aixsss:domain"
@@ -128,6 +131,16 @@ def upstreams(dev: Rendered, tools: Tools, built_app: Path) -> Iterator[Upstream
         shutil.rmtree(work, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def network() -> Iterator[IsolatedNetwork]:
+    """Chromium's own network namespace (isolated_network.py says why): the edges it visits
+    are forwarded into it."""
+    if os.geteuid() != 0:
+        _not_here("Chromium runs in a network namespace of its own, which needs root")
+    with isolated_network(f"aixsss-browser-{os.getpid()}") as isolated:
+        yield isolated
+
+
 @dataclass
 class Edge:
     domain: str
@@ -141,25 +154,26 @@ class Edge:
 
 
 @contextlib.contextmanager
-def running_edge(dev: Rendered, tools: Tools, upstreams: Upstreams,
+def running_edge(dev: Rendered, tools: Tools, upstreams: Upstreams, network: IsolatedNetwork,
                  mutate: tuple[str, str] | None = None) -> Iterator[Edge]:  # fmt: skip
-    """The rendered edge in front of ``upstreams``; ``mutate`` (directive, source) makes it a
-    negative control whose CSP no longer allows that source (browser.without_source)."""
+    """The rendered edge in front of ``upstreams``, reachable from the browser's ``network``
+    too; ``mutate`` (directive, source) makes it a negative control whose CSP no longer allows
+    that source (browser.without_source)."""
     work = world_readable_dir("aixsss-edge-")  # its workers may buffer responses in temp files
     try:
         ports = EdgePorts(free_port(), free_port(), upstreams.api_port, upstreams.web_port)
         conf = edge_conf(dev.out / "config" / f"aixsss-{STACK}-edge", tools.nginx, work, ports)
         if mutate:
             conf = without_source(conf, *mutate)
-        with nginx(tools.nginx, work, conf, ports.https):
+        with nginx(tools.nginx, work, conf, ports.https), network.forwarding(ports.https):
             yield Edge(dev.deployment.config[DOMAIN_KEY], ports.https, dev.out / "certs" / "ca.crt", conf)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def edge(dev: Rendered, tools: Tools, upstreams: Upstreams) -> Iterator[Edge]:
-    with running_edge(dev, tools, upstreams) as running:
+def edge(dev: Rendered, tools: Tools, upstreams: Upstreams, network: IsolatedNetwork) -> Iterator[Edge]:
+    with running_edge(dev, tools, upstreams, network) as running:
         yield running
 
 
@@ -174,10 +188,11 @@ def playwright() -> Iterator[Playwright]:
 
 @pytest.fixture(scope="module")
 def browser(
-    playwright: Playwright, tools: Tools, edge: Edge, tmp_path_factory: pytest.TempPathFactory
+    playwright: Playwright, tools: Tools, edge: Edge, network: IsolatedNetwork, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Browser]:
-    home = trusting_home(tmp_path_factory.mktemp("chromium") / "home", edge.ca, tools.certutil)
-    instance = launch(playwright, tools.chromium, home, edge.domain)
+    scratch = tmp_path_factory.mktemp("chromium")
+    home = trusting_home(scratch / "home", edge.ca, tools.certutil)
+    instance = launch(playwright, network.wrapper(tools.chromium, scratch), home, edge.domain)
     yield instance
     instance.close()
 
@@ -200,27 +215,16 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
     ctx.close()
 
 
-def wait_for_render(page: Page, watch: PageWatch) -> Response | None:
+def wait_for_render(page: Page, watch: PageWatch) -> None:
     """Until the app has rendered into #root. A selector, not wait_for_function: when its first
     check is false, Playwright polls the predicate with eval inside the page, which the edge's CSP
     (script-src 'self', no 'unsafe-eval') refuses; on a loaded machine the app renders after that
-    first check and the test failed on the refusal, not on the app.
-
-    Chromium aborts in-flight loads with ERR_NETWORK_CHANGED whenever a network interface of the
-    machine comes or goes (the real-daemon tier, beside this suite, adds and removes bridges): a
-    page whose script was aborted so never renders. Then, as ``goto`` does, the page is loaded
-    once more; it must render then, and the reload's response is returned (the first one's body
-    is gone with its page). Any other failure names what the page reported."""
-    root = page.locator("#root > *").first
+    first check and the test failed on the refusal, not on the app. A failure names everything
+    the page reported."""
     try:
-        root.wait_for(state="attached")
+        page.locator("#root > *").first.wait_for(state="attached")
     except PlaywrightTimeoutError:
-        if not any("ERR_NETWORK_CHANGED" in failure for _, failure in watch.failed):
-            raise AssertionError(f"the app did not render into #root:\n{watch.summary()}") from None
-        reloaded = page.reload()
-        root.wait_for(state="attached")
-        return reloaded
-    return None
+        raise AssertionError(f"the app did not render into #root:\n{watch.summary()}") from None
 
 
 def visit(context: BrowserContext, url: str) -> Visit:
@@ -231,9 +235,9 @@ def visit(context: BrowserContext, url: str) -> Visit:
     page, watch = watched_page(context)
     responses: list[Response] = []
     page.on("response", lambda response: responses.append(response))
-    response = goto(page, url, wait_until="load")
+    response = page.goto(url, wait_until="load")
     assert response is not None
-    response = wait_for_render(page, watch) or response
+    wait_for_render(page, watch)
     page.wait_for_load_state("networkidle")
     health = page.evaluate("fetch('/api/health').then(r => r.json()).catch(e => String(e))")
     page.wait_for_load_state("networkidle")
@@ -309,9 +313,9 @@ CONTROLS = [
 )
 def test_control_a_csp_without_a_source_the_app_needs_is_reported(
     directive: str, source: str, reported: str, blocked: str, as_request: bool, dev: Rendered, tools: Tools,
-    upstreams: Upstreams, context: BrowserContext,
+    upstreams: Upstreams, network: IsolatedNetwork, context: BrowserContext,
 ) -> None:  # fmt: skip
-    with running_edge(dev, tools, upstreams, mutate=(directive, source)) as control:
+    with running_edge(dev, tools, upstreams, network, mutate=(directive, source)) as control:
         loaded = visit(context, control.origin + "/")
     found = loaded.watch.violations()
     channels = ["securitypolicyviolation events", "CSP console messages", "DevTools security log entries"]
@@ -383,7 +387,7 @@ def test_a_deep_link_and_its_reload_get_the_app(
         assert page.title() == app_title(upstreams.html)
 
     got_the_app(loaded.response)
-    got_the_app(goto(page, edge.origin + path))  # the deep link loaded again from the server
+    got_the_app(page.goto(edge.origin + path))  # the deep link loaded again from the server
     got_the_app(page.reload())  # and the page the app routed it to, reloaded
     assert all(not v for v in loaded.watch.violations().values()), loaded.watch.summary()
 
@@ -400,7 +404,7 @@ def test_a_missing_asset_is_a_404_not_the_app(
     path: str, context: BrowserContext, edge: Edge, upstreams: Upstreams
 ) -> None:
     page = context.new_page()
-    response = goto(page, edge.origin + path)
+    response = page.goto(edge.origin + path)
     assert response is not None
     assert response.status == 404
     assert response.body() != (upstreams.html / "index.html").read_bytes()
@@ -413,7 +417,7 @@ def test_a_missing_asset_is_a_404_not_the_app(
 def test_api_health_reaches_the_api_through_the_edge(context: BrowserContext, edge: Edge, upstreams: Upstreams) -> None:
     page = context.new_page()
     before = len(upstreams.api_seen)
-    response = goto(page, edge.origin + "/api/health")
+    response = page.goto(edge.origin + "/api/health")
     assert response is not None
     assert response.status == 200
     assert response.json() == {"ok": True}
@@ -468,19 +472,52 @@ def test_the_precompressed_gz_is_what_the_browser_gets(edge: Edge, upstreams: Up
         assert (status, headers.get("content-encoding"), body) == (200, None, served.read_bytes())
 
 
+# --------------------------------------------------------------------------- isolation
+
+
+def _descendants(pid: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")"
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            parents.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
+def test_chromium_runs_in_its_own_network_with_only_loopback(browser: Browser, network: IsolatedNetwork) -> None:
+    """What keeps the Docker bridges of the tier beside this suite from aborting page loads
+    (isolated_network.py): every Chromium process is in the namespace, whose only link is lo."""
+    ours = f"net:[{os.stat(network.path).st_ino}]"
+    chromium = {}
+    for pid in _descendants(os.getpid()):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/exe").resolve().name == "chromium":
+                chromium[pid] = os.readlink(f"/proc/{pid}/ns/net")
+    assert chromium, "no Chromium process under this test run"
+    assert set(chromium.values()) == {ours}, chromium
+    links = subprocess.run(["ip", "-n", network.name, "-o", "link"], check=True, capture_output=True, text=True)
+    assert [line.split(":")[1].strip() for line in links.stdout.splitlines()] == ["lo"], links.stdout
+
+
 # --------------------------------------------------------------------------- trust
 
 
 def test_control_a_browser_without_the_stack_ca_refuses_the_edge(
-    playwright: Playwright, tools: Tools, edge: Edge, tmp_path: Path
+    playwright: Playwright, tools: Tools, edge: Edge, network: IsolatedNetwork, tmp_path: Path
 ) -> None:
     """The CA in the NSS database is what makes the edge trusted: nothing else is ignored."""
     empty = tmp_path / "home"
     (empty / ".pki" / "nssdb").mkdir(parents=True)
-    untrusting = launch(playwright, tools.chromium, empty, edge.domain)
+    untrusting = launch(playwright, network.wrapper(tools.chromium, tmp_path), empty, edge.domain)
     try:
         page = untrusting.new_page()
         with pytest.raises(PlaywrightError, match="ERR_CERT_AUTHORITY_INVALID"):
-            goto(page, edge.origin + "/")
+            page.goto(edge.origin + "/")
     finally:
         untrusting.close()
