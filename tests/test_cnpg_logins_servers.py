@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import LiteralString, cast
 
 import psycopg
 import pytest
@@ -50,6 +51,11 @@ def managed_role(db: Database, name: str, password: str) -> Database:
     return replace(db, user=name, password=password)
 
 
+def act_as(owner: str) -> LiteralString:
+    """The job's statement, as the program renders it (a trusted constant, not user input)."""
+    return cast(LiteralString, postgres.act_as_owner_sql(owner))
+
+
 def owners(db: Database) -> list[tuple[str, str]]:
     with connect(db) as conn:
         rows = conn.execute(
@@ -65,7 +71,7 @@ def test_a_managed_login_role_sets_its_own_default_and_is_dropped_later(database
         # Before: its sessions act as itself (CloudNativePG set no default).
         assert conn.execute("SELECT session_user, current_user").fetchone() == ("aixsss_g1", "aixsss_g1")
         # The Kubernetes job's statement, as the role itself over TLS: no superuser needed.
-        conn.execute(postgres.act_as_owner_sql(OWNER))
+        conn.execute(act_as(OWNER))
     with connect(one) as conn:
         assert conn.execute("SELECT session_user, current_user").fetchone() == ("aixsss_g1", OWNER)
         conn.execute("CREATE TABLE made_by_generation_one (id int)")
@@ -73,7 +79,7 @@ def test_a_managed_login_role_sets_its_own_default_and_is_dropped_later(database
     # The next generation, the same way; it may change what generation 1 made.
     two = managed_role(database, "aixsss_g2", "generation-two-password")
     with connect(two) as conn:
-        conn.execute(postgres.act_as_owner_sql(OWNER))
+        conn.execute(act_as(OWNER))
     with connect(two) as conn:
         conn.execute("ALTER TABLE made_by_generation_one ADD COLUMN note text")
     # ensure: absent on generation 1 once the clients rolled: it owns nothing, so a plain DROP ROLE
@@ -106,7 +112,7 @@ def test_the_statement_alone_proves_nothing_a_new_session_must_act_as_the_owner(
     superuser_psql(database, "CREATE ROLE elsewhere NOLOGIN")
     nine = managed_role(database, "aixsss_g9", "generation-nine-password")
     with connect(nine) as conn:
-        conn.execute(postgres.act_as_owner_sql("elsewhere"))
+        conn.execute(act_as("elsewhere"))
     with connect(nine) as conn:
         # Silently not applied: the session acts as the login role itself.
         assert conn.execute("SELECT current_user").fetchone() == ("aixsss_g9",)
