@@ -920,6 +920,13 @@ PASSWORD_LENGTHS = {
 }
 
 
+def test_the_docker_postgres_password_has_its_strength() -> None:
+    """One host generates PostgreSQL's password alone (Kubernetes: two slots, below)."""
+    d = deployed("dev", "docker")
+    generated = d.named("postgresPassword", "random:index/randomPassword:RandomPassword")
+    assert len(reveal(generated.outputs["result"])) >= PASSWORD_LENGTHS["postgresPassword"]
+
+
 def test_generated_secrets_have_their_strength() -> None:
     d = deployed("staging", "kubernetes")
     passwords = {p.name: p for p in d.of_type("random:index/randomPassword:RandomPassword")}
