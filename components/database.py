@@ -16,10 +16,12 @@ from components.config import StackConfig
 from components.monitoring import exporters_declared, postgres_exporters
 from components.pki import Certificate
 from components.platforms.base import Placement, Platform
+from components.secrets import StackSecrets
 from components.service import CA_PATH, TLS_DIR, Service
 from components.spec import (
     CONFIG_DIR,
     ClusterBackup,
+    ClusterLogin,
     ClusterRestore,
     Companion,
     ConfigFile,
@@ -40,6 +42,7 @@ USER = "aixsss"  # the owner of the data: no login, no superuser (the clients ac
 SUPERUSER = "postgres"
 PORT = 5432
 UID = 999  # the image's postgres user
+CLUSTER_UID = 26  # CloudNativePG's PostgreSQL images' postgres user
 SOCKET_DIR = "/var/run/postgresql"
 # CloudNativePG's Services: the primary (clients), any instance, the standbys.
 CLUSTER_SERVICES = (f"{NAME}-rw", f"{NAME}-r", f"{NAME}-ro")
@@ -72,16 +75,19 @@ class Database(Service):
         bootstrap_password: pulumi.Output[str] | None = None,
         scram_salt: pulumi.Output[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
+        login_passwords: tuple[pulumi.Output[str], pulumi.Output[str]] | None = None,
     ) -> None:
         super().__init__("Database", NAME, opts)
         self.backup = backup
         self._config = config
-        # Clients log in as this generation's login role on one host (rotation without lockout,
-        # _credentials_job); CloudNativePG's cluster has its owner log in, its password from the
-        # cluster's Secret.
+        # Clients log in as this generation's login role (rotation without lockout): on one host
+        # the credentials job creates it (_credentials_job); CloudNativePG as a managed role
+        # (cluster_logins), its sessions acting as the owner once _act_as_owner_job ran.
         single_host = not platform.runs_postgres_clusters
-        self.login_role = postgres.login_role(USER, config.secrets.rotation) if single_host else USER
+        self.login_role = postgres.login_role(USER, config.secrets.rotation)
+        self._login_passwords = login_passwords or (password, password)
         self._password = password
+        self._ca_pem = certificate.ca_pem
         self._scram_salt = scram_salt
         # Where an operator runs PostgreSQL it archives and backs up (Barman Cloud); on a single
         # host pgBackRest does, from the image with pgBackRest, beside the server.
@@ -168,6 +174,11 @@ class Database(Service):
             self.credentials_jobs.append(platform.place(grant, self, self.placement.ready))
             self._ready = self.credentials_jobs[-1].ready
         host = platform.dns_names(CLUSTER_SERVICES[0] if platform.runs_postgres_clusters else NAME)[0]
+        if not single_host:
+            # Clients (the migrations first) start once the new role's sessions act as the owner.
+            job = platform.place(self._act_as_owner_job(host, password), self, self.placement.ready)
+            self.credentials_jobs.append(job)
+            self._ready = job.ready
         # Prisma's TLS dialect: sslcert is the CA that must have signed the server certificate.
         # connection_limit caps each process's pool so the stack fits max_connections (a config
         # rule checks the sum); Prisma percent-decodes the password, so any character is safe.
@@ -266,17 +277,74 @@ class Database(Service):
                 "log_disconnections": "on",
             },
             # Between the operator's fixed rules (local peer, the streaming_replica's TLS client
-            # certificate) and its catch-all `host all all all <password_encryption>`: the app's user
-            # over TLS only, and nothing else, as on Docker.
+            # certificate) and its catch-all `host all all all <password_encryption>`: the owner's
+            # members (the login roles) over TLS only, never the owner itself, as on Docker.
             pg_hba=(
-                f"hostssl {DATABASE} {USER} all scram-sha-256",
+                f"hostssl all {USER} all reject",
+                f"hostssl {DATABASE} +{USER} all scram-sha-256",
                 "hostnossl all all all reject",
                 "host all all all reject",
             ),
             storage_gb=db.storage_gb,
             backup=self.backup,
             restore=restore,
+            logins=cluster_logins(config.secrets.rotation, self._login_passwords),
         )
+
+    def _act_as_owner_job(self, host: str, password: pulumi.Output[str]) -> ServiceSpec:
+        """CloudNativePG's managed roles cannot set a role's session defaults, so the new login
+        role sets its own (postgres.act_as_owner_sql), over TLS with its password, before the
+        migrations. It retries while the operator has not created the role yet, and fails
+        unless a new session then acts as the owner (PostgreSQL accepts the statement even for
+        a role that is no member; tests/test_cnpg_logins_servers.py)."""
+        sql = postgres.act_as_owner_sql(USER)
+        check = f"[ \"$(psql -X -A -t -c 'SELECT current_user')\" = {USER} ]"
+        act = 'psql -X -q -v ON_ERROR_STOP=1 -c "$ACT_AS_OWNER"'
+        # The password from its file (CKV_K8S_35: no secret in the environment of the pod spec).
+        script = (
+            'PGPASSWORD="$(cat "$PGPASSWORD_FILE")"; export PGPASSWORD; '
+            f"for i in $(seq 60); do {act} && {check} && exit 0; sleep 5; done; exit 1"
+        )
+        image = self._config.images.postgres_cluster
+        return ServiceSpec(
+            name=f"{NAME}-act-as-owner",
+            image=image,
+            resources=self._config.database.model_copy(update={"cpu_millis": 100, "memory_mb": 64}),
+            security=Security(run_as_user=CLUSTER_UID, run_as_group=CLUSTER_UID),
+            probe=None,
+            command=["sh", "-c", script],
+            env={
+                "PGHOST": host,
+                "PGPORT": str(PORT),
+                "PGDATABASE": DATABASE,
+                "PGUSER": self.login_role,
+                "PGSSLMODE": "verify-full",
+                "PGSSLROOTCERT": CA_PATH,
+                "PGCONNECT_TIMEOUT": "5",
+                "ACT_AS_OWNER": sql,
+            },
+            secret_env=secret_env({"PGPASSWORD": password}),
+            file_env=frozenset({"PGPASSWORD"}),
+            files=[ConfigFile(CA_PATH, self._ca_pem)],
+            talks_to=(NAME,),
+            zones=frozenset(),
+            run_once=True,
+            release=hashlib.sha256(f"{image}\n{self.login_role}\n{sql}".encode()).hexdigest(),
+        )
+
+
+def cluster_logins(rotation: int, passwords: tuple[pulumi.Output[str], pulumi.Output[str]]) -> tuple[ClusterLogin, ...]:
+    """The login roles of a CloudNativePG cluster at ``rotation``: each password slot's generation
+    (StackSecrets.redis_slot_generations: the current one and the previous one, whose running
+    clients keep logging in until they roll), and the one before, absent. One resource, one
+    `pulumi up`: the previous generation goes at the next rotation, long after its clients
+    rolled, so nothing has to run after the roll (its password stays valid until then)."""
+    slots = StackSecrets.redis_slot_generations(rotation)
+    present = sorted(((g, passwords[k]) for k, g in enumerate(slots) if g >= 0), key=lambda p: -p[0])
+    logins = [ClusterLogin(postgres.login_role(USER, g), p) for g, p in present]
+    if rotation >= 2:
+        logins.append(ClusterLogin(postgres.login_role(USER, rotation - 2), None))
+    return tuple(logins)
 
 
 def _pgbackrest(config: StackConfig, backup: ClusterBackup) -> pgbackrest.PgBackRestSettings:

@@ -40,7 +40,18 @@ class StackSecrets(pulumi.ComponentResource):
             )
             return generated.result
 
-        self.postgres_password = password("postgresPassword", 32)
+        rotation = config.secrets.rotation
+        if config.target is Target.KUBERNETES and supplied_secret("postgresPassword") is None:
+            # Two slots, as Redis's: CloudNativePG keeps the previous generation's login role
+            # (aixsss_g<N-1>) with its password while the clients roll, and drops it at the next
+            # rotation (components/database.py, cluster_logins).
+            self.postgres_login_passwords = self._slots("postgresPassword", rotation, child)
+            self.postgres_password = self.postgres_login_passwords[rotation % 2]
+        else:
+            self.postgres_password = password("postgresPassword", 32)
+            # One host keeps earlier generations' verifiers in the server itself; a supplied
+            # password is one value in both slots (no overlap; README).
+            self.postgres_login_passwords = (self.postgres_password, self.postgres_password)
         # The owner's password for the image's initdb (Docker), never rotated: the first
         # credentials job removes it (login roles, components/database.py), so it opens nothing
         # afterwards, and the server's container never changes with secrets.rotation.

@@ -247,6 +247,15 @@ class ClusterRestore:
 
 
 @dataclass(frozen=True)
+class ClusterLogin:
+    """A role the clients log in as, a member of the cluster's owner (rotation's alternating
+    users): ``password`` None means retired (the operator drops it)."""
+
+    name: str
+    password: pulumi.Output[str] | None
+
+
+@dataclass(frozen=True)
 class PostgresCluster:
     """PostgreSQL run by an established operator where the platform has one (Kubernetes:
     CloudNativePG: replicas, failover, TLS, backups). A platform without one runs the spec's
@@ -266,6 +275,8 @@ class PostgresCluster:
     storage_gb: int
     backup: ClusterBackup | None
     restore: ClusterRestore | None
+    # The login roles the operator manages (CloudNativePG: spec.managed.roles).
+    logins: tuple[ClusterLogin, ...] = ()
 
 
 @dataclass(frozen=True)

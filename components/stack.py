@@ -117,6 +117,7 @@ def build(config: StackConfig) -> AixsssStack:
         backup,
         secrets.postgres_bootstrap_password,
         secrets.postgres_scram_salt,
+        login_passwords=secrets.postgres_login_passwords,
     )
     cache = Cache(
         config,

@@ -36,6 +36,8 @@ APP_FLOWS = {
     ("api", "postgres", 5432),
     ("worker", "postgres", 5432),
     ("api-migrate", "postgres", 5432),
+    # The run-once Job that has the new login role's sessions act as the owner (issue 12).
+    ("postgres-act-as-owner", "postgres", 5432),
     ("api", "redis", 6379),
     ("worker", "redis", 6379),
     ("edge", "api", 3001),
@@ -66,7 +68,18 @@ OPERATOR_NAMESPACE = "cnpg-system"
 # CloudNativePG's operator pod, as its Helm chart labels it.
 OPERATOR_LABELS = {NAME_LABEL: "cloudnative-pg", "app.kubernetes.io/instance": "cnpg"}
 
-SERVICES = ("postgres", "redis", "minio", "minio-bootstrap", "api", "api-migrate", "worker", "web", "edge")
+SERVICES = (
+    "postgres",
+    "postgres-act-as-owner",
+    "redis",
+    "minio",
+    "minio-bootstrap",
+    "api",
+    "api-migrate",
+    "worker",
+    "web",
+    "edge",
+)
 # Every port any pod listens on, plus a few a wrong policy might open (9001 is the MinIO console,
 # 9187 CloudNativePG's metrics exporter, 6443 an API server's port).
 PROBED_PORTS = (22, 53, 80, 443, 3001, 5432, 5433, 6379, 6380, 6443, 8000, 8080, 8443, 9000, 9001, 9187, 26379)

@@ -230,7 +230,7 @@ def test_a_longer_certificate_validity_rolls_every_tls_server_and_ca_reader() ->
     after = again("staging", before, **{"tls.validityHours": 9000})
     # Every leaf and the CA (five times as long) are reissued: each pod reading one rolls,
     # the Jobs included (replaced, they run again); web reads no certificate and stays.
-    expected = {"redis", "minio", "edge", "api", "worker", "api-migrate", "minio-bootstrap"}
+    expected = {"redis", "minio", "edge", "api", "worker", "api-migrate", "minio-bootstrap", "postgres-act-as-owner"}
     assert rolled(before, after) == expected == users_of_changes(before, after)
     assert "web" in workloads(after)
 
@@ -238,8 +238,12 @@ def test_a_longer_certificate_validity_rolls_every_tls_server_and_ca_reader() ->
 @pytest.mark.parametrize(
     ("stack", "expected"),
     [
-        ("staging", {"redis", "minio", "minio-bootstrap", "api", "api-migrate", "worker"}),
-        ("prod", {"redis", "redis-node", "redis-sentinel", "minio", "minio-bootstrap", "api", "api-migrate", "worker"}),
+        ("staging", {"redis", "minio", "minio-bootstrap", "api", "api-migrate", "worker", "postgres-act-as-owner"}),
+        (
+            "prod",
+            {"redis", "redis-node", "redis-sentinel", "minio", "minio-bootstrap", "api", "api-migrate", "worker"}
+            | {"postgres-act-as-owner"},
+        ),
     ],
 )
 def test_secret_rotation_rolls_the_pods_using_rotated_secrets(stack: str, expected: set[str]) -> None:

@@ -167,7 +167,7 @@ def test_kubernetes_env_secrets_hold_the_values(k8s_case: tuple[str, str, Deploy
     _, _target, d = k8s_case
     secret = d.named("api-env", "kubernetes:core/v1:Secret")
     data = secret.plain["stringData"]
-    assert data["DATABASE_URL"].startswith("postgresql://aixsss:") and "sslmode=require" in data["DATABASE_URL"]
+    assert data["DATABASE_URL"].startswith("postgresql://aixsss_g0:") and "sslmode=require" in data["DATABASE_URL"]
     assert data["REDIS_URL"].startswith("redis://default:") and data["REDIS_URL"].endswith("@127.0.0.1:6379")
     assert len(data["JWT_SECRET"]) == 64
     import base64
@@ -256,11 +256,13 @@ def test_rotation_on_kubernetes_reaches_the_store_and_keeps_the_cluster() -> Non
     (job_before,) = [j for j in before.of_type(JOB) if j.name == "minio-bootstrap"]
     (job_after,) = [j for j in after.of_type(JOB) if j.name == "minio-bootstrap"]
     assert job_before.plain["metadata"]["name"] != job_after.plain["metadata"]["name"]
-    for name in ("backupAccessKey", "backupSecretKey", "postgresPassword"):
+    for name in ("backupAccessKey", "backupSecretKey", "postgresPasswordSlot1"):
         assert after.named(name).plain["keepers"] == {"rotation": "3"}, name
-    # The Cluster is the same object: the rotated password and keys travel in its Secrets
-    # (CloudNativePG applies the owner's password from postgres-app), the database stays.
-    assert before.named("postgres-cluster", CNPG_CLUSTER).plain == after.named("postgres-cluster", CNPG_CLUSTER).plain
+    # The Cluster is the same object: the rotated password and keys travel in its Secrets, the
+    # database stays; only its managed login roles change (tests/test_cnpg_logins.py).
+    old, new = (d.named("postgres-cluster", CNPG_CLUSTER).plain for d in (before, after))
+    assert old["spec"].pop("managed") != new["spec"].pop("managed")
+    assert old == new
 
 
 def test_supplied_secret_replaces_generated_one() -> None:
@@ -418,7 +420,8 @@ def test_kubernetes_hardening(k8s_case: tuple[str, str, Deployment]) -> None:
     assert cluster["instances"] == instances and cluster["postgresql"].get("synchronous") == synchronous
     # The application's user over TLS with SCRAM only; nothing in plain text.
     assert cluster["postgresql"]["pg_hba"] == [
-        "hostssl aixsss aixsss all scram-sha-256",
+        "hostssl all aixsss all reject",
+        "hostssl aixsss +aixsss all scram-sha-256",
         "hostnossl all all all reject",
         "host all all all reject",
     ]
@@ -436,7 +439,7 @@ def test_kubernetes_network_flows(k8s_case: tuple[str, str, Deployment]) -> None
     assert deny["podSelector"] == {} and sorted(deny["policyTypes"]) == ["Egress", "Ingress"]
     assert "ingress" in deny and deny["ingress"] == [] and deny["egress"] == []
     allowed_ingress = {name.split("-from-")[1] for name in policies if name.startswith("postgres-from-")}
-    assert allowed_ingress == {"api", "worker", "api-migrate"}
+    assert allowed_ingress == {"api", "worker", "api-migrate", "postgres-act-as-owner"}
     assert {n.split("-from-")[1] for n in policies if n.startswith("redis-from-")} == {"api", "worker"}
     # PostgreSQL's WAL and base backups go to the bundled store: a flow like the app's.
     assert {n.split("-from-")[1] for n in policies if n.startswith("minio-from-")} == {

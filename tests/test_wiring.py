@@ -498,8 +498,12 @@ def test_every_consumer_gets_the_same_secret(stack: str, target: str) -> None:
         assert verifier == postgres.scram_verifier(unquote(url.password or ""), salt)
         assert env("postgres")["POSTGRES_PASSWORD"] != unquote(url.password or "")
     else:
-        assert unquote(url.password or "") == env("postgres")["POSTGRES_PASSWORD"]
-        assert url.username == env("postgres")["POSTGRES_USER"] == "aixsss"
+        # This generation's login role, a CloudNativePG managed role with its own Secret; the
+        # owner (postgres-app) is initdb's and never logs in over the network.
+        login = secret_data(d, "postgres-login-g0")
+        assert unquote(url.password or "") == login["password"]
+        assert url.username == login["username"] == "aixsss_g0"
+        assert env("postgres")["POSTGRES_USER"] == "aixsss"
     assert unquote(urlsplit(api["REDIS_URL"]).password or "") == env("redis")["REDISCLI_AUTH"]
     if target == "docker":
         migrate = docker_env(prefixed(d, "api-migrate"))
@@ -905,6 +909,7 @@ PASSWORD_LENGTHS = {
     "postgresPassword": 32,
     "redisPassword": 32,
     "redisPasswordSlot1": 32,  # the second rotation slot (components/secrets.py)
+    "postgresPasswordSlot1": 32,  # Kubernetes: the login roles' second slot
     "minioRootUser": 16,
     "minioRootPassword": 40,
     "minioAppAccessKey": 20,
@@ -913,6 +918,13 @@ PASSWORD_LENGTHS = {
     "backupSecretKey": 40,
     "jwtSecret": 64,
 }
+
+
+def test_the_docker_postgres_password_has_its_strength() -> None:
+    """One host generates PostgreSQL's password alone (Kubernetes: two slots, below)."""
+    d = deployed("dev", "docker")
+    generated = d.named("postgresPassword", "random:index/randomPassword:RandomPassword")
+    assert len(reveal(generated.outputs["result"])) >= PASSWORD_LENGTHS["postgresPassword"]
 
 
 def test_generated_secrets_have_their_strength() -> None:
@@ -1017,7 +1029,7 @@ def test_docker_run_once_jobs_are_waited_for_and_never_restarted() -> None:
 def test_kubernetes_jobs_are_replaced_not_patched() -> None:
     d = deployed("staging", "kubernetes")
     jobs = d.of_type("kubernetes:batch/v1:Job")
-    assert {j.name for j in jobs} == {"api-migrate", "minio-bootstrap"}
+    assert {j.name for j in jobs} == {"api-migrate", "minio-bootstrap", "postgres-act-as-owner"}
     for job in jobs:
         # A Job's pod template is immutable: a new release deletes the old Job first.
         assert job.delete_before_replace is True, job.name

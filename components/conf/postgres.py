@@ -182,3 +182,12 @@ def retire_logins_sql(owner: str, role: str) -> str:
             "",
         ]
     )
+
+
+def act_as_owner_sql(owner: str) -> str:
+    """Run by a login role on itself (Kubernetes: CloudNativePG's managed roles create it, with
+    its password and membership, but cannot set a role's session defaults): its next sessions
+    act as ``owner``, as grant_login_sql's `ALTER ROLE … SET role` does on one host. PostgreSQL
+    lets an ordinary role set its own defaults, and `role` to a role it is a member of. Then the
+    role owns nothing, so CloudNativePG's `DROP ROLE` (ensure: absent) succeeds later."""
+    return f"ALTER ROLE CURRENT_USER SET role = '{owner}';"

@@ -590,6 +590,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
             # ca.crt alone: the operator signs nothing with it (it has no key), it only serves it.
             self._secret(f"{name}-ca", name, {"ca.crt": cluster.ca_pem}, parent),
         ]
+        roles = self._cluster_logins(name, cluster, parent, made)
         plugins: list[dict[str, object]] = []
         backup = cluster.backup
         if backup is not None:
@@ -682,6 +683,8 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 "size": f"{cluster.storage_gb}Gi",
                 "storageClass": self._config.kubernetes.storage_class,
             }
+        if roles:
+            cluster_spec["managed"] = {"roles": roles}
         if plugins:
             cluster_spec["plugins"] = plugins
         if external:
@@ -733,6 +736,45 @@ class KubernetesPlatform(pulumi.ComponentResource):
             read_only_root=True,
             resources=made,
         )
+
+    def _cluster_logins(
+        self, name: str, cluster: PostgresCluster, parent: pulumi.Resource, made: list[pulumi.Resource]
+    ) -> list[dict[str, object]]:
+        """The login roles as CloudNativePG managed roles: each present one a member of the owner
+        with its password in its own basic-auth Secret (the format passwordSecret requires; the
+        reload label has a changed one applied); a retired one `ensure: absent` (a plain DROP
+        ROLE: it owns nothing, its sessions act as the owner). Roles not listed are left alone."""
+        roles: list[dict[str, object]] = []
+        for login in cluster.logins:
+            if login.password is None:
+                roles.append({"name": login.name, "ensure": "absent"})
+                continue
+            secret = f"{name}-login-{login.name.rpartition('_')[2]}"
+            made.append(
+                self._secret(
+                    secret,
+                    name,
+                    {"username": login.name, "password": login.password},
+                    parent,
+                    "kubernetes.io/basic-auth",
+                )
+            )
+            roles.append(
+                {
+                    "name": login.name,
+                    "ensure": "present",
+                    "login": True,
+                    "superuser": False,
+                    "createdb": False,
+                    "createrole": False,
+                    "replication": False,
+                    "bypassrls": False,
+                    "inherit": True,
+                    "inRoles": [cluster.owner],
+                    "passwordSecret": {"name": secret},
+                }
+            )
+        return roles
 
     def _cluster_flows(
         self, spec: ServiceSpec, backup: ClusterBackup | None, parent: pulumi.Resource

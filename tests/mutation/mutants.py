@@ -1431,4 +1431,28 @@ MUTANTS: list[Mutant] = [
         "services = (NAME,)",
         "CloudNativePG: the server certificate names no Service clients use (postgres-rw fails verification)",
     ),
+    Mutant(
+        "cnpg-login-not-member",
+        "security",
+        K8S,
+        '"inRoles": [cluster.owner],',
+        '"inRoles": [],',
+        "CloudNativePG: the login role is no member of the owner (refused by pg_hba, no rights)",
+    ),
+    Mutant(
+        "cnpg-owner-logs-in",
+        "security",
+        "components/database.py",
+        'f"hostssl all {USER} all reject",',
+        'f"hostssl all {USER} all scram-sha-256",',
+        "CloudNativePG: the owner logs in over the network",
+    ),
+    Mutant(
+        "cnpg-drops-the-previous-login",
+        "wiring",
+        "components/database.py",
+        "logins.append(ClusterLogin(postgres.login_role(USER, rotation - 2), None))",
+        "logins.append(ClusterLogin(postgres.login_role(USER, rotation - 1), None))",
+        "CloudNativePG: a rotation drops the role the running clients still log in as",
+    ),
 ]

@@ -42,6 +42,7 @@ FAST = [
     "tests/test_config.py",
     "tests/test_render.py",
     "tests/test_rotation.py",
+    "tests/test_cnpg_logins.py",
     "tests/test_rollout.py",
     "tests/test_docker_jobs.py",
 ]
@@ -49,6 +50,7 @@ SERVERS = [
     "tests/test_servers.py",
     "tests/test_rotation_servers.py",
     "tests/test_redis_rotation_servers.py",
+    "tests/test_cnpg_logins_servers.py",
     "tests/test_client_address.py",
 ]
 TIMEOUT_SECONDS = 900
