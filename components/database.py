@@ -333,6 +333,13 @@ class Database(Service):
         )
 
 
+# How many retired generations the Cluster keeps listing as absent. One would do when
+# secrets.rotation moves by one; a jump (3 to 5) skips a generation, and a role no longer listed
+# is left alone by CloudNativePG, keeping its login and its old password. Absent entries for
+# roles already gone are no-ops.
+RETIRED_LISTED = 4
+
+
 def cluster_logins(rotation: int, passwords: tuple[pulumi.Output[str], pulumi.Output[str]]) -> tuple[ClusterLogin, ...]:
     """The login roles of a CloudNativePG cluster at ``rotation``: each password slot's generation
     (StackSecrets.redis_slot_generations: the current one and the previous one, whose running
@@ -342,8 +349,8 @@ def cluster_logins(rotation: int, passwords: tuple[pulumi.Output[str], pulumi.Ou
     slots = StackSecrets.redis_slot_generations(rotation)
     present = sorted(((g, passwords[k]) for k, g in enumerate(slots) if g >= 0), key=lambda p: -p[0])
     logins = [ClusterLogin(postgres.login_role(USER, g), p) for g, p in present]
-    if rotation >= 2:
-        logins.append(ClusterLogin(postgres.login_role(USER, rotation - 2), None))
+    for retired in range(rotation - 2, max(rotation - 2 - RETIRED_LISTED, -1), -1):
+        logins.append(ClusterLogin(postgres.login_role(USER, retired), None))
     return tuple(logins)
 
 

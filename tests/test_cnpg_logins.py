@@ -74,6 +74,15 @@ def test_each_rotation_adds_a_role_keeps_the_previous_and_drops_the_one_before()
         assert reveal(login.inputs)["stringData"]["username"] == role["name"]
     # The absent one has nothing but its name: CloudNativePG runs DROP ROLE.
     assert roles(two)[2] == {"name": "aixsss_g0", "ensure": "absent"}
+    # A jump (2 to 5) leaves no retired role behind: the last four retired generations stay
+    # listed as absent, so g2 goes although 5 never listed it as the previous one.
+    five = k8s(5, prior=two)
+    assert [(r["name"], r["ensure"]) for r in roles(five)] == [
+        ("aixsss_g5", "present"),
+        ("aixsss_g4", "present"),
+        *[(f"aixsss_g{g}", "absent") for g in (3, 2, 1, 0)],
+    ]
+    assert [r["name"] for r in roles(k8s(9, prior=five))][2:] == ["aixsss_g7", "aixsss_g6", "aixsss_g5", "aixsss_g4"]
     # The previous generation's password is untouched by the rotation (its clients still use it).
     g1_before = reveal(secret(one, "postgres-login-g1").inputs)["stringData"]
     assert reveal(secret(two, "postgres-login-g1").inputs)["stringData"] == g1_before

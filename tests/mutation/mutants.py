@@ -1451,8 +1451,16 @@ MUTANTS: list[Mutant] = [
         "cnpg-drops-the-previous-login",
         "wiring",
         "components/database.py",
-        "logins.append(ClusterLogin(postgres.login_role(USER, rotation - 2), None))",
-        "logins.append(ClusterLogin(postgres.login_role(USER, rotation - 1), None))",
+        "for retired in range(rotation - 2, max(rotation - 2 - RETIRED_LISTED, -1), -1):",
+        "for retired in range(rotation - 1, max(rotation - 2 - RETIRED_LISTED, -1), -1):",
         "CloudNativePG: a rotation drops the role the running clients still log in as",
+    ),
+    Mutant(
+        "cnpg-jump-leaves-a-login",
+        "wiring",
+        "components/database.py",
+        "RETIRED_LISTED = 4",
+        "RETIRED_LISTED = 1",
+        "CloudNativePG: a jump in secrets.rotation leaves a retired login role with its old password",
     ),
 ]
