@@ -44,6 +44,7 @@ from servers import (
     rendered_database,
     rendered_redis,
     running,
+    superuser_psql,
 )
 from test_servers import Edge, edge_conf, https, nginx, stub_server
 
@@ -127,11 +128,16 @@ def postgres_scrape(db: Database, work: Path, ca: Path) -> Samples:
 
 @pytest.fixture(scope="module")
 def postgres_metrics(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Samples:
+    assert superuser_psql(database, f"SELECT rolsuper FROM pg_roles WHERE rolname = '{database.user}'").strip() == "f"
     return postgres_scrape(database, tmp_path_factory.mktemp("pg-exporter"), database.ca)
 
 
 def test_postgres_exporter_connects_over_verified_tls(postgres_metrics: Samples) -> None:
     assert one(postgres_metrics, "pg_up") == 1
+    # It logs in as the clients' login role, no superuser and no pg_monitor: every default
+    # collector still reads what it needs (a permission error would make one report 0).
+    collectors = {lbl["collector"]: v for lbl, v in postgres_metrics["pg_scrape_collector_success"]}
+    assert collectors and set(collectors.values()) == {1.0}, collectors
     # pg_stat_archiver has its one row whether or not archive_mode is on: the WAL rule's inputs.
     assert one(postgres_metrics, "pg_stat_archiver_failed_count") == 0
     assert "pg_stat_archiver_archived_count" in postgres_metrics
