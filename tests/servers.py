@@ -272,6 +272,29 @@ def postgres_bin(name: str) -> str:
     return tool(name, *found[-1:])
 
 
+@dataclass(frozen=True)
+class PostgresServer:
+    """Where ``initdb`` and ``postgres`` come from: Debian's newest (``bin_dir`` None; 15 on
+    Debian 12) or another build's ``bin`` (postgres16.py). Clients (psql, pg_isready) are always
+    Debian's."""
+
+    bin_dir: Path | None = None
+
+    def binary(self, name: str) -> str:
+        return str(self.bin_dir / name) if self.bin_dir else postgres_bin(name)
+
+    @property
+    def major(self) -> str:
+        """The major version the server binary itself reports (``postgres --version``)."""
+        reported = subprocess.run([self.binary("postgres"), "--version"], capture_output=True, text=True, check=True)
+        found = re.search(r"\(PostgreSQL\) (\d+)", reported.stdout)
+        assert found, reported.stdout
+        return found.group(1)
+
+
+DEBIAN_POSTGRES = PostgresServer()
+
+
 def _postgres_accepts(pg_isready: str, hosts: list[str], port: int) -> Callable[[], bool]:
     """Ready when pg_isready exits 0 (accepting connections) for every host, at ``port``:
     a socket directory is the same Unix socket the fixture connects through, 127.0.0.1 the
@@ -288,14 +311,17 @@ def _postgres_accepts(pg_isready: str, hosts: list[str], port: int) -> Callable[
 
 
 @contextlib.contextmanager
-def rendered_postgres(config_dir: Path, env: Mapping[str, str]) -> Iterator[Database]:
+def rendered_postgres(
+    config_dir: Path, env: Mapping[str, str], server: PostgresServer = DEBIAN_POSTGRES
+) -> Iterator[Database]:
     """PostgreSQL running the rendered postgresql.conf and pg_hba.conf of ``config_dir``, as the
     postgres image starts it with the container's ``env`` (POSTGRES_USER, _PASSWORD, _DB,
     _INITDB_ARGS): initdb into a temp dir, the configured database created over the local
-    socket. Relocated: listens on 127.0.0.1 at a free port, its socket in the temp dir."""
+    socket. Relocated: listens on 127.0.0.1 at a free port, its socket in the temp dir.
+    ``server``: whose initdb and postgres (PostgresServer)."""
     from psycopg import sql
 
-    initdb, postgres = postgres_bin("initdb"), postgres_bin("postgres")
+    initdb, postgres = server.binary("initdb"), server.binary("postgres")
     user = "postgres"
     # Not under pytest's private (0700) temp root: the postgres user must reach these files.
     work = Path(tempfile.mkdtemp(prefix="aixsss-postgres-"))
@@ -379,11 +405,11 @@ def client_login(result: Any, db: Database) -> Database:
 
 
 @contextlib.contextmanager
-def rendered_database(result: Any) -> Iterator[Database]:
+def rendered_database(result: Any, server: PostgresServer = DEBIAN_POSTGRES) -> Iterator[Database]:
     """The rendered Docker stack's PostgreSQL as a deploy leaves it: the server as its image
     starts it, then the credentials job; yielded as its clients log in (client_login)."""
     inputs = container_inputs(result, "postgres")
     (config_dir,) = (result.out / "config").glob("aixsss-*-postgres")
-    with rendered_postgres(config_dir, container_env(inputs)) as db:
+    with rendered_postgres(config_dir, container_env(inputs), server) as db:
         run_rendered_job(result, db, "postgres-credentials")
         yield client_login(result, db)

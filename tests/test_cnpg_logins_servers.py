@@ -3,7 +3,7 @@ operator creates ``aixsss_g<N>`` as a member of the owner with a password (simul
 the superuser with the statements its role reconciler runs), the role sets its own session
 default with postgres.act_as_owner_sql over TLS, and from then on its sessions act as the
 owner; the previous generation, owning nothing, is dropped with a plain `DROP ROLE` (what
-`ensure: absent` runs). The server is the dev stack's rendered one (servers.rendered_database),
+`ensure: absent` runs). The server is the dev stack's rendered one (servers.rendered_database), on PostgreSQL 15 and 16,
 whose pg_hba.conf admits the owner's members as CloudNativePG's does (components/database.py).
 """
 
@@ -16,7 +16,7 @@ from typing import LiteralString, cast
 import psycopg
 import pytest
 from rendering import rendered
-from servers import LOOPBACK, Database, rendered_database, superuser_psql
+from servers import LOOPBACK, Database, PostgresServer, rendered_database, superuser_psql
 
 from components.conf import postgres
 from offline.render import Rendered
@@ -30,8 +30,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
 
 
 @pytest.fixture
-def database(stack: Rendered) -> Iterator[Database]:
-    with rendered_database(stack) as db:
+def database(stack: Rendered, postgres_server: PostgresServer) -> Iterator[Database]:
+    with rendered_database(stack, postgres_server) as db:
         yield db
 
 

@@ -4,7 +4,8 @@ role), the README's block run through the socket as the old credentials job logg
 upgrade (the new pg_hba.conf and pg_ident.conf, the new credentials job). The app's data must
 survive, belong to the new owner, and the clients' sessions must no longer be a superuser's.
 
-Server: Debian's PostgreSQL with the dev stack's rendered files (servers.rendered_postgres), its
+Server: PostgreSQL 15 (Debian's) and 16 (tests/postgres16.py, the version the stacks deploy) with
+the dev stack's rendered files (servers.rendered_postgres), its
 pg_hba.conf and pg_ident.conf's socket rule as they were before issue 12 until the upgrade.
 """
 
@@ -26,6 +27,7 @@ from rendering import rendered
 from servers import (
     LOOPBACK,
     Database,
+    PostgresServer,
     client_login,
     container_env,
     container_inputs,
@@ -80,7 +82,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
 
 
 @pytest.fixture
-def old_server(dev: Rendered, tmp_path: Path) -> Iterator[Database]:
+def old_server(dev: Rendered, tmp_path: Path, postgres_server: PostgresServer) -> Iterator[Database]:
     """The dev stack's server as deployed before issue 12: POSTGRES_USER=aixsss, and pg_hba.conf
     and pg_ident.conf admitting that owner (not `postgres`) through the socket."""
     (config_dir,) = (dev.out / "config").glob("aixsss-*-postgres")
@@ -91,7 +93,7 @@ def old_server(dev: Rendered, tmp_path: Path) -> Iterator[Database]:
     (old / HBA).write_text(hba.replace(NEW_SOCKET_RULE, OLD_SOCKET_RULE))
     (old / IDENT).write_text("owner  postgres  aixsss\n")
     env = container_env(container_inputs(dev, "postgres")) | {"POSTGRES_USER": "aixsss"}
-    with rendered_postgres(old, env) as db:
+    with rendered_postgres(old, env, postgres_server) as db:
         yield db
 
 

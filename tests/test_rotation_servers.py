@@ -4,7 +4,8 @@ credentials job, the clients' roll, and generation 1's retire job. A client that
 connection every few milliseconds with the credentials the running clients hold must never be
 refused; the old credentials must be refused at the end.
 
-Server: Debian's PostgreSQL running the dev stack's rendered files (servers.rendered_database);
+Server: PostgreSQL 15 (Debian's) and 16 (tests/postgres16.py, the version the stacks deploy), each
+running the dev stack's rendered files (servers.rendered_database);
 jobs: the rendered psql command lines and scripts (servers.run_rendered_job).
 """
 
@@ -22,6 +23,7 @@ from rendering import rendered
 from servers import (
     LOOPBACK,
     Database,
+    PostgresServer,
     client_login,
     container_env,
     container_inputs,
@@ -46,8 +48,8 @@ def generations(tmp_path_factory: pytest.TempPathFactory) -> list[Rendered]:
 
 
 @pytest.fixture
-def database(generations: list[Rendered]) -> Iterator[Database]:
-    with rendered_database(generations[0]) as db:
+def database(generations: list[Rendered], postgres_server: PostgresServer) -> Iterator[Database]:
+    with rendered_database(generations[0], postgres_server) as db:
         yield db
 
 

@@ -37,6 +37,7 @@ from servers import (
     LOOPBACK,
     Cache,
     Database,
+    PostgresServer,
     deployed_copy,
     exporter_edits,
     free_port,
@@ -404,8 +405,8 @@ def test_redis_persists_and_never_evicts(cache: Cache) -> None:
 
 
 @pytest.fixture(scope="module")
-def database(dev: Rendered) -> Iterator[Database]:
-    with rendered_database(dev) as db:
+def database(dev: Rendered, postgres_server: PostgresServer) -> Iterator[Database]:
+    with rendered_database(dev, postgres_server) as db:
         yield db
 
 

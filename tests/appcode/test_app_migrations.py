@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 from rendering import rendered
-from servers import LOOPBACK, Database, deployed_copy, postgres_bin, rendered_database
+from servers import LOOPBACK, Database, PostgresServer, deployed_copy, postgres_bin, rendered_database
 
 from offline.engine import reveal
 from offline.render import Rendered
@@ -52,8 +52,8 @@ def _env(result: Rendered, container: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def database(dev: Rendered) -> Iterator[Database]:
-    with rendered_database(dev) as db:
+def database(dev: Rendered, postgres_server: PostgresServer) -> Iterator[Database]:
+    with rendered_database(dev, postgres_server) as db:
         yield db
 
 
