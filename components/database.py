@@ -86,7 +86,6 @@ class Database(Service):
         single_host = not platform.runs_postgres_clusters
         self.login_role = postgres.login_role(USER, config.secrets.rotation)
         self._login_passwords = login_passwords or (password, password)
-        self._password = password
         self._ca_pem = certificate.ca_pem
         self._scram_salt = scram_salt
         # Where an operator runs PostgreSQL it archives and backs up (Barman Cloud); on a single
@@ -154,7 +153,8 @@ class Database(Service):
             ],
         )
         self._ready: list[pulumi.Resource] | None = None
-        # One host: the run-once psql jobs that create and retire the login roles (outputs list them).
+        # The run-once jobs that make the login roles work (outputs list them): on one host psql
+        # through the socket creates and retires them; under CloudNativePG the act-as-owner Job.
         self.credentials_jobs: list[Placement] = []
         if platform.runs_postgres_clusters:
             spec = dataclasses.replace(spec, cluster=self._cluster(config, password, certificate))
@@ -195,13 +195,14 @@ class Database(Service):
 
     @property
     def ready(self) -> list[pulumi.Resource]:
-        """What clients wait for: on one host, the credentials job; else the cluster."""
+        """What clients wait for: on one host, the credentials job; under CloudNativePG, the
+        act-as-owner Job (after the Cluster)."""
         return self._ready if self._ready is not None else self.placement.ready
 
     def retire_previous_logins(self, platform: Platform, clients_ready: list[pulumi.Resource]) -> None:
         """Once every client runs with this generation's role (``clients_ready``), the roles of
-        earlier generations can no longer log in and are dropped (one host; CloudNativePG keeps
-        its owner)."""
+        earlier generations can no longer log in and are dropped. One host only: under
+        CloudNativePG the Cluster's managed roles list them absent (cluster_logins)."""
         if platform.runs_postgres_clusters:
             return
         retire = self._credentials_job("retire-logins", postgres.retire_logins_sql(USER, self.login_role), None)
@@ -333,13 +334,6 @@ class Database(Service):
         )
 
 
-# How many retired generations the Cluster keeps listing as absent. One would do when
-# secrets.rotation moves by one; a jump (3 to 5) skips a generation, and a role no longer listed
-# is left alone by CloudNativePG, keeping its login and its old password. Absent entries for
-# roles already gone are no-ops.
-RETIRED_LISTED = 4
-
-
 def cluster_logins(rotation: int, passwords: tuple[pulumi.Output[str], pulumi.Output[str]]) -> tuple[ClusterLogin, ...]:
     """The login roles of a CloudNativePG cluster at ``rotation``: each password slot's generation
     (StackSecrets.redis_slot_generations: the current one and the previous one, whose running
@@ -349,7 +343,11 @@ def cluster_logins(rotation: int, passwords: tuple[pulumi.Output[str], pulumi.Ou
     slots = StackSecrets.redis_slot_generations(rotation)
     present = sorted(((g, passwords[k]) for k, g in enumerate(slots) if g >= 0), key=lambda p: -p[0])
     logins = [ClusterLogin(postgres.login_role(USER, g), p) for g, p in present]
-    for retired in range(rotation - 2, max(rotation - 2 - RETIRED_LISTED, -1), -1):
+    # Every retired generation stays listed as absent, not only the one before last: a role no
+    # longer listed is left alone by CloudNativePG, keeping its login and its old password, and a
+    # jump in secrets.rotation (3 to 5) skips one. An entry for a role already gone does nothing;
+    # the list is bounded by secrets.rotation's ceiling (config.MAX_ROTATION).
+    for retired in range(rotation - 2, -1, -1):
         logins.append(ClusterLogin(postgres.login_role(USER, retired), None))
     return tuple(logins)
 

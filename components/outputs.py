@@ -28,6 +28,11 @@ class _Hop:
 SOCKET_JOB = _Hop(
     tls="none needed: the server's Unix socket, no network", auth="peer (the server's OS user as the superuser)"
 )
+# CloudNativePG's act-as-owner Job: a client over the network, as the new generation's login role.
+LOGIN_JOB = _Hop(
+    tls="required (hostssl, verify-full against the stack CA)",
+    auth="scram-sha-256 password (the new generation's login role)",
+)
 
 
 def _service_facts(service: Any, placement: Placement) -> dict[str, Any]:
@@ -153,7 +158,8 @@ def export(stack: AixsssStack) -> None:
     if stack.object_store is not None:
         services["minio-bootstrap"] = _service_facts(stack.object_store, stack.object_store.bootstrap)
     for job in stack.database.credentials_jobs:
-        services[job.spec.name] = _service_facts(SOCKET_JOB, job)
+        # A job that talks to postgres reaches it over the network; the others use its socket.
+        services[job.spec.name] = _service_facts(LOGIN_JOB if job.spec.talks_to else SOCKET_JOB, job)
     ha = stack.cache.spec.redis_ha
     if ha is not None:
         # The HA Redis set's members, placed with HAProxy (`redis`), in the same namespace.

@@ -160,6 +160,13 @@ def test_replicas_fit_in_int32() -> None:
     accepted({"web.replicas": 2**31 - 1})
 
 
+def test_rotation_has_a_ceiling_the_kubernetes_login_list_can_carry() -> None:
+    # Every retired generation is listed in the CloudNativePG Cluster (database.cluster_logins).
+    refused({"secrets.rotation": 1001}, "secrets.rotation", "less than or equal to 1000")
+    refused({"secrets.rotation": -1}, "secrets.rotation", "greater than or equal to 0")
+    accepted({"secrets.rotation": 1000})
+
+
 def test_docker_minimum_cpu_is_a_hundredth() -> None:
     refused({"edge.cpuMillis": 9}, "edge.cpuMillis", "at least 10 on Docker")
     accepted({"edge.cpuMillis": 10})

@@ -291,7 +291,7 @@ def test_stateful_resources_protected_outside_dev(case: tuple[str, str, Deployme
         assert reg.retain_on_delete == (stack != "dev")
 
 
-def test_order_data_then_migrations_then_api_then_worker(case: tuple[str, str, Deployment]) -> None:
+def test_order_data_then_migrations_then_api_and_worker(case: tuple[str, str, Deployment]) -> None:
     _, target, d = case
     migrate = [w for w in workloads(d, "api") if w.name.startswith("api-migrate") and not w.name.endswith("-config")]
     assert len(migrate) == 1
@@ -304,7 +304,10 @@ def test_order_data_then_migrations_then_api_then_worker(case: tuple[str, str, D
     assert d.depends_on(bootstrap, main_workload(d, "minio"))
     assert not d.depends_on(api, bootstrap) and not d.depends_on(api, main_workload(d, "minio"))
     assert d.depends_on(api, migrate[0]) and d.depends_on(api, main_workload(d, "redis"))
-    assert d.depends_on(main_workload(d, "worker"), api)
+    # The worker needs the schema and the queue, not the api: the two start side by side.
+    worker = main_workload(d, "worker")
+    assert d.depends_on(worker, migrate[0]) and d.depends_on(worker, main_workload(d, "redis"))
+    assert not d.depends_on(worker, api)
     assert d.depends_on(main_workload(d, "edge"), api) and d.depends_on(
         main_workload(d, "edge"), main_workload(d, "web")
     )

@@ -828,9 +828,15 @@ class MonitoringSettings(Section):
         return labels
 
 
+# secrets.rotation's ceiling: on Kubernetes every retired generation's login role stays listed
+# in the CloudNativePG Cluster as absent (database.cluster_logins), one entry each; a thousand
+# rotations (monthly for 80 years) keep that list a few tens of kilobytes.
+MAX_ROTATION = 1000
+
+
 class SecretSettings(Section):
-    # Bump to regenerate every rotatable secret (all but the API key encryption key).
-    rotation: Annotated[int, Field(ge=0, le=INT32_MAX)] = 0
+    # Bump by one to regenerate every rotatable secret (all but the API key encryption key).
+    rotation: Annotated[int, Field(ge=0, le=MAX_ROTATION)] = 0
 
 
 class StackConfig(Section):
