@@ -337,18 +337,19 @@ class Database(Service):
 def cluster_logins(rotation: int, passwords: tuple[pulumi.Output[str], pulumi.Output[str]]) -> tuple[ClusterLogin, ...]:
     """The login roles of a CloudNativePG cluster at ``rotation``: each password slot's generation
     (StackSecrets.redis_slot_generations: the current one and the previous one, whose running
-    clients keep logging in until they roll), and the one before, absent. One resource, one
+    clients keep logging in until they roll), the one before disabled, older ones absent. One resource, one
     `pulumi up`: the previous generation goes at the next rotation, long after its clients
     rolled, so nothing has to run after the roll (its password stays valid until then)."""
     slots = StackSecrets.redis_slot_generations(rotation)
     present = sorted(((g, passwords[k]) for k, g in enumerate(slots) if g >= 0), key=lambda p: -p[0])
     logins = [ClusterLogin(postgres.login_role(USER, g), p) for g, p in present]
-    # Every retired generation stays listed as absent, not only the one before last: a role no
-    # longer listed is left alone by CloudNativePG, keeping its login and its old password, and a
-    # jump in secrets.rotation (3 to 5) skips one. An entry for a role already gone does nothing;
-    # the list is bounded by secrets.rotation's ceiling (config.MAX_ROTATION).
+    # The generation before last is disabled first: should its DROP ROLE fail later (a grant or
+    # object someone gave it by hand), it is left without login or password, not with its old
+    # one. Every older generation stays listed as absent, not only one: a role no longer listed
+    # is left alone by CloudNativePG, and a jump in secrets.rotation (3 to 5) skips one. An entry
+    # for a role already gone does nothing; the list is bounded by config.MAX_ROTATION.
     for retired in range(rotation - 2, -1, -1):
-        logins.append(ClusterLogin(postgres.login_role(USER, retired), None))
+        logins.append(ClusterLogin(postgres.login_role(USER, retired), None, dropped=retired < rotation - 2))
     return tuple(logins)
 
 

@@ -249,10 +249,12 @@ class ClusterRestore:
 @dataclass(frozen=True)
 class ClusterLogin:
     """A role the clients log in as, a member of the cluster's owner (rotation's alternating
-    users): ``password`` None means retired (the operator drops it)."""
+    users): ``password`` None means retired: first disabled (no login, no password, no
+    membership), then, one rotation later, ``dropped`` (the operator drops it)."""
 
     name: str
     password: pulumi.Output[str] | None
+    dropped: bool = False
 
 
 @dataclass(frozen=True)

@@ -58,10 +58,10 @@ def test_each_rotation_adds_a_role_keeps_the_previous_and_drops_the_one_before()
     two = k8s(2, prior=one)
     assert [(r["name"], r["ensure"]) for r in roles(zero)] == [("aixsss_g0", "present")]
     assert [(r["name"], r["ensure"]) for r in roles(one)] == [("aixsss_g1", "present"), ("aixsss_g0", "present")]
-    assert [(r["name"], r["ensure"]) for r in roles(two)] == [
-        ("aixsss_g2", "present"),
-        ("aixsss_g1", "present"),
-        ("aixsss_g0", "absent"),
+    assert [(r["name"], r["ensure"], r["login"]) for r in roles(two)] == [
+        ("aixsss_g2", "present", True),
+        ("aixsss_g1", "present", True),
+        ("aixsss_g0", "present", False),
     ]
     for role in roles(two)[:2]:
         # A member of the NOLOGIN owner, nothing more; its password in its own basic-auth Secret.
@@ -72,16 +72,28 @@ def test_each_rotation_adds_a_role_keeps_the_previous_and_drops_the_one_before()
         assert login.plain["type"] == "kubernetes.io/basic-auth"
         assert login.plain["metadata"]["labels"]["cnpg.io/reload"] == "true"
         assert reveal(login.inputs)["stringData"]["username"] == role["name"]
-    # The absent one has nothing but its name: CloudNativePG runs DROP ROLE.
-    assert roles(two)[2] == {"name": "aixsss_g0", "ensure": "absent"}
-    # A jump (2 to 9) leaves no retired role behind: every retired generation stays listed as
+    # The one before last is kept without login, password or membership: a DROP ROLE that
+    # fails later leaves nothing to log in with. No Secret holds its password any more.
+    assert roles(two)[2] == {
+        "name": "aixsss_g0", "ensure": "present", "login": False, "disablePassword": True, "inRoles": [],
+    }  # fmt: skip
+    assert not [r for r in two.of_type(SECRET) if r.plain["metadata"]["name"] == "postgres-login-g0"]
+    # One rotation later it is dropped: the absent entry has nothing but its name (DROP ROLE).
+    three = k8s(3, prior=two)
+    assert roles(three)[2:] == [
+        {"name": "aixsss_g1", "ensure": "present", "login": False, "disablePassword": True, "inRoles": []},
+        {"name": "aixsss_g0", "ensure": "absent"},
+    ]
+    # A jump (3 to 9) leaves no retired role behind: every older generation stays listed as
     # absent, so g2 goes although 9 never listed it as the previous one.
-    nine = k8s(9, prior=two)
+    nine = k8s(9, prior=three)
     assert [(r["name"], r["ensure"]) for r in roles(nine)] == [
         ("aixsss_g9", "present"),
         ("aixsss_g8", "present"),
-        *[(f"aixsss_g{g}", "absent") for g in range(7, -1, -1)],
+        ("aixsss_g7", "present"),
+        *[(f"aixsss_g{g}", "absent") for g in range(6, -1, -1)],
     ]
+    assert roles(nine)[2]["login"] is False
     # The previous generation's password is untouched by the rotation (its clients still use it).
     g1_before = reveal(secret(one, "postgres-login-g1").inputs)["stringData"]
     assert reveal(secret(two, "postgres-login-g1").inputs)["stringData"] == g1_before

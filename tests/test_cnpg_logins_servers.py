@@ -82,8 +82,14 @@ def test_a_managed_login_role_sets_its_own_default_and_is_dropped_later(database
         conn.execute(act_as(OWNER))
     with connect(two) as conn:
         conn.execute("ALTER TABLE made_by_generation_one ADD COLUMN note text")
-    # ensure: absent on generation 1 once the clients rolled: it owns nothing, so a plain DROP ROLE
-    # (no REASSIGN OWNED) succeeds, its session default going with it.
+    # Disabled first, at the rotation after next (`login: false, disablePassword: true, inRoles:
+    # []`: the reconciler's ALTER ROLE and REVOKE): its password no longer logs in.
+    superuser_psql(database, "ALTER ROLE aixsss_g1 NOLOGIN PASSWORD NULL")
+    superuser_psql(database, f"REVOKE {OWNER} FROM aixsss_g1")
+    with pytest.raises(psycopg.OperationalError):
+        connect(one)
+    # ensure: absent one rotation later: it owns nothing, so a plain DROP ROLE (no REASSIGN
+    # OWNED) succeeds, its session default going with it.
     superuser_psql(database, "DROP ROLE aixsss_g1")
     with pytest.raises(psycopg.OperationalError):
         connect(one)

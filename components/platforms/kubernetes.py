@@ -742,12 +742,19 @@ class KubernetesPlatform(pulumi.ComponentResource):
     ) -> list[dict[str, object]]:
         """The login roles as CloudNativePG managed roles: each present one a member of the owner
         with its password in its own basic-auth Secret (the format passwordSecret requires; the
-        reload label has a changed one applied); a retired one `ensure: absent` (a plain DROP
-        ROLE: it owns nothing, its sessions act as the owner). Roles not listed are left alone."""
+        reload label has a changed one applied); a retired one first kept without login,
+        password or membership (`NOLOGIN PASSWORD NULL`, the owner revoked), then `ensure:
+        absent` (a plain DROP ROLE: it owns nothing, its sessions act as the owner). Roles not
+        listed are left alone."""
         roles: list[dict[str, object]] = []
         for login in cluster.logins:
-            if login.password is None:
+            if login.password is None and login.dropped:
                 roles.append({"name": login.name, "ensure": "absent"})
+                continue
+            if login.password is None:
+                roles.append(
+                    {"name": login.name, "ensure": "present", "login": False, "disablePassword": True, "inRoles": []}
+                )
                 continue
             secret = f"{name}-login-{login.name.rpartition('_')[2]}"
             made.append(

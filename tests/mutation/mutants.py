@@ -1456,6 +1456,14 @@ MUTANTS: list[Mutant] = [
         "CloudNativePG: a rotation drops the role the running clients still log in as",
     ),
     Mutant(
+        "cnpg-retired-dropped-at-once",
+        "wiring",
+        "components/database.py",
+        "None, dropped=retired < rotation - 2))",
+        "None, dropped=True))",
+        "CloudNativePG: a retired login goes straight to DROP ROLE, which, if it fails, leaves its password working",
+    ),
+    Mutant(
         "cnpg-jump-leaves-a-login",
         "wiring",
         "components/database.py",
