@@ -827,9 +827,9 @@ MUTANTS: list[Mutant] = [
         "worker-unordered",
         "wiring",
         "components/stack.py",
-        'worker = Worker(config, platform, conn, images["worker"], cache.tunnel, api.ready)',
-        'worker = Worker(config, platform, conn, images["worker"], cache.tunnel, [])',
-        "worker does not wait for the api (and its migrations)",
+        'worker = Worker(config, platform, conn, images["worker"], cache.tunnel, api.migrations.ready + cache.ready)',
+        'worker = Worker(config, platform, conn, images["worker"], cache.tunnel, cache.ready)',
+        "worker does not wait for the migrations",
     ),
     Mutant(
         "edge-unordered",
@@ -1167,8 +1167,8 @@ MUTANTS: list[Mutant] = [
         "worker-runs-api-image",
         "config",
         "components/stack.py",
-        'worker = Worker(config, platform, conn, images["worker"], cache.tunnel, api.ready)',
-        'worker = Worker(config, platform, conn, images["api"], cache.tunnel, api.ready)',
+        'worker = Worker(config, platform, conn, images["worker"], cache.tunnel, api.migrations.ready + cache.ready)',
+        'worker = Worker(config, platform, conn, images["api"], cache.tunnel, api.migrations.ready + cache.ready)',
         "worker runs the api image",
     ),
     Mutant(
