@@ -213,6 +213,7 @@ class Cache(Service):
                 "IFS= read -r -t 3 reply <&3 && [[ $reply == -NOAUTH* ]]",
             ],
             alive_command=["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{TUNNEL_PORT}"],
+            after=tuple(self.ready),
         )
         # What api and worker are given: the tunnel on their own loopback, in plain text. The app
         # reads the password with WHATWG URL and does not decode it, so the config only accepts

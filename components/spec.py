@@ -165,6 +165,10 @@ class Sidecar:
     probe_command: list[str]
     # Still listening: Kubernetes' liveness probe (restarting the tunnel cannot fix its server).
     alive_command: list[str]
+    # What the sidecar itself needs to pass its probe (the tunnel: Redis up). On Docker, where it
+    # is a container of its own, it waits for that alone, not for what its service waits for,
+    # so the api's tunnel comes up while the migrations run.
+    after: tuple[pulumi.Resource, ...] = ()
 
 
 @dataclass(frozen=True)

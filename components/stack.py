@@ -150,7 +150,7 @@ def build(config: StackConfig) -> AixsssStack:
     # A rotation's last step: the earlier generations' logins go once api and worker run with the new.
     database.retire_previous_logins(platform, [*api.ready, *worker.ready])
     web = Web(config, platform, images["web"])
-    edge = LoadBalancer(config, platform, pki, api.ready + web.ready)
+    edge = LoadBalancer(config, platform, pki, api.ready + web.ready if platform.proxy_waits_for_upstreams else [])
     certificates = list(certs.values()) + ([edge.certificate] if edge.certificate else [])
     monitoring = None
     if exporters_declared(config):

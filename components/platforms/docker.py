@@ -102,6 +102,10 @@ class DockerPlatform(pulumi.ComponentResource):
     name = "docker"
     # One host: PostgreSQL is the spec's container, a single instance.
     runs_postgres_clusters = False
+    # A container's name resolves only once it runs, and nginx keeps a failed lookup for
+    # resolver_valid_seconds: an edge started first would still answer 502 for up to that long
+    # after `pulumi up` returned. It waits for api and web instead.
+    proxy_waits_for_upstreams = True
 
     def __init__(self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aixsss:platform:Docker", name, None, opts)
@@ -248,7 +252,7 @@ class DockerPlatform(pulumi.ComponentResource):
             # its name, and it is up before the service starts (as a Kubernetes native sidecar).
             owner: docker.Container | None = None
             for sidecar, parts in zip(spec.sidecars, sidecar_parts, strict=True):
-                made = self._sidecar(spec, sidecar, parts, name, owner, parent, depends_on + prepare)
+                made = self._sidecar(spec, sidecar, parts, name, owner, parent, [*sidecar.after, *prepare])
                 owner = owner or made
                 extra.append(made)
             containers.append(

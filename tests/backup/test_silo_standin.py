@@ -134,8 +134,10 @@ def run_bootstrap(work: Path, port: int, ca: Path, users: dict[str, tuple[str, s
         "BACKUP_ACCESS_KEY": users["backup"][0],
         "BACKUP_SECRET_KEY": users["backup"][1],
     }
+    # Sixteen mc calls, each a Python start importing botocore: 120 s ran out on a machine loaded
+    # by other jobs. The bound only keeps a hung script from hanging the run.
     return subprocess.run(["/bin/sh", str(work / "bootstrap.sh")], env=env, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+                          timeout=600)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
