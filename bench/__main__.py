@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table(data))
     print(f"\nthroughput edge: {servers.rate_edit} (its only edit beyond relocation)")
     print(f"wrote {results_path} and {chart_path}")
+    for note in report.notes(data):
+        print(f"NOTE {note}")
     bad = report.unexpected(data)
     if bad:
         print("UNEXPECTED RESPONSES (those runs measured something else):\n  " + "\n  ".join(bad), file=sys.stderr)

@@ -52,6 +52,7 @@ class Sample:
     unexpected: int  # responses with another status, failed requests or handshakes, socket errors
     bytes_per_response: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)
+    note: str = ""  # what makes the rate mean something else than it says
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,15 @@ class Loader:
         lost = int(requests.group(5)) + int(requests.group(6))
         unexpected = sum(int(codes.group(n)) for n in (2, 3, 4)) + max(0, lost - in_flight)
         statuses = {f"{n}xx": int(codes.group(n - 1)) for n in (2, 3, 4, 5)}
-        return Sample(ok / elapsed, unexpected, int(traffic.group(1)) / max(ok, 1), statuses)
+        # h2load never reconnects: a server that closes a connection (nginx after
+        # keepalive_requests) leaves it idle for the rest of the run. Each client's own req/s is
+        # over its lifetime; their sum far above the run's rate means they died early.
+        per_client = re.search(r"req/s\s*:\s*[\d.]+\s+[\d.]+\s+([\d.]+)", out)
+        alive = float(per_client.group(1)) * H2_CONNECTIONS if per_client else 0.0
+        note = ""
+        if alive > 1.5 * int(requests.group(2)) / elapsed:
+            note = "the server closed h2load's connections before the run ended (h2load does not reconnect)"
+        return Sample(ok / elapsed, unexpected, int(traffic.group(1)) / max(ok, 1), statuses, note)
 
     def handshakes(self, port: int, path: str, seconds: int, *, resume: bool, response_bytes: int) -> Sample:
         """New TLS connections, one after another, each sending one request (`GET path HTTP/1.0`)

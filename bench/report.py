@@ -23,6 +23,7 @@ def summary(series: Series) -> dict[str, Any]:
         "unexpected": sum(s.unexpected for s in series.samples),
         "bytes_per_response": statistics.median(s.bytes_per_response for s in series.samples),
         "statuses": [s.statuses for s in series.samples],
+        "notes": sorted({s.note for s in series.samples if s.note}),
         **({"probe": series.probe} if series.probe else {}),
     }
 
@@ -43,6 +44,11 @@ def unexpected(data: dict[str, Any]) -> list[str]:
     bad = [f"{name}/{target}: {t['unexpected']}" for name, s in data["scenarios"].items()
            for target, t in s["targets"].items() if t["unexpected"]]  # fmt: skip
     return bad + [f"{name}: {c['unexpected']}" for name, c in data["rate_limit"].items() if c["unexpected"]]
+
+
+def notes(data: dict[str, Any]) -> list[str]:
+    return [f"{name}/{target}: {note}" for name, s in data["scenarios"].items()
+            for target, t in s["targets"].items() for note in t["notes"]]  # fmt: skip
 
 
 def table(data: dict[str, Any]) -> str:
