@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="aixsss-bench-") as tmp:
         work = Path(tmp)
         work.chmod(0o755)  # nginx's workers run as nobody under a root master and read the asset
+        pinning, machine = pin()  # before any server starts: they inherit this process's core
         with stack.started(work, SERVERS["nginx"], SERVERS["haproxy"]) as servers:
-            pinning, machine = pin()
             loader = load.Loader(pinning, work)
             print(f"bench: {args.repeats} x {args.seconds}s per run; servers on loopback ({machine})", flush=True)
             results, rates = measure.run(loader, servers, args.seconds, args.repeats)
