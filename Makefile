@@ -12,6 +12,8 @@
 #                                      what a stack would deploy, as files in $(OUT)/<stack>/ (no Pulumi CLI); what it
 #                                      generated (keys, certificates, passwords) is kept in $(OUT)/.state/ (0600): same stack, same files
 # make policy-venv                     the policy pack's venv (policy/venv), for POLICY=1
+# make bench [OUT=build]               the rendered edge against a stock TLS proxy, HAProxy and the upstreams on
+#                                      loopback (a few minutes; not part of `make test`): $(OUT)/bench/results.json, .png
 STACK ?= dev
 TARGET ?=
 OUT ?= build
@@ -32,7 +34,7 @@ POLICY_ARGS = $(if $(POLICY),--policy-pack policy --policy-pack-config policy/co
 # A local file backend unless the caller chose one; state stays beside the project.
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 
-.PHONY: venv venv-dev policy-venv preflight up preview refresh destroy test test-docker test-app test-backup restore-drill lint render clean
+.PHONY: venv venv-dev policy-venv preflight up preview refresh destroy test test-docker test-app test-backup restore-drill lint render bench clean
 
 # `test -x` keeps an existing venv as it is (others may be using it); pip then adds what is missing.
 # preflight is order-only: under `make -j` too, nothing is installed for a run that cannot start.
@@ -136,6 +138,11 @@ restore-drill:
 
 render: $(DEV)
 	$(PY) -m offline.render --stack $(STACK) --out $(OUT) $(if $(TARGET),--target $(TARGET)) $(if $(SHOW_SECRETS),--show-secrets) $(foreach s,$(SET),--set $(s))
+
+# nginx and haproxy (Debian's), wrk, h2load (nghttp2-client) and openssl s_time; .ci/run installs
+# them. tests/test_bench.py runs the same module for a second per scenario so it cannot rot.
+bench: $(DEV)
+	$(PY) -m bench --out $(OUT)/bench
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) $(POLICY_VENV) .pytest_cache build
