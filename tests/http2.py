@@ -69,7 +69,8 @@ class Http2:
                 raise
             for event in events:
                 if isinstance(event, h2.events.ResponseReceived):
-                    got = dict(event.headers)  # type: ignore[arg-type]
+                    # header_encoding: names and values arrive as str.
+                    got = {str(k): str(v) for k, v in event.headers or []}
                     streams[event.stream_id].status = int(got.pop(":status"))
                     streams[event.stream_id].headers = got
                 elif isinstance(event, h2.events.DataReceived):
