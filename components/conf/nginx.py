@@ -54,8 +54,8 @@ class EdgeSettings:
     http_port: int = 8080
     https_port: int = 8443
     client_max_body_size_mb: int = 10
-    # limit_req on /api (config model: edge.apiRatePerSecond, .apiRateBurst, .apiRateDelay; the
-    # values are justified in _app_locations).
+    # limit_req on /api (edge.apiRatePerSecond, .apiRateBurst, .apiRateDelay; the config model
+    # says why these values).
     api_rate_per_second: int = 10
     api_rate_burst: int = 120
     api_rate_delay: int = 20
@@ -201,7 +201,7 @@ def render(s: EdgeSettings) -> str:
         # One browser tab keeps one HTTP/2 connection for everything it does; nginx's default
         # (1,000 requests) closes it mid-session, and the tab pays a new TLS handshake while its
         # requests in flight race the GOAWAY. The limit exists to free a connection's memory now
-        # and then, so it is raised, not removed: ten times a busy session's hour of requests.
+        # and then, so it is raised tenfold, not removed (the web server behind allows as many).
         f"  keepalive_requests {KEEPALIVE_REQUESTS};",
         f"  client_max_body_size {s.client_max_body_size_mb}m;",
         "  gzip on;",
