@@ -23,6 +23,7 @@ CONF_PATH = f"{CONFIG_DIR}/nginx.conf"
 TLS_DIR = f"{CONFIG_DIR}/tls"
 ACME_TLS_DIR = "/etc/nginx/tls"
 ACME_WEBROOT = "/var/www/acme"
+CACHE_DIR = "/var/cache/aixsss"
 
 
 class LoadBalancer(Service):
@@ -52,8 +53,10 @@ class LoadBalancer(Service):
             client_max_body_size_mb=edge.client_max_body_size_mb,
             api_rate_per_second=edge.api_rate_per_second,
             api_rate_burst=edge.api_rate_burst,
+            api_rate_delay=edge.api_rate_delay,
             # lego fills the webroot on a Docker host; on Kubernetes cert-manager's solver answers
             # HTTP-01 on the Gateway (or DNS-01 is used) and nothing fills one.
+            cache_dir=CACHE_DIR,
             acme_webroot=ACME_WEBROOT if config.target is Target.DOCKER else None,
             trust_forwarded_proto=config.target is Target.KUBERNETES and config.kubernetes.exposure == "gateway",
             trusted_proxies=tuple(config.kubernetes.gateway_addresses),
@@ -92,7 +95,8 @@ class LoadBalancer(Service):
             name=NAME,
             image=config.images.edge,
             resources=edge,
-            security=Security(run_as_user=UID, run_as_group=UID),
+            # The hashed-asset cache gets a writable directory of its own beside /tmp.
+            security=Security(run_as_user=UID, run_as_group=UID, tmpfs=("/tmp", CACHE_DIR)),
             probe=Probe(
                 command=["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{HTTP_PORT}/healthz"],
                 http_path="/healthz",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import glob
@@ -104,11 +105,17 @@ def running(
             process.wait(timeout=5)
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog (5) drops the SYNs of a burst of new upstream connections, which
+    # then retry a second later: too slow for the rate-limit tests, which time what arrives.
+    request_queue_size = 128
+
+
 @contextlib.contextmanager
 def serving(handler: type[BaseHTTPRequestHandler], port: int = 0) -> Iterator[int]:
     """``handler`` answering on loopback ``port`` (a free one by default) from a thread, until
     the block ends; yields the port. The stub upstreams of the nginx tests."""
-    server = ThreadingHTTPServer((LOOPBACK, port), handler)
+    server = _Server((LOOPBACK, port), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -166,6 +173,18 @@ def exporter_edits(text: str, stub_status: str | None = None, status_log: str | 
     if syslog in text:
         edits[syslog] = f"syslog:server={status_log or f'{LOOPBACK}:{free_port()}'},"
     return edits
+
+
+def edge_cache_edit() -> dict[str, str]:
+    """relocate() edit for the edge's asset cache directory: one that nginx's workers (nobody,
+    when the tests run as root) can reach, which pytest's private (0700) temp root is not; removed
+    when the tests end."""
+    from components.load_balancer import CACHE_DIR
+
+    scratch = Path(tempfile.mkdtemp(prefix="aixsss-edge-cache-"))
+    scratch.chmod(0o755)
+    atexit.register(shutil.rmtree, scratch, True)
+    return {f" {CACHE_DIR} ": f" {scratch}/cache "}
 
 
 def relocate(text: str, paths: dict[str, Path], extra: dict[str, str] | None = None) -> str:

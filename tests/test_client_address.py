@@ -28,7 +28,16 @@ from typing import Any
 import pytest
 from harness import Deployment, k8s_file, run_program
 from rendering import tool
-from servers import LOOPBACK, exporter_edits, free_port, nginx_running, nginx_version, relocate, serving
+from servers import (
+    LOOPBACK,
+    edge_cache_edit,
+    exporter_edits,
+    free_port,
+    nginx_running,
+    nginx_version,
+    relocate,
+    serving,
+)
 from throwaway_pki import issue
 
 GATEWAY = "127.0.0.2"  # the gateway's proxy: kubernetes.gatewayAddresses [127.0.0.2/32]
@@ -45,6 +54,9 @@ OVERRIDES = {
     "kubernetes.gatewayAddresses": [f"{GATEWAY}/32"],
     "edge.apiRatePerSecond": RATE,
     "edge.apiRateBurst": BURST,
+    # Nothing of the burst delayed: the bucket's shape (delay, pacing) is tests/test_servers.py's;
+    # here only whose bucket a request counts in, shown by one client emptying it request by request.
+    "edge.apiRateDelay": BURST,
 }
 
 
@@ -115,6 +127,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
             f"server web.{NAMESPACE}.svc.cluster.local:8080 resolve ": f"server {LOOPBACK}:{web_port} {resolve}",
             "resolver kube-dns.kube-system.svc.cluster.local ": f"resolver {LOOPBACK} ",
             " /tmp/": f" {work}/",
+            **edge_cache_edit(),
         }
         if nginx_version(binary) < (1, 25, 1):
             edits["    http2 on;\n"] = ""

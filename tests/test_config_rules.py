@@ -180,6 +180,14 @@ def test_one_edge_per_docker_host() -> None:
     accepted({"edge.replicas": 2, "target": "kubernetes"})
 
 
+def test_rate_limit_delay_fits_in_the_burst() -> None:
+    # nginx refuses what is past the burst, so a delay above it would delay nothing (= nodelay).
+    refused({"edge.apiRateBurst": 30, "edge.apiRateDelay": 31}, "edge.apiRateDelay", "at most edge.apiRateBurst (30)")
+    accepted({"edge.apiRateBurst": 30, "edge.apiRateDelay": 30})
+    accepted({"edge.apiRateDelay": 0})  # every request past the first paced
+    refused({"edge.apiRateDelay": -1}, "edge.apiRateDelay", "greater than or equal to 0")
+
+
 def test_docker_minimum_memory_is_six_megabytes() -> None:
     refused({"web.memoryMb": 5}, "web.memoryMb", "at least 6 on Docker")
     accepted({"web.memoryMb": 6})

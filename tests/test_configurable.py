@@ -56,6 +56,7 @@ ODD: dict[str, Any] = {
     "edge.clientMaxBodySizeMb": 17,
     "edge.apiRatePerSecond": 13,
     "edge.apiRateBurst": 27,
+    "edge.apiRateDelay": 9,
     "tls.validityHours": 2000,
     "tls.earlyRenewalHours": 100,
     "backup.bucket": "bk-3z",
@@ -302,7 +303,7 @@ def test_edge_limits_follow_the_config() -> None:
         lines = [line.strip() for line in conf.splitlines()]
         assert "client_max_body_size 17m;" in lines
         assert "limit_req_zone $binary_remote_addr zone=api:10m rate=13r/s;" in lines
-        assert "limit_req zone=api burst=27 nodelay;" in lines
+        assert "limit_req zone=api burst=27 delay=9;" in lines
 
 
 def test_certificate_lifetimes_follow_the_config() -> None:

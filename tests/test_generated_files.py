@@ -38,8 +38,12 @@ def test_nginx_routes_limits_and_caching() -> None:
     assert "zone upstream_api 64k;" in conf and "resolver 127.0.0.11 valid=5s ipv6=off;" in conf
     assert "client_max_body_size 10m;" in conf
     assert "limit_req_zone $binary_remote_addr zone=api:10m rate=10r/s;" in conf
-    assert "limit_req zone=api burst=20 nodelay;" in conf and "limit_req_status 429;" in conf
+    assert "limit_req zone=api burst=120 delay=20;" in conf and "limit_req_status 429;" in conf
+    assert "keepalive_requests 10000;" in conf
     assert 'add_header Cache-Control "public, max-age=31536000, immutable" always;' in conf
+    # Hashed assets only, in the directory the platforms make writable (tests/test_servers.py runs it).
+    assert conf.count("proxy_cache assets;") == 1
+    assert "proxy_cache_path /var/cache/aixsss levels=1:2 keys_zone=assets:1m max_size=32m" in conf
 
 
 def test_nginx_behind_gateway_serves_only_forwarded_https() -> None:
@@ -268,3 +272,15 @@ def test_acme_on_docker_keeps_the_webroot_lego_fills() -> None:
 def test_docker_host_from_config() -> None:
     d = run_program("dev", overrides={"docker.host": "ssh://deploy@docker.example.com"})
     assert d.of_type("pulumi:providers:docker")[0].plain["host"] == "ssh://deploy@docker.example.com"
+
+
+def test_the_edges_asset_cache_has_a_writable_directory_of_its_own() -> None:
+    # The root filesystem is read-only: nginx's proxy_cache_path must be a tmpfs / emptyDir.
+    path = "/var/cache/aixsss"
+    assert f"proxy_cache_path {path} " in nginx.render(EDGE)
+    (edge,) = [c for c in run_program("dev").of_type("docker:index/container:Container") if c.name == "edge"]
+    assert reveal(edge.inputs)["tmpfs"][path] == "rw,noexec,nosuid,size=64m"
+    pod = run_program("staging").named("edge", "kubernetes:apps/v1:Deployment").plain["spec"]["template"]["spec"]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == path]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["emptyDir"] == {"medium": "Memory", "sizeLimit": "64Mi"}

@@ -171,7 +171,13 @@ def test_an_unchanged_stack_rolls_nothing(stack: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [("edge.clientMaxBodySizeMb", 64), ("edge.apiRateBurst", 55), ("edge.apiRatePerSecond", 3)]
+    ("key", "value"),
+    [
+        ("edge.clientMaxBodySizeMb", 64),
+        ("edge.apiRateBurst", 55),
+        ("edge.apiRatePerSecond", 3),
+        ("edge.apiRateDelay", 7),
+    ],
 )
 def test_an_nginx_setting_rolls_the_edge_alone(key: str, value: int) -> None:
     before = first("staging")

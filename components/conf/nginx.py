@@ -33,6 +33,7 @@ CONTENT_SECURITY_POLICY = {
     "base-uri": "'self'",
     "form-action": "'self'",
 }
+KEEPALIVE_REQUESTS = 10000
 SECURITY_HEADERS = (
     ("Strict-Transport-Security", "max-age=63072000; includeSubDomains"),
     ("X-Content-Type-Options", "nosniff"),
@@ -53,8 +54,11 @@ class EdgeSettings:
     http_port: int = 8080
     https_port: int = 8443
     client_max_body_size_mb: int = 10
+    # limit_req on /api (edge.apiRatePerSecond, .apiRateBurst, .apiRateDelay; the config model
+    # says why these values).
     api_rate_per_second: int = 10
-    api_rate_burst: int = 20
+    api_rate_burst: int = 120
+    api_rate_delay: int = 20
     # Where HTTP-01 tokens are served from; None: no such location (no ACME client fills one).
     acme_webroot: str | None = "/var/www/acme"
     # Behind a TLS-terminating Gateway the HTTP listener serves the app when the gateway says
@@ -69,6 +73,9 @@ class EdgeSettings:
     resolver: str = "127.0.0.11"
     resolver_valid_seconds: int = 5
     temp_dir: str = "/tmp"
+    # The hashed-asset cache: a writable directory of its own (a tmpfs on Docker's read-only root,
+    # an emptyDir on Kubernetes), so a full cache never leaves temp files without room.
+    cache_dir: str = "/var/cache/aixsss"
     mime_types: str = "/etc/nginx/mime.types"
     # Exporters beside the edge (Kubernetes with monitoring.enabled): each response's status to
     # mtail over loopback syslog, and stub_status on a loopback listener of its own. Off: the
@@ -99,7 +106,10 @@ def _app_locations(s: EdgeSettings, *, require_forwarded_https: bool = False) ->
     lines = [*_headers("    ")]
     lines += [
         "    location /api/ {",
-        f"      limit_req zone=api burst={s.api_rate_burst} nodelay;",
+        # Per client address: the first `delay`+1 requests of a burst go through at once, the next
+        # up to `burst` are held and released at `rate` (the api never sees more than that), only
+        # beyond them 429 (EdgeSettings; the values are explained in the config model).
+        f"      limit_req zone=api burst={s.api_rate_burst} delay={s.api_rate_delay};",
         "      proxy_pass http://api;",
         *(f"      {p}" for p in proxy),
         "    }",
@@ -107,6 +117,7 @@ def _app_locations(s: EdgeSettings, *, require_forwarded_https: bool = False) ->
         f'    location ~* "{HASHED_ASSET}" {{',
         "      proxy_pass http://web;",
         *(f"      {p}" for p in proxy),
+        *(f"      {c}" for c in ASSET_CACHE),
         "      proxy_hide_header Cache-Control;",
         *_headers("      ", (("Cache-Control", "public, max-age=31536000, immutable"),)),
         "    }",
@@ -116,6 +127,45 @@ def _app_locations(s: EdgeSettings, *, require_forwarded_https: bool = False) ->
         "    }",
     ]
     return lines
+
+
+# A hashed name never changes content, so the edge keeps each asset and web serves it once per
+# encoding. Web (web_server.py) serves the `.gz` the image ships when asked for gzip; the edge asks
+# for exactly gzip or nothing ($asset_encoding) and keys the cache on that, so a gzip client and an
+# identity client each get their own body, and browsers' many Accept-Encoding spellings make no
+# more than two copies (Vary is therefore ignored for storage, yet still sent to the browser).
+# Only 200 is kept: a 404 from an old web replica mid-rollout must not stick. Cache-Control and
+# Expires from web do not decide it either: the name is the version (the browser gets "immutable"
+# below). No cache-status header: tests count web's hits, and clients have no use for it.
+ASSET_CACHE = (
+    "proxy_cache assets;",
+    'proxy_cache_key "$uri $asset_encoding";',
+    "proxy_set_header Accept-Encoding $asset_encoding;",
+    "proxy_ignore_headers Cache-Control Expires Vary;",
+    "proxy_cache_valid 200 365d;",
+    # Concurrent misses (a release's first page loads) wait for one fetch instead of each going to web.
+    "proxy_cache_lock on;",
+    "proxy_cache_use_stale error timeout updating http_500 http_502 http_503 http_504;",
+    # Compressed by web ahead of time (gzip_static) or not compressible (images, woff2): the edge
+    # never spends CPU compressing an asset per request.
+    "gzip off;",
+)
+
+
+def _asset_cache_zone(s: EdgeSettings) -> list[str]:
+    """The cache's storage, and the one encoding each client gets (gzip unless refused, ;q=0)."""
+    return [
+        "  map $http_accept_encoding $asset_encoding {",
+        '    default "";',
+        '    "~*gzip\\s*;\\s*q=0+(\\.0*)?\\s*(,|$)" "";',
+        '    "~*gzip" gzip;',
+        "  }",
+        # 1 MB of keys holds about 8,000 entries; a release is a few hundred files, two encodings
+        # each. 32 MB of bodies holds several releases (the build is about 2.5 MB plus its .gz)
+        # and stays well inside the directory's 64 MB (the manager trims to max_size after the
+        # fact); an asset nobody asked for in a week (an old release) goes first.
+        f"  proxy_cache_path {s.cache_dir} levels=1:2 keys_zone=assets:1m max_size=32m inactive=7d use_temp_path=off;",
+    ]
 
 
 def _gateway_trust(s: EdgeSettings) -> list[str]:
@@ -148,6 +198,11 @@ def render(s: EdgeSettings) -> str:
         *http_preamble(s.temp_dir, s.mime_types),
         *(exporter_conf.status_log() if s.exporters else []),
         "  keepalive_timeout 65s;",
+        # One browser tab keeps one HTTP/2 connection for everything it does; nginx's default
+        # (1,000 requests) closes it mid-session, and the tab pays a new TLS handshake while its
+        # requests in flight race the GOAWAY. The limit exists to free a connection's memory now
+        # and then, so it is raised tenfold, not removed (the web server behind allows as many).
+        f"  keepalive_requests {KEEPALIVE_REQUESTS};",
         f"  client_max_body_size {s.client_max_body_size_mb}m;",
         "  gzip on;",
         "  gzip_vary on;",
@@ -155,6 +210,7 @@ def render(s: EdgeSettings) -> str:
         "  gzip_min_length 256;",
         "  gzip_types text/plain text/css application/javascript text/javascript application/json image/svg+xml;",
         *_gateway_trust(s),
+        *_asset_cache_zone(s),
         f"  limit_req_zone $binary_remote_addr zone=api:10m rate={s.api_rate_per_second}r/s;",
         "  limit_req_status 429;",
         f"  resolver {s.resolver} valid={s.resolver_valid_seconds}s ipv6=off;",

@@ -623,11 +623,31 @@ class EdgeSettings(Resources):
     replicas: Replicas = 1
     memory_mb: Positive = 256
     client_max_body_size_mb: Positive = 10
+    # nginx limit_req on /api per client address (conf/nginx.py): `delay`+1 requests at once, the
+    # rest of `burst` queued at `perSecond`, then 429. Sized from the web app (apps/web/src): a
+    # deep link into a project makes about 10 calls at once (auth/me, projects, ai-profiles, the
+    # project, world view, characters, episodes once per canvas node that shows them (3), the
+    # selected episode's scenes); delay 20 serves two such loads (a reload, a second tab) with no
+    # wait, as today's `burst=20 nodelay` did. Its widest fan-out is the export and continuity
+    # report: one call per episode at once, up to 100 (packages/shared caps episodeCount at 100),
+    # so burst 120 queues that plus a page load instead of refusing part of it (the app then
+    # shows empty episodes), and stays under one HTTP/2 connection's 128 concurrent streams.
+    # The api still gets at most `delay`+1 at once and `perSecond` after: burst costs only the
+    # edge's memory for the queued requests.
     api_rate_per_second: Positive = 10
-    api_rate_burst: Positive = 20
+    api_rate_burst: Positive = 120
+    api_rate_delay: Annotated[int, Field(ge=0, le=INT32_MAX)] = 20
 
     def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
         yield from super().problems(stack, prefix)
+        if self.api_rate_delay > self.api_rate_burst:
+            yield RuleViolation(
+                f"{prefix}.apiRateDelay",
+                self.api_rate_delay,
+                f"at most edge.apiRateBurst ({self.api_rate_burst}): requests past the burst are refused, so"
+                " a larger delay delays nothing",
+                (f"{prefix}.apiRateBurst",),
+            )
         # One Docker host has one pair of public ports: a second edge could not bind them, and
         # on one host it would add no failure domain either (README: one edge per Docker host).
         if stack.target is Target.DOCKER and self.replicas > 1:

@@ -37,7 +37,16 @@ from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, Request, Route
-from servers import LOOPBACK, deployed_copy, exporter_edits, nginx_running, nginx_version, relocate, serving
+from servers import (
+    LOOPBACK,
+    deployed_copy,
+    edge_cache_edit,
+    exporter_edits,
+    nginx_running,
+    nginx_version,
+    relocate,
+    serving,
+)
 
 # What the web image precompresses, and how (images/app/Dockerfile, stage web-build): the
 # original is kept beside its .gz, which carries no name or timestamp.
@@ -93,6 +102,7 @@ def edge_conf(edge_dir: Path, binary: str, work: Path, ports: EdgePorts) -> str:
         "server web:8080 resolve ": f"server {LOOPBACK}:{ports.web} resolve ",
         "resolver 127.0.0.11 ": f"resolver {LOOPBACK} ",
         " /tmp/": f" {work}/",
+        **edge_cache_edit(),
     }
     version = nginx_version(binary)
     if version < (1, 25, 1):  # Debian 12's 1.22: the older spelling of `http2 on;`
