@@ -1471,4 +1471,37 @@ MUTANTS: list[Mutant] = [
         "for retired in range(rotation - 2, max(rotation - 3, -1), -1):",
         "CloudNativePG: a jump in secrets.rotation leaves a retired login role with its old password",
     ),
+    # ------------------------------------------------------------------ autoscaling (Kubernetes)
+    Mutant(
+        "keda-previous-password",
+        "security",
+        "components/stack.py",
+        "queue_password=cache.password,",
+        "queue_password=secrets.redis_previous_password,",
+        "KEDA: the scaler logs in with the slot the next rotation overwrites, not the clients' current one",
+    ),
+    Mutant(
+        "keda-tls-off",
+        "security",
+        "components/platforms/kubernetes_autoscaling.py",
+        '"enableTLS": "true",',
+        '"enableTLS": "false",',
+        "KEDA: the scaler talks to the TLS-only Redis in plain text",
+    ),
+    Mutant(
+        "keda-any-namespace",
+        "security",
+        "components/platforms/kubernetes_autoscaling.py",
+        '"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": keda_namespace}}',
+        '"namespace_selector": {}',
+        "KEDA: every namespace is admitted to Redis, not only the operator's",
+    ),
+    Mutant(
+        "autoscaled-replicas-fight",
+        "config",
+        K8S,
+        "if spec.autoscale is None:  # else the autoscaler owns the count",
+        "if True:  # else the autoscaler owns the count",
+        "Kubernetes: the Deployment keeps replicas, so every pulumi up scales the autoscaled worker back",
+    ),
 ]

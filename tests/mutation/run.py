@@ -45,6 +45,7 @@ FAST = [
     "tests/test_cnpg_logins.py",
     "tests/test_rollout.py",
     "tests/test_docker_jobs.py",
+    "tests/test_autoscaling.py",
 ]
 SERVERS = [
     "tests/test_servers.py",
