@@ -827,8 +827,8 @@ MUTANTS: list[Mutant] = [
         "worker-unordered",
         "wiring",
         "components/stack.py",
-        'worker = Worker(config, platform, conn, images["worker"], cache.tunnel, api.migrations.ready + cache.ready)',
-        'worker = Worker(config, platform, conn, images["worker"], cache.tunnel, cache.ready)',
+        "        api.migrations.ready + cache.ready,\n        queue_password=cache.password,",
+        "        cache.ready,\n        queue_password=cache.password,",
         "worker does not wait for the migrations",
     ),
     Mutant(
@@ -1167,8 +1167,8 @@ MUTANTS: list[Mutant] = [
         "worker-runs-api-image",
         "config",
         "components/stack.py",
-        'worker = Worker(config, platform, conn, images["worker"], cache.tunnel, api.migrations.ready + cache.ready)',
-        'worker = Worker(config, platform, conn, images["api"], cache.tunnel, api.migrations.ready + cache.ready)',
+        '        conn,\n        images["worker"],\n        cache.tunnel,',
+        '        conn,\n        images["api"],\n        cache.tunnel,',
         "worker runs the api image",
     ),
     Mutant(
