@@ -11,7 +11,7 @@ from components.app_images import AppImage
 from components.config import StackConfig
 from components.platforms.base import Placement, Platform
 from components.service import CA_PATH, Service
-from components.spec import ConfigFile, Port, Probe, Security, ServiceSpec, Sidecar, Zone, secret_env
+from components.spec import Autoscale, ConfigFile, Port, Probe, Security, ServiceSpec, Sidecar, Zone, secret_env
 
 NAME = "api"
 PORT = 3001
@@ -85,5 +85,9 @@ class Api(Service):
             zones=frozenset({Zone.FRONTEND, Zone.BACKEND, Zone.EGRESS}),
             talks_to=data_services(config),
             sidecars=(redis_tunnel,),
+            # api.autoscale (Kubernetes): CPU, a percent of the request, between replicas and maxReplicas.
+            autoscale=Autoscale(max_replicas=config.api.max_replicas, cpu_percent=config.api.cpu_target_percent)
+            if config.api.autoscale and platform.name == "kubernetes"
+            else None,
         )
         self._place(platform, spec, self.migrations.ready + depends_on)

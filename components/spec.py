@@ -297,6 +297,29 @@ class RedisHa:
 
 
 @dataclass(frozen=True)
+class QueueBacklog:
+    """A Redis list whose length is the work waiting (BullMQ's ``<prefix>:<queue>:wait``), read
+    through ``server``'s Service with the clients' password and the stack CA (TLS)."""
+
+    server: str
+    port: int
+    list_name: str
+    target_length: int  # waiting jobs per replica the autoscaler aims at
+    password: pulumi.Output[str]
+    ca_pem: pulumi.Output[str]
+
+
+@dataclass(frozen=True)
+class Autoscale:
+    """Replicas between the spec's ``replicas`` (the floor) and ``max_replicas``, driven by the
+    queue's backlog or by CPU (percent of the request), where the platform has an autoscaler."""
+
+    max_replicas: int
+    cpu_percent: int | None = None
+    queue: QueueBacklog | None = None
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     image: pulumi.Input[str]
@@ -336,6 +359,8 @@ class ServiceSpec:
     exporters: tuple[Exporter, ...] = ()
     # Redis as a Sentinel-managed set behind this spec's proxy, where the platform runs one.
     redis_ha: RedisHa | None = None
+    # Kubernetes: an autoscaler owns the replica count (the Deployment leaves it out).
+    autoscale: Autoscale | None = None
 
     @property
     def stateful(self) -> bool:

@@ -146,7 +146,15 @@ def build(config: StackConfig) -> AixsssStack:
     # worker needs the schema and the queue, not the api); api and web -> the edge.
     # Nothing waits for the object store: the application reads no S3 setting (APP.md).
     api = Api(config, platform, conn, secrets.jwt_secret, images["api"], cache.tunnel, database.ready, cache.ready)
-    worker = Worker(config, platform, conn, images["worker"], cache.tunnel, api.migrations.ready + cache.ready)
+    worker = Worker(
+        config,
+        platform,
+        conn,
+        images["worker"],
+        cache.tunnel,
+        api.migrations.ready + cache.ready,
+        queue_password=cache.password,
+    )
     # A rotation's last step: the earlier generations' logins go once api and worker run with the new.
     database.retire_previous_logins(platform, [*api.ready, *worker.ready])
     web = Web(config, platform, images["web"])

@@ -14,6 +14,7 @@ from typing import Any
 from components.monitoring import SCRAPER
 from components.platforms.base import FLOW_KEY, OPERATOR_TRAFFIC, PORTS_KEY
 from components.platforms.docker import ROLE_KEY
+from components.platforms.kubernetes_autoscaling import KEDA_CLIENT
 from offline.engine import Deployment, reveal
 
 WORLD = "internet"
@@ -77,6 +78,8 @@ def from_kubernetes(deployment: Deployment) -> Topology:
             for edge in _recorded_flows((meta.get("annotations") or {}).get(FLOW_KEY)):
                 if edge.client.startswith(f"{SCRAPER} ("):
                     continue  # Prometheus's scrapes of metrics ports: monitoring, not an app flow
+                if edge.client.startswith(f"{KEDA_CLIENT} ("):
+                    topo.external(edge.client)  # worker.autoscale: KEDA reads the queue from outside
                 topo.add_edge(edge)
             if OPERATOR_TRAFFIC in (meta.get("annotations") or {}):
                 continue  # an operator's own traffic (API server, replication), not an app flow

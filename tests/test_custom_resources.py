@@ -675,8 +675,10 @@ def test_every_crd_in_tests_crds_is_loaded() -> None:
     assert sorted(kind for _, kind in crds.by_kind) == [
         *kinds.split(),
         "PrometheusRule",
+        "ScaledObject",
         "ScheduledBackup",
         "ServiceMonitor",
+        "TriggerAuthentication",
     ]
     sources = (CRD_DIR / "SOURCES.tsv").read_text().splitlines()[1:]
     assert sorted(line.split("\t")[0] for line in sources) == sorted(p.name for p in CRD_DIR.glob("*.yaml"))

@@ -733,3 +733,55 @@ def test_another_operator_namespace_moves_the_admission() -> None:
     net = Network.of(d)
     assert net.connects(operator_pod("postgres-operator"), net.pod("postgres"), 8000)
     assert not net.connects(operator_pod(OPERATOR_NAMESPACE), net.pod("postgres"), 8000)
+
+
+# worker.autoscale: the KEDA operator (namespace kubernetes.kedaNamespace, "keda" by default)
+# reads the queue's length from Redis on its TLS port; with the HA set, from HAProxy's pods, the
+# Service `redis` the app dials. That flow, and nothing else, opens for it.
+KEDA_NAMESPACE = "keda"
+KEDA_OPERATOR = {NAME_LABEL: "keda-operator"}  # as KEDA's Helm chart labels it
+KEDA_CASES = {
+    "staging-keda": Case({"worker.autoscale": True}, instances=1),
+    "prod-keda": Case({"worker.autoscale": True}, instances=3, redis_ha=True),
+}
+
+
+@functools.cache
+def keda_network(name: str) -> Network:
+    c = KEDA_CASES[name]
+    return Network.of(run_program(name.split("-")[0], overrides=c.overrides))
+
+
+@pytest.mark.parametrize("name", list(KEDA_CASES))
+def test_keda_reaches_redis_on_6379_and_nothing_else(name: str) -> None:
+    c, net = KEDA_CASES[name], keda_network(name)
+    keda = pod(KEDA_NAMESPACE, **KEDA_OPERATOR)
+    reached = {
+        (service, port)
+        for _, (service, server) in net.pods.items()
+        for port in PROBED_PORTS
+        if net.connects(keda, server, port)
+    }
+    assert reached == {("redis", 6379)} | c.public(KEDA_NAMESPACE)
+    # The stack's own flows are those of the same stack without the autoscaler.
+    assert net.in_namespace_matrix() == expected_matrix(c)
+    # Another namespace with the operator's labels gets nowhere but the public listeners.
+    impostor = pod("keda-2", **KEDA_OPERATOR)
+    for _, (service, server) in net.pods.items():
+        for port in PROBED_PORTS:
+            assert net.connects(impostor, server, port) == ((service, port) in c.public("keda-2"))
+
+
+def test_without_the_autoscaler_keda_reaches_nothing(case: tuple[Case, Network]) -> None:
+    c, net = case
+    keda = pod(KEDA_NAMESPACE, **KEDA_OPERATOR)
+    for _, (service, server) in net.pods.items():
+        for port in PROBED_PORTS:
+            assert net.connects(keda, server, port) == ((service, port) in c.public(KEDA_NAMESPACE))
+
+
+def test_keda_namespace_follows_the_config() -> None:
+    net = Network.of(run_program("staging", overrides={"worker.autoscale": True, "kubernetes.kedaNamespace": "ops"}))
+    redis = net.pod("redis")
+    assert net.connects(pod("ops", **KEDA_OPERATOR), redis, 6379)
+    assert not net.connects(pod(KEDA_NAMESPACE, **KEDA_OPERATOR), redis, 6379)

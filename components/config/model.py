@@ -396,6 +396,9 @@ class KubernetesSettings(Section):
     # The API server's address range: CloudNativePG's instance manager talks to it. The address
     # is the cluster's own; the default lets the instances reach 443/6443 anywhere.
     api_server_cidr: Annotated[str, AfterValidator(_cidr)] = "0.0.0.0/0"
+    # Where the KEDA operator runs (its Helm chart's usual namespace): with worker.autoscale it
+    # reads the queue's length from Redis, the one flow admitted from outside the stack to it.
+    keda_namespace: DnsLabel = "keda"
 
     def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
         if stack.target is Target.KUBERNETES and self.exposure == "gateway" and not self.gateway_name:
@@ -483,10 +486,14 @@ class DatabaseSettings(Resources):
             yield RuleViolation(
                 f"{prefix}.maxConnections",
                 self.max_connections,
-                f"at least {budget}: (api.replicas {stack.api.replicas} + worker.replicas {stack.worker.replicas}"
+                f"at least {budget}: (api {stack.api.peak_replicas} + worker {stack.worker.peak_replicas} replicas"
+                f" at most"
                 f" + 1 of each during a rollout + 1 migration) x database.connectionLimit {self.connection_limit}"
                 f" + {DATABASE_RESERVED_CONNECTIONS} reserved",
-                ("api.replicas", "worker.replicas", f"{prefix}.connectionLimit"),
+                (
+                    *("api.replicas", "worker.replicas", "api.maxReplicas", "worker.maxReplicas"),
+                    f"{prefix}.connectionLimit",
+                ),
             )
 
 
@@ -584,6 +591,19 @@ class ApiSettings(Resources):
     # job runs with no network.
     migration_command: Command = ["prisma", "migrate", "deploy", "--schema", "/app/prisma/schema.prisma"]
     ai_queue_name: QueueName = "ai-jobs"
+    # Kubernetes: a HorizontalPodAutoscaler on CPU (metrics-server required) between replicas
+    # and maxReplicas; the target is a percent of the CPU request.
+    autoscale: bool = False
+    max_replicas: Replicas = 6
+    cpu_target_percent: Annotated[int, Field(ge=10, le=100)] = 70
+
+    def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
+        yield from super().problems(stack, prefix)
+        yield from _autoscale_problems(stack, prefix, self.autoscale, self.replicas, self.max_replicas, "")
+
+    @property
+    def peak_replicas(self) -> int:
+        return self.max_replicas if self.autoscale else self.replicas
 
 
 # Seconds a stopping worker may need beyond its longest AI call: closing BullMQ, Prisma and Redis.
@@ -599,9 +619,29 @@ class WorkerSettings(Resources):
     # On SIGTERM the worker finishes its active jobs before exiting (APP.md); it is killed after
     # this long (Docker stop timeout, Kubernetes terminationGracePeriodSeconds).
     stop_grace_seconds: Annotated[int, Field(gt=0, le=86400)] = 180
+    # Kubernetes: a KEDA ScaledObject on the queue's wait list between replicas and maxReplicas,
+    # aiming at queueLengthTarget waiting jobs per worker (two rounds of the default concurrency).
+    autoscale: bool = False
+    # 4: with the defaults, staging's database.maxConnections (100) still covers the peak.
+    max_replicas: Replicas = 4
+    queue_length_target: Positive = 8
+
+    @property
+    def peak_replicas(self) -> int:
+        return self.max_replicas if self.autoscale else self.replicas
 
     def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
         yield from super().problems(stack, prefix)
+        keda = "the KEDA operator (>= 2.20; README: Autoscaling)"
+        yield from _autoscale_problems(stack, prefix, self.autoscale, self.replicas, self.max_replicas, keda)
+        if self.autoscale and stack.target is Target.KUBERNETES and not stack.kubernetes.keda_namespace:
+            yield RuleViolation(
+                "kubernetes.kedaNamespace",
+                "",
+                "the namespace the KEDA operator runs in (e.g. keda) when worker.autoscale is true: only it "
+                "is admitted to Redis to read the queue's length",
+                (f"{prefix}.autoscale",),
+            )
         needed = self.ai_request_timeout_seconds + WORKER_SHUTDOWN_MARGIN_SECONDS
         if self.stop_grace_seconds < needed:
             yield RuleViolation(
@@ -611,6 +651,27 @@ class WorkerSettings(Resources):
                 f"{WORKER_SHUTDOWN_MARGIN_SECONDS} s to close its connections, or a stop kills jobs in flight",
                 (f"{prefix}.aiRequestTimeoutSeconds",),
             )
+
+
+def _autoscale_problems(
+    stack: StackConfig, prefix: str, on: bool, replicas: int, max_replicas: int, needs: str
+) -> Iterator[RuleViolation]:
+    """An autoscaler runs on Kubernetes only, between replicas (the floor) and maxReplicas."""
+    if on and stack.target is Target.DOCKER:
+        yield RuleViolation(
+            f"{prefix}.autoscale",
+            True,
+            f"false on Docker (no autoscaler there; set {prefix}.replicas, README: Scaling on Docker)",
+            ("target",),
+        )
+    if on and max_replicas < replicas:
+        yield RuleViolation(
+            f"{prefix}.maxReplicas",
+            max_replicas,
+            f"at least {prefix}.replicas ({replicas}), the autoscaler's floor"
+            + (f"; Kubernetes with {needs}" if needs else ""),
+            (f"{prefix}.autoscale", f"{prefix}.replicas"),
+        )
 
 
 class WebSettings(Resources):
@@ -891,7 +952,7 @@ class StackConfig(Section):
     def connection_budget(self) -> int:
         """PostgreSQL connections the stack can open at its peak: every api and worker process
         (one more of each while a rollout surges), the migration job, and the reserve."""
-        processes = (self.api.replicas + 1) + (self.worker.replicas + 1) + 1
+        processes = (self.api.peak_replicas + 1) + (self.worker.peak_replicas + 1) + 1
         return processes * self.database.connection_limit + DATABASE_RESERVED_CONNECTIONS
 
     def warnings(self) -> list[str]:

@@ -474,12 +474,13 @@ class KubernetesPlatform(pulumi.ComponentResource):
             )
         else:
             deployment_spec: k8s.apps.v1.DeploymentSpecArgsDict = {
-                "replicas": spec.replicas,
                 "selector": {"match_labels": _selector(spec.name)},
                 # Never below the desired count during a rollout.
                 "strategy": {"type": "RollingUpdate", "rolling_update": {"max_unavailable": 0, "max_surge": 1}},
                 "template": template,
             }
+            if spec.autoscale is None:  # else the autoscaler owns the count (kubernetes_autoscaling)
+                deployment_spec["replicas"] = spec.replicas
             workload = k8s.apps.v1.Deployment(
                 spec.name,
                 metadata=self._meta(spec.name, _labels(spec.name)) | {"annotations": skips},
@@ -509,6 +510,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 )
             )
         made += self._flows(spec, parent)
+        made += self._autoscaler(spec, workload, parent)
         return Placement(
             spec=spec,
             ready=[workload],
@@ -517,6 +519,23 @@ class KubernetesPlatform(pulumi.ComponentResource):
             non_root=True,
             read_only_root=spec.security.read_only_root,
             resources=made,
+        )
+
+    def _autoscaler(
+        self, spec: ServiceSpec, workload: pulumi.Resource, parent: pulumi.Resource
+    ) -> list[pulumi.Resource]:
+        from components.platforms.kubernetes_autoscaling import place_autoscaler
+
+        return place_autoscaler(
+            spec,
+            workload,
+            parent,
+            namespace=self.namespace_name,
+            keda_namespace=self._config.kubernetes.keda_namespace,
+            custom=self._custom,
+            network_policy=self._network_policy,
+            meta=self._meta,
+            provider=self.provider,
         )
 
     def monitor(self, spec: MonitoringSpec, parent: pulumi.Resource) -> list[pulumi.Resource]:

@@ -46,6 +46,7 @@ FAST = [
     "tests/test_rollout.py",
     "tests/test_docker_jobs.py",
     "tests/test_deploy_order.py",
+    "tests/test_autoscaling.py",
 ]
 SERVERS = [
     "tests/test_servers.py",
