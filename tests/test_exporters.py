@@ -254,8 +254,9 @@ def edge_run(dev: Rendered, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             nginx(nginx_bin, work, conf, https_port),
             exporter(exporter_command, work, "nginx-exporter", exporter_port),
         ):
+            # Only https() reads it: no limits, no hit counters (the web stub here counts nothing).
             edge = Edge(http_port, https_port, dev.deployment.config["aixsss:domain"], dev.out / "certs/ca.crt", conf,
-                        0, 0, 0)  # fmt: skip
+                        0, 0, 0, 0, [], [])  # fmt: skip
             sent = {"5xx": 0, "2xx": 0}
             for path, expected, status_class in [("/api/health", 502, "5xx")] * 4 + [("/", 200, "2xx")] * 7:
                 response = https(edge, path)
