@@ -149,7 +149,8 @@ class Cache(Service):
             ports=[
                 Port("redis", PORT, published=PORT if publish else None, host_ip="127.0.0.1", tls=True, auth="password")
             ],
-            volumes=[Volume("data", "/data", config.cache.storage_gb)],
+            # The official image: `mkdir /data && chown redis:redis /data` (999).
+            volumes=[Volume("data", "/data", config.cache.storage_gb, owned_by_image=True)],
             # redis_exporter beside it (monitoring.enabled, Kubernetes): the password it needs is
             # REDISCLI_AUTH of the Secret above.
             exporters=(redis_exporter(config, certificate.ca_pem, PORT, "REDISCLI_AUTH"),)
@@ -320,7 +321,7 @@ class Cache(Service):
             command=["sh", SENTINEL_START],
             secret_env=secret_env({"REDISCLI_AUTH": sentinel_password}),
             ports=[Port("sentinel", SENTINEL_PORT, tls=True, auth="password")],
-            volumes=[Volume("data", "/data", SENTINEL_STORAGE_GB)],
+            volumes=[Volume("data", "/data", SENTINEL_STORAGE_GB, owned_by_image=True)],
             files=[
                 ConfigFile(SENTINEL_CONF, conf, secret=True, mode=0o400, owner=UID),
                 ConfigFile(SENTINEL_START, start, secret=True, mode=0o500, owner=UID),

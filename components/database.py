@@ -140,7 +140,8 @@ class Database(Service):
                     auth="scram-sha-256",
                 )
             ],
-            volumes=[Volume("data", "/var/lib/postgresql/data", config.database.storage_gb)],
+            # The official image: PGDATA and the socket directory owned by postgres (999), modes 1777/3777.
+            volumes=[Volume("data", "/var/lib/postgresql/data", config.database.storage_gb, owned_by_image=True)],
             # WAL and base backups go to the bundled store's backups bucket (a declared flow).
             talks_to=(backup.store_service,) if self.backup and backup and backup.store_service else (),
             files=[
@@ -202,8 +203,10 @@ class Database(Service):
     def retire_previous_logins(self, platform: Platform, clients_ready: list[pulumi.Resource]) -> None:
         """Once every client runs with this generation's role (``clients_ready``), the roles of
         earlier generations can no longer log in and are dropped. One host only: under
-        CloudNativePG the Cluster's managed roles list them absent (cluster_logins)."""
-        if platform.runs_postgres_clusters:
+        CloudNativePG the Cluster's managed roles list them absent (cluster_logins). Before the
+        first rotation there is no earlier generation, and no job: the first deploy's critical
+        path ends at the api (issue 14; tests/test_deploy_order.py)."""
+        if platform.runs_postgres_clusters or self._config.secrets.rotation == 0:
             return
         retire = self._credentials_job("retire-logins", postgres.retire_logins_sql(USER, self.login_role), None)
         self.credentials_jobs.append(platform.place(retire, self, [*self.ready, *clients_ready]))
@@ -409,7 +412,7 @@ def _on_one_host(spec: ServiceSpec, settings: postgres.PostgresSettings) -> Serv
     return dataclasses.replace(
         spec,
         security=dataclasses.replace(spec.security, tmpfs=("/tmp",)),
-        volumes=[*spec.volumes, Volume("run", SOCKET_DIR, 1, holds_data=False)],
+        volumes=[*spec.volumes, Volume("run", SOCKET_DIR, 1, holds_data=False, owned_by_image=True)],
         files=[*spec.files, ConfigFile(settings.ident_path, postgres.render_ident(settings))],
     )
 

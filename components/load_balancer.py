@@ -35,7 +35,6 @@ class LoadBalancer(Service):
         config: StackConfig,
         platform: Platform,
         pki: InternalPki,
-        depends_on: list[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("LoadBalancer", NAME, opts)
@@ -124,7 +123,13 @@ class LoadBalancer(Service):
             acme=acme,
             exporters=edge_exporters(config) if exporters_declared(config) else (),
         )
-        self._place(platform, spec, depends_on)
+        # nginx needs neither api nor web to start: `resolve` re-resolves their names while it runs
+        # and it answers 502 until they serve (nginx >= 1.27.3). So the edge starts beside them
+        # (issue 14: the deploy's critical path). On Docker the names are the api's Redis tunnel's
+        # alias (up once Redis is, long before the api) and web's (no dependencies); a name looked
+        # up before its container ran is retried after resolver_valid_seconds, the same window a
+        # replaced api or web already has.
+        self._place(platform, spec, [])
 
     @staticmethod
     def _tls_files(cert: pulumi.Input[str], key: pulumi.Input[str]) -> list[ConfigFile]:

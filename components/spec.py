@@ -99,6 +99,12 @@ class Volume:
     shared_from: str | None = None
     # False for a volume that only carries a socket between containers: no data of the service.
     holds_data: bool = True
+    # The service's image makes ``path`` a directory owned by its user (the official postgres and
+    # redis images do, and say so in their Dockerfiles). Docker copies that directory's contents,
+    # owner and mode into a new named volume mounted there (its "populate a volume" behaviour;
+    # tests/realdocker shows the owner), so no root job hands it over first on Docker. False: the
+    # image leaves it to root (Silo's `VOLUME /data`) or is not known to.
+    owned_by_image: bool = False
 
 
 @dataclass(frozen=True)

@@ -143,7 +143,7 @@ def build(config: StackConfig) -> AixsssStack:
         ca_pem=pki.ca_cert_pem,
     )
     # PostgreSQL healthy -> migrations; they and Redis -> api and worker, side by side (the
-    # worker needs the schema and the queue, not the api); api and web -> the edge.
+    # worker needs the schema and the queue, not the api); the edge waits for none of them.
     # Nothing waits for the object store: the application reads no S3 setting (APP.md).
     api = Api(config, platform, conn, secrets.jwt_secret, images["api"], cache.tunnel, database.ready, cache.ready)
     worker = Worker(
@@ -158,7 +158,7 @@ def build(config: StackConfig) -> AixsssStack:
     # A rotation's last step: the earlier generations' logins go once api and worker run with the new.
     database.retire_previous_logins(platform, [*api.ready, *worker.ready])
     web = Web(config, platform, images["web"])
-    edge = LoadBalancer(config, platform, pki, api.ready + web.ready if platform.proxy_waits_for_upstreams else [])
+    edge = LoadBalancer(config, platform, pki)
     certificates = list(certs.values()) + ([edge.certificate] if edge.certificate else [])
     monitoring = None
     if exporters_declared(config):

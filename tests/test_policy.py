@@ -166,7 +166,7 @@ RULE_CASES: list[tuple[str, str, str, str, str, Callable[[dict[str, Any]], Any],
     ("health-checks", "prod", "kubernetes", DEPLOYMENT, "edge",
      lambda p: [_container(p).pop(k) for k in ("readinessProbe", "livenessProbe")], "no readiness or liveness"),
     ("non-root", "staging", "docker", CONTAINER, "worker", lambda p: p.update(user="0:0"), "runs as root"),
-    ("non-root", "staging", "docker", CONTAINER, "postgres-volume-owner",
+    ("non-root", "staging", "docker", CONTAINER, "minio-volume-owner",
      lambda p: p.update(networkMode="bridge"), "runs as root"),
     # The carrier runs as nobody only while it cannot run.
     ("non-root", "staging", "docker", CONTAINER, "edge-config",

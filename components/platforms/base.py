@@ -55,10 +55,6 @@ class Platform(Protocol):
     runs_postgres_clusters: bool
     # The DNS server a proxy asks to re-resolve service names while it runs.
     resolver: str
-    # Whether a proxy (the edge) must wait for its upstream services to run before it starts.
-    # Where their names resolve to a stable address as soon as they are declared (Kubernetes
-    # Services) it need not: nginx's `resolve` finds them, and answers 502 until they serve.
-    proxy_waits_for_upstreams: bool
 
     def resolvable_name(self, service: str) -> str:
         """The name of ``service`` that ``resolver`` answers as it is (no search domains)."""

@@ -102,10 +102,6 @@ class DockerPlatform(pulumi.ComponentResource):
     name = "docker"
     # One host: PostgreSQL is the spec's container, a single instance.
     runs_postgres_clusters = False
-    # A container's name resolves only once it runs, and nginx keeps a failed lookup for
-    # resolver_valid_seconds: an edge started first would still answer 502 for up to that long
-    # after `pulumi up` returned. It waits for api and web instead.
-    proxy_waits_for_upstreams = True
 
     def __init__(self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aixsss:platform:Docker", name, None, opts)
@@ -645,8 +641,13 @@ class DockerPlatform(pulumi.ComponentResource):
         if not volumes or uid in (None, 0):
             return []
         owner = f"{uid}:{spec.security.run_as_group or uid}"
-        # A shared volume is its service's to prepare (Volume.shared_from).
-        mounts = {v.path: vol for v, vol in zip(spec.volumes, volumes, strict=True) if v.shared_from is None}
+        # A shared volume is its service's to prepare (Volume.shared_from); one the image owns
+        # arrives owned by its user (Volume.owned_by_image).
+        mounts = {
+            v.path: vol
+            for v, vol in zip(spec.volumes, volumes, strict=True)
+            if v.shared_from is None and not v.owned_by_image
+        }
         if not mounts:
             return []
         return [self._chown_job(spec.name, image, owner, mounts, spec, parent)]

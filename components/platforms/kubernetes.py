@@ -157,9 +157,6 @@ def _probe(probe: Probe, initial_delay: int) -> ProbeArgsDict:
 class KubernetesPlatform(pulumi.ComponentResource):
     name = "kubernetes"
     runs_postgres_clusters = True
-    # A Service's ClusterIP exists from its creation and never changes: the edge starts beside
-    # api and web, not after them (issue 14: the deploy's critical path).
-    proxy_waits_for_upstreams = False
 
     def __init__(self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aixsss:platform:Kubernetes", name, None, opts)

@@ -8,6 +8,7 @@ Traffic goes only to loopback and to containers this test created.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.client
 import io
@@ -30,6 +31,7 @@ import docker.models.containers
 import pytest
 from rendering import SETTINGS as RENDER_SETTINGS
 
+from components.conf import nginx
 from offline.engine import Deployment, Registration, reveal, run_program
 from tests.realdocker.applier import Applier, ApplyReport
 from tests.realdocker.images import APP_OVERRIDES, ensure_images
@@ -56,6 +58,8 @@ class Deployed:
     applier: Applier
     client: docker.DockerClient
     host: str
+    # Seconds from the apply's return until the edge answered 200 for both api and web.
+    edge_ready_after: float = float("nan")
 
     def container(self, resource: str) -> docker.models.containers.Container:
         reg = self.deployment.named(resource, CONTAINER)
@@ -91,7 +95,9 @@ def deployed(
     deployment = program(stack)
     try:
         report = apply(docker_daemon, applier, deployment, image_cache)
-        yield Deployed(stack, deployment, report, applier, client, docker_daemon)
+        deployed = Deployed(stack, deployment, report, applier, client, docker_daemon)
+        deployed.edge_ready_after = _edge_ready_after(deployed)
+        yield deployed
     finally:
         for extra in client.containers.list(all=True, filters={"label": "aixsss-test"}):
             extra.remove(force=True)  # this test's own containers, before the stack's networks go
@@ -463,6 +469,31 @@ def _https(d: Deployed, path: str, port: int = 443) -> tuple[int, bytes]:
     body = response.read()
     connection.close()
     return response.status, body
+
+
+def _edge_ready_after(d: Deployed, bound: float = 60) -> float:
+    """How long after the apply the edge first answered 200 for /api/health and for /."""
+    started = time.monotonic()
+    pending = {"/api/health", "/"}
+    while pending and time.monotonic() - started < bound:
+        for path in sorted(pending):
+            try:
+                if _https(d, path)[0] == 200:
+                    pending.discard(path)
+            except OSError:
+                pass
+        if pending:
+            time.sleep(0.2)
+    return time.monotonic() - started if not pending else float("inf")
+
+
+def test_the_edge_answers_within_its_resolver_window_after_the_deploy(deployed: Deployed) -> None:
+    """The edge starts beside api and web, waiting for neither (issue 14: the deploy's critical
+    path): by the time the apply returns it reaches both, or does within the window in which nginx
+    keeps a name it looked up before that name's container ran (resolver_valid_seconds)."""
+    (window,) = [f.default for f in dataclasses.fields(nginx.EdgeSettings) if f.name == "resolver_valid_seconds"]
+    print(f"{deployed.stack}: the edge answered api and web {deployed.edge_ready_after:.1f}s after the apply")
+    assert deployed.edge_ready_after <= window + 2, deployed.edge_ready_after
 
 
 def test_the_edge_serves_api_and_web_over_https_and_redirects_http(deployed: Deployed) -> None:
