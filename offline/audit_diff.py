@@ -61,31 +61,45 @@ def render_all(
     from offline import audit_facts, state
     from offline.redact import Redactor
     from offline.render import _run_error, render
+    from offline.stack_file import StackFileError
 
     for target in targets:
         for stack in stacks:
             root = out / target
             if not (project_dir / f"Pulumi.{stack}.yaml").exists():
                 continue  # no such stack here (one side may add or remove a stack file)
-            if state_from is not None:
-                prior = state.path(state_from / target, stack, target)
-                if prior.exists():
-                    state.path(root, stack, target).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                    shutil.copy2(prior, state.path(root, stack, target))
+            kept = state_from is not None and state.path(state_from / target, stack, target).exists()
+            if kept:
+                assert state_from is not None
+                state.path(root, stack, target).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                shutil.copy2(state.path(state_from / target, stack, target), state.path(root, stack, target))
             try:
-                result = render(stack, target, root, settings=settings, project_dir=project_dir)
+                try:
+                    result = render(stack, target, root, settings=settings, project_dir=project_dir)
+                except state.RenderStateError:
+                    # The head changed the state's format: render afresh; its secrets are then
+                    # new ones, which the diff says instead of listing them as rotated.
+                    state.path(root, stack, target).unlink()
+                    kept = False
+                    result = render(stack, target, root, settings=settings, project_dir=project_dir)
+            except StackFileError as exc:
+                _refused(root / stack, str(exc))
+                continue
             except Exception as exc:  # a config this target refuses: part of the diff, not a crash
                 run_error = _run_error(exc)
                 if run_error is None:
                     raise
-                (root / stack).mkdir(parents=True, exist_ok=True)
-                shutil.rmtree(root / stack)
-                (root / stack).mkdir()
-                (root / stack / ERROR).write_text(f"{run_error}\n")
+                _refused(root / stack, str(run_error))
                 continue
             d = result.deployment
             redactor = Redactor([*d.generated_secrets, *(d.config[k] for k in d.secret_keys)], False)
-            audit_facts.write(result, redactor)
+            audit_facts.write(result, redactor, from_base_state=kept or state_from is None)
+
+
+def _refused(directory: Path, message: str) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    (directory / ERROR).write_text(message + "\n")
 
 
 # ---- diff ---------------------------------------------------------------------------------
@@ -142,6 +156,11 @@ def compare(base: dict[str, Any], head: dict[str, Any]) -> dict[str, list[str]]:
                 f"{name}: {images[0].get(name) or '(none)'} -> {images[1].get(name) or '(none)'}"
             )
     secrets = [side["facts"]["secrets"] for side in (base, head)]
+    if not head["facts"].get("fromBaseState", True):
+        diff["secretsRotated"].append(
+            "not comparable: the head rendered afresh (the base's render state was unreadable)"
+        )
+        secrets = [{}, {}]
     for name in sorted(secrets[0].keys() | secrets[1].keys()):
         before, after = secrets[0].get(name), secrets[1].get(name)
         if before != after:
@@ -196,7 +215,8 @@ def diff_dirs(base: Path, head: Path) -> dict[str, Any]:
             if b is None and h is None:
                 continue  # neither side rendered it (render_all limited to some stacks)
             if b is None or h is None:
-                report[key] = {"status": f"not rendered with audit facts: {'base' if b is None else 'head'}"}
+                side = "base (from before the audit diff?)" if b is None else "head"
+                report[key] = {"status": f"not rendered with audit facts: {side}"}
             elif isinstance(b, dict) and isinstance(h, dict):
                 report[key] = {"status": "compared", **compare(b, h)}
             elif isinstance(b, str) and isinstance(h, str):
@@ -232,7 +252,7 @@ def markdown(report: dict[str, Any], title: str = "") -> str:
         if entry["status"] != "compared":
             lines.append(f"*{entry['status']}*")
             if entry["status"] == "refused by the head":
-                lines += ["", "```", entry["head"], "```"]
+                lines += ["", "```", _code(entry["head"]), "```"]
             continue
         for section, heading in SECTIONS.items():
             if entry[section]:
@@ -318,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         report = diff_dirs(args.base, args.head)
     else:
         report = compare_refs(args.base_ref, args.out)
+        args.title = args.title or f"{args.base_ref} -> this checkout"
         args.markdown = args.markdown or args.out / "audit-diff.md"
         args.json = args.json or args.out / "audit-diff.json"
     sys.stdout.write(write_reports(report, args.markdown, args.json, args.title))

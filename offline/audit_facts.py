@@ -82,7 +82,7 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(_SALT + json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def facts(result: Rendered) -> dict[str, Any]:
+def facts(result: Rendered, *, from_base_state: bool = True) -> dict[str, Any]:
     outputs = reveal(result.deployment.outputs)
     protected = {
         reg.urn: {
@@ -102,12 +102,14 @@ def facts(result: Rendered) -> dict[str, Any]:
         "protected": protected,
         "urns": sorted(reg.urn for reg in result.deployment.registrations if reg.custom),
         "warnings": list(result.warnings),
+        # False: rendered afresh although a base's state was given, so every secret is new.
+        "fromBaseState": from_base_state,
     }
 
 
-def write(result: Rendered, redactor: Redactor) -> Path:
+def write(result: Rendered, redactor: Redactor, *, from_base_state: bool = True) -> Path:
     """``audit-facts.json`` in the render's directory; refused if it would carry a secret."""
-    text = json.dumps(facts(result), indent=2, sort_keys=True) + "\n"
+    text = json.dumps(facts(result, from_base_state=from_base_state), indent=2, sort_keys=True) + "\n"
     if redactor.contains_secret(text):
         raise AssertionError(f"{FACTS} would carry a secret value; not written")
     result.write(FACTS, text, secret=False)

@@ -275,3 +275,28 @@ def test_the_cli_compares_two_crafted_stack_files(tmp_path: Path) -> None:
     assert docker["imagesChanged"] == [f"redis: {before} -> redis:7.4.6"]
     assert md.read_text() == done.stdout and md.read_text().startswith(audit_diff.MARKER)
     assert "## Audit diff: abc -> def" in md.read_text()
+
+
+def test_a_base_state_the_head_cannot_read_makes_secrets_not_comparable(tmp_path: Path) -> None:
+    render_all(tmp_path / "base", None, stacks=("dev",), targets=("docker",))
+    state = tmp_path / "base/docker/.state/dev.docker.json"
+    state.write_text(json.dumps({"version": 0}))  # as a head that changed the format would find it
+    render_all(tmp_path / "head", tmp_path / "base", stacks=("dev",), targets=("docker",))
+    entry = diff_dirs(tmp_path / "base", tmp_path / "head")["dev/docker"]
+    _only(entry, "secretsRotated")
+    assert entry["secretsRotated"] == [
+        "not comparable: the head rendered afresh (the base's render state was unreadable)"
+    ]
+
+
+def test_a_stack_file_the_head_breaks_is_reported(tmp_path: Path) -> None:
+    for side in ("base", "head"):
+        (tmp_path / side).mkdir()
+        shutil.copy(ROOT / "Pulumi.yaml", tmp_path / side)
+        shutil.copy(ROOT / "Pulumi.dev.yaml", tmp_path / side)
+    (tmp_path / "head/Pulumi.dev.yaml").write_text("config: [unclosed\n")
+    kw: dict[str, Any] = {"stacks": ("dev",), "targets": ("docker",)}
+    render_all(tmp_path / "out/base", None, project_dir=tmp_path / "base", **kw)
+    render_all(tmp_path / "out/head", tmp_path / "out/base", project_dir=tmp_path / "head", **kw)
+    entry = diff_dirs(tmp_path / "out/base", tmp_path / "out/head")["dev/docker"]
+    assert entry["status"] == "refused by the head" and "Pulumi.dev.yaml" in entry["head"]
