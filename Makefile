@@ -11,6 +11,9 @@
 # make render STACK=prod [TARGET=docker|kubernetes] [SET='key=value ...'] [SHOW_SECRETS=1] [OUT=build]
 #                                      what a stack would deploy, as files in $(OUT)/<stack>/ (no Pulumi CLI); what it
 #                                      generated (keys, certificates, passwords) is kept in $(OUT)/.state/ (0600): same stack, same files
+# make audit-diff BASE=<ref> [OUT=build]  every stack on both targets rendered at <ref> and here, and what changes
+#                                      for an auditor (flows, ports, TLS/auth, images, secrets, checklist, protected
+#                                      resources): $(OUT)/audit-diff/audit-diff.md and .json (no credentials)
 # make policy-venv                     the policy pack's venv (policy/venv), for POLICY=1
 # make bench [OUT=build]               the rendered edge against a stock TLS proxy, HAProxy and the upstreams on
 #                                      loopback (a few minutes; not part of `make test`): $(OUT)/bench/results.json, .png
@@ -34,7 +37,7 @@ POLICY_ARGS = $(if $(POLICY),--policy-pack policy --policy-pack-config policy/co
 # A local file backend unless the caller chose one; state stays beside the project.
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 
-.PHONY: venv venv-dev policy-venv preflight up preview refresh destroy test test-docker test-app test-backup restore-drill lint render bench clean
+.PHONY: venv venv-dev policy-venv preflight up preview refresh destroy test test-docker test-app test-backup restore-drill lint render audit-diff bench clean
 
 # `test -x` keeps an existing venv as it is (others may be using it); pip then adds what is missing.
 # preflight is order-only: under `make -j` too, nothing is installed for a run that cannot start.
@@ -138,6 +141,12 @@ restore-drill:
 
 render: $(DEV)
 	$(PY) -m offline.render --stack $(STACK) --out $(OUT) $(if $(TARGET),--target $(TARGET)) $(if $(SHOW_SECRETS),--show-secrets) $(foreach s,$(SET),--set $(s))
+
+# The base ref is checked out in a temporary git worktree and renders with its own code; this
+# checkout renders from the base's render state (offline/audit_diff.py). CI does the same per PR.
+audit-diff: $(DEV)
+	@test -n "$(BASE)" || { echo "make audit-diff: name the base, e.g. BASE=main" >&2; exit 2; }
+	$(PY) -m offline.audit_diff compare --base-ref $(BASE) --out $(OUT)/audit-diff
 
 # nginx and haproxy (Debian's), wrk, h2load (nghttp2-client) and openssl s_time; .ci/run installs
 # them. tests/test_bench.py runs the same module for a second per scenario so it cannot rot.

@@ -171,3 +171,62 @@ def test_preview_and_deploy_check_out_the_application_the_stacks_build_from() ->
         assert setup["with"]["app-ref"] == "${{ vars.AIXSSS_APP_REF }}", name
     login = next(s for s in steps(load("deploy.yml")) if str(s.get("uses", "")).startswith("docker/login-action@"))
     assert login["with"]["password"] == "${{ secrets.APP_REGISTRY_PASSWORD }}"
+
+
+STICKY_COMMENT = "marocchino/sticky-pull-request-comment@"
+
+
+def test_audit_diff_renders_without_privileges_and_comments_from_the_artifact_only() -> None:
+    """The pull request's code runs in `render` (read-only token, no secret); `comment` holds the
+    write token and runs nothing from the pull request: no checkout, only the artifact's file."""
+    doc = load("audit-diff.yml")
+    assert set(doc["on"]) == {"pull_request"}  # never pull_request_target
+    assert doc["permissions"] == {}
+    render, comment = doc["jobs"]["render"], doc["jobs"]["comment"]
+    assert render["permissions"] == {"contents": "read"}
+    assert "secrets." not in yaml.safe_dump(render)
+    assert all(s["with"]["persist-credentials"] is False for s in render["steps"] if "checkout" in s.get("uses", ""))
+    assert comment["needs"] == "render" and comment["permissions"] == {"pull-requests": "write"}
+    used = [s.get("uses", "") for s in comment["steps"]]
+    assert all("run" not in s for s in comment["steps"])
+    assert used[0] == "actions/download-artifact@v5" and re.fullmatch(STICKY_COMMENT + "[0-9a-f]{40}", used[1])
+    [upload] = [s for s in render["steps"] if s.get("uses") == "actions/upload-artifact@v5"]
+    assert upload["with"]["path"].split() == ["audit-diff/audit-diff.md", "audit-diff/audit-diff.json"]
+    assert comment["steps"][0]["with"]["name"] == upload["with"]["name"]
+    assert comment["steps"][1]["with"]["path"] == "audit-diff/audit-diff.md"
+
+
+def test_the_audit_diff_workflow_scripts_compare_two_checkouts(tmp_path: Path) -> None:
+    """audit-diff.yml's own run scripts (but the venv installs) on two copies of this checkout,
+    the head's dev stack file publishing no data port: the comment lists the withdrawn ports."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()
+    for side in ("base", "head"):
+        for name in files:
+            if name.startswith(("venv", "build/")) or not (ROOT / name).is_file():
+                continue
+            (tmp_path / side / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / side / name).write_bytes((ROOT / name).read_bytes())
+        (tmp_path / side / "venv").symlink_to(Path(sys.executable).parent.parent)
+    stack_file = tmp_path / "head/Pulumi.dev.yaml"
+    text = stack_file.read_text()
+    assert "aixsss:docker.publishDataPorts: true" in text
+    stack_file.write_text(text.replace("publishDataPorts: true", "publishDataPorts: false"))
+    render = load("audit-diff.yml")["jobs"]["render"]["steps"]
+    summary = tmp_path / "summary.md"
+    env = {"PATH": "/usr/bin:/bin", "RUNNER_TEMP": str(tmp_path / "runner"), "GITHUB_STEP_SUMMARY": str(summary),
+           "BASE_SHA": "1" * 40, "HEAD_SHA": "2" * 40}  # fmt: skip
+    for step in render:
+        if "run" in step and "venv-dev" not in step["run"]:
+            done = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, env=env, capture_output=True,
+                                  text=True, timeout=600)  # fmt: skip
+            assert done.returncode == 0, done.stderr[-3000:]
+    comment = (tmp_path / "audit-diff/audit-diff.md").read_text()
+    report = json.loads((tmp_path / "audit-diff/audit-diff.json").read_text())
+    assert comment.startswith("<!-- aixsss-audit-diff -->\n## Audit diff: 1111111 -> 2222222")
+    assert summary.read_text() == comment
+    assert "- `postgres: 127.0.0.1:5432->5432`" in comment
+    assert {k for k, v in report.items() if v["status"] == "compared" and any(v[s] for s in v if s != "status")} == {
+        "dev/docker"
+    }
