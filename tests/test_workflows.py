@@ -82,6 +82,9 @@ def test_checks_test_render_every_stack_upload_sarif_and_artifacts() -> None:
     assert artifact == ["build/", "!build/**/.state/**"] and 'OUT="build/$target"' in run
     job = doc["jobs"]["test-and-render"]
     assert job["permissions"] == {"contents": "read", "security-events": "write"}
+    # prod on one Docker host: the overrides its config requires, as .ci/run renders it.
+    [one_host] = [line.strip() for line in run.splitlines() if "prod/docker ]" in line]
+    assert one_host in (ROOT / ".ci/run").read_text() and 'SET="$set"' in run
 
 
 def test_deploy_refreshes_then_ups_staging_on_main_and_prod_by_dispatch_into_a_protected_environment() -> None:
