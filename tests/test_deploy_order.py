@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 
 import pytest
-from harness import Deployment, Registration, run_program
+from harness import ONE_HOST, Deployment, Registration, run_program
 
 CONTAINER = "docker:index/container:Container"
 AWAITED = {
@@ -26,13 +26,6 @@ AWAITED = {
     "kubernetes:apps/v1:StatefulSet",
     "kubernetes:batch/v1:Job",
     "kubernetes:postgresql.cnpg.io/v1:Cluster",
-}
-# prod on one host runs one of each (config refuses more), as .ci/run renders it.
-ONE_HOST = {
-    "edge.replicas": 1,
-    "database.instances": 1,
-    "database.synchronousReplicas": 0,
-    "cache.highAvailability": False,
 }
 # The longest chain allowed per target. Kubernetes: PostgreSQL, the job that lets the new login
 # role act as the owner, the migrations, the api. Docker, on the first deploy: the job that gives

@@ -60,6 +60,11 @@ class Platform(Protocol):
     # Services) it need not: nginx's `resolve` finds them, and answers 502 until they serve.
     proxy_waits_for_upstreams: bool
 
+    @property
+    def namespace_name(self) -> str | None:
+        """The namespace the stack's objects live in (Kubernetes); None where there is none."""
+        ...
+
     def resolvable_name(self, service: str) -> str:
         """The name of ``service`` that ``resolver`` answers as it is (no search domains)."""
         ...

@@ -6,7 +6,6 @@ import json
 from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 import pulumi
-import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.core.v1 import (
     ContainerArgsDict,
@@ -47,6 +46,8 @@ from components.spec import (
 )
 
 if TYPE_CHECKING:
+    import pulumi_docker as docker
+
     from components.monitoring import MonitoringSpec
 
 PART_OF = {"app.kubernetes.io/part-of": "aixsss", "app.kubernetes.io/managed-by": "pulumi"}
@@ -237,6 +238,9 @@ class KubernetesPlatform(pulumi.ComponentResource):
         """Build ``target`` with the Docker daemon of the machine running Pulumi (DOCKER_HOST and
         its `docker login` credentials), push it to app.registry, and deploy it by digest: the
         cluster runs exactly the bytes built, whatever later happens to the tag."""
+        # Here only: a stack that deploys published images never loads the Docker SDK.
+        import pulumi_docker as docker
+
         if self._builder is None:
             self._builder = docker.Provider("image-builder", opts=pulumi.ResourceOptions(parent=self))
         built = docker.Image(
