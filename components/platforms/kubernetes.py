@@ -528,19 +528,19 @@ class KubernetesPlatform(pulumi.ComponentResource):
     def _autoscaler(
         self, spec: ServiceSpec, workload: pulumi.Resource, parent: pulumi.Resource
     ) -> list[pulumi.Resource]:
-        from components.platforms.kubernetes_autoscaling import place_autoscaler
+        from components.platforms.kubernetes_autoscaling import ScalerSite, place_autoscaler
 
-        return place_autoscaler(
-            spec,
-            workload,
-            parent,
+        site = ScalerSite(
             namespace=self.namespace_name,
             keda_namespace=self._config.kubernetes.keda_namespace,
             custom=self._custom,
             network_policy=self._network_policy,
             meta=self._meta,
             provider=self.provider,
+            parent=parent,
+            workload=workload,
         )
+        return place_autoscaler(spec, site)
 
     def monitor(self, spec: MonitoringSpec, parent: pulumi.Resource) -> list[pulumi.Resource]:
         """PodMonitors, the PrometheusRule and the scrape NetworkPolicies (kubernetes_monitoring)."""
