@@ -1,7 +1,8 @@
 """The three TLS proxies under test, each as a config text for loopback ports.
 
 - edge: the dev stack's rendered nginx.conf, relocated by the tests' own helpers
-  (tests/servers.py: file paths, loopback ports, the resolver, Debian 12's nginx 1.22 spellings);
+  (tests/servers.py: file paths, loopback ports, the resolver, the asset cache's directory,
+  Debian 12's nginx 1.22 spellings);
   for throughput runs one more edit, the api zone's rate, so the limit is not what is measured;
 - stock: nginx as tutorials write it: Debian's default nginx.conf http settings (gzip on,
   gzip_types left at its default) and a server block with proxy_pass, no upstream keepalive;
@@ -16,7 +17,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.servers import LOOPBACK, deployed_copy, exporter_edits, nginx_version, relocate
+from tests.servers import LOOPBACK, EdgePorts
+from tests.servers import edge_conf as edge_conf_on_loopback
 
 EDGE_DIR = "config/aixsss-dev-edge"
 RATE_ZONE = re.compile(r"limit_req_zone \$binary_remote_addr zone=api:\S+ rate=\d+r/s;")
@@ -52,33 +54,18 @@ def edge_tls(rendered_out: Path) -> Tls:
 
 def edge_conf(rendered_out: Path, binary: str, work: Path, ports: Ports, *, raise_rate: bool,
               status_log: str | None = None) -> tuple[str, str]:  # fmt: skip
-    """The rendered edge nginx.conf relocated into ``work``, and the rate-limit edit made (or "")."""
-    paths = deployed_copy(rendered_out / EDGE_DIR, work / "files")
-    text = paths["/etc/aixsss/nginx.conf"].read_text()
-    edits = {
-        **exporter_edits(text, status_log=status_log),
-        "listen 8080;": f"listen {LOOPBACK}:{ports.http};",
-        "listen 8443 ssl;": f"listen {LOOPBACK}:{ports.https} ssl;",
-        "server api:3001 resolve ": f"server {LOOPBACK}:{ports.api} resolve ",
-        "server web:8080 resolve ": f"server {LOOPBACK}:{ports.web} resolve ",
-        "resolver 127.0.0.11 ": f"resolver {LOOPBACK} ",
-        " /tmp/": f" {work}/",
-    }
-    version = nginx_version(binary)
-    if version < (1, 25, 1):  # Debian 12's 1.22: the older spelling of `http2 on;`
-        edits["    http2 on;\n"] = ""
-        edits["listen 8443 ssl;"] = f"listen {LOOPBACK}:{ports.https} ssl http2;"
-    if version < (1, 27, 3):  # no `resolve` on upstream servers; the upstreams are literal here
-        edits["server api:3001 resolve "] = f"server {LOOPBACK}:{ports.api} "
-        edits["server web:8080 resolve "] = f"server {LOOPBACK}:{ports.web} "
-    rate_edit = ""
+    """The rendered edge nginx.conf relocated into ``work`` as the tests relocate it (its asset
+    cache too: the edge is measured as rendered), and the rate-limit edit made (or "")."""
+    rate_edit: dict[str, str] = {}
     if raise_rate:
-        found = RATE_ZONE.search(text)
+        found = RATE_ZONE.search((rendered_out / EDGE_DIR / "etc/aixsss/nginx.conf").read_text())
         assert found, "the edge's api rate-limit zone is not in the rendered nginx.conf"
-        raised = re.sub(r"rate=\d+r/s", f"rate={THROUGHPUT_RATE}", found.group(0))
-        edits[found.group(0)] = raised
-        rate_edit = f"{found.group(0)} -> {raised}"
-    return relocate(text, paths, edits), rate_edit
+        rate_edit[found.group(0)] = re.sub(r"rate=\d+r/s", f"rate={THROUGHPUT_RATE}", found.group(0))
+    edge_ports = EdgePorts(http=ports.http, https=ports.https, api=ports.api, web=ports.web)
+    conf = edge_conf_on_loopback(
+        rendered_out / EDGE_DIR, binary, work, edge_ports, status_log=status_log, extra=rate_edit
+    )
+    return conf, "; ".join(f"{old} -> {new}" for old, new in rate_edit.items())
 
 
 def stock_conf(work: Path, tls: Tls, ports: Ports) -> str:

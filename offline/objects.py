@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from components.platforms.docker import CONFIG_CARRIER_ROLE, ROLE_KEY
 from offline.engine import Deployment, Registration, is_secret, reveal
 
 K8S_PREFIX = "kubernetes:"
@@ -138,6 +137,9 @@ def secret_items(value: Any) -> list[Any]:
 
 
 def _workload(container: Registration) -> str:
+    # Docker's own labels, imported here: reading a Kubernetes stack loads no Docker SDK.
+    from components.platforms.docker import CONFIG_CARRIER_ROLE, ROLE_KEY
+
     name: str = reveal(container.inputs.get("name"))
     labels = {item["label"]: item["value"] for item in reveal(container.inputs.get("labels") or [])}
     return name.removesuffix("-config") if labels.get(ROLE_KEY) == CONFIG_CARRIER_ROLE else name

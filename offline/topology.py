@@ -13,8 +13,6 @@ from typing import Any
 
 from components.monitoring import SCRAPER
 from components.platforms.base import FLOW_KEY, OPERATOR_TRAFFIC, PORTS_KEY
-from components.platforms.docker import ROLE_KEY
-from components.platforms.kubernetes_autoscaling import KEDA_CLIENT
 from offline.engine import Deployment, reveal
 
 WORLD = "internet"
@@ -63,6 +61,9 @@ def _recorded_flows(record: str | None) -> list[Edge]:
 
 
 def from_kubernetes(deployment: Deployment) -> Topology:
+    # Each target's module here, not at the top: reading one target loads no other's SDK.
+    from components.platforms.kubernetes_autoscaling import KEDA_CLIENT
+
     topo = Topology()
     for reg in deployment.registrations:
         obj: dict[str, Any] = reveal(reg.inputs)
@@ -110,6 +111,8 @@ def from_kubernetes(deployment: Deployment) -> Topology:
 
 
 def from_docker(deployment: Deployment) -> Topology:
+    from components.platforms.docker import ROLE_KEY  # as in from_kubernetes
+
     topo = Topology()
     egress_networks = {
         reveal(r.inputs["name"])

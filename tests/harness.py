@@ -35,6 +35,13 @@ PROD_OK = {
     "database.instances": 2,
     "cache.highAvailability": True,
 }
+# prod on one host (target docker) runs one of each (config refuses more), as .ci/run renders it.
+ONE_HOST = {
+    "edge.replicas": 1,
+    "database.instances": 1,
+    "database.synchronousReplicas": 0,
+    "cache.highAvailability": False,
+}
 # Gateway exposure needs the ranges the Gateway's proxies connect from (here a usual pod range).
 GATEWAY_ADDRESSES = {"kubernetes.gatewayAddresses": ["10.244.0.0/16"]}
 

@@ -187,6 +187,58 @@ def edge_cache_edit() -> dict[str, str]:
     return {f" {CACHE_DIR} ": f" {scratch}/cache "}
 
 
+@dataclass(frozen=True)
+class EdgePorts:
+    """Where a relocated edge listens (http, https) and what it forwards to (api, web)."""
+
+    http: int
+    https: int
+    api: int
+    web: int
+
+
+def edge_conf(
+    edge_dir: Path,
+    binary: str,
+    work: Path,
+    ports: EdgePorts,
+    *,
+    stub_status: str | None = None,
+    status_log: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> str:
+    """A Docker stack's rendered edge nginx.conf (its workload's config directory ``edge_dir``)
+    relocated into ``work`` and onto loopback for nginx ``binary``: its files, listeners,
+    upstreams and resolver, its exporters' listeners (exporter_edits), its asset cache
+    (edge_cache_edit), plus ``extra`` edits (each must be in the rendered text)."""
+    paths = deployed_copy(edge_dir, work / "files")
+    text = paths["/etc/aixsss/nginx.conf"].read_text()
+    edits = {
+        **exporter_edits(text, stub_status, status_log),
+        "listen 8080;": f"listen {LOOPBACK}:{ports.http};",
+        "listen 8443 ssl;": f"listen {LOOPBACK}:{ports.https} ssl;",
+        "server api:3001 resolve ": f"server {LOOPBACK}:{ports.api} resolve ",
+        "server web:8080 resolve ": f"server {LOOPBACK}:{ports.web} resolve ",
+        # The stubs listen on loopback here; Docker's DNS server exists only inside containers.
+        "resolver 127.0.0.11 ": f"resolver {LOOPBACK} ",
+        " /tmp/": f" {work}/",
+        **edge_cache_edit(),
+    }
+    version = nginx_version(binary)
+    if version < (1, 25, 1):
+        # Debian 12's nginx predates `http2 on;` (1.25.1, what the image runs): the same
+        # switch in the older spelling. Nothing else differs.
+        edits["    http2 on;\n"] = ""
+        edits["listen 8443 ssl;"] = f"listen {LOOPBACK}:{ports.https} ssl http2;"
+    if version < (1, 27, 3):
+        # Nor has it `resolve` on upstream servers (1.27.3; the image runs 1.29). The upstreams
+        # are literal loopback addresses here, so there is nothing to re-resolve; the real-daemon
+        # tier (tests/realdocker) proves re-resolution with an nginx that has it.
+        edits["server api:3001 resolve "] = f"server {LOOPBACK}:{ports.api} "
+        edits["server web:8080 resolve "] = f"server {LOOPBACK}:{ports.web} "
+    return relocate(text, paths, edits | (extra or {}))
+
+
 def relocate(text: str, paths: dict[str, Path], extra: dict[str, str] | None = None) -> str:
     """The deployed text with each deployed file path pointed at its copy, plus ``extra`` edits.
 

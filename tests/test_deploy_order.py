@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 
 import pytest
-from harness import Deployment, Registration, run_program
+from harness import ONE_HOST, Deployment, Registration, run_program
 
 CONTAINER = "docker:index/container:Container"
 AWAITED = {
@@ -27,13 +27,6 @@ AWAITED = {
     "kubernetes:apps/v1:StatefulSet",
     "kubernetes:batch/v1:Job",
     "kubernetes:postgresql.cnpg.io/v1:Cluster",
-}
-# prod on one host runs one of each (config refuses more), as .ci/run renders it.
-ONE_HOST = {
-    "edge.replicas": 1,
-    "database.instances": 1,
-    "database.synchronousReplicas": 0,
-    "cache.highAvailability": False,
 }
 # The longest chain allowed, every target (issue 14). Kubernetes: PostgreSQL, the job that lets
 # the new login role act as the owner, the migrations, the api. Docker: PostgreSQL, the

@@ -40,19 +40,18 @@ from servers import (
     LOOPBACK,
     Cache,
     Database,
+    EdgePorts,
     PostgresServer,
-    deployed_copy,
-    edge_cache_edit,
-    exporter_edits,
     free_port,
     nginx_running,
-    nginx_version,
     redis_client_password,
-    relocate,
     rendered_database,
     rendered_redis,
     serving,
     superuser_psql,
+)
+from servers import (
+    edge_conf as relocated_edge,
 )
 
 from offline.engine import reveal
@@ -183,33 +182,12 @@ OLD_TLS = {ssl.TLSVersion.TLSv1: "TLSv1", ssl.TLSVersion.TLSv1_1: "TLSv1.1"}
 
 def edge_conf(dev: Rendered, binary: str, work: Path, http_port: int, https_port: int, api_port: int,
               web_port: int, stub_status: str | None = None, status_log: str | None = None) -> str:  # fmt: skip
-    """The rendered nginx.conf, relocated into ``work`` and onto the given loopback ports (the
-    exporters' listeners onto ``stub_status`` and ``status_log``, or free ports)."""
-    paths = deployed_copy(dev.out / "config/aixsss-dev-edge", work / "files")
-    text = paths["/etc/aixsss/nginx.conf"].read_text()
-    edits = {
-        **exporter_edits(text, stub_status, status_log),
-        "listen 8080;": f"listen {LOOPBACK}:{http_port};",
-        "listen 8443 ssl;": f"listen {LOOPBACK}:{https_port} ssl;",
-        "server api:3001 resolve ": f"server {LOOPBACK}:{api_port} resolve ",
-        "server web:8080 resolve ": f"server {LOOPBACK}:{web_port} resolve ",
-        # The stubs listen on loopback here; Docker's DNS server exists only inside containers.
-        "resolver 127.0.0.11 ": f"resolver {LOOPBACK} ",
-        " /tmp/": f" {work}/",
-        **edge_cache_edit(),
-    }
-    if nginx_version(binary) < (1, 25, 1):
-        # Debian 12's nginx predates `http2 on;` (1.25.1, what the image runs): the same
-        # switch in the older spelling. Nothing else differs.
-        edits["    http2 on;\n"] = ""
-        edits["listen 8443 ssl;"] = f"listen {LOOPBACK}:{https_port} ssl http2;"
-    if nginx_version(binary) < (1, 27, 3):
-        # Nor has it `resolve` on upstream servers (1.27.3; the image runs 1.29). The upstreams
-        # are literal loopback addresses here, so there is nothing to re-resolve; the real-daemon
-        # tier (tests/realdocker) proves re-resolution with an nginx that has it.
-        edits["server api:3001 resolve "] = f"server {LOOPBACK}:{api_port} "
-        edits["server web:8080 resolve "] = f"server {LOOPBACK}:{web_port} "
-    return relocate(text, paths, edits)
+    """The dev stack's rendered edge nginx.conf, relocated into ``work`` and onto the given
+    loopback ports (the exporters' listeners onto ``stub_status`` and ``status_log``, or free
+    ports): servers.edge_conf."""
+    ports = EdgePorts(http_port, https_port, api_port, web_port)
+    edge_dir = dev.out / "config/aixsss-dev-edge"
+    return relocated_edge(edge_dir, binary, work, ports, stub_status=stub_status, status_log=status_log)
 
 
 @contextlib.contextmanager

@@ -56,6 +56,11 @@ class Platform(Protocol):
     # The DNS server a proxy asks to re-resolve service names while it runs.
     resolver: str
 
+    @property
+    def namespace_name(self) -> str | None:
+        """The namespace the stack's objects live in (Kubernetes); None where there is none."""
+        ...
+
     def resolvable_name(self, service: str) -> str:
         """The name of ``service`` that ``resolver`` answers as it is (no search domains)."""
         ...

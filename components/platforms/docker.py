@@ -100,6 +100,7 @@ def _env_list(env: dict[str, str], secret_env: dict[str, pulumi.Output[str]]) ->
 
 class DockerPlatform(pulumi.ComponentResource):
     name = "docker"
+    namespace_name = None  # no namespaces (Platform.namespace_name)
     # One host: PostgreSQL is the spec's container, a single instance.
     runs_postgres_clusters = False
 

@@ -6,7 +6,6 @@ import json
 from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 import pulumi
-import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.core.v1 import (
     ContainerArgsDict,
@@ -47,6 +46,8 @@ from components.spec import (
 )
 
 if TYPE_CHECKING:
+    import pulumi_docker as docker
+
     from components.monitoring import MonitoringSpec
 
 PART_OF = {"app.kubernetes.io/part-of": "aixsss", "app.kubernetes.io/managed-by": "pulumi"}
@@ -234,6 +235,9 @@ class KubernetesPlatform(pulumi.ComponentResource):
         """Build ``target`` with the Docker daemon of the machine running Pulumi (DOCKER_HOST and
         its `docker login` credentials), push it to app.registry, and deploy it by digest: the
         cluster runs exactly the bytes built, whatever later happens to the tag."""
+        # Here only: a stack that deploys published images never loads the Docker SDK.
+        import pulumi_docker as docker
+
         if self._builder is None:
             self._builder = docker.Provider("image-builder", opts=pulumi.ResourceOptions(parent=self))
         built = docker.Image(
@@ -521,19 +525,19 @@ class KubernetesPlatform(pulumi.ComponentResource):
     def _autoscaler(
         self, spec: ServiceSpec, workload: pulumi.Resource, parent: pulumi.Resource
     ) -> list[pulumi.Resource]:
-        from components.platforms.kubernetes_autoscaling import place_autoscaler
+        from components.platforms.kubernetes_autoscaling import ScalerSite, place_autoscaler
 
-        return place_autoscaler(
-            spec,
-            workload,
-            parent,
+        site = ScalerSite(
             namespace=self.namespace_name,
             keda_namespace=self._config.kubernetes.keda_namespace,
             custom=self._custom,
             network_policy=self._network_policy,
             meta=self._meta,
             provider=self.provider,
+            parent=parent,
+            workload=workload,
         )
+        return place_autoscaler(spec, site)
 
     def monitor(self, spec: MonitoringSpec, parent: pulumi.Resource) -> list[pulumi.Resource]:
         """PodMonitors, the PrometheusRule and the scrape NetworkPolicies (kubernetes_monitoring)."""

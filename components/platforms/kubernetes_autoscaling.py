@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -40,6 +41,25 @@ KEDA_API = "keda.sh/v1alpha1"
 KEDA_CLIENT = "keda-operator"
 
 
+@dataclass(frozen=True)
+class ScalerSite:
+    """Where a workload's autoscalers are declared, and with what of the platform's."""
+
+    namespace: str
+    keda_namespace: str
+    custom: CustomMaker
+    network_policy: PolicyMaker
+    meta: MetaMaker
+    provider: k8s.Provider
+    parent: pulumi.Resource
+    # The workload they scale: each scaler waits for it.
+    workload: pulumi.Resource
+
+    @property
+    def opts(self) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self.parent, provider=self.provider, depends_on=[self.workload])
+
+
 def keda_client(namespace: str) -> str:
     return f"{KEDA_CLIENT} (namespace {namespace})"
 
@@ -52,29 +72,16 @@ def _labels(name: str) -> dict[str, str]:
     return {**_selector(name), **PART_OF}
 
 
-def _queue_scaler(
-    spec: ServiceSpec,
-    queue: QueueBacklog,
-    auto: Autoscale,
-    *,
-    namespace: str,
-    keda_namespace: str,
-    custom: CustomMaker,
-    network_policy: PolicyMaker,
-    meta: MetaMaker,
-    provider: k8s.Provider,
-    parent: pulumi.Resource,
-    depends_on: list[pulumi.Resource],
-) -> list[pulumi.Resource]:
+def _queue_scaler(spec: ServiceSpec, queue: QueueBacklog, auto: Autoscale, site: ScalerSite) -> list[pulumi.Resource]:
     name = f"{spec.name}-queue"
     # The password and the CA as the TriggerAuthentication reads them: a Secret of this namespace.
     secret = k8s.core.v1.Secret(
         f"{name}-auth",
-        metadata=meta(f"{name}-auth", _labels(spec.name)),
+        metadata=site.meta(f"{name}-auth", _labels(spec.name)),
         string_data={"password": pulumi.Output.secret(queue.password), "ca": queue.ca_pem},
-        opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=depends_on),
+        opts=site.opts,
     )
-    auth = custom(
+    auth = site.custom(
         name,
         KEDA_API,
         "TriggerAuthentication",
@@ -84,10 +91,10 @@ def _queue_scaler(
                 {"parameter": "ca", "name": f"{name}-auth", "key": "ca"},
             ]
         },
-        parent,
+        site.parent,
         [secret],
     )
-    scaled = custom(
+    scaled = site.custom(
         spec.name,
         KEDA_API,
         "ScaledObject",
@@ -100,7 +107,7 @@ def _queue_scaler(
                     "type": "redis",
                     # KEDA verifies the certificate against `ca` for this name (one of its SANs).
                     "metadata": {
-                        "address": f"{queue.server}.{namespace}.svc:{queue.port}",
+                        "address": f"{queue.server}.{site.namespace}.svc:{queue.port}",
                         "listName": queue.list_name,
                         "listLength": str(queue.target_length),
                         "enableTLS": "true",
@@ -109,43 +116,34 @@ def _queue_scaler(
                 }
             ],
         },
-        parent,
-        [*depends_on, auth],
+        site.parent,
+        [site.workload, auth],
     )
     keda: k8s.networking.v1.NetworkPolicyPeerArgsDict = {
-        "namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": keda_namespace}}
+        "namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": site.keda_namespace}}
     }
     flow = {
-        "client": keda_client(keda_namespace),
+        "client": keda_client(site.keda_namespace),
         "server": queue.server,
         "ports": [queue.port],
         "tls": True,
         "auth": "password",
     }
     # The operator's own egress is its namespace's business; the stack admits it to Redis only.
-    policy = network_policy(
+    policy = site.network_policy(
         f"{queue.server}-from-keda",
         _selector(queue.server),
-        parent=parent,
+        parent=site.parent,
         ingress=[{"from_": [keda], "ports": [{"protocol": "TCP", "port": queue.port}]}],
         annotations={FLOW_KEY: json.dumps([flow])},
     )
     return [secret, auth, scaled, policy]
 
 
-def _cpu_scaler(
-    spec: ServiceSpec,
-    auto: Autoscale,
-    percent: int,
-    *,
-    meta: MetaMaker,
-    provider: k8s.Provider,
-    parent: pulumi.Resource,
-    depends_on: list[pulumi.Resource],
-) -> pulumi.Resource:
+def _cpu_scaler(spec: ServiceSpec, auto: Autoscale, percent: int, site: ScalerSite) -> pulumi.Resource:
     return k8s.autoscaling.v2.HorizontalPodAutoscaler(
         spec.name,
-        metadata=meta(spec.name, _labels(spec.name)),
+        metadata=site.meta(spec.name, _labels(spec.name)),
         spec={
             "scale_target_ref": {"api_version": "apps/v1", "kind": "Deployment", "name": spec.name},
             "min_replicas": spec.replicas,
@@ -157,44 +155,17 @@ def _cpu_scaler(
                 }
             ],
         },
-        opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=depends_on),
+        opts=site.opts,
     )
 
 
-def place_autoscaler(
-    spec: ServiceSpec,
-    workload: pulumi.Resource,
-    parent: pulumi.Resource,
-    *,
-    namespace: str,
-    keda_namespace: str,
-    custom: CustomMaker,
-    network_policy: PolicyMaker,
-    meta: MetaMaker,
-    provider: k8s.Provider,
-) -> list[pulumi.Resource]:
+def place_autoscaler(spec: ServiceSpec, site: ScalerSite) -> list[pulumi.Resource]:
     auto = spec.autoscale
     if auto is None:
         return []
     made: list[pulumi.Resource] = []
     if auto.queue is not None:
-        made += _queue_scaler(
-            spec,
-            auto.queue,
-            auto,
-            namespace=namespace,
-            keda_namespace=keda_namespace,
-            custom=custom,
-            network_policy=network_policy,
-            meta=meta,
-            provider=provider,
-            parent=parent,
-            depends_on=[workload],
-        )
+        made += _queue_scaler(spec, auto.queue, auto, site)
     if auto.cpu_percent is not None:
-        made.append(
-            _cpu_scaler(
-                spec, auto, auto.cpu_percent, meta=meta, provider=provider, parent=parent, depends_on=[workload]
-            )
-        )
+        made.append(_cpu_scaler(spec, auto, auto.cpu_percent, site))
     return made

@@ -9,7 +9,7 @@ Three servers run on 127.0.0.1, each started by the tests and stopped after them
 
 Every generated file is run as generated except for where things are on this machine
 (servers.relocate: file paths, loopback ports, the resolver) and the two spellings Debian 12's
-nginx 1.22 lacks (``http2 on;`` and ``resolve`` on upstream servers: see tests/test_servers.py).
+nginx 1.22 lacks (``http2 on;`` and ``resolve`` on upstream servers: servers.edge_conf).
 Headers and the CSP are never edited, except in the negative controls, which say so.
 
 Chromium (Debian's package, driven through Playwright with the system binary; nothing is
@@ -39,11 +39,7 @@ from typing import Any
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, Request, Route
 from servers import (
     LOOPBACK,
-    deployed_copy,
-    edge_cache_edit,
-    exporter_edits,
     nginx_running,
-    nginx_version,
     relocate,
     serving,
 )
@@ -87,39 +83,6 @@ def web_conf(generated: str, root: Path, work: Path, port: int) -> str:
             " /tmp/": f" {work}/",
         },
     )
-
-
-def edge_conf(edge_dir: Path, binary: str, work: Path, ports: EdgePorts) -> str:
-    """The rendered edge nginx.conf (its workload's config directory ``edge_dir``), relocated
-    into ``work`` and onto loopback, as tests/test_servers.py runs it."""
-    paths = deployed_copy(edge_dir, work / "files")
-    text = paths["/etc/aixsss/nginx.conf"].read_text()
-    edits = {
-        **exporter_edits(text),
-        "listen 8080;": f"listen {LOOPBACK}:{ports.http};",
-        "listen 8443 ssl;": f"listen {LOOPBACK}:{ports.https} ssl;",
-        "server api:3001 resolve ": f"server {LOOPBACK}:{ports.api} resolve ",
-        "server web:8080 resolve ": f"server {LOOPBACK}:{ports.web} resolve ",
-        "resolver 127.0.0.11 ": f"resolver {LOOPBACK} ",
-        " /tmp/": f" {work}/",
-        **edge_cache_edit(),
-    }
-    version = nginx_version(binary)
-    if version < (1, 25, 1):  # Debian 12's 1.22: the older spelling of `http2 on;`
-        edits["    http2 on;\n"] = ""
-        edits["listen 8443 ssl;"] = f"listen {LOOPBACK}:{ports.https} ssl http2;"
-    if version < (1, 27, 3):  # no `resolve` on upstream servers; the upstreams are literal here
-        edits["server api:3001 resolve "] = f"server {LOOPBACK}:{ports.api} "
-        edits["server web:8080 resolve "] = f"server {LOOPBACK}:{ports.web} "
-    return relocate(text, paths, edits)
-
-
-@dataclass(frozen=True)
-class EdgePorts:
-    http: int
-    https: int
-    api: int
-    web: int
 
 
 def content_security_policy(conf: str) -> str:

@@ -42,15 +42,13 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Respo
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from rendering import config_file, rendered, tool
-from servers import LOOPBACK, free_port
+from servers import LOOPBACK, EdgePorts, edge_conf, free_port
 
 from offline.render import Rendered
 
 from .browser import (
-    EdgePorts,
     PageWatch,
     ThirdParty,
-    edge_conf,
     launch,
     nginx,
     precompressed_copy,

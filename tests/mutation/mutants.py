@@ -1564,7 +1564,7 @@ MUTANTS: list[Mutant] = [
         "keda-any-namespace",
         "security",
         "components/platforms/kubernetes_autoscaling.py",
-        '"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": keda_namespace}}',
+        '"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": site.keda_namespace}}',
         '"namespace_selector": {}',
         "KEDA: every namespace is admitted to Redis, not only the operator's",
     ),
