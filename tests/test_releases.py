@@ -191,6 +191,16 @@ def test_an_allowed_rollback_runs_the_recorded_images_and_no_migration_job(targe
     assert out["imageOrigins"]["api"] == "release r1 (rollback; recorded in aixsss:releases)"
 
 
+def test_on_a_rollback_api_and_worker_wait_for_postgres_instead_of_the_migrations() -> None:
+    history = {**GIVEN, **CURRENT, "releases": [R1, R2_SAFE, R3], "target": "docker"}
+    rolled = run_program("dev", overrides={**history, "release.rollbackTo": "r1"})
+    postgres = rolled.named("postgres", CONTAINER)
+    for name in ("api", "worker"):
+        assert rolled.depends_on(rolled.named(name, CONTAINER), postgres), name
+    # Control: the measure sees a missing wait (web waits for no database).
+    assert not rolled.depends_on(rolled.named("web", CONTAINER), postgres)
+
+
 def test_a_refused_rollback_stops_the_program_before_any_resource() -> None:
     overrides = {**GIVEN, **CURRENT, "releases": [R1, R2_UNSAFE, R3], "release.rollbackTo": "r1"}
     with pytest.raises(StackConfigError, match="release r2 applied migration 001_add_tag") as refused:

@@ -880,6 +880,14 @@ MUTANTS: list[Mutant] = [
         "a rollback runs the migration job of the release it goes back to",
     ),
     Mutant(
+        "rollback-waits-for-nothing",
+        "wiring",
+        "components/api.py",
+        "self.migrations.ready if self.migrations is not None else list(database_ready)",
+        "self.migrations.ready if self.migrations is not None else []",
+        "on a rollback api and worker no longer wait for PostgreSQL",
+    ),
+    Mutant(
         "rollback-compatibility-ignored",
         "data",
         "components/config/releases.py",
