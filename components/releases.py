@@ -20,8 +20,8 @@ from typing import Any
 
 import pulumi
 
-from components.config import StackConfig
-from components.config.releases import MAX_RELEASES, Release, Step, applied_since, is_migration_name
+from components.config import PROJECT, Problem, StackConfig, StackConfigError, format_problems
+from components.config.releases import MAX_RELEASES, Release, Step, applied_since, is_migration_name, older_head
 
 # Where Prisma keeps the api's migrations in the application's checkout (APP.md); it applies
 # them in the order of their directory names.
@@ -99,6 +99,12 @@ def plan(config: StackConfig, api_version: str, migrations: tuple[str, ...]) -> 
         )
     name = config.release.name or _derived_name(config, api_version)
     head = migrations[-1] if migrations else config.release.migration_head
+    disguised = older_head(head, history) if migrations else None  # given heads: the config model
+    if disguised:
+        # Built from app.source: only the program reads the checkout's migrations.
+        allowed = f"a checkout whose newest migration ({head}) is {disguised}"
+        problem = Problem(f"{PROJECT}:app.source", repr(config.app.source), allowed)
+        raise StackConfigError(format_problems([problem], pulumi.get_stack()))
     previous = next((r for r in reversed(history) if r.name != name), None)
     new: tuple[str, ...] = ()
     if previous is not None and migrations and head != previous.migration_head:

@@ -50,6 +50,9 @@ R3 = line("r3", "002_drop_title", "3.0.0")
 CURRENT = {"images.api": "ghcr.io/aixsss/api:3.0.0", "images.worker": "ghcr.io/aixsss/worker:3.0.0"}
 CURRENT |= {"images.web": "ghcr.io/aixsss/web:3.0.0", "release.name": "r3", "release.migrationHead": "002_drop_title"}
 
+# A release after every entry the bound tests record (their heads are 000_m … 019_m).
+LATEST = {"release.name": "r99", "release.migrationHead": "999_last"}
+
 
 def problems(flat: dict[str, Any], stack: str = "dev") -> list[str]:
     _, found = check_stack_config({**GIVEN, **flat}, stack)
@@ -91,7 +94,7 @@ def test_rollback_to_an_unrecorded_release_lists_the_recorded_ones() -> None:
 
 def test_history_is_bounded() -> None:
     lines = [line(f"r{i}", f"{i:03d}_m", f"{i}.0.0") for i in range(MAX_RELEASES)]
-    at_most = {**CURRENT, "release.name": "r99", "releases": lines}
+    at_most = {**CURRENT, **LATEST, "releases": lines}
     assert problems(at_most) == []  # control: the bound itself is allowed
     [found] = problems({**at_most, "releases": [*lines, line("r20", "020_m", "20.0.0")]})
     assert "aixsss:releases = " in found and f"at most {MAX_RELEASES} releases (found {MAX_RELEASES + 1})" in found
@@ -119,6 +122,26 @@ def test_a_recorded_name_cannot_be_reused_for_other_images() -> None:
     same = {**CURRENT, "release.name": "r1", "release.migrationHead": "000_init"}
     same |= {f"images.{n}": f"ghcr.io/aixsss/{n}:1.0.0" for n in ("api", "worker", "web")}
     assert problems({**same, "releases": [R1]}) == []  # control: a re-deploy of r1 as recorded
+
+
+def test_images_older_than_the_schema_are_a_rollback_in_disguise() -> None:
+    """Going back by editing images.* would run the old image's migration job on a newer schema,
+    unjudged: refused, pointing at release.rollbackTo."""
+    old = {**CURRENT, "release.name": "r1-again", "release.migrationHead": "000_init"}
+    [found] = problems({**old, "releases": [R1, R2_UNSAFE, R3]})
+    assert "aixsss:release.migrationHead = '000_init' is not allowed: a head at least 002_drop_title" in found
+    assert "(recorded by r2)" in found and "release.rollbackTo" in found
+    assert problems({**old, "releases": [R1]}) == []  # control: nothing newer recorded
+
+
+def test_a_checkout_older_than_the_schema_is_refused_by_the_program(tmp_path: Path) -> None:
+    app = _checkout(tmp_path, ["000_init"])
+    with pytest.raises(
+        StackConfigError, match=r"aixsss:app.source = .* a checkout whose newest migration \(000_init\)"
+    ):
+        run_program("dev", overrides={"app.source": str(app), "releases": [R1, R2_SAFE]})
+    # Control: the same checkout with nothing newer recorded deploys.
+    run_program("dev", overrides={"app.source": str(app), "releases": [R1]})
 
 
 def test_built_images_read_their_head_instead_of_declaring_it() -> None:
@@ -210,13 +233,16 @@ def test_a_refused_rollback_stops_the_program_before_any_resource() -> None:
 
 def test_the_releases_output_records_this_deploy_last_and_bounded() -> None:
     lines = [line(f"r{i}", f"{i:03d}_m", f"{i}.0.0") for i in range(MAX_RELEASES)]
-    d = run_program("dev", overrides={**GIVEN, **CURRENT, "release.name": "r99", "releases": lines})
+    d = run_program(
+        "dev",
+        overrides={**GIVEN, **CURRENT, **LATEST, "releases": lines},
+    )
     releases = reveal(d.outputs)["releases"]
     assert len(releases["history"]) == MAX_RELEASES  # the oldest dropped, this deploy last
     assert releases["history"][0]["name"] == "r1" and releases["history"][-1]["name"] == "r99"
     current = releases["history"][-1]
     assert current["images"] == {n: f"ghcr.io/aixsss/{n}:3.0.0" for n in ("api", "worker", "web")}
-    assert current["migrationHead"] == "002_drop_title" and current["backwardCompatible"] is False
+    assert current["migrationHead"] == "999_last" and current["backwardCompatible"] is False
     assert releases["deployed"] == "r99" and releases["migrationJob"] is True and not releases.get("rollbackFrom")
 
 
@@ -416,7 +442,7 @@ def test_make_release_records_the_deploy_from_the_output(tmp_path: Path) -> None
 
 def test_make_release_keeps_the_newest_releases(tmp_path: Path) -> None:
     lines = [line(f"r{i}", f"{i:03d}_m", f"{i}.0.0") for i in range(MAX_RELEASES)]
-    project = Project(tmp_path, {**STAGING, "release.name": "r99", "releases": lines})
+    project = Project(tmp_path, {**STAGING, **LATEST, "releases": lines})
     project.output.write_text(json.dumps(reveal(run_program("staging", project_dir=project.dir).outputs)["releases"]))
     assert project.script("record").returncode == 0
     recorded = project.config["aixsss:releases"]

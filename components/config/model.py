@@ -26,6 +26,7 @@ from components.config.releases import (
     blocking_step,
     is_migration_name,
     is_release_name,
+    older_head,
     parse_history,
     refusal,
 )
@@ -996,6 +997,11 @@ class ReleaseSettings(Section):
                 "the newest migration in images.api (apps/api/prisma/migrations/<name>) once aixsss:releases "
                 "records releases: a rollback is judged by it",
                 ("app.source", "releases"),
+            )
+        disguised = older_head(self.migration_head, history)
+        if given and disguised and not self.rollback_to:
+            yield RuleViolation(
+                f"{prefix}.migrationHead", self.migration_head, f"a head {disguised}", ("app.source", "releases")
             )
         images = {n: getattr(stack.images, n) for n in APP_IMAGES}
         if given and self.name in recorded and recorded[self.name].images != images and not self.rollback_to:

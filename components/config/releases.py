@@ -170,6 +170,24 @@ def blocking_step(steps: list[Step]) -> Step | None:
     return next((s for s in steps if not s.release.backward_compatible), None)
 
 
+def schema_head(history: list[Release]) -> Release | None:
+    """The recorded release with the newest head (Prisma's order is the names' order)."""
+    return max(history, key=lambda r: r.migration_head, default=None)
+
+
+def older_head(head: str, history: list[Release]) -> str | None:
+    """Why deploying images whose newest migration is ``head`` is a rollback in disguise (the
+    database already has newer migrations), or None."""
+    newest = schema_head(history)
+    if not head or newest is None or head >= newest.migration_head:
+        return None
+    return (
+        f"at least {newest.migration_head} (recorded by {newest.name}): the database has migrations this "
+        "image does not know, so this deploy is a rollback; deploy an earlier release with release.rollbackTo "
+        "(make rollback), which is judged and runs no migration job, or roll forward"
+    )
+
+
 def refusal(target: Release, step: Step) -> str:
     """Why a rollback to ``target`` is refused, and what to do instead."""
     first = step.migrations[0]

@@ -888,6 +888,14 @@ MUTANTS: list[Mutant] = [
         "on a rollback api and worker no longer wait for PostgreSQL",
     ),
     Mutant(
+        "disguised-rollback-allowed",
+        "data",
+        "components/config/releases.py",
+        "if not head or newest is None or head >= newest.migration_head:",
+        "if True:",
+        "images older than the schema deploy as a new release (their migration job runs, unjudged)",
+    ),
+    Mutant(
         "rollback-compatibility-ignored",
         "data",
         "components/config/releases.py",
