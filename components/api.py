@@ -29,7 +29,7 @@ NAME = "api"
 PORT = 3001
 HEALTH_PATH = "/api/health"
 UID = 1000  # the node user of the official Node images
-# The release record (components/releases.py) the policy pack's rollback-keeps-schema reads.
+# The release record (components/releases.py) the policy pack's rollback rules read.
 RELEASE_RECORD_PATH = f"{CONFIG_DIR}/{releases.RECORD_FILE}"
 
 

@@ -7,7 +7,8 @@ names an entry to run again. A rollback deploys that entry's images and no migra
 schema stays at the newer head, which is why the config model (ReleaseSettings) refuses one
 across migrations not declared backward compatible. The api carries the record as
 ``/etc/aixsss/release.json`` (a Docker config carrier's upload, a ConfigMap key on Kubernetes),
-so the policy pack (rule rollback-keeps-schema) judges what is deployed, not the config.
+so the policy pack (rollback-crosses-compatible-migrations, rollback-runs-no-migrations)
+judges what is deployed, not the config.
 """
 
 from __future__ import annotations
