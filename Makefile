@@ -8,6 +8,11 @@
 # make test-app                        only the tests that run the real application's code (its env schemas,
 #                                      BullMQ client, SQL migrations, web build in Chromium) against what the program generates
 # make restore-drill STACK=dev        Docker: restore the newest backup into a scratch container and check it
+# make release STACK=prod              after `make up`: record the deployed release (the `releases` output) in
+#                                      Pulumi.<stack>.yaml's aixsss:releases (the newest 20 kept)
+# make rollback STACK=prod TO=r7 [POLICY=1]   re-deploy recorded release r7's images without migrations;
+#                                      refused (nothing changed) across a migration not declared backward compatible;
+#                                      TO= (empty) rolls forward to the configured release
 # make render STACK=prod [TARGET=docker|kubernetes] [SET='key=value ...'] [SHOW_SECRETS=1] [OUT=build]
 #                                      what a stack would deploy, as files in $(OUT)/<stack>/ (no Pulumi CLI); what it
 #                                      generated (keys, certificates, passwords) is kept in $(OUT)/.state/ (0600): same stack, same files
@@ -37,11 +42,11 @@ POLICY_ARGS = $(if $(POLICY),--policy-pack policy --policy-pack-config policy/co
 # A local file backend unless the caller chose one; state stays beside the project.
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 
-.PHONY: venv venv-dev policy-venv preflight up preview refresh destroy test test-docker test-app test-backup restore-drill lint render audit-diff bench clean
+.PHONY: venv venv-dev policy-venv preflight up preview refresh destroy release rollback test test-docker test-app test-backup restore-drill lint render audit-diff bench clean
 
 # `test -x` keeps an existing venv as it is (others may be using it); pip then adds what is missing.
 # preflight is order-only: under `make -j` too, nothing is installed for a run that cannot start.
-$(RUNTIME): requirements.txt | $(if $(filter up preview refresh destroy,$(MAKECMDGOALS)),preflight)
+$(RUNTIME): requirements.txt | $(if $(filter up preview refresh destroy release rollback,$(MAKECMDGOALS)),preflight)
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements.txt
@@ -105,6 +110,17 @@ destroy: preflight $(RUNTIME)
 	@echo "  and the data), then pulumi state unprotect --all --stack $(STACK), then make destroy again."
 	$(PULUMI) stack select $(STACK)
 	$(PULUMI) destroy --stack $(STACK)$(if $(EXCLUDE_PROTECTED), --exclude-protected)
+
+# Releases as data (README: Releases and rollback): scripts/releases.py edits the stack file
+# with `pulumi config`, after checking with the program's own config model. It reads the stack
+# file as `make render` does (offline/), hence the dev venv.
+release: preflight $(DEV)
+	PULUMI=$(PULUMI) $(PY) scripts/releases.py record --stack $(STACK)
+
+# A refused rollback stops here with the model's report, before any config or resource changes.
+rollback: preflight $(DEV)
+	PULUMI=$(PULUMI) $(PY) scripts/releases.py rollback --stack $(STACK) --to '$(TO)'
+	$(MAKE) --no-print-directory up STACK=$(STACK) $(if $(POLICY),POLICY=$(POLICY))
 
 # pyright ([tool.pyright] in pyproject.toml) is the judge no API server or provider can be here:
 # the SDKs' typed Args make a misspelt field an error.

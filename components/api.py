@@ -6,17 +6,31 @@ import hashlib
 
 import pulumi
 
+from components import releases
 from components.app_env import AppConnections, node_env, shared_env, shared_secret_env
 from components.app_images import AppImage
 from components.config import StackConfig
 from components.platforms.base import Placement, Platform
 from components.service import CA_PATH, Service
-from components.spec import Autoscale, ConfigFile, Port, Probe, Security, ServiceSpec, Sidecar, Zone, secret_env
+from components.spec import (
+    CONFIG_DIR,
+    Autoscale,
+    ConfigFile,
+    Port,
+    Probe,
+    Security,
+    ServiceSpec,
+    Sidecar,
+    Zone,
+    secret_env,
+)
 
 NAME = "api"
 PORT = 3001
 HEALTH_PATH = "/api/health"
 UID = 1000  # the node user of the official Node images
+# The release record (components/releases.py) the policy pack's rollback rules read.
+RELEASE_RECORD_PATH = f"{CONFIG_DIR}/{releases.RECORD_FILE}"
 
 
 def data_services(config: StackConfig) -> tuple[str, ...]:
@@ -55,6 +69,9 @@ class Api(Service):
         command = config.api.migration_command
         release = hashlib.sha256(f"{image.version}\n{command}".encode()).hexdigest()
         self.image = image
+        # The release this deploy records (components/releases.py); its record rides with the api.
+        self.release = releases.plan(config, image.version, image.migrations)
+        record = ConfigFile(RELEASE_RECORD_PATH, self.release.record())
         self.migration_spec = ServiceSpec(
             name="api-migrate",
             image=image.ref,
@@ -69,8 +86,16 @@ class Api(Service):
             run_once=True,
             release=release,
         )
-        # Migrations need PostgreSQL alone; the new api serves only after they ran.
-        self.migrations: Placement = platform.place(self.migration_spec, self, database_ready)
+        # Migrations need PostgreSQL alone; the new api serves only after they ran. A rollback
+        # declares none: the older images run on the schema as it is (the config refused it if
+        # they cannot), and migrations are never undone.
+        self.migrations: Placement | None = None
+        if self.release.runs_migrations:
+            self.migrations = platform.place(self.migration_spec, self, database_ready)
+        # What api and worker wait for: the migrations, or on a rollback the database itself.
+        self.migrations_ready: list[pulumi.Resource] = (
+            self.migrations.ready if self.migrations is not None else list(database_ready)
+        )
         spec = ServiceSpec(
             name=NAME,
             image=image.ref,
@@ -80,7 +105,7 @@ class Api(Service):
             env={**shared_env(config, conn), "PORT": str(PORT), "CORS_ORIGIN": config.public_origin},
             secret_env=secret_env({**shared_secret_env(conn), "JWT_SECRET": jwt_secret}),
             ports=[Port("http", PORT, auth="jwt")],
-            files=[ca_file],
+            files=[ca_file, record],
             replicas=config.api.replicas,
             zones=frozenset({Zone.FRONTEND, Zone.BACKEND, Zone.EGRESS}),
             talks_to=data_services(config),
@@ -90,4 +115,4 @@ class Api(Service):
             if config.api.autoscale and platform.name == "kubernetes"
             else None,
         )
-        self._place(platform, spec, self.migrations.ready + depends_on)
+        self._place(platform, spec, self.migrations_ready + depends_on)

@@ -19,6 +19,7 @@ import pulumi
 from components.config import StackConfig
 from components.config.model import APP_IMAGES
 from components.platforms.base import Platform
+from components.releases import migration_names
 
 DOCKERFILE = Path(__file__).resolve().parent.parent / "images" / "app" / "Dockerfile"
 # What the Dockerfile copies from the checkout (images/app/Dockerfile.dockerignore sends nothing
@@ -38,6 +39,9 @@ class AppImage:
     version: str
     # For auditors (stack outputs): where the image comes from.
     origin: str
+    # The migrations the image carries, in the order Prisma applies them: read from app.source
+    # when built here; unknown (empty) for a given image (release.migrationHead declares its head).
+    migrations: tuple[str, ...] = ()
 
 
 def source_digest(source: Path) -> str:
@@ -64,6 +68,13 @@ def source_path(config: StackConfig, project_dir: Path) -> Path:
 
 
 def app_images(config: StackConfig, platform: Platform, project_dir: Path) -> dict[str, AppImage]:
+    if config.release.rollback_to:
+        # A rollback runs a recorded release's images as they were deployed; nothing is built.
+        target = next(r for r in config.history if r.name == config.release.rollback_to)
+        return {
+            name: AppImage(name, ref, ref, f"release {target.name} (rollback; recorded in aixsss:releases)")
+            for name, ref in target.images.items()
+        }
     if not config.app.source:
         return {
             name: AppImage(name, getattr(config.images, name), getattr(config.images, name), "given by images." + name)
@@ -79,9 +90,10 @@ def app_images(config: StackConfig, platform: Platform, project_dir: Path) -> di
             "pnpm-workspace.yaml): building api, worker and web will fail; clone the application there"
         )
     version = f"src-{source_digest(source)[:16]}"
+    migrations = migration_names(source)
     images = {}
     for name in APP_IMAGES:
         ref = platform.build_image(name, str(source), str(DOCKERFILE), name, version)
         origin = f"built from {config.app.source} ({version}) with images/app/Dockerfile, target {name}"
-        images[name] = AppImage(name, ref, version, origin)
+        images[name] = AppImage(name, ref, version, origin, migrations)
     return images

@@ -32,7 +32,8 @@ def _data(stack: AixsssStack) -> list[Service]:
 def _placements(stack: AixsssStack) -> list[Placement]:
     """Every placed workload, the run-once jobs too: a migration's connection to Postgres is a
     flow into a data service like any other."""
-    jobs = [stack.api.migrations] + ([stack.object_store.bootstrap] if stack.object_store else [])
+    jobs = [stack.api.migrations] if stack.api.migrations is not None else []  # none on a rollback
+    jobs += [stack.object_store.bootstrap] if stack.object_store else []
     # Kubernetes' act-as-owner Job logs in over the network (Docker's credentials jobs use the socket).
     jobs += [j for j in stack.database.credentials_jobs if j.spec.talks_to]
     return [s.placement for s in stack.services] + jobs

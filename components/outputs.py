@@ -9,6 +9,7 @@ import pulumi
 
 from components import api as api_module
 from components import cache as cache_module
+from components import releases
 from components.checklist import checklist
 from components.conf.alerts import rule_file
 from components.config import Target
@@ -154,7 +155,8 @@ def export(stack: AixsssStack) -> None:
         "endpoints", {"site": origin + "/", "api": origin + "/api", "health": origin + api_module.HEALTH_PATH}
     )
     services = {s.spec.name: _service_facts(s, s.placement) for s in stack.services}
-    services["api-migrate"] = _service_facts(stack.api, stack.api.migrations)
+    if stack.api.migrations is not None:  # a rollback declares no migration job
+        services["api-migrate"] = _service_facts(stack.api, stack.api.migrations)
     if stack.object_store is not None:
         services["minio-bootstrap"] = _service_facts(stack.object_store, stack.object_store.bootstrap)
     for job in stack.database.credentials_jobs:
@@ -191,6 +193,10 @@ def export(stack: AixsssStack) -> None:
     # Where each application image comes from: built here from app.source, or given by reference.
     pulumi.export("imageOrigins", {i.name: i.origin for i in (stack.api.image, stack.worker.image, stack.web.image)})
     pulumi.export("services", services)
+    # Releases as data: what runs, the schema it runs on, and the recorded history with this
+    # deploy last (bounded); `make release` writes that entry back into the stack file.
+    app = {i.name: i.ref for i in (stack.api.image, stack.worker.image, stack.web.image)}
+    pulumi.export("releases", releases.output(config, stack.api.release, app))
     pulumi.export(
         "certificates",
         [

@@ -156,7 +156,7 @@ def build(config: StackConfig) -> AixsssStack:
         conn,
         images["worker"],
         cache.tunnel,
-        api.migrations.ready + cache.ready,
+        api.migrations_ready + cache.ready,
         queue_password=cache.password,
     )
     # A rotation's last step: the earlier generations' logins go once api and worker run with the new.

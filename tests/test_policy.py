@@ -108,6 +108,13 @@ def _believe_every_peer(conf: str, source: str) -> str:
     return conf.replace("\n  limit_req_zone ", f"\n  set_real_ip_from {source};\n  limit_req_zone ")
 
 
+def _unsafe_rollback(record: str) -> str:
+    """A release record rolled back past r2, whose migrations were not declared compatible."""
+    step = {"release": "r2", "migrations": ["001_add_tag"], "head": "001_add_tag", "backwardCompatible": False}
+    rolled = {"migrationHead": "000_init", "rollbackFrom": "r2", "runsMigrations": False, "appliedSince": [step]}
+    return json.dumps({**json.loads(record), **rolled})
+
+
 def _container(props: dict[str, Any]) -> dict[str, Any]:
     return props["spec"]["template"]["spec"]["containers"][0]
 
@@ -247,6 +254,12 @@ RULE_CASES: list[tuple[str, str, str, str, str, Callable[[dict[str, Any]], Any],
     ("edge-sees-the-client", "staging", "docker", CONTAINER, "edge-config",
      lambda p: _conf(p, "nginx.conf", lambda c: _believe_every_peer(c, "0.0.0.0/0")),
      "set_real_ip_from 0.0.0.0/0"),
+    # The api's release record turned into a rollback across a migration not declared compatible
+    # (the config refuses it: tests/test_releases.py; this is the record had it been bypassed).
+    ("rollback-crosses-compatible-migrations", "staging", "docker", CONTAINER, "api-config",
+     lambda p: _conf(p, "release.json", _unsafe_rollback), "release r2 applied migration 001_add_tag"),
+    ("rollback-crosses-compatible-migrations", "prod", "kubernetes", "kubernetes:core/v1:ConfigMap", "api-files",
+     lambda p: _conf(p, "release.json", _unsafe_rollback), "not declared backward compatible"),
 ]  # fmt: skip
 
 

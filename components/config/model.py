@@ -18,6 +18,19 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from components.config.releases import (
+    MIGRATION_RULE,
+    NAME_RULE,
+    Release,
+    applied_since,
+    blocking_step,
+    is_migration_name,
+    is_release_name,
+    older_head,
+    parse_history,
+    refusal,
+)
+
 PROJECT = "aixsss"
 
 # Kubernetes and Protobuf carry counts as int32; nothing the stack sizes needs more.
@@ -920,6 +933,102 @@ class SecretSettings(Section):
     rotation: Annotated[int, Field(ge=0, le=MAX_ROTATION)] = 0
 
 
+def _release_name(value: str) -> str:
+    if value and not is_release_name(value):
+        raise ValueError(f"empty, or {NAME_RULE}")
+    return value
+
+
+def _migration_name(value: str) -> str:
+    if value and not is_migration_name(value):
+        raise ValueError(f"empty, or {MIGRATION_RULE}")
+    return value
+
+
+def _history(lines: list[str]) -> list[str]:
+    parse_history(lines)
+    return lines
+
+
+ReleaseName = Annotated[str, AfterValidator(_release_name)]
+
+
+class ReleaseSettings(Section):
+    """The release being deployed (components/releases.py); ``releases`` holds the earlier ones."""
+
+    # Empty: derived from the images (the source's version when built, else the references).
+    name: ReleaseName = ""
+    # The newest migration in the api image. Built from app.source: read from its migrations
+    # directory. Given images: declare it, or no rollback can be judged across this release.
+    migration_head: Annotated[str, AfterValidator(_migration_name)] = ""
+    # Whether the images of the release before this one still run on the schema this one's
+    # migrations leave (only additions, nothing they read dropped or renamed). Declared: no
+    # program can know it.
+    backward_compatible: bool = False
+    # A release of aixsss:releases to run again: its images, no migration job (the schema stays).
+    rollback_to: ReleaseName = ""
+
+    def problems(self, stack: StackConfig, prefix: str) -> Iterator[RuleViolation]:
+        if self.migration_head and stack.app.source:
+            yield RuleViolation(
+                f"{prefix}.migrationHead",
+                self.migration_head,
+                "empty while app.source is set (the program reads it from the checkout's migrations)",
+                ("app.source",),
+            )
+        history = stack.history
+        for index, release in enumerate(history):
+            for image_name, image in release.images.items():
+                if not _IMAGE.match(image):
+                    allowed = "an image reference (lower-case repository path)"
+                elif stack.environment is not Environment.DEV and not image_is_pinned(image):
+                    allowed = f"a pinned image (a tag other than latest, or @sha256 digest) in {stack.environment}"
+                else:
+                    continue
+                yield RuleViolation(
+                    "releases", release.line(), f"releases[{index}] ({release.name}) {image_name}=: {allowed}"
+                )
+        given = not stack.app.source
+        recorded = {r.name: r for r in history}
+        if given and history and not self.rollback_to and not self.migration_head:
+            yield RuleViolation(
+                f"{prefix}.migrationHead",
+                "",
+                "the newest migration in images.api (apps/api/prisma/migrations/<name>) once aixsss:releases "
+                "records releases: a rollback is judged by it",
+                ("app.source", "releases"),
+            )
+        disguised = older_head(self.migration_head, history)
+        if given and disguised and not self.rollback_to:
+            yield RuleViolation(
+                f"{prefix}.migrationHead", self.migration_head, f"a head {disguised}", ("app.source", "releases")
+            )
+        images = {n: getattr(stack.images, n) for n in APP_IMAGES}
+        if given and self.name in recorded and recorded[self.name].images != images and not self.rollback_to:
+            yield RuleViolation(
+                f"{prefix}.name",
+                self.name,
+                f"a new name: {self.name} is recorded in aixsss:releases with other images (images.* changed)",
+                ("releases", "images.api", "images.worker", "images.web"),
+            )
+        if not self.rollback_to:
+            return
+        names = [r.name for r in history]
+        if self.rollback_to not in names:
+            listed = ", ".join(names) or "none: `make release` records each deploy"
+            yield RuleViolation(
+                f"{prefix}.rollbackTo",
+                self.rollback_to,
+                f"the name of a release in aixsss:releases (recorded: {listed})",
+                ("releases",),
+            )
+            return
+        step = blocking_step(applied_since(history, self.rollback_to))
+        if step is not None:
+            target = history[names.index(self.rollback_to)]
+            yield RuleViolation(f"{prefix}.rollbackTo", self.rollback_to, refusal(target, step), ("releases",))
+
+
 class StackConfig(Section):
     environment: Environment
     target: Target = Target.DOCKER
@@ -939,6 +1048,14 @@ class StackConfig(Section):
     backup: BackupSettings = BackupSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     secrets: SecretSettings = SecretSettings()
+    release: ReleaseSettings = ReleaseSettings()
+    # The releases deployed before, oldest first, one `key=value` line each
+    # (components/config/releases.py); `make release` appends, `make rollback` reads.
+    releases: Annotated[list[str], AfterValidator(_history)] = []
+
+    @property
+    def history(self) -> list[Release]:
+        return parse_history(self.releases)
 
     @property
     def protect_data(self) -> bool:

@@ -27,9 +27,13 @@ that would break the first four, at admission.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
+
+from pulumi_policy.proxy import UnknownValueError
 
 from aixsss_policy.resources import (
     CONFIG_CARRIER_ROLE,
@@ -577,6 +581,99 @@ def docker_config_delivered(resources: list[Resource]) -> Iterator[str]:
             yield f"volume {v.props.get('name')} is named as a config volume (unprotected) but no carrier fills it"
 
 
+# The api's release record (components/releases.py): /etc/aixsss/release.json on Docker (its
+# config carrier's upload), the key etc_aixsss_release.json of its ConfigMap on Kubernetes.
+RELEASE_RECORD = re.compile(r"(^|[/_])release\.json$")
+MIGRATION_JOB_SERVICE = "api-migrate"
+
+
+_UNKNOWN: dict[str, Any] = {"unknown": True}
+
+
+def _release_record(r: Resource, *, known: bool = True) -> dict[str, Any] | None:
+    """The api's release record this resource carries (an empty one if it does not parse), found
+    by path first: the record is plain text, but a carrier's other files (the CA) are unknown in a
+    first preview. Unknown content raises, unless ``known`` is False (then _UNKNOWN)."""
+    if r.service != "api":
+        return None
+    sources: list[tuple[Any, Any]] = []
+    if r.type == CONTAINER:
+        sources = [(u, "content") for u in r.props.get("uploads") or [] if RELEASE_RECORD.search(str(u.get("file")))]
+    elif r.kind in ("ConfigMap", "Secret"):
+        for section in ("data", "stringData"):
+            data = r.props.get(section) or {}
+            sources += [(data, key) for key in data if RELEASE_RECORD.search(key)]
+    for holder, key in sources:
+        try:
+            content = holder[key]
+        except UnknownValueError:
+            if known:
+                raise
+            return _UNKNOWN
+        try:
+            record = json.loads(content)
+        except (TypeError, ValueError):
+            return {}
+        return record if isinstance(record, dict) else {}
+    return None
+
+
+def _rollback(record: dict[str, Any]) -> bool:
+    """The api's images expect an older schema than the database has: a rollback."""
+    return bool(record.get("rollbackFrom")) or record.get("migrationHead") != record.get("schemaHead")
+
+
+def rollback_crosses_compatible_migrations(r: Resource) -> Iterator[str]:
+    """A resource rule, on what carries the record (Docker: the api's config carrier; Kubernetes:
+    its ConfigMap): `pulumi up` runs it before that resource changes, so a refused rollback stops
+    before the older api is configured."""
+    record = _release_record(r)
+    if record is None:
+        return
+    release = record.get("release")
+    if not release or "schemaHead" not in record or "migrationHead" not in record:
+        yield f"{r.name}: the release record names no release, migration head or schema head"
+        return
+    if not _rollback(record):
+        return
+    for step in record.get("appliedSince") or []:
+        if not step.get("backwardCompatible"):
+            first = (step.get("migrations") or [step.get("head")])[0]
+            yield (
+                f"rollback to {release} (migration head {record['migrationHead']}): release {step.get('release')} "
+                f"applied migration {first}, not declared backward compatible. Restore the database from a "
+                "backup taken before it, or roll forward"
+            )
+            return
+
+
+def _migration_jobs(resources: list[Resource]) -> list[Resource]:
+    """The migration job: Docker's run-once container (not its config carrier), Kubernetes' Job."""
+    return [
+        r
+        for r in resources
+        if r.service == MIGRATION_JOB_SERVICE
+        and ((r.type == CONTAINER and r.labels.get(ROLE_LABEL) != CONFIG_CARRIER_ROLE) or r.kind == "Job")
+    ]
+
+
+def rollback_runs_no_migrations(resources: list[Resource]) -> Iterator[str]:
+    """The api carries a release record, and on a rollback no migration job is declared."""
+    records = [(r, record) for r in resources if (record := _release_record(r, known=False)) is not None]
+    api = [r for r in resources if r.service == "api" and (r.type == CONTAINER or r.kind in SERVING_KINDS)]
+    if api and not records:
+        yield "the api carries no release record (/etc/aixsss/release.json): no rollback can be judged"
+    for _, record in records:
+        # Not known yet (a first preview, which is no rollback): `pulumi up` judges it.
+        if record is _UNKNOWN or not _rollback(record):
+            continue
+        for job in _migration_jobs(resources):
+            yield (
+                f"rollback to {record.get('release')} declares the migration job {job.name}: a rollback runs no "
+                f"migrations (the schema stays at {record.get('schemaHead')})"
+            )
+
+
 def namespaces_default_deny(resources: list[Resource]) -> Iterator[str]:
     namespaces = [r for r in resources if r.kubernetes and r.kind == "Namespace"]
     denies = set()
@@ -728,6 +825,15 @@ RULES: tuple[Rule, ...] = (
         "Keep the generated edge Service; set kubernetes.gatewayAddresses to the Gateway's own ranges, never a /0.",
         edge_sees_the_client,
     ),
+    Rule(
+        "rollback-crosses-compatible-migrations",
+        "A rollback crosses only migrations declared backward compatible: the api's release record lists "
+        "every release applied since the target, and each that moved the schema says compatible=true.",
+        "Roll back only past releases whose migrations are compatible=true in aixsss:releases; otherwise "
+        "restore the database from a backup taken before them (README: Releases and rollback), or roll forward "
+        "with a new release.",
+        rollback_crosses_compatible_migrations,
+    ),
 )
 
 STACK_RULES: tuple[StackRule, ...] = (
@@ -739,6 +845,13 @@ STACK_RULES: tuple[StackRule, ...] = (
         "Declare the service's files as ConfigFiles (components/spec.py); the Docker platform puts them in "
         "the service's carrier. Do not mount a config volume elsewhere or writable.",
         docker_config_delivered,
+    ),
+    StackRule(
+        "rollback-runs-no-migrations",
+        "The api carries its release record (/etc/aixsss/release.json), and a rollback (a migration head "
+        "older than the schema's) declares no migration job.",
+        "Roll back with release.rollbackTo (make rollback), which leaves the migration job out.",
+        rollback_runs_no_migrations,
     ),
     StackRule(
         "namespace-default-deny",

@@ -47,6 +47,7 @@ FAST = [
     "tests/test_docker_jobs.py",
     "tests/test_deploy_order.py",
     "tests/test_autoscaling.py",
+    "tests/test_releases.py",
 ]
 SERVERS = [
     "tests/test_servers.py",
