@@ -6,6 +6,7 @@ import pulumi
 
 from components import api, web
 from components.conf import nginx
+from components.conf.nginx_base import workers_for
 from components.config import Environment, StackConfig, Target, supplied_secret
 from components.monitoring import edge_exporters, exporters_declared
 from components.pki import InternalPki
@@ -50,6 +51,7 @@ class LoadBalancer(Service):
             http_port=HTTP_PORT,
             https_port=HTTPS_PORT,
             client_max_body_size_mb=edge.client_max_body_size_mb,
+            workers=workers_for(edge.cpu_millis),
             api_rate_per_second=edge.api_rate_per_second,
             api_rate_burst=edge.api_rate_burst,
             api_rate_delay=edge.api_rate_delay,

@@ -6,6 +6,7 @@ import pulumi
 
 from components.app_images import AppImage
 from components.conf import web_server
+from components.conf.nginx_base import workers_for
 from components.config import StackConfig
 from components.platforms.base import Platform
 from components.service import Service
@@ -26,7 +27,9 @@ class Web(Service):
     ) -> None:
         super().__init__("Web", NAME, opts)
         self.image = image
-        self.conf = web_server.render(web_server.WebServerSettings(port=PORT))
+        self.conf = web_server.render(
+            web_server.WebServerSettings(port=PORT, workers=workers_for(config.web.cpu_millis))
+        )
         spec = ServiceSpec(
             name=NAME,
             image=image.ref,

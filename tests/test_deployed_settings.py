@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from harness import Deployment, delivered, k8s_file, reveal, run_program
 
+from components.conf import nginx
+
 CONTAINER = "docker:index/container:Container"
 
 
@@ -167,10 +169,16 @@ def test_nginx_conf(d: Deployment) -> None:
     ):
         assert line in lines, line
     https = conf.split("listen 8443 ssl;")[1]
-    # Every block that adds headers repeats the security headers (add_header does not inherit).
-    blocks_with_headers = len(re.findall(r"add_header Cache-Control", https)) + 1
+    # Every block that adds headers repeats the security headers (add_header does not inherit);
+    # /api/ answers JSON with its own set (nginx.API_HEADERS: no page-only headers).
+    api_block = https.split("location /api/ {")[1].split("}")[0]
+    api_headers = dict(re.findall(r'add_header (\S+) "([^"]*)" always;', api_block))
+    assert api_headers == dict(nginx.API_HEADERS), api_headers
+    assert api_headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    pages = https.replace(api_block, "")
+    blocks_with_headers = len(re.findall(r"add_header Cache-Control", pages)) + 1
     for name, value in HEADERS.items():
-        found = re.findall(rf'add_header {re.escape(name)} "([^"]*)" always;', https)
+        found = re.findall(rf'add_header {re.escape(name)} "([^"]*)" always;', pages)
         assert found == [value] * blocks_with_headers, (name, found)
     plain = conf.split("listen 8443 ssl;")[0].split("listen 8080;")[1]
     assert "location / { return 301 https://$host$request_uri; }" in plain

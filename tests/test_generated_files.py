@@ -25,7 +25,8 @@ def test_nginx_tls_redirect_and_headers() -> None:
     conf = nginx.render(EDGE)
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf
     assert "location / { return 301 https://$host$request_uri; }" in conf
-    assert conf.count('add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;') == 2
+    # The server's, the hashed assets' and the API's (add_header does not inherit).
+    assert conf.count('add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;') == 3
     assert 'add_header X-Content-Type-Options "nosniff" always;' in conf
     assert "server_tokens off;" in conf and "gzip on;" in conf
 

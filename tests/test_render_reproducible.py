@@ -192,6 +192,13 @@ def test_rotation_replaces_exactly_the_rotated_secrets(twice: Twice, tmp_path: P
     expected -= {p for p in expected if p.endswith(f"-postgres-login-{previous}.yaml")}
     if len(before.registrations) != len(after.registrations):
         expected.add("summary.txt")
+
+    def retires(d: Deployment) -> bool:
+        return any(r.name.startswith("postgres-retire-logins") for r in d.registrations)
+
+    # On one host the first rotation adds the job that retires the earlier logins, a drawn node.
+    if retires(after) and not retires(before):
+        expected.add("architecture.svg")
     assert "audit.json" in expected
     assert changed(twice.second, files) == expected
 

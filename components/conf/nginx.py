@@ -43,6 +43,16 @@ SECURITY_HEADERS = (
     ("Content-Security-Policy", "; ".join(f"{k} {v}".strip() for k, v in CONTENT_SECURITY_POLICY.items())),
 )
 
+# JSON, never a document: OWASP's REST Security Cheat Sheet's set. A CSP that allows nothing and
+# no framing; the page-only headers (Referrer-Policy, Permissions-Policy, the app's CSP) mean
+# nothing on an API response, and dropping them took 0.5 KB off each (make bench).
+API_HEADERS = (
+    ("Strict-Transport-Security", "max-age=63072000; includeSubDomains"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+)
+
 
 @dataclass(frozen=True)
 class EdgeSettings:
@@ -77,16 +87,19 @@ class EdgeSettings:
     # an emptyDir on Kubernetes), so a full cache never leaves temp files without room.
     cache_dir: str = "/var/cache/aixsss"
     mime_types: str = "/etc/nginx/mime.types"
+    workers: int = 1  # nginx_base.workers_for(the edge's CPU limit)
     # Exporters beside the edge (Kubernetes with monitoring.enabled): each response's status to
     # mtail over loopback syslog, and stub_status on a loopback listener of its own. Off: the
     # file is exactly what it was before monitoring (the Docker tiers compare it).
     exporters: bool = False
 
 
-def _headers(indent: str, extra: tuple[tuple[str, str], ...] = ()) -> list[str]:
+def _headers(
+    indent: str, extra: tuple[tuple[str, str], ...] = (), base: tuple[tuple[str, str], ...] = SECURITY_HEADERS
+) -> list[str]:
     # add_header in a block replaces (not extends) the inherited ones, so every block that
     # adds a header repeats the security headers.
-    return [f'{indent}add_header {name} "{value}" always;' for name, value in SECURITY_HEADERS + extra]
+    return [f'{indent}add_header {name} "{value}" always;' for name, value in base + extra]
 
 
 def _app_locations(s: EdgeSettings, *, require_forwarded_https: bool = False) -> list[str]:
@@ -110,6 +123,7 @@ def _app_locations(s: EdgeSettings, *, require_forwarded_https: bool = False) ->
         # up to `burst` are held and released at `rate` (the api never sees more than that), only
         # beyond them 429 (EdgeSettings; the values are explained in the config model).
         f"      limit_req zone=api burst={s.api_rate_burst} delay={s.api_rate_delay};",
+        *_headers("      ", base=API_HEADERS),
         "      proxy_pass http://api;",
         *(f"      {p}" for p in proxy),
         "    }",
@@ -194,7 +208,7 @@ def _gateway_trust(s: EdgeSettings) -> list[str]:
 
 def render(s: EdgeSettings) -> str:
     lines = [
-        *main_context(s.temp_dir),
+        *main_context(s.temp_dir, workers=s.workers),
         *http_preamble(s.temp_dir, s.mime_types),
         *(exporter_conf.status_log() if s.exporters else []),
         "  keepalive_timeout 65s;",

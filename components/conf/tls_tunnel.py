@@ -39,7 +39,7 @@ class TunnelSettings:
 def render(s: TunnelSettings) -> str:
     return "\n".join(
         [
-            *main_context(s.temp_dir, workers="1", connections=512),
+            *main_context(s.temp_dir, workers=1, connections=512),
             "stream {",
             f"  resolver {s.resolver} valid={s.resolver_valid_seconds}s ipv6=off;",
             "  resolver_timeout 5s;",

@@ -20,13 +20,14 @@ class WebServerSettings:
     root: str = "/usr/share/nginx/html"
     temp_dir: str = "/tmp"
     mime_types: str = "/etc/nginx/mime.types"
+    workers: int = 1  # nginx_base.workers_for(the web server's CPU limit)
 
 
 def render(s: WebServerSettings) -> str:
     no_cache = 'add_header Cache-Control "no-cache" always;'
     return "\n".join(
         [
-            *main_context(s.temp_dir),
+            *main_context(s.temp_dir, workers=s.workers),
             *http_preamble(s.temp_dir, s.mime_types),
             "  tcp_nopush on;",
             "  keepalive_timeout 65s;",

@@ -44,6 +44,8 @@ from servers import (
     serving,
 )
 
+from components.conf.nginx import API_HEADERS
+
 # What the web image precompresses, and how (images/app/Dockerfile, stage web-build): the
 # original is kept beside its .gz, which carries no name or timestamp.
 PRECOMPRESSED = (".html", ".js", ".mjs", ".css", ".svg", ".json", ".webmanifest", ".txt", ".xml", ".map")
@@ -86,8 +88,9 @@ def web_conf(generated: str, root: Path, work: Path, port: int) -> str:
 
 
 def content_security_policy(conf: str) -> str:
-    """The one CSP an nginx.conf sends (every add_header block repeats it)."""
-    found = set(CSP_HEADER.findall(conf))
+    """The one CSP an nginx.conf sends with pages (every add_header block repeats it; /api/
+    answers with API_HEADERS' own, which allows nothing)."""
+    found = set(CSP_HEADER.findall(conf)) - {dict(API_HEADERS)["Content-Security-Policy"]}
     assert len(found) == 1, f"expected one Content-Security-Policy in the edge config, found {found}"
     return found.pop()
 
