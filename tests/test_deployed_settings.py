@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from harness import Deployment, delivered, k8s_file, reveal, run_program
 
+from components import web
 from components.conf import nginx
 
 CONTAINER = "docker:index/container:Container"
@@ -183,3 +184,13 @@ def test_nginx_conf(d: Deployment) -> None:
     plain = conf.split("listen 8443 ssl;")[0].split("listen 8080;")[1]
     assert "location / { return 301 https://$host$request_uri; }" in plain
     assert "proxy_pass" not in plain
+
+
+@pytest.mark.parametrize("target", ["docker", "kubernetes"])
+def test_nginx_runs_one_worker_per_cpu_its_container_may_use(target: str) -> None:
+    """`worker_processes auto` would count the host's CPUs (nginx_base.workers_for)."""
+    for millis, workers in ((500, 1), (1500, 2)):
+        d = run_program("dev", overrides={"target": target, "edge.cpuMillis": millis, "web.cpuMillis": millis})
+        for workload, path in (("edge", "/etc/aixsss/nginx.conf"), ("web", web.CONF_PATH)):
+            found = [line for line in directives(deployed_file(d, workload, path)) if line.startswith("worker_")]
+            assert found == [f"worker_processes {workers};"], (target, millis, workload, found)

@@ -46,10 +46,9 @@ SECURITY_HEADERS = (
 # JSON, never a document: OWASP's REST Security Cheat Sheet's set. A CSP that allows nothing and
 # no framing; the page-only headers (Referrer-Policy, Permissions-Policy, the app's CSP) mean
 # nothing on an API response, and dropping them took 0.5 KB off each (make bench).
+API_SECURITY_HEADER_NAMES = {"Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options"}
 API_HEADERS = (
-    ("Strict-Transport-Security", "max-age=63072000; includeSubDomains"),
-    ("X-Content-Type-Options", "nosniff"),
-    ("X-Frame-Options", "DENY"),
+    *(h for h in SECURITY_HEADERS if h[0] in API_SECURITY_HEADER_NAMES),
     ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
 )
 

@@ -1560,6 +1560,14 @@ MUTANTS: list[Mutant] = [
         "Docker: a root job hands PostgreSQL's and Redis's new volumes over first (one more step)",
     ),
     Mutant(
+        "nginx-workers-per-host-cpu",
+        "performance",
+        "components/conf/nginx_base.py",
+        'f"worker_processes {workers};",',
+        '"worker_processes auto;",',
+        "nginx counts the host's CPUs, not the container's: workers take turns on a fraction of one",
+    ),
+    Mutant(
         "docker-tunnel-waits-for-migrations",
         "wiring",
         "components/platforms/docker.py",
