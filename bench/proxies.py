@@ -62,11 +62,10 @@ def edge_conf(rendered_out: Path, binary: str, work: Path, ports: Ports, *, rais
     cache too: the edge is measured as rendered), and the rate-limit edit made (or "")."""
     rate_edit: dict[str, str] = {}
     if raise_rate:
-        found = RATE_ZONE.search((rendered_out / EDGE_DIR / "etc/aixsss/nginx.conf").read_text())
-        assert found, "the edge's api rate-limit zone is not in the rendered nginx.conf"
+        rendered = (rendered_out / EDGE_DIR / "etc/aixsss/nginx.conf").read_text()
+        found, limit = RATE_ZONE.search(rendered), RATE_LIMIT.search(rendered)
+        assert found and limit, "the edge's api limit_req_zone or limit_req is not in the rendered nginx.conf"
         rate_edit[found.group(0)] = re.sub(r"rate=\d+r/s", f"rate={THROUGHPUT_RATE}", found.group(0))
-        limit = RATE_LIMIT.search((rendered_out / EDGE_DIR / "etc/aixsss/nginx.conf").read_text())
-        assert limit, "the edge's api limit_req is not in the rendered nginx.conf"
         rate_edit[limit.group(0)] = f"limit_req zone=api burst={THROUGHPUT_BURST}"
     edge_ports = EdgePorts(http=ports.http, https=ports.https, api=ports.api, web=ports.web)
     conf = edge_conf_on_loopback(

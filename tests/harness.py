@@ -42,6 +42,13 @@ ONE_HOST = {
     "database.synchronousReplicas": 0,
     "cache.highAvailability": False,
 }
+
+
+def stack_overrides(stack: str, target: str) -> dict[str, object]:
+    """``stack`` switched to ``target``; prod on Docker with ONE_HOST."""
+    return {"target": target, **(ONE_HOST if (stack, target) == ("prod", "docker") else {})}
+
+
 # Gateway exposure needs the ranges the Gateway's proxies connect from (here a usual pod range).
 GATEWAY_ADDRESSES = {"kubernetes.gatewayAddresses": ["10.244.0.0/16"]}
 

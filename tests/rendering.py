@@ -7,20 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from harness import ONE_HOST
 
 from offline.render import Rendered, render
 
 CASES = [(s, t) for s in ("dev", "staging", "prod") for t in ("docker", "kubernetes")]
 # prod runs two edges, three PostgreSQL instances and an HA Redis set on Kubernetes; one Docker host
 # runs one of each.
-SETTINGS = {
-    ("prod", "docker"): {
-        "edge.replicas": "1",
-        "database.instances": "1",
-        "database.synchronousReplicas": "0",
-        "cache.highAvailability": "false",
-    }
-}
+SETTINGS = {("prod", "docker"): {key: str(value).lower() for key, value in ONE_HOST.items()}}
 _cache: dict[tuple[str, str, bool], Rendered] = {}
 
 

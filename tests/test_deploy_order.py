@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 
 import pytest
-from harness import ONE_HOST, Deployment, Registration, run_program
+from harness import Deployment, Registration, run_program, stack_overrides
 
 CONTAINER = "docker:index/container:Container"
 AWAITED = {
@@ -67,13 +67,9 @@ def critical_path(d: Deployment) -> list[str]:
 CASES = [(s, t) for s in ("dev", "staging", "prod") for t in ("docker", "kubernetes")]
 
 
-def overrides_for(stack: str, target: str) -> dict[str, object]:
-    return {"target": target, **(ONE_HOST if (stack, target) == ("prod", "docker") else {})}
-
-
 @pytest.mark.parametrize(("stack", "target"), CASES, ids=[f"{s}-{t}" for s, t in CASES])
 def test_the_critical_path_of_slow_resources_is_short(stack: str, target: str) -> None:
-    path = critical_path(run_program(stack, overrides=overrides_for(stack, target)))
+    path = critical_path(run_program(stack, overrides=stack_overrides(stack, target)))
     assert len(path) <= LONGEST, path
     # The data services come first and the app after its migrations: the measure sees the chain.
     assert path[0].startswith(("postgres", "redis", "minio")), path

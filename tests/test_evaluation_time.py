@@ -24,7 +24,7 @@ import sys
 from importlib import metadata
 
 import pytest
-from harness import ONE_HOST, PINNED, ROOT, STACKS, stack_config
+from harness import PINNED, ROOT, STACKS, stack_config, stack_overrides
 from packaging.requirements import Requirement
 
 RATIO = 2.0
@@ -49,11 +49,6 @@ HARNESS_ONLY = {"yaml", "_yaml"}
 # The import components/stack.py made for every stack before issue 14: both platforms.
 BOTH_PLATFORMS = "components.platforms.kubernetes"
 CASES = [(stack, target) for stack in STACKS for target in TARGETS]
-
-
-def overrides(stack: str, target: str) -> dict[str, object]:
-    # prod on Docker as .ci/run renders it: config refuses prod's replicas on one host.
-    return {"target": target, **(ONE_HOST if (stack, target) == ("prod", "docker") else {})}
 
 
 # Bytecode as a deploy finds it from the second run on (compiled once per change): written to a
@@ -179,7 +174,7 @@ def needed(stack: str, config: dict[str, object]) -> list[str]:
 
 @pytest.mark.parametrize(("stack", "target"), CASES, ids=[f"{s}-{t}" for s, t in CASES])
 def test_the_evaluation_loads_only_what_its_target_uses(stack: str, target: str) -> None:
-    config = overrides(stack, target)
+    config = stack_overrides(stack, target)
     modules = loaded_for(stack, config)
     # Kubernetes stacks here build the app's images from app.source, with pulumi-docker.
     assert sdks(modules) == ({"pulumi_docker"} if target == "docker" else {"pulumi_docker", "pulumi_kubernetes"})
@@ -190,13 +185,13 @@ def test_the_evaluation_loads_only_what_its_target_uses(stack: str, target: str)
 
 
 def test_a_kubernetes_stack_of_published_images_loads_no_docker_sdk() -> None:
-    pinned = {**overrides("prod", "kubernetes"), "app.source": "", **PINNED}
+    pinned = {**stack_overrides("prod", "kubernetes"), "app.source": "", **PINNED}
     assert sdks(loaded_for("prod", pinned)) == {"pulumi_kubernetes"}
 
 
 def measure(stack: str, target: str, pad: tuple[str, ...] = ()) -> tuple[float, float, int]:
     """The fastest imports, the fastest evaluation, and the number of runs they are the fastest of."""
-    config = overrides(stack, target)
+    config = stack_overrides(stack, target)
     modules = needed(stack, config)
     imports: list[float] = []
     evaluations: list[float] = []
