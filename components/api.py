@@ -9,6 +9,7 @@ import pulumi
 from components import releases
 from components.app_env import AppConnections, node_env, shared_env, shared_secret_env
 from components.app_images import AppImage
+from components.conf.nginx import API_READ_TIMEOUT_SECONDS
 from components.config import StackConfig
 from components.platforms.base import Placement, Platform
 from components.service import CA_PATH, Service
@@ -16,6 +17,7 @@ from components.spec import (
     CONFIG_DIR,
     Autoscale,
     ConfigFile,
+    Handover,
     Port,
     Probe,
     Security,
@@ -27,6 +29,8 @@ from components.spec import (
 
 NAME = "api"
 PORT = 3001
+# Where the app listens when a draining proxy takes PORT (Docker: spec.Handover).
+APP_PORT = 3002
 HEALTH_PATH = "/api/health"
 UID = 1000  # the node user of the official Node images
 # The release record (components/releases.py) the policy pack's rollback rules read.
@@ -43,7 +47,7 @@ def data_services(config: StackConfig) -> tuple[str, ...]:
 HEALTH_COMMAND = [
     "node",
     "-e",
-    f"fetch('http://127.0.0.1:{PORT}{HEALTH_PATH}').then(r=>r.json()).then(b=>process.exit(b.ok?0:1))"
+    f"fetch('http://127.0.0.1:'+process.env.PORT+'{HEALTH_PATH}').then(r=>r.json()).then(b=>process.exit(b.ok?0:1))"
     ".catch(()=>process.exit(1))",
 ]
 
@@ -110,6 +114,9 @@ class Api(Service):
             zones=frozenset({Zone.FRONTEND, Zone.BACKEND, Zone.EGRESS}),
             talks_to=data_services(config),
             sidecars=(redis_tunnel,),
+            # NestJS without shutdown hooks exits on SIGTERM with requests in flight: the platform
+            # holds the stop back until the longest request the edge allows is over.
+            handover=Handover(drain_seconds=API_READ_TIMEOUT_SECONDS, drains_itself=False, app_port=APP_PORT),
             # api.autoscale (Kubernetes): CPU, a percent of the request, between replicas and maxReplicas.
             autoscale=Autoscale(max_replicas=config.api.max_replicas, cpu_percent=config.api.cpu_target_percent)
             if config.api.autoscale and platform.name == "kubernetes"

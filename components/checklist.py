@@ -248,7 +248,10 @@ def health_endpoint(stack: AixsssStack) -> Item:
     # The spec is target-neutral: Kubernetes runs the HTTP probe, Docker runs the command, so
     # both must reach the health path for the stack to be right on either target.
     http_ok = probe is not None and probe.http_path == api_module.HEALTH_PATH and probe.port == api_module.PORT
-    command_ok = probe is not None and f":{api_module.PORT}{api_module.HEALTH_PATH}" in " ".join(probe.command)
+    # The command asks the app on the port it listens on (PORT: on Docker a draining proxy holds
+    # api.PORT and the app listens behind it, spec.Handover).
+    command = " ".join(probe.command) if probe is not None else ""
+    command_ok = f"process.env.PORT+'{api_module.HEALTH_PATH}'" in command
     api_probed = http_ok and command_ok
     serving = [s.placement.spec for s in stack.services if not s.spec.run_once]
     unprobed = [s.name for s in serving if s.probe is None]
@@ -263,14 +266,14 @@ def health_endpoint(stack: AixsssStack) -> Item:
     probed = ", ".join(f"{s.name} ({check_of(s)})" for s in serving if s.probe is not None)
     health_reason = "; ".join(
         [
-            f"api's health check requests {api_module.HEALTH_PATH} on port {api_module.PORT}, "
-            "as its HTTP probe and as its command"
+            f"api's health check requests {api_module.HEALTH_PATH}: as its HTTP probe on port {api_module.PORT}, "
+            "as its command on the port the app listens on (PORT)"
             if api_probed
             else "no api health check"
             if probe is None
             else f"api's HTTP probe requests {probe.http_path} on port {probe.port}; its command "
             + ("requests" if command_ok else "does not request")
-            + f" {api_module.HEALTH_PATH} on port {api_module.PORT}",
+            + f" {api_module.HEALTH_PATH} on the port in PORT",
             f"health checks: {probed}" + (f"; none on {', '.join(unprobed)}" if unprobed else ""),
         ]
     )

@@ -12,7 +12,17 @@ from components.monitoring import edge_exporters, exporters_declared
 from components.pki import InternalPki
 from components.platforms.base import Platform
 from components.service import Service
-from components.spec import CONFIG_DIR, AcmeCertificate, ConfigFile, Port, Probe, Security, ServiceSpec, Zone
+from components.spec import (
+    CONFIG_DIR,
+    AcmeCertificate,
+    ConfigFile,
+    Handover,
+    Port,
+    Probe,
+    Security,
+    ServiceSpec,
+    Zone,
+)
 
 NAME = "edge"
 HTTP_PORT = 8080
@@ -123,6 +133,9 @@ class LoadBalancer(Service):
             zones=frozenset({Zone.FRONTEND}),
             talks_to=(api.NAME, web.NAME),
             acme=acme,
+            # nginx finishes what it proxies on SIGQUIT (the image's STOPSIGNAL); the longest is an
+            # api request. On Docker its published ports cannot overlap (spec.Handover).
+            handover=Handover(drain_seconds=nginx.API_READ_TIMEOUT_SECONDS),
             exporters=edge_exporters(config) if exporters_declared(config) else (),
         )
         # nginx needs neither api nor web to start: `resolve` re-resolves their names while it runs

@@ -326,6 +326,33 @@ class Autoscale:
 
 
 @dataclass(frozen=True)
+class Handover:
+    """A stateless service replaced without failing work: the new instances start beside the old
+    ones and are healthy first; an old instance then leaves its clients' rotation, finishes what it
+    has, and only then stops.
+
+    Docker: each of the service's containers and config volumes carries a revision in its name,
+    so a change creates a whole new set beside the old one (Pulumi's create-before-delete), and
+    the old set is deleted afterwards, dependents first. A service that publishes host ports
+    cannot overlap (the port is held) and is replaced stop-first there. Kubernetes: a rolling
+    update that never goes below the desired count, a ``preStop`` pause while the endpoints drop
+    the pod, and a grace period that covers the drain.
+    """
+
+    # The longest request or job an old instance may be finishing when it is asked to stop.
+    drain_seconds: int
+    # False: the process exits at once when asked to stop (the api: NestJS without shutdown hooks
+    # exits on SIGTERM with requests in flight). The platform then holds the stop back until no
+    # request is left: Kubernetes pauses before the signal (preStop) for the whole drain; Docker,
+    # which has no such hook, puts a draining proxy in the service's namespace on its port, which
+    # is stopped first (nginx SIGQUIT: finishes requests, accepts none), and moves the app to
+    # ``app_port``, told through the variable ``app_port_env``.
+    drains_itself: bool = True
+    app_port: int | None = None
+    app_port_env: str = "PORT"
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     image: pulumi.Input[str]
@@ -367,6 +394,8 @@ class ServiceSpec:
     redis_ha: RedisHa | None = None
     # Kubernetes: an autoscaler owns the replica count (the Deployment leaves it out).
     autoscale: Autoscale | None = None
+    # Replaced without failing work (api, worker, web, edge); None: stopped, then started anew.
+    handover: Handover | None = None
 
     @property
     def stateful(self) -> bool:

@@ -10,11 +10,14 @@ from components.conf.nginx_base import workers_for
 from components.config import StackConfig
 from components.platforms.base import Platform
 from components.service import Service
-from components.spec import CONFIG_DIR, ConfigFile, Port, Probe, Security, ServiceSpec, Zone
+from components.spec import CONFIG_DIR, ConfigFile, Handover, Port, Probe, Security, ServiceSpec, Zone
 
 NAME = "web"
 PORT = 8080
 UID = 101  # nginx-unprivileged, the base of the web image
+# A page or asset still being sent when an old web server is asked to stop (nginx SIGQUIT, the
+# image's STOPSIGNAL: it finishes responses in flight and accepts no new connection).
+DRAIN_SECONDS = 30
 CONF_PATH = f"{CONFIG_DIR}/web.conf"
 
 
@@ -45,5 +48,6 @@ class Web(Service):
             ports=[Port("http", PORT)],
             replicas=config.web.replicas,
             zones=frozenset({Zone.FRONTEND}),
+            handover=Handover(drain_seconds=DRAIN_SECONDS),
         )
         self._place(platform, spec, [])

@@ -14,6 +14,7 @@ from components.service import CA_PATH, Service
 from components.spec import (
     Autoscale,
     ConfigFile,
+    Handover,
     Probe,
     QueueBacklog,
     Security,
@@ -92,6 +93,7 @@ class Worker(Service):
             # It finishes its active jobs on SIGTERM (APP.md); the config rule keeps this above
             # the AI timeout.
             stop_grace_seconds=config.worker.stop_grace_seconds,
+            handover=Handover(drain_seconds=config.worker.stop_grace_seconds),
         )
         self.image = image
         self._place(platform, spec, depends_on)

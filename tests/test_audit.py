@@ -325,7 +325,8 @@ def test_health_reason_matches_each_rendered_check(case: Rendered) -> None:
     item = _item(case.deployment, "health.endpoint")
     assert (
         item["reason"].startswith(
-            "api's health check requests /api/health on port 3001, as its HTTP probe and as its command;"
+            "api's health check requests /api/health: as its HTTP probe on port 3001, "
+            "as its command on the port the app listens on (PORT);"
         )
         and item["ok"] is True
     )
@@ -353,7 +354,7 @@ def test_health_reason_matches_each_rendered_check(case: Rendered) -> None:
     if kubernetes:
         assert api["readinessProbe"]["httpGet"]["path"] == "/api/health"
     else:
-        assert "127.0.0.1:3001/api/health" in " ".join(api["healthcheck"]["tests"])
+        assert "127.0.0.1:'+process.env.PORT+'/api/health" in " ".join(api["healthcheck"]["tests"])
 
 
 def test_kubernetes_storage_reason_names_the_postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -521,5 +522,6 @@ def test_an_api_probe_off_the_health_path_fails_and_says_which_check(monkeypatch
     item = _item(_run_with_spec_change(monkeypatch, api, change), "health.endpoint")
     assert item["ok"] is False
     assert item["reason"].startswith(
-        "api's HTTP probe requests / on port 3001; its command requests /api/health on port 3001; health checks: "
+        "api's HTTP probe requests / on port 3001; its command requests /api/health on the port in PORT; "
+        "health checks: "
     )

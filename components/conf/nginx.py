@@ -34,6 +34,9 @@ CONTENT_SECURITY_POLICY = {
     "form-action": "'self'",
 }
 KEEPALIVE_REQUESTS = 10000
+# The longest an api request may take through the edge (nginx's default, made explicit): an old
+# api instance being replaced finishes its requests within this (api.py: its Handover).
+API_READ_TIMEOUT_SECONDS = 60
 SECURITY_HEADERS = (
     ("Strict-Transport-Security", "max-age=63072000; includeSubDomains"),
     ("X-Content-Type-Options", "nosniff"),
@@ -124,6 +127,7 @@ def _app_locations(s: EdgeSettings, *, require_forwarded_https: bool = False) ->
         f"      limit_req zone=api burst={s.api_rate_burst} delay={s.api_rate_delay};",
         *_headers("      ", base=API_HEADERS),
         "      proxy_pass http://api;",
+        f"      proxy_read_timeout {API_READ_TIMEOUT_SECONDS}s;",
         *(f"      {p}" for p in proxy),
         "    }",
         # Quoted: the regex's `{8,}` would otherwise open an nginx block.
