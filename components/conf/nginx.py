@@ -37,6 +37,18 @@ KEEPALIVE_REQUESTS = 10000
 # The longest an api request may take through the edge (nginx's default, made explicit): an old
 # api instance being replaced finishes its requests within this (api.py: its Handover).
 API_READ_TIMEOUT_SECONDS = 60
+# How long the edge reuses one kept-alive connection to an api or web instance. A connection
+# outlives its instance's removal from DNS or a Service's endpoints (kube-proxy picks the pod
+# per connection), so an instance being replaced still gets requests on it until then: the
+# platforms keep an old instance serving at least this long (spec.Handover).
+UPSTREAM_KEEPALIVE_TIME_SECONDS = 10
+# A refused or unanswered connection goes to the next instance (nginx retries that for any
+# method, nothing having been sent): during a handover the name briefly lists an instance that
+# is not listening yet or any more. A few tries, each connect bounded, so a request never waits
+# on an address that is gone. A failure after the request was sent is retried for idempotent
+# methods only (never `non_idempotent`: a POST must not run twice).
+UPSTREAM_CONNECT_TIMEOUT_SECONDS = 2
+UPSTREAM_TRIES = 3
 SECURITY_HEADERS = (
     ("Strict-Transport-Security", "max-age=63072000; includeSubDomains"),
     ("X-Content-Type-Options", "nosniff"),
@@ -117,6 +129,8 @@ def _app_locations(s: EdgeSettings, *, require_forwarded_https: bool = False) ->
         # names): a client's own X-Forwarded-For would otherwise reach the app unchecked.
         "proxy_set_header X-Forwarded-For $remote_addr;",
         "proxy_set_header X-Forwarded-Proto https;",
+        f"proxy_connect_timeout {UPSTREAM_CONNECT_TIMEOUT_SECONDS}s;",
+        f"proxy_next_upstream_tries {UPSTREAM_TRIES};",
     ]
     lines = [*_headers("    ")]
     lines += [
@@ -237,11 +251,13 @@ def render(s: EdgeSettings) -> str:
         "    zone upstream_api 64k;",
         f"    server {s.api_upstream} resolve max_fails=3 fail_timeout=10s;",
         "    keepalive 32;",
+        f"    keepalive_time {UPSTREAM_KEEPALIVE_TIME_SECONDS}s;",
         "  }",
         "  upstream web {",
         "    zone upstream_web 64k;",
         f"    server {s.web_upstream} resolve max_fails=3 fail_timeout=10s;",
         "    keepalive 16;",
+        f"    keepalive_time {UPSTREAM_KEEPALIVE_TIME_SECONDS}s;",
         "  }",
         "  server {",
         f"    listen {s.http_port};",
