@@ -78,7 +78,8 @@ class Registration:
     custom: bool
     protect: bool
     retain_on_delete: bool
-    delete_before_replace: bool
+    # The resource option as the program set it; None: not set, the provider's diff decides.
+    delete_before_replace: bool | None
     dependencies: list[str]
     inputs: dict[str, Any]
     outputs: dict[str, Any]
@@ -133,6 +134,13 @@ class EngineLikeMocks(mocks.Mocks):
             state["base64"] = base64.b64encode(raw).decode()
             state["hex"] = raw.hex()
             self.generated_secrets += [state["base64"], state["hex"]]
+        elif typ == "random:index/randomId:RandomId":
+            # Random bytes, not a secret (the provider marks none of RandomId's outputs secret).
+            raw = secrets.token_bytes(int(plain["byteLength"]))
+            state["hex"] = raw.hex()
+            state["b64Url"] = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+            state["b64Std"] = base64.b64encode(raw).decode()
+            state["dec"] = str(int.from_bytes(raw, "big"))
         elif typ == "tls:index/privateKey:PrivateKey":
             keys = values.private_key_outputs(values.private_key(plain))
             state.update(keys)
@@ -211,7 +219,9 @@ class RecordingMonitor(mocks.MockMonitor):
                     custom=request.custom,
                     protect=request.protect,
                     retain_on_delete=request.retainOnDelete,
-                    delete_before_replace=request.deleteBeforeReplace,
+                    delete_before_replace=request.deleteBeforeReplace
+                    if request.deleteBeforeReplaceDefined
+                    else None,
                     dependencies=list(request.dependencies),
                     inputs=inputs,
                     outputs=state,

@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shlex
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_docker as docker
+import pulumi_random as random
 
+from components.conf import drain_front
+from components.conf.nginx_base import workers_for
 from components.config import StackConfig
 from components.monitoring import DOCKER_METRICS_NETWORK, SCRAPER, MonitoringSpec, docker_metrics_network
 from components.platforms.base import FLOW_KEY, PORTS_KEY, Placement, flows_of, ports_record
 from components.platforms.docker_jobs import succeeded
-from components.spec import CONFIG_DIR, Companion, ConfigFile, Exporter, Security, ServiceSpec, Sidecar, Volume, Zone
+from components.spec import (
+    CONFIG_DIR,
+    Companion,
+    ConfigFile,
+    Exporter,
+    Handover,
+    Security,
+    ServiceSpec,
+    Sidecar,
+    Volume,
+    Zone,
+)
 
 ACME_UID = 65532  # lego needs no privileges: HTTP-01 goes through the edge's webroot
 BOOTSTRAP_DIR = f"{CONFIG_DIR}/bootstrap"
@@ -37,6 +53,41 @@ CONFIG_KEY = "aixsss.io/config"
 PUBLISHED = "published"
 CONFIG_VOLUME_ROLE = "config"
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
+# A service replaced without failing work (spec.Handover) gets a revision: random bytes, new
+# whenever anything its containers are made of changes (pulumi-random's `keepers`). Each of its
+# container and config volume names ends in `.<revision>`, so a change creates a whole new set
+# beside the old one (delete_before_replace=False overrides pulumi-docker's delete-first), and
+# `pulumi up` deletes the old set after every create, dependents first.
+REVISION_BYTES = 4
+# What the revision covers besides the spec and the images: this module, which turns specs into
+# containers. A new default here changes containers whose spec did not; replaced under their old
+# names they would collide with themselves, so any change to it starts a new revision.
+PLATFORM_SOURCE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+# The draining front (spec.Handover, drains_itself False): its config, in its config volume.
+FRONT = "front"
+FRONT_CONF = f"{CONFIG_DIR}/front.conf"
+FRONT_UID = 101  # nginx-unprivileged, the edge's image
+FRONT_ROLE = "drain-front"
+
+
+def _described(value: Any) -> Any:
+    """A spec as plain data and Inputs (Output.from_input resolves them): what makes its
+    containers. Resources in it only order things (Sidecar.after) and are left out."""
+    if isinstance(value, pulumi.Resource):
+        return None
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _described(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _described(v) for k, v in value.items()}
+    if isinstance(value, (frozenset, set)):
+        return sorted(str(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return [_described(v) for v in value]
+    return value
+
+
+def _digest(content: Any) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _hardened(**args: Any) -> docker.ContainerArgs:
@@ -112,6 +163,10 @@ class DockerPlatform(pulumi.ComponentResource):
         self._published: dict[str, docker.Network] = {}
         self._metrics: dict[str, docker.Network] = {}
         self._volumes: dict[tuple[str, str], docker.Volume] = {}
+        # Services replaced side by side (spec.Handover): their revision (REVISION_BYTES).
+        self._revisions: dict[str, random.RandomId] = {}
+        # The images of sidecars, exporters and fronts, by logical name (one per service and part).
+        self._part_images: dict[str, docker.RemoteImage] = {}
         # Run-once containers: what depends on one waits for its exit code 0 (docker_jobs).
         self._jobs: list[docker.Container] = []
         self.provider = docker.Provider("docker", host=config.docker.host, opts=pulumi.ResourceOptions(parent=self))
@@ -198,7 +253,12 @@ class DockerPlatform(pulumi.ComponentResource):
         return built.image_name
 
     def _child_opts(
-        self, parent: pulumi.Resource, depends_on: list[pulumi.Resource], *, stateful: bool = False
+        self,
+        parent: pulumi.Resource,
+        depends_on: list[pulumi.Resource],
+        *,
+        stateful: bool = False,
+        service: str | None = None,
     ) -> pulumi.ResourceOptions:
         protect = stateful and self._config.protect_data
         gated = [next((succeeded(job) for job in self._jobs if job is d), d) for d in depends_on]
@@ -208,9 +268,75 @@ class DockerPlatform(pulumi.ComponentResource):
             depends_on=gated,
             protect=protect,
             retain_on_delete=protect,
+            # A revisioned service's new containers and volumes carry new names: created first.
+            delete_before_replace=False if service in self._revisions else None,
+        )
+
+    def _physical(self, service: str, base: str) -> pulumi.Input[str]:
+        """The Docker name of ``service``'s container or volume ``base``: `<prefix>-<base>`, and
+        `.<revision>` after it for a service replaced side by side (REVISION_BYTES)."""
+        revision = self._revisions.get(service)
+        if revision is None:
+            return f"{self._prefix}-{base}"
+        return pulumi.Output.concat(self._prefix, "-", base, ".", revision.hex)
+
+    def _side_by_side(self, spec: ServiceSpec) -> Handover | None:
+        """``spec``'s handover where Docker can run two sets at once: not for a service that
+        publishes host ports (the new set could not bind them while the old one holds them; the
+        edge is replaced stop-first here, README: Releases and rollback), nor one with data."""
+        if spec.handover is None or spec.run_once or spec.stateful or any(p.published for p in spec.ports):
+            return None
+        return spec.handover
+
+    def _part_image(
+        self, spec: ServiceSpec, part: str, image_name: pulumi.Input[str], parent: pulumi.Resource
+    ) -> docker.RemoteImage:
+        logical = f"{spec.name}-{part}-image"
+        if logical not in self._part_images:
+            self._part_images[logical] = docker.RemoteImage(
+                logical,
+                name=image_name,
+                keep_locally=True,
+                opts=pulumi.ResourceOptions(parent=parent, provider=self.provider),
+            )
+        return self._part_images[logical]
+
+    def _revision(
+        self, spec: ServiceSpec, images: list[docker.RemoteImage], extra: str, parent: pulumi.Resource
+    ) -> random.RandomId:
+        """New random bytes whenever the spec, an image it runs (by id: a new image under the
+        same tag too), ``extra`` (the front's config) or this module changes. The digest covers
+        secrets (the environment), so the keepers stay secret; the bytes are random, not derived."""
+        content = pulumi.Output.from_input(
+            {
+                "spec": _described(spec),
+                "images": [i.image_id for i in images],
+                "extra": extra,
+                "platform": PLATFORM_SOURCE,
+            }
+        )
+        return random.RandomId(
+            f"{spec.name}-revision",
+            byte_length=REVISION_BYTES,
+            keepers={"content": pulumi.Output.secret(content.apply(_digest))},
+            opts=pulumi.ResourceOptions(parent=parent),
         )
 
     def place(self, spec: ServiceSpec, parent: pulumi.Resource, depends_on: list[pulumi.Resource]) -> Placement:
+        handover = self._side_by_side(spec)
+        front_conf: str | None = None
+        if handover is not None and not handover.drains_itself:
+            # The app cannot drain itself: a front takes its port, and the app moves behind it.
+            assert handover.app_port is not None and spec.ports, f"{spec.name}: a draining front needs the app's port"
+            front_conf = drain_front.render(
+                drain_front.FrontSettings(
+                    listen_port=spec.ports[0].port,
+                    app_port=handover.app_port,
+                    read_timeout_seconds=handover.drain_seconds,
+                    workers=workers_for(spec.resources.cpu_millis),
+                )
+            )
+            spec = dataclasses.replace(spec, env={**spec.env, handover.app_port_env: str(handover.app_port)})
         self._specs[spec.name] = spec
         image = docker.RemoteImage(
             f"{spec.name}-image",
@@ -218,10 +344,23 @@ class DockerPlatform(pulumi.ComponentResource):
             keep_locally=True,
             opts=pulumi.ResourceOptions(parent=parent, provider=self.provider),
         )
+        if handover is not None:
+            parts = [self._part_image(spec, s.name, s.image, parent) for s in spec.sidecars]
+            parts += [self._part_image(spec, e.name, e.image, parent) for e in spec.exporters]
+            if front_conf is not None:
+                parts.append(self._part_image(spec, FRONT, self._config.images.edge, parent))
+            self._revisions[spec.name] = self._revision(spec, [image, *parts], front_conf or "", parent)
         volumes = [self._volume(spec, v, parent) for v in spec.volumes]
         owned = [vol for v, vol in zip(spec.volumes, volumes, strict=True) if v.shared_from is None]
         prepare = self._volume_owner(spec, image, volumes, parent)
         config_volume, carrier = self._config_carrier(spec.name, spec.name, image, spec.files, _user(spec), parent)
+        front_parts = None
+        if front_conf is not None:
+            front_security = Security(run_as_user=FRONT_UID, run_as_group=FRONT_UID)
+            front_file = ConfigFile(FRONT_CONF, front_conf)
+            front_parts = self._shared_parts(
+                spec, FRONT, self._config.images.edge, front_security, [front_file], parent
+            )
         if carrier is not None:
             prepare.append(carrier)
         extra: list[pulumi.Resource] = []
@@ -266,7 +405,11 @@ class DockerPlatform(pulumi.ComponentResource):
                 )
             )
             namespaces.append((name, owner or containers[-1]))
-        for parts in sidecar_parts:
+            if front_parts is not None and handover is not None:
+                extra.append(
+                    self._front(spec, handover, front_parts, name, owner or containers[-1], containers[-1], parent)
+                )
+        for parts in [*sidecar_parts, *([front_parts] if front_parts else [])]:
             extra += [r for r in parts if r is not None]
         for exporter in spec.exporters:
             extra += self._exporters(spec, exporter, namespaces, parent)
@@ -337,12 +480,7 @@ class DockerPlatform(pulumi.ComponentResource):
         """What every replica's copy of ``spec``'s sidecar or exporter ``part`` shares: its
         image and its files (in a config volume of its own, filled by its carrier)."""
         name = f"{spec.name}-{part}"
-        image = docker.RemoteImage(
-            f"{name}-image",
-            name=image_name,
-            keep_locally=True,
-            opts=pulumi.ResourceOptions(parent=parent, provider=self.provider),
-        )
+        image = self._part_image(spec, part, image_name, parent)
         volume, carrier = self._config_carrier(name, spec.name, image, files, _user_of(security), parent)
         return image, volume, carrier
 
@@ -365,7 +503,7 @@ class DockerPlatform(pulumi.ComponentResource):
         return docker.Container(
             name,
             _hardened(
-                name=f"{self._prefix}-{name}",
+                name=self._physical(spec.name, name),
                 image=image.image_id,
                 entrypoints=sidecar.command,
                 user=_user_of(sidecar.security),
@@ -391,7 +529,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 labels=_labels(spec.name, records),
                 **network,
             ),
-            opts=self._child_opts(parent, [*depends_on, *([carrier] if carrier else [])]),
+            opts=self._child_opts(parent, [*depends_on, *([carrier] if carrier else [])], service=spec.name),
         )
 
     def _container(
@@ -426,10 +564,15 @@ class DockerPlatform(pulumi.ComponentResource):
         }
         if carrier is not None:
             records[CONFIG_KEY] = carrier.id
+        # How long a stop waits for the process to finish its work: its own grace, or the drain
+        # of a service that finishes requests or jobs on its stop signal (spec.Handover).
+        grace = spec.stop_grace_seconds
+        if grace is None and spec.handover is not None and spec.handover.drains_itself:
+            grace = spec.handover.drain_seconds
         container = docker.Container(
             name,
             _hardened(
-                name=f"{self._prefix}-{name}",
+                name=self._physical(spec.name, name),
                 image=image.image_id,
                 entrypoints=spec.command,
                 command=spec.args,
@@ -454,18 +597,73 @@ class DockerPlatform(pulumi.ComponentResource):
                 # networks and ports are the sidecar's (and loopback is shared with it).
                 **network,
                 # Docker's default is 10 s; a worker finishing AI jobs needs longer.
-                stop_timeout=spec.stop_grace_seconds,
+                stop_timeout=grace,
                 # docker-init (tini) as PID 1, forwarding signals and reaping orphans (spec.init).
                 **({"init": True} if spec.init else {}),
-                destroy_grace_seconds=spec.stop_grace_seconds,
+                # pulumi-docker's delete stops with this timeout, not stop_timeout (0 when unset).
+                destroy_grace_seconds=grace,
                 volumes=_mounts(spec, volumes) + mounts,
                 labels=_labels(spec.name, records),
             ),
-            opts=self._child_opts(parent, depends_on),
+            opts=self._child_opts(parent, depends_on, service=spec.name),
         )
         if spec.run_once:
             self._jobs.append(container)
         return container
+
+    def _front(
+        self,
+        spec: ServiceSpec,
+        handover: Handover,
+        parts: tuple[docker.RemoteImage, docker.Volume | None, docker.Container | None],
+        service_container: str,
+        namespace_owner: docker.Container,
+        service: docker.Container,
+        parent: pulumi.Resource,
+    ) -> docker.Container:
+        """The draining front of one replica (drain_front.py): in its namespace on the service's
+        port, started once the app is healthy and depending on it, so the first of the old set a
+        later `pulumi up` deletes; SIGQUIT with the drain as grace lets its requests finish."""
+        image, volume, carrier = parts
+        assert volume is not None and carrier is not None
+        port = spec.ports[0].port
+        path = spec.probe.http_path if spec.probe is not None and spec.probe.http_path else "/"
+        name = f"{service_container}-{FRONT}"
+        return docker.Container(
+            name,
+            _hardened(
+                name=self._physical(spec.name, name),
+                image=image.image_id,
+                entrypoints=["nginx", "-c", FRONT_CONF, "-g", "daemon off;"],
+                user=f"{FRONT_UID}:{FRONT_UID}",
+                tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"},
+                # Its CPU is the app's: every request crosses it.
+                **_limits(64, spec.resources.cpu_millis),
+                restart="unless-stopped",
+                must_run=True,
+                # Healthy when the app answers through it: then the new set takes requests.
+                healthcheck=docker.ContainerHealthcheckArgs(
+                    tests=["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{port}{path}"],
+                    interval="10s",
+                    timeout="5s",
+                    retries=3,
+                    start_period="10s",
+                    start_interval="1s",
+                ),
+                wait=True,
+                wait_timeout=60,
+                # nginx's graceful stop (the image's STOPSIGNAL too, said here so no image decides).
+                stop_signal="SIGQUIT",
+                stop_timeout=handover.drain_seconds,
+                destroy_grace_seconds=handover.drain_seconds,
+                volumes=[
+                    docker.ContainerVolumeArgs(volume_name=volume.name, container_path=CONFIG_DIR, read_only=True)
+                ],
+                labels=_labels(spec.name, {ROLE_KEY: FRONT_ROLE, CONFIG_KEY: carrier.id}),
+                **_joining(namespace_owner),
+            ),
+            opts=self._child_opts(parent, [service, carrier], service=spec.name),
+        )
 
     def _companion(
         self,
@@ -556,7 +754,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 docker.Container(
                     f"{container_name}-{exporter.name}",
                     _hardened(
-                        name=f"{self._prefix}-{container_name}-{exporter.name}",
+                        name=self._physical(spec.name, f"{container_name}-{exporter.name}"),
                         image=image.image_id,
                         command=exporter.args or None,
                         envs=_env_list(exporter.env, secret),
@@ -569,7 +767,7 @@ class DockerPlatform(pulumi.ComponentResource):
                         labels=_labels(spec.name, records),
                         **_joining(owner),
                     ),
-                    opts=self._child_opts(parent, [owner, *([carrier] if carrier else [])]),
+                    opts=self._child_opts(parent, [owner, *([carrier] if carrier else [])], service=spec.name),
                 )
             )
         return made
@@ -598,17 +796,17 @@ class DockerPlatform(pulumi.ComponentResource):
         layout = hashlib.sha256("\n".join(sorted(f.path for f in files)).encode()).hexdigest()[:8]
         volume = docker.Volume(
             f"{name}-config",
-            name=f"{self._prefix}-{name}-config-{layout}",
+            name=self._physical(service, f"{name}-config-{layout}"),
             labels=[
                 docker.VolumeLabelArgs(label=k, value=val)
                 for k, val in {**LABELS, ROLE_KEY: CONFIG_VOLUME_ROLE}.items()
             ],
-            opts=self._child_opts(parent, []),
+            opts=self._child_opts(parent, [], service=service),
         )
         carrier = docker.Container(
             f"{name}-config",
             _hardened(
-                name=f"{self._prefix}-{name}-config",
+                name=self._physical(service, f"{name}-config"),
                 image=image.image_id,
                 user=user,
                 # Writable only so that the daemon takes the uploads; it never runs (start=False).
@@ -631,7 +829,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 ],
                 labels=_labels(service, {ROLE_KEY: CONFIG_CARRIER_ROLE}),
             ),
-            opts=self._child_opts(parent, [volume]),
+            opts=self._child_opts(parent, [volume], service=service),
         )
         return volume, carrier
 

@@ -80,6 +80,9 @@ class ApplyReport:
     started: list[str] = field(default_factory=list)
     # Exit code of each container found stopped after its create (the provider's `exit_code`).
     exit_codes: dict[str, int] = field(default_factory=dict)
+    # The deletes after the creates (replaced create-first, or no longer declared): the resource,
+    # its Docker name, and when the delete began and ended (time.monotonic()).
+    deletions: list[tuple[str, str, float, float]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,8 +171,11 @@ def delete_before_replace(reg: Registration) -> bool:
     """pulumi-docker resources.go: docker_container has DeleteBeforeReplace: true. Networks and
     volumes have an autonamed `name` (SetAutonaming): set explicitly, the bridge's Diff answers
     delete-before-replace (schema.go nameRequiresDeleteBeforeReplace). docker_image's `name` has its
-    own SchemaInfo, so it is not autonamed. The resource option deleteBeforeReplace wins too."""
-    if reg.delete_before_replace or reg.type == CONTAINER:
+    own SchemaInfo, so it is not autonamed. The resource option deleteBeforeReplace, when set,
+    wins either way (step_generator.go: `if goal.DeleteBeforeReplace != nil`)."""
+    if reg.delete_before_replace is not None:
+        return reg.delete_before_replace
+    if reg.type == CONTAINER:
         return True
     return reg.type in (NETWORK, VOLUME) and "name" in reg.inputs
 
@@ -617,6 +623,29 @@ class State:
             self._visit(urn, urns, order, set())
         return order
 
+    def old_order(self, condemned: set[str], gone: set[str]) -> list[str]:
+        """The deletion order of old states: ``condemned`` (`<urn>#old-<id>`, replaced create-first)
+        and ``gone`` (no longer declared), dependents before what they depended on. An old state
+        depended on the states its URNs named when it was created: an old one where that URN was
+        replaced too, the current one otherwise."""
+        old_of = {urn.split("#old-", 1)[0]: urn for urn in condemned}
+        urns = condemned | gone
+
+        def needs(urn: str) -> set[str]:
+            return {old_of.get(dep, dep) for dep in self.entries[urn].dependencies} & urns
+
+        order: list[str] = []
+        remaining = [u for u in self.entries if u in urns]
+        while remaining:
+            # Those no remaining state depends on go first (ScheduleDeletes's antichains).
+            needed = set().union(*(needs(u) for u in remaining))
+            free = [u for u in reversed(remaining) if u not in needed]
+            if not free:
+                raise ApplyError("dependency cycle among old states: " + ", ".join(remaining))
+            order += free
+            remaining = [u for u in remaining if u not in free]
+        return order
+
     def _visit(self, urn: str, urns: set[str], order: list[str], seen: set[str]) -> None:
         if urn in seen or urn in order or urn not in urns:
             return
@@ -654,10 +683,15 @@ class Applier:
         condemned: list[str] = []  # create-before-replace: the old object goes at the end
         for reg, deps in plan:
             self._apply_one(reg, deps, report, follow, condemned)
-        for urn in condemned:
-            self._delete_state(urn, report=None)
-        for urn in self.state.reverse_order(set(self.state.entries) - declared):
-            self._delete_state(urn, report)
+        # Pulumi deletes what was replaced create-first and what the program no longer declares
+        # after every create and update, together and dependents first, by the old states'
+        # dependencies (deployment_executor.go performDeletes -> step_generator.go
+        # ScheduleDeletes; run here one at a time, in the antichains' order).
+        gone = set(self.state.entries) - declared - set(condemned)
+        for urn in self.state.old_order(set(condemned), gone):
+            entry, began = self.state.entries[urn], time.monotonic()
+            self._delete_state(urn, report if urn in gone else None)
+            report.deletions.append((entry.name, str(entry.inputs.get("name", "")), began, time.monotonic()))
         return report
 
     def _apply_one(

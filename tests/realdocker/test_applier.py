@@ -184,7 +184,7 @@ def test_diff_force_new_replaces_and_the_rest_updates() -> None:
 
 
 def test_replacement_ordering() -> None:
-    def reg(typ: str, inputs: dict[str, Any], dbr: bool = False) -> Registration:
+    def reg(typ: str, inputs: dict[str, Any], dbr: bool | None = None) -> Registration:
         return _reg(typ, "r", inputs, delete_before_replace=dbr)
 
     assert A.delete_before_replace(reg(A.CONTAINER, {"name": "c"}))  # DeleteBeforeReplace: true
@@ -192,6 +192,27 @@ def test_replacement_ordering() -> None:
     assert not A.delete_before_replace(reg(A.NETWORK, {}))  # autonamed: create first
     assert not A.delete_before_replace(reg(A.IMAGE, {"name": "i"}))  # name is not autonamed
     assert A.delete_before_replace(reg(A.IMAGE, {"name": "i"}, dbr=True))
+    # The resource option, when set, wins over the provider either way.
+    assert not A.delete_before_replace(reg(A.CONTAINER, {"name": "c"}, dbr=False))
+    assert not A.delete_before_replace(reg(A.VOLUME, {"name": "v"}, dbr=False))
+
+
+def test_old_states_are_deleted_dependents_first_by_their_own_dependencies(tmp_path: Path) -> None:
+    """ScheduleDeletes: an old api (replaced create-first) depended on the old tunnel whose
+    namespace it joined, and an old front on the old api; they go front, api, tunnel, whatever
+    order they were condemned or created in. A state the program dropped goes in the same pass."""
+    state = A.State(tmp_path / "state.json")
+    urn = {n: f"urn:pulumi:test::applier::{A.CONTAINER}::{n}" for n in ("tunnel", "api", "front", "gone")}
+    state.entries[urn["tunnel"]] = A.Entry(A.CONTAINER, "tunnel", {}, "t2")  # the new ones
+    state.entries[urn["api"]] = A.Entry(A.CONTAINER, "api", {}, "a2", [urn["tunnel"]])
+    state.entries[urn["front"] + "#old-f1"] = A.Entry(A.CONTAINER, "front", {}, "f1", [urn["api"]])
+    state.entries[urn["api"] + "#old-a1"] = A.Entry(A.CONTAINER, "api", {}, "a1", [urn["tunnel"]])
+    state.entries[urn["tunnel"] + "#old-t1"] = A.Entry(A.CONTAINER, "tunnel", {}, "t1")
+    state.entries[urn["gone"]] = A.Entry(A.CONTAINER, "gone", {}, "g1", [urn["tunnel"]])
+    condemned = {u for u in state.entries if "#old-" in u}
+    order = [state.entries[u].id for u in state.old_order(condemned, {urn["gone"]})]
+    assert order.index("f1") < order.index("a1") < order.index("t1"), order
+    assert order.index("g1") < order.index("t1") and set(order) == {"f1", "a1", "t1", "g1"}, order
 
 
 def test_go_durations_and_cpus() -> None:
@@ -263,7 +284,7 @@ def _reg(
     deps: list[Registration] | None = None,
     outputs: dict[str, Any] | None = None,
     *,
-    delete_before_replace: bool = False,
+    delete_before_replace: bool | None = None,
 ) -> Registration:
     return Registration(
         type=typ,

@@ -48,6 +48,7 @@ SETTINGS: dict[str, dict[str, str]] = {
 # The Redis TLS tunnel beside each api and worker container (components/cache.py TUNNEL).
 TUNNEL = "redis-tls"
 NEW_API = "ghcr.io/aixsss/api:1.4.1-replaced"
+NEW_WEB = "ghcr.io/aixsss/web:1.4.1-replaced"
 
 
 @dataclass
@@ -518,63 +519,138 @@ def test_the_edge_serves_api_and_web_over_https_and_redirects_http(deployed: Dep
     assert response.status == 301 and response.getheader("Location") == f"https://{d.domain}/api/health"
 
 
-def test_a_replaced_api_container_answers_through_the_edge_again(deployed: Deployed, image_cache: Path) -> None:
-    """The new api joins its tunnel's unchanged namespace, so it keeps that address: the tunnels are
-    moved to new addresses as well, so that only re-resolution by the edge reaches the new api."""
+class Load:
+    """Clients on 127.0.0.1 calling through the edge while the stack is upgraded, as browsers do:
+    kept-alive HTTPS connections, pages and API calls, and some slow API calls (GET and POST)
+    that are in flight when an old api is stopped. Every response must be a 200; an exception
+    (reset, timeout) counts as a failure too. The API calls stay under the edge's rate limit
+    (edge.apiRatePerSecond, 10 per second per client address: all of these share one)."""
+
+    def __init__(self, d: Deployed) -> None:
+        self.d = d
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.ok: dict[str, int] = {}
+        self.failed: list[tuple[str, str]] = []
+        # Slow calls: (method, started, ended, instance that answered).
+        self.slow: list[tuple[str, float, float, str]] = []
+        self.instances: list[tuple[float, str]] = []  # (when, api instance) from /api/health
+        self.threads = [
+            threading.Thread(target=self._run, args=(kind,), daemon=True)
+            for kind in ("health", "page", "page", "slow-get", "slow-post")
+        ]
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=30)
+
+    def _connect(self) -> http.client.HTTPSConnection:
+        context = ssl.create_default_context(cadata=self.d.ca_pem)
+        connection = http.client.HTTPSConnection("127.0.0.1", 443, context=context, timeout=30)
+        sock = socket.create_connection(("127.0.0.1", 443), 10)
+        connection.sock = context.wrap_socket(sock, server_hostname=self.d.domain)
+        return connection
+
+    def _run(self, kind: str) -> None:
+        method, path, pause = {
+            "health": ("GET", "/api/health", 0.25),
+            "page": ("GET", "/", 0.02),
+            "slow-get": ("GET", "/api/stand-in/slow?ms=2000", 0.0),
+            "slow-post": ("POST", "/api/stand-in/slow?ms=2000", 0.0),
+        }[kind]
+        connection: http.client.HTTPSConnection | None = None
+        while not self.stop.is_set():
+            began = time.monotonic()
+            try:
+                connection = connection or self._connect()
+                body = b"{}" if method == "POST" else None
+                connection.request(method, path, body=body, headers={"Host": self.d.domain})
+                response = connection.getresponse()
+                content = response.read()
+                if response.will_close:
+                    connection.close()
+                    connection = None
+                if response.status != 200:
+                    raise RuntimeError(f"status {response.status}: {content[:120]!r}")
+                with self.lock:
+                    self.ok[kind] = self.ok.get(kind, 0) + 1
+                    if kind == "health":
+                        self.instances.append((began, json.loads(content)["instance"]))
+                    elif kind.startswith("slow"):
+                        self.slow.append((method, began, time.monotonic(), json.loads(content)["instance"]))
+            except (OSError, http.client.HTTPException, RuntimeError, ValueError) as err:
+                with self.lock:
+                    self.failed.append((kind, f"{type(err).__name__}: {err}"))
+                if connection is not None:
+                    connection.close()
+                connection = None
+            time.sleep(pause)
+        if connection is not None:
+            connection.close()
+
+
+def _derived_image(d: Deployed, resource: str, tag: str) -> str:
+    """A new release of ``resource``'s image: a different image id, not only another tag
+    (pulumi-docker compares image ids, so a new tag of the same image rightly replaces nothing)."""
+    current = reveal(d.deployment.named(resource).inputs["name"])
+    dockerfile = f"FROM {current}\nLABEL org.opencontainers.image.version={tag.rsplit(':', 1)[1]}\n"
+    d.client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
+    return tag
+
+
+def test_an_upgrade_of_api_and_web_fails_no_request(deployed: Deployed, image_cache: Path) -> None:
+    """Issue 13: new api and web images with `pulumi up` (the applier), while clients call through
+    the edge. The new sets start beside the old ones (their names carry a revision), the edge
+    reaches them by re-resolving the names, and the old sets are deleted after, dependents first:
+    the api's draining front before the api, so slow calls in flight finish. No request fails."""
     d = deployed
-    before = json.loads(_https(d, "/api/health")[1])
-    # A release is a different image, not only another tag: pulumi-docker compares image ids, so a
-    # new tag of the same image would (rightly) replace nothing.
-    current = reveal(d.deployment.named("api-image").inputs["name"])
-    dockerfile = f"FROM {current}\nLABEL org.opencontainers.image.version=1.4.1-replaced\n"
-    d.client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=NEW_API, rm=True)
-    upgraded = program(d.stack, prior=d.deployment, **{"images.api": NEW_API})
-    report = apply(d.host, d.applier, upgraded, image_cache)
-    apis = {r.name for r in d.deployment.of_type(CONTAINER) if re.fullmatch(r"api(-\d+)?", r.name)}
-    assert apis <= set(report.replaced) and "edge" not in report.replaced + report.created, report
-    _move_to_new_addresses(d, sorted(f"{api}-{TUNNEL}" for api in apis), current)
-    started = time.monotonic()
-    answer: dict[str, Any] = {}
-    while time.monotonic() - started < 30:
-        status, body = _https(d, "/api/health")
-        if status == 200:
-            answer = json.loads(body)
-            # Not the hostname: a container in another's namespace has that container's hostname.
-            if answer.get("instance") != before.get("instance"):
-                break
-        time.sleep(0.5)
-    elapsed = time.monotonic() - started
-    print(f"edge answered 200 from the new api container {elapsed:.1f}s after the apply")
-    assert answer.get("instance") and answer["instance"] != before.get("instance"), (before, answer)
-    assert elapsed < 15
-
-
-def _move_to_new_addresses(d: Deployed, owners: list[str], image: str) -> None:
-    """Give the new api containers addresses their predecessors never had.
-
-    Docker hands a new container the lowest free address of a network, so a replaced container
-    often gets its predecessor's, and an edge that resolved `api` once would still reach it. In
-    a real `pulumi up` any container that joins the network in between takes that address (and
-    a replaced tunnel gets a new one). Here each api's namespace owner (its tunnel) leaves the
-    frontend network, a container of this test takes the freed address, and the owner joins
-    again (under the api's alias) at another: only re-resolution reaches the new api now.
-    """
-    frontend = d.client.networks.get(f"aixsss-{d.stack}-frontend")
-    moved = []
-    for name in owners:
-        owner = d.container(name)
-        old = owner.attrs["NetworkSettings"]["Networks"][frontend.name]["IPAddress"]
-        frontend.disconnect(owner)
-        squatter = d.client.containers.run(
-            image, ["sleep", "600"], name=f"aixsss-test-{d.stack}-squatter-{name}", network=frontend.name,
-            user="1000:1000", detach=True, labels={"aixsss-test": "squatter"},
-        )  # fmt: skip
-        squatter.reload()
-        assert squatter.attrs["NetworkSettings"]["Networks"][frontend.name]["IPAddress"] == old
-        frontend.connect(owner, aliases=["api"])
-        owner.reload()
-        moved.append((old, owner.attrs["NetworkSettings"]["Networks"][frontend.name]["IPAddress"]))
-    assert all(old != new for old, new in moved), moved
+    new_api = _derived_image(d, "api-image", NEW_API)
+    new_web = _derived_image(d, "web-image", NEW_WEB)
+    old_names = {reveal(r.inputs["name"]) for r in _containers(d) if r.name.split("-")[0] in ("api", "web")}
+    with Load(d) as load:
+        deadline = time.monotonic() + 30
+        while not load.instances and time.monotonic() < deadline:
+            time.sleep(0.2)
+        before = {instance for _, instance in load.instances}
+        assert before, ("control: the load reaches the api before the upgrade", load.failed[:3])
+        upgraded = program(d.stack, prior=d.deployment, **{"images.api": new_api, "images.web": new_web})
+        began = time.monotonic()
+        report = apply(d.host, d.applier, upgraded, image_cache)
+        applied = time.monotonic()
+        d.deployment = upgraded
+        # Past the edge's resolver window and its kept-alive connections' lifetime.
+        time.sleep(nginx.UPSTREAM_KEEPALIVE_TIME_SECONDS + 5)
+    fronts = [(name, b, e) for resource, name, b, e in report.deletions if resource.endswith("-front")]
+    drained = [s for s in load.slow if any(s[1] < b < s[2] for _, b, _ in fronts)]
+    after = {instance for when, instance in load.instances if when > applied + nginx.UPSTREAM_KEEPALIVE_TIME_SECONDS}
+    print(
+        f"{d.stack} upgrade of api and web: apply {applied - began:.0f}s; requests ok {load.ok}, failed "
+        f"{len(load.failed)}; slow calls in flight when an old api's front was stopped: {len(drained)} "
+        f"(all answered 200 by the old instance: {sorted({s[3][:8] for s in drained})}); api instances "
+        f"before {len(before)}, after {len(after)}"
+    )
+    assert load.failed == [], load.failed[:10]
+    apis = [r for r in _containers(d) if re.fullmatch(r"api(-\d+)?", r.name)]
+    assert {r.name for r in apis} | {"web"} <= set(report.replaced), report
+    assert "edge" not in report.replaced + report.created, report
+    # The old sets are gone, and the edge reaches only new instances now.
+    remaining = {c.name for c in d.client.containers.list(all=True)}
+    assert not old_names & remaining, sorted(old_names & remaining)
+    assert after and not after & before, (before, after)
+    # Each old api front went first among its set and drained what it had: calls in flight
+    # when its stop began were answered (load.failed is empty) by the instance behind it.
+    assert len(fronts) == len(apis), report.deletions
+    assert drained, ("control: slow calls were in flight at a front's stop", fronts, load.slow[-4:])
+    assert all(instance in before for *_, instance in drained), drained
+    order = [resource for resource, *_ in report.deletions]
+    for api in apis:
+        assert order.index(f"{api.name}-front") < order.index(api.name) < order.index(f"{api.name}-{TUNNEL}"), order
 
 
 # A client as the api's pool opens connections: a new one every 50 ms with the DATABASE_URL of the
@@ -613,16 +689,24 @@ def _held(url: str) -> str:
     return hashlib.sha256(password.encode()).hexdigest()[:8]
 
 
+def _current_app(d: Deployed, service: str) -> docker.models.containers.Container | None:
+    """The newest running container of ``service`` itself (not its tunnel, front or carrier): a
+    service replaced side by side has two for a while, under names that carry their revision."""
+    running = d.client.containers.list(filters={"label": f"aixsss.service={service}", "status": "running"})
+    apps = [c for c in running if "aixsss.io/role" not in c.labels]
+    return max(apps, key=lambda c: c.attrs["Created"]) if apps else None
+
+
 def _probe_logins(
-    d: Deployed, container_name: str, lines: list[str], stop: threading.Event, script: str = LOGIN_PROBE
+    d: Deployed, service: str, lines: list[str], stop: threading.Event, script: str = LOGIN_PROBE
 ) -> None:
-    """Run ``script`` in the running container named ``container_name``, and in its replacement
-    once there is one, collecting its lines, until ``stop``."""
+    """Run ``script`` in the running container of ``service``, and in its replacement once there
+    is one, collecting its lines, until ``stop``."""
     while not stop.is_set():
         try:
-            container = d.client.containers.get(container_name)
-            if container.status != "running":
-                raise docker.errors.NotFound(container_name)
+            container = _current_app(d, service)
+            if container is None:
+                raise docker.errors.NotFound(service)
             run = d.client.api.exec_create(container.id, ["node", "-e", script], workdir="/app")
             buffered = ""
             for chunk in d.client.api.exec_start(run["Id"], stream=True):
@@ -648,15 +732,15 @@ def test_a_rotation_never_refuses_the_apis_logins_and_retires_the_old_role(
     on, PostgreSQL itself restarts once (pgBackRest's keys rotate too): that is unavailability,
     counted apart (a connection attempt to a removed container may hang instead, uncounted)."""
     d = deployed
-    api = reveal(d.deployment.named(_app_containers(d, "api")[0], CONTAINER).inputs["name"])
-    old_url = api_env(d.client.containers.get(api))["DATABASE_URL"]
-    old_redis = _held(api_env(d.client.containers.get(api))["REDIS_URL"])
+    api = d.container(_app_containers(d, "api")[0])
+    old_url = api_env(api)["DATABASE_URL"]
+    old_redis = _held(api_env(api)["REDIS_URL"])
     lines: list[str] = []
     redis_lines: list[str] = []
     stop = threading.Event()
     probes = [
-        threading.Thread(target=_probe_logins, args=(d, api, lines, stop), daemon=True),
-        threading.Thread(target=_probe_logins, args=(d, api, redis_lines, stop, REDIS_PROBE), daemon=True),
+        threading.Thread(target=_probe_logins, args=(d, "api", lines, stop), daemon=True),
+        threading.Thread(target=_probe_logins, args=(d, "api", redis_lines, stop, REDIS_PROBE), daemon=True),
     ]
     for probe in probes:
         probe.start()
@@ -705,7 +789,7 @@ def test_a_rotation_never_refuses_the_apis_logins_and_retires_the_old_role(
     socket_psql = ["psql", "-X", "-A", "-t", "-h", "/var/run/postgresql", "-U", "postgres", "-d", "aixsss"]
     roles = postgres.exec_run([*socket_psql, "-c", query])
     assert roles.exit_code == 0 and roles.output.decode().strip() == "aixsss_g1", roles.output
-    old = d.client.containers.get(api).exec_run(
+    old = d.container(_app_containers(d, "api")[0]).exec_run(
         ["node", "-e", LOGIN_PROBE.replace("for(;;)", "for(let i=0;i<1;i++)")],
         workdir="/app", environment={"DATABASE_URL": old_url},
     )  # fmt: skip

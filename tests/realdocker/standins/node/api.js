@@ -3,8 +3,9 @@
 // (APP.md), GET /api/health answering {"ok": true} once PostgreSQL answers a query through
 // DATABASE_URL, with the container's hostname and an id drawn at start, so a test can tell which
 // process answered (a container that joins another's network namespace shares its hostname).
-// POST /api/stand-in/jobs puts a job on the BullMQ queue AI_QUEUE_NAME (for the worker), over the
-// connection the app makes of REDIS_URL (lib/redis-url.js: host, port, password, plain text).
+// /api/stand-in/slow?ms=N answers after N ms. POST /api/stand-in/jobs puts a job on the BullMQ
+// queue AI_QUEUE_NAME (for the worker), over the connection the app makes of REDIS_URL
+// (lib/redis-url.js: host, port, password, plain text).
 const http = require('node:http');
 const os = require('node:os');
 const { randomUUID } = require('node:crypto');
@@ -46,6 +47,12 @@ async function enqueue() {
 const server = http.createServer((req, res) => {
   if (req.method === 'GET' && req.url === '/api/health') {
     health().then((body) => send(res, body.ok ? 200 : 503, body));
+  } else if (req.url.startsWith('/api/stand-in/slow?ms=')) {
+    // A request that takes a while (an AI call the api makes itself, a large upload): the
+    // upgrade test has some in flight when the old api is stopped. Any method, POST included.
+    const ms = Math.min(Number(req.url.split('=')[1]) || 0, 60000);
+    req.resume();
+    setTimeout(() => send(res, 200, { slept: ms, instance }), ms);
   } else if (req.method === 'POST' && req.url === '/api/stand-in/jobs') {
     enqueue().then((body) => send(res, 201, body), (err) => send(res, 502, { error: String(err.message) }));
   } else {
@@ -54,9 +61,6 @@ const server = http.createServer((req, res) => {
 });
 server.listen(port, () => console.log(`api stand-in listening on ${port}`));
 
-function stop() {
-  server.close();
-  Promise.allSettled([pool.end(), queue?.close()]).then(() => process.exit(0));
-}
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+// No SIGTERM handler, as the real api: its main.ts never calls enableShutdownHooks, so Node's
+// default applies and the process dies at once with its requests in flight (tini forwards the
+// signal). A stand-in that closed gracefully would hide what the program must do about that.
