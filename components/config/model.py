@@ -630,7 +630,8 @@ class WorkerSettings(Resources):
     # default is 120 s).
     ai_request_timeout_seconds: Annotated[int, Field(gt=0, le=3600)] = 120
     # On SIGTERM the worker finishes its active jobs before exiting (APP.md); it is killed after
-    # this long (Docker stop timeout, Kubernetes terminationGracePeriodSeconds).
+    # this long (Docker stop timeout; Kubernetes terminationGracePeriodSeconds, with a few seconds'
+    # margin: platforms/kubernetes_handover.py).
     stop_grace_seconds: Annotated[int, Field(gt=0, le=86400)] = 180
     # Kubernetes: a KEDA ScaledObject on the queue's wait list between replicas and maxReplicas,
     # aiming at queueLengthTarget waiting jobs per worker (two rounds of the default concurrency).

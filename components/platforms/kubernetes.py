@@ -28,7 +28,7 @@ from pulumi_kubernetes.networking.v1 import (
 )
 
 from components.config import StackConfig
-from components.platforms import kubernetes_checkov, kubernetes_files
+from components.platforms import kubernetes_checkov, kubernetes_files, kubernetes_handover
 from components.platforms.base import FLOW_KEY, OPERATOR_TRAFFIC, PORTS_KEY, Placement, flows_of, ports_record
 from components.platforms.kubernetes_files import file_key as _file_key
 from components.spec import (
@@ -482,6 +482,9 @@ class KubernetesPlatform(pulumi.ComponentResource):
             }
             if spec.autoscale is None:  # else the autoscaler owns the count (kubernetes_autoscaling)
                 deployment_spec["replicas"] = spec.replicas
+            departure = self._departure(spec)
+            if departure is not None and departure.min_ready_seconds:
+                deployment_spec["min_ready_seconds"] = departure.min_ready_seconds
             workload = k8s.apps.v1.Deployment(
                 spec.name,
                 metadata=self._meta(spec.name, _labels(spec.name)) | {"annotations": skips},
@@ -947,6 +950,10 @@ class KubernetesPlatform(pulumi.ComponentResource):
             pod["init_containers"] = [_sidecar_container(s, sidecar_mounts[s.name]) for s in spec.sidecars]
         if spec.stop_grace_seconds is not None:
             pod["termination_grace_period_seconds"] = spec.stop_grace_seconds
+        departure = self._departure(spec)
+        if departure is not None:
+            # A preStop pause while its clients drop the pod, a grace that covers its drain.
+            kubernetes_handover.apply(departure, container, pod)
         if spec.replicas > 1:
             pod["topology_spread_constraints"] = [
                 {
@@ -967,6 +974,9 @@ class KubernetesPlatform(pulumi.ComponentResource):
 
     def _load_balanced(self, spec: ServiceSpec) -> bool:
         return bool(_public(spec)) and self._config.kubernetes.exposure == "loadBalancer"
+
+    def _departure(self, spec: ServiceSpec) -> kubernetes_handover.Departure | None:
+        return kubernetes_handover.departure(spec, public=_public(spec), load_balanced=self._load_balanced(spec))
 
     def _service(self, spec: ServiceSpec, parent: pulumi.Resource) -> tuple[pulumi.Resource, list[str]]:
         public = _public(spec)

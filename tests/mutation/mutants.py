@@ -26,6 +26,7 @@ class Mutant:
 
 DOCKER = "components/platforms/docker.py"
 K8S = "components/platforms/kubernetes.py"
+HANDOVER = "components/platforms/kubernetes_handover.py"
 NGINX = "components/conf/nginx.py"
 REDIS = "components/conf/redis.py"
 POSTGRES = "components/conf/postgres.py"
@@ -1615,6 +1616,71 @@ MUTANTS: list[Mutant] = [
         '"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": site.keda_namespace}}',
         '"namespace_selector": {}',
         "KEDA: every namespace is admitted to Redis, not only the operator's",
+    ),
+    # ------------------------------------------------------------------ Kubernetes handover
+    Mutant(
+        "k-handover-not-applied",
+        "wiring",
+        K8S,
+        "            kubernetes_handover.apply(departure, container, pod)",
+        "            del departure",
+        "Kubernetes: no preStop pause and the default 30 s grace on api, worker, web and edge",
+    ),
+    Mutant(
+        "k-handover-keepalive-ignored",
+        "wiring",
+        HANDOVER,
+        "unlisted = ENDPOINT_PROPAGATION_SECONDS + UPSTREAM_KEEPALIVE_TIME_SECONDS",
+        "unlisted = ENDPOINT_PROPAGATION_SECONDS",
+        "Kubernetes: api and web stop while the edge still reuses kept-alive connections to them",
+    ),
+    Mutant(
+        "k-handover-api-signal-early",
+        "wiring",
+        HANDOVER,
+        "pause = unlisted if handover.drains_itself else unlisted + drain",
+        "pause = unlisted",
+        "Kubernetes: the api (exits at once on SIGTERM) is signalled with requests in flight",
+    ),
+    Mutant(
+        "k-handover-no-drain-grace",
+        "wiring",
+        HANDOVER,
+        "after_signal = drain if handover.drains_itself else 0",
+        "after_signal = 0",
+        "Kubernetes: nginx and the worker are killed before their drain is over",
+    ),
+    Mutant(
+        "k-handover-grace-below-spec",
+        "config",
+        HANDOVER,
+        "grace = max(pause + after_signal + STOP_MARGIN_SECONDS, spec.stop_grace_seconds or 0)",
+        "grace = pause + after_signal + STOP_MARGIN_SECONDS",
+        "Kubernetes: a spec's own stop grace (worker.stopGraceSeconds) no longer bounds the grace from below",
+    ),
+    Mutant(
+        "k-handover-lb-check-ignored",
+        "wiring",
+        HANDOVER,
+        "unlisted = ENDPOINT_PROPAGATION_SECONDS + (LOAD_BALANCER_CHECK_SECONDS if load_balanced else 0)",
+        "unlisted = ENDPOINT_PROPAGATION_SECONDS",
+        "Kubernetes: the edge stops accepting before the load balancer's check has dropped its node",
+    ),
+    Mutant(
+        "k-handover-no-min-ready",
+        "wiring",
+        HANDOVER,
+        "return Departure(pause, grace, LOAD_BALANCER_CHECK_SECONDS if load_balanced else 0)",
+        "return Departure(pause, grace, 0)",
+        "Kubernetes: an old edge pod leaves before the load balancer admits the new one's node",
+    ),
+    Mutant(
+        "k-handover-unprobed",
+        "wiring",
+        HANDOVER,
+        "    if spec.probe is None:\n        # Without a readiness probe",
+        "    if False:\n        # Without a readiness probe",
+        "Kubernetes: a handover without a readiness probe rolls onto pods that do not serve yet",
     ),
     Mutant(
         "autoscaled-replicas-fight",

@@ -32,6 +32,7 @@ PYTHON = Path(sys.executable)
 # Fastest and most targeted first: with -x the first failure ends the run.
 FAST = [
     "tests/test_network_policy.py",
+    "tests/test_handover_kubernetes.py",
     "tests/test_deployed_settings.py",
     "tests/test_wiring.py",
     "tests/test_checkov_exceptions.py",
