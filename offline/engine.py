@@ -219,9 +219,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     custom=request.custom,
                     protect=request.protect,
                     retain_on_delete=request.retainOnDelete,
-                    delete_before_replace=request.deleteBeforeReplace
-                    if request.deleteBeforeReplaceDefined
-                    else None,
+                    delete_before_replace=request.deleteBeforeReplace if request.deleteBeforeReplaceDefined else None,
                     dependencies=list(request.dependencies),
                     inputs=inputs,
                     outputs=state,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -136,11 +137,16 @@ def secret_items(value: Any) -> list[Any]:
     return list(value or [])
 
 
+REVISION_SUFFIX = re.compile(r"\.[0-9a-f]+$")
+
+
 def _workload(container: Registration) -> str:
     # Docker's own labels, imported here: reading a Kubernetes stack loads no Docker SDK.
     from components.platforms.docker import CONFIG_CARRIER_ROLE, ROLE_KEY
 
-    name: str = reveal(container.inputs.get("name"))
+    # Without the revision a service replaced side by side carries (`.<hex>`): the same workload
+    # from render to render, whichever revision it is at.
+    name: str = REVISION_SUFFIX.sub("", reveal(container.inputs.get("name")))
     labels = {item["label"]: item["value"] for item in reveal(container.inputs.get("labels") or [])}
     return name.removesuffix("-config") if labels.get(ROLE_KEY) == CONFIG_CARRIER_ROLE else name
 

@@ -383,9 +383,10 @@ DELIVERY_CASES: list[tuple[str, dict[tuple[str, str], Change], str]] = [
     ("a config volume mounted elsewhere", {(CONTAINER, "web"): lambda p: p.update(
         volumes=[{"volumeName": _config_volume("edge"), "containerPath": "/srv", "readOnly": True}])},
      "web mounts the config volume aixsss-staging-edge-config-"),
-    # A data volume named like a config volume (to go unprotected) is filled by no carrier.
-    ("data named as config", {(VOLUME, "redis-data"): lambda p: p.update(name="aixsss-staging-redis-config-0123abcd")},
-     "aixsss-staging-redis-config-0123abcd is named as a config volume (unprotected) but no carrier fills it"),
+    # A data volume named and labelled like a config volume (to go unprotected) is filled by no carrier.
+    ("data named as config", {(VOLUME, "redis-data"): lambda p: p.update(
+        name="aixsss-staging-redis-config-0123abcd", labels=[*p["labels"], {"label": "aixsss.io/role", "value": "config"}])},
+     "aixsss-staging-redis-config-0123abcd is a config volume (unprotected) but no carrier fills it"),
 ]  # fmt: skip
 
 
@@ -427,8 +428,9 @@ def test_an_unknown_carrier_id_leaves_the_rules_running_but_an_unknown_service_d
 
 def test_config_volumes_go_unprotected_data_volumes_do_not() -> None:
     """A config volume is refilled on every change and replaced when its paths change: protecting
-    it would stop that. Only the name tells it apart here; docker-config-delivered makes sure
-    nothing but a carrier's config is in a volume named so (DELIVERY_CASES: data named as config)."""
+    it would stop that. Its role label and name tell it apart; docker-config-delivered makes sure
+    nothing but a carrier's config is in a volume marked so (DELIVERY_CASES: data named as config),
+    and a data volume merely named like one is still data."""
     staging = deployed("staging", "docker")
     config = _pick(staging, VOLUME, "redis-config")
     assert not config.protect
@@ -438,6 +440,8 @@ def test_config_volumes_go_unprotected_data_volumes_do_not() -> None:
     assert violations(
         "stateful-resources-protected", args_of(dataclasses.replace(data, protect=False), requireProtect=True)
     )
+    renamed = dataclasses.replace(data, protect=False, inputs={**data.inputs, "name": reveal(config.inputs["name"])})
+    assert violations("stateful-resources-protected", args_of(renamed, requireProtect=True)), "a name alone"
 
 
 @pytest.mark.parametrize(("stack", "target"), [c for c in CASES if c[0] != "dev"], ids=lambda v: v)

@@ -55,8 +55,25 @@ def carrying(files: Files, tokens: set[str]) -> set[str]:
     return {path for path, (content, _) in files.items() if any(t in _flat(content) or t in _flat(path) for t in flat)}
 
 
+# A service's revision on Docker (spec.Handover): random, not a secret, drawn anew whenever what
+# its containers are made of changes, a rotated password in their environment included.
+REVISION = "random:index/randomId:RandomId"
+
+
 def _generated(d: Deployment) -> dict[str, Registration]:
-    return {r.urn: r for r in d.registrations if r.type.startswith(GENERATED)}
+    return {r.urn: r for r in d.registrations if r.type.startswith(GENERATED) and r.type != REVISION}
+
+
+def _revisions_follow_their_keepers(before: Deployment, after: Deployment) -> set[str]:
+    """Each revision is kept exactly when its keepers are; the names of those drawn anew."""
+    drawn = set()
+    for r in before.of_type(REVISION):
+        now = after.by_urn(r.urn)
+        same = reveal(r.outputs["hex"]) == reveal(now.outputs["hex"])
+        assert same == (r.plain["keepers"] == now.plain["keepers"]), r.name
+        if not same:
+            drawn.add(r.name)
+    return drawn
 
 
 def _checksums(d: Deployment) -> dict[tuple[str, str], str]:
@@ -169,6 +186,10 @@ def test_rotation_replaces_exactly_the_rotated_secrets(twice: Twice, tmp_path: P
     for urn, reg in kept.items():
         same = reveal(reg.outputs) == reveal(now[urn].outputs)
         assert same != (urn in rotated | salted), f"{reg.name}: {'kept' if same else 'replaced'}"
+    # On Docker api and worker hold the rotated passwords in their environment; web none of them.
+    docker_stack = bool(before.of_type("docker:index/container:Container"))
+    drawn = _revisions_follow_their_keepers(before, after)
+    assert drawn == ({"api-revision", "worker-revision"} if docker_stack else set()), drawn
 
     def tokens(d: Deployment, other: Deployment) -> set[str]:
         values = {reveal(d.by_urn(urn).outputs["result"]) for urn in rotated}
@@ -222,8 +243,14 @@ def test_a_changed_validity_renews_the_certificates_and_keeps_their_keys(twice: 
     for urn, reg in kept.items():
         same = reveal(reg.outputs) == reveal(now[urn].outputs)
         assert same != (urn in certs), f"{reg.name}: {'kept' if same else 'renewed'}"
+    # On Docker api and worker trust the renewed CA (their files); web's files hold no certificate.
+    docker_stack = bool(before.of_type("docker:index/container:Container"))
+    drawn = _revisions_follow_their_keepers(before, after)
+    assert drawn == ({"api-revision", "worker-revision"} if docker_stack else set()), drawn
     expected = carrying(twice.second, _cert_tokens(before, certs) | _changed_checksums(before, after))
     expected |= carrying(files, _cert_tokens(after, certs) | _changed_checksums(after, before))
+    # The plan names the containers, and theirs carry the revisions drawn anew.
+    expected |= {"docker/plan.yaml"} if drawn else set()
     assert {"certs/ca.crt", "audit.json"} <= expected
     assert not {p for p in expected if p.endswith(".key")}
     assert changed(twice.second, files) == expected

@@ -354,7 +354,7 @@ def test_any_stack_with_a_file_renders_with_its_own_environment(project: Project
     api = [
         r
         for r in qa.deployment.of_type("docker:index/container:Container")
-        if re.fullmatch(r"aixsss-staging-api-\d", r.plain["name"])
+        if re.fullmatch(r"aixsss-staging-api-\d\.[0-9a-f]{8}", r.plain["name"])
     ]
     assert len(api) == 3
     project.stack("qa", {**QA, "aixsss:api.replicas": 3}, encrypted=False)

@@ -148,7 +148,12 @@ def test_docker_healthchecks_call_the_right_targets(stack: str) -> None:
         assert container(d, name).plain["healthcheck"]["tests"] == tests, name
     api = container(d, "api").plain["healthcheck"]["tests"]
     assert api[:3] == ["CMD", "node", "-e"]
-    assert re.findall(r"fetch\('([^']+)'\)", api[3]) == ["http://127.0.0.1:3001/api/health"]
+    # The app on the port PORT says (behind its draining front on Docker), then the front: its
+    # check goes through it to the app, on the port clients use.
+    assert re.findall(r"fetch\((.+?)\)\.then", api[3]) == ["'http://127.0.0.1:'+process.env.PORT+'/api/health'"]
+    assert container(d, "api-front").plain["healthcheck"]["tests"] == [
+        "CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:3001/api/health",
+    ]  # fmt: skip
     assert "b.ok?0:1" in api[3], "healthy means the body says ok, not merely a response"
     worker = container(d, "worker").plain["healthcheck"]["tests"]
     assert worker[:3] == ["CMD", "node", "-e"] and "process.env.REDIS_URL" in worker[3] and "ping()" in worker[3]
@@ -178,8 +183,11 @@ def test_docker_healthchecks_target_what_each_server_listens_on() -> None:
     args = minio["command"]
     assert args[args.index("--address") + 1] == ":9000" and "--certs-dir" in args
     assert docker_env(container(d, "minio"))["MC_HOST_local"] == "https://localhost:9000"
-    # api: the port its PORT env makes it listen on.
-    assert docker_env(container(d, "api"))["PORT"] == "3001"
+    # api: the port its PORT env makes it listen on, where its draining front forwards; the front
+    # listens on the api's port.
+    assert docker_env(container(d, "api"))["PORT"] == "3002"
+    front = uploads(d, container(d, "api-front"))["/etc/aixsss/front.conf"]["content"].splitlines()
+    assert "    server 127.0.0.1:3002;" in front and "    listen 3001;" in front
     # postgres: the image's bootstrap superuser is `postgres` (peer through the socket only); the
     # owner the clients act as is a plain role the credentials job makes (issue 12). pg_isready
     # asks as the owner: any answer, a refusal included, means the server is up.

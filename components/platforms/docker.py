@@ -7,7 +7,7 @@ import hashlib
 import json
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 import pulumi_docker as docker
@@ -70,7 +70,7 @@ FRONT_UID = 101  # nginx-unprivileged, the edge's image
 FRONT_ROLE = "drain-front"
 
 
-def _described(value: Any) -> Any:
+def _described(value: object) -> object:
     """A spec as plain data and Inputs (Output.from_input resolves them): what makes its
     containers. Resources in it only order things (Sidecar.after) and are left out."""
     if isinstance(value, pulumi.Resource):
@@ -78,11 +78,12 @@ def _described(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _described(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
-        return {str(k): _described(v) for k, v in value.items()}
+        items = cast(dict[object, object], value)
+        return {str(k): _described(v) for k, v in items.items()}
     if isinstance(value, (frozenset, set)):
-        return sorted(str(v) for v in value)
+        return sorted(str(v) for v in cast(set[object], value))
     if isinstance(value, (list, tuple)):
-        return [_described(v) for v in value]
+        return [_described(v) for v in cast(list[object], value)]
     return value
 
 
@@ -380,6 +381,8 @@ class DockerPlatform(pulumi.ComponentResource):
             for sidecar in spec.sidecars
         ]
         containers: list[docker.Container] = []
+        # Draining fronts (spec.Handover): awaited instead of the app, healthy when it answers.
+        fronts: list[docker.Container] = []
         # Each replica's network namespace: its first sidecar's, else its own (exporters join it).
         namespaces: list[tuple[str, docker.Container]] = []
         for index in range(count):
@@ -402,11 +405,12 @@ class DockerPlatform(pulumi.ComponentResource):
                     owner,
                     parent,
                     depends_on + prepare,
+                    awaited=front_parts is None,
                 )
             )
             namespaces.append((name, owner or containers[-1]))
             if front_parts is not None and handover is not None:
-                extra.append(
+                fronts.append(
                     self._front(spec, handover, front_parts, name, owner or containers[-1], containers[-1], parent)
                 )
         for parts in [*sidecar_parts, *([front_parts] if front_parts else [])]:
@@ -420,12 +424,20 @@ class DockerPlatform(pulumi.ComponentResource):
         exposed = [f"{p.host_ip}:{p.published}->{p.port}" for p in spec.ports if p.published]
         return Placement(
             spec=spec,
-            ready=list(containers),
+            ready=list(fronts or containers),
             networks=networks,
             exposed=exposed,
             non_root=spec.security.run_as_user not in (None, 0),
             read_only_root=spec.security.read_only_root,
-            resources=[image, *owned, *([config_volume] if config_volume else []), *prepare, *containers, *extra],
+            resources=[
+                image,
+                *owned,
+                *([config_volume] if config_volume else []),
+                *prepare,
+                *containers,
+                *fronts,
+                *extra,
+            ],
         )
 
     def _volume(self, spec: ServiceSpec, volume: Volume, parent: pulumi.Resource) -> docker.Volume:
@@ -543,7 +555,11 @@ class DockerPlatform(pulumi.ComponentResource):
         namespace_owner: docker.Container | None,
         parent: pulumi.Resource,
         depends_on: list[pulumi.Resource],
+        *,
+        awaited: bool = True,
     ) -> docker.Container:
+        """``awaited``: `pulumi up` waits for its health check; False where a draining front,
+        started right after it, is awaited instead (its check passes through it to the app)."""
         security = spec.security
         envs = _envs(spec)
         user = _user(spec)
@@ -584,7 +600,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 **_limits(spec.resources.memory_mb, spec.resources.cpu_millis),
                 healthcheck=healthcheck,
                 # `pulumi up` waits for the healthcheck, which is what orders the services.
-                wait=not spec.run_once and healthcheck is not None,
+                wait=awaited and not spec.run_once and healthcheck is not None,
                 wait_timeout=180,
                 # A run-once job: `pulumi up` waits for it to exit. pulumi-docker does not check
                 # its exit code (terraform-provider-docker resourceDockerContainerCreate); what

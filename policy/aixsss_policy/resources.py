@@ -23,6 +23,7 @@ SERVICE_LABEL = "aixsss.service"
 K8S_NAME_LABEL = "app.kubernetes.io/name"
 ROLE_LABEL, VOLUME_OWNER_ROLE, CONFIG_CARRIER_ROLE = "aixsss.io/role", "volume-owner", "config-carrier"
 EXPORTER_ROLE = "exporter"
+CONFIG_VOLUME_ROLE = "config"  # components/platforms/docker.py: a config carrier's volume
 # The labels the rules decide by: an unknown value of one of these stops the rule (as any
 # unknown does); an unknown value of any other label (the service's `aixsss.io/config`, the id of
 # its config carrier, unknown until the carrier exists) is left out instead.

@@ -38,6 +38,7 @@ from pulumi_policy.proxy import UnknownValueError
 from aixsss_policy.resources import (
     CONFIG_CARRIER_ROLE,
     CONFIG_DIR,
+    CONFIG_VOLUME_ROLE,
     CONTAINER,
     DATA_SERVICES,
     EXPORTER_ROLE,
@@ -57,10 +58,12 @@ DANGEROUS_CAPABILITIES = {"ALL", "SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_MO
 SECRET_ENV_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|_KEY$|_KEY_|AUTH|DATABASE_URL|REDIS_URL)")
 CREDENTIALS_IN_URL = re.compile(r"://[^/\s:@]+:[^@\s/]+@")
 STATEFUL_KINDS = ("PersistentVolumeClaim", "StatefulSet")
-# A Docker config volume: `<prefix>-<service>-config-<hash of its paths>`. It holds what the
-# carrier's uploads put there, rewritten on every change, and is replaced when the list of paths
-# changes, so it is not protected; docker-config-delivered checks that only config goes in it.
-CONFIG_VOLUME = re.compile(r".+-config-[0-9a-f]{8}")
+# A Docker config volume: `<prefix>-<service>-config-<hash of its paths>`, and `.<revision>` for
+# a service replaced side by side, labelled with the config role (its name may be unknown in a
+# preview then: the revision is drawn at create). It holds what the carrier's uploads put there,
+# rewritten on every change, and is replaced when the list of paths changes, so it is not
+# protected; docker-config-delivered checks that only config goes in it.
+CONFIG_VOLUME = re.compile(r".+-config-[0-9a-f]{8}(\.[0-9a-f]{8})?")
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,13 @@ def _option(words: list[str], flag: str) -> str | None:
 
 
 def _config_volume(r: Resource) -> bool:
-    return r.type == VOLUME and bool(CONFIG_VOLUME.fullmatch(str(r.props.get("name") or "")))
+    if r.type != VOLUME or r.labels.get(ROLE_LABEL) != CONFIG_VOLUME_ROLE:
+        return False
+    try:
+        name = r.props.get("name")
+    except UnknownValueError:  # a revision not drawn yet (preview)
+        return True
+    return bool(CONFIG_VOLUME.fullmatch(str(name or "")))
 
 
 def _from_config_volume(r: Resource, path: str) -> bool:
@@ -578,7 +587,7 @@ def docker_config_delivered(resources: list[Resource]) -> Iterator[str]:
             yield from _certs_missing(certs, delivered)
     for v in resources:
         if _config_volume(v) and str(v.props.get("name")) not in fillers:
-            yield f"volume {v.props.get('name')} is named as a config volume (unprotected) but no carrier fills it"
+            yield f"volume {v.props.get('name')} is a config volume (unprotected) but no carrier fills it"
 
 
 # The api's release record (components/releases.py): /etc/aixsss/release.json on Docker (its
