@@ -7,7 +7,7 @@ after the service and depending on it, it is the first of the old set that `pulu
 nginx stops on SIGQUIT (the image's STOPSIGNAL) by closing its listener and idle connections and
 finishing every request in flight, so the app, stopped next, has none left. New connections to
 the old address are refused meanwhile, and the edge tries the next instance (nginx.py
-UPSTREAM_TRIES): nothing was sent, so that is safe for any method.
+UPSTREAM_CONNECT_TIMEOUT_SECONDS): nothing was sent, so that is safe for any method.
 
 It only relays: the edge already terminated TLS, limited rates and sizes, and logged the request.
 """

@@ -44,11 +44,14 @@ API_READ_TIMEOUT_SECONDS = 60
 UPSTREAM_KEEPALIVE_TIME_SECONDS = 10
 # A refused or unanswered connection goes to the next instance (nginx retries that for any
 # method, nothing having been sent): during a handover the name briefly lists an instance that
-# is not listening yet or any more. A few tries, each connect bounded, so a request never waits
-# on an address that is gone. A failure after the request was sent is retried for idempotent
-# methods only (never `non_idempotent`: a POST must not run twice).
-UPSTREAM_CONNECT_TIMEOUT_SECONDS = 2
-UPSTREAM_TRIES = 3
+# is not listening yet or any more, or whose address is gone. Each instance is tried at most once
+# per request (nginx's default number of tries: all of them; a fixed 3 failed prod's 3 old and 3
+# new api instances), within a bound, and each connect is short: on the host's bridge or through
+# kube-proxy a live instance answers a connect in well under a millisecond, a gone address never.
+# A failure after the request was sent is retried for idempotent methods only (never
+# `non_idempotent`: a POST must not run twice).
+UPSTREAM_CONNECT_TIMEOUT_SECONDS = 1
+UPSTREAM_RETRY_BOUND_SECONDS = 10
 SECURITY_HEADERS = (
     ("Strict-Transport-Security", "max-age=63072000; includeSubDomains"),
     ("X-Content-Type-Options", "nosniff"),
@@ -130,7 +133,7 @@ def _app_locations(s: EdgeSettings, *, require_forwarded_https: bool = False) ->
         "proxy_set_header X-Forwarded-For $remote_addr;",
         "proxy_set_header X-Forwarded-Proto https;",
         f"proxy_connect_timeout {UPSTREAM_CONNECT_TIMEOUT_SECONDS}s;",
-        f"proxy_next_upstream_tries {UPSTREAM_TRIES};",
+        f"proxy_next_upstream_timeout {UPSTREAM_RETRY_BOUND_SECONDS}s;",
     ]
     lines = [*_headers("    ")]
     lines += [

@@ -15,7 +15,7 @@ import pulumi_random as random
 
 from components.conf import drain_front
 from components.conf.nginx_base import workers_for
-from components.config import StackConfig
+from components.config import Resources, StackConfig
 from components.monitoring import DOCKER_METRICS_NETWORK, SCRAPER, MonitoringSpec, docker_metrics_network
 from components.platforms.base import FLOW_KEY, PORTS_KEY, Placement, flows_of, ports_record
 from components.platforms.docker_jobs import succeeded
@@ -75,6 +75,10 @@ def _described(value: object) -> object:
     containers. Resources in it only order things (Sidecar.after) and are left out."""
     if isinstance(value, pulumi.Resource):
         return None
+    if isinstance(value, Resources):
+        # A spec's resources are its whole settings section (api.maxReplicas, cache.storageGb…):
+        # only the limits make containers; the rest would start revisions that change nothing.
+        return {"cpu_millis": value.cpu_millis, "memory_mb": value.memory_mb}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _described(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):

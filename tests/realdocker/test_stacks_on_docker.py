@@ -586,13 +586,30 @@ class Load:
                         self.slow.append((method, began, time.monotonic(), json.loads(content)["instance"]))
             except (OSError, http.client.HTTPException, RuntimeError, ValueError) as err:
                 with self.lock:
-                    self.failed.append((kind, f"{type(err).__name__}: {err}"))
+                    self.failed.append(
+                        (kind, f"{time.monotonic() - began:.1f}s at {began:.1f}: {type(err).__name__}: {err}")
+                    )
                 if connection is not None:
                     connection.close()
                 connection = None
             time.sleep(pause)
         if connection is not None:
             connection.close()
+
+
+def _service_of(reg: Registration) -> str:
+    return next((label["value"] for label in reg.plain.get("labels") or [] if label["label"] == "aixsss.service"), "")
+
+
+def _frontend_addresses(d: Deployed) -> dict[str, str]:
+    """Each api and web namespace's address on the frontend network, by container name."""
+    frontend = f"aixsss-{d.stack}-frontend"
+    found = {}
+    for c in d.client.containers.list():
+        networks = c.attrs["NetworkSettings"]["Networks"] or {}
+        if c.labels.get("aixsss.service") in ("api", "web") and frontend in networks:
+            found[c.name] = networks[frontend]["IPAddress"]
+    return found
 
 
 def _derived_image(d: Deployed, resource: str, tag: str) -> str:
@@ -612,7 +629,8 @@ def test_an_upgrade_of_api_and_web_fails_no_request(deployed: Deployed, image_ca
     d = deployed
     new_api = _derived_image(d, "api-image", NEW_API)
     new_web = _derived_image(d, "web-image", NEW_WEB)
-    old_names = {reveal(r.inputs["name"]) for r in _containers(d) if r.name.split("-")[0] in ("api", "web")}
+    old_names = {reveal(r.inputs["name"]) for r in _containers(d) if _service_of(r) in ("api", "web")}
+    addresses = _frontend_addresses(d)
     with Load(d) as load:
         deadline = time.monotonic() + 30
         while not load.instances and time.monotonic() < deadline:
@@ -624,6 +642,7 @@ def test_an_upgrade_of_api_and_web_fails_no_request(deployed: Deployed, image_ca
         report = apply(d.host, d.applier, upgraded, image_cache)
         applied = time.monotonic()
         d.deployment = upgraded
+        addresses |= _frontend_addresses(d)
         # Past the edge's resolver window and its kept-alive connections' lifetime.
         time.sleep(nginx.UPSTREAM_KEEPALIVE_TIME_SECONDS + 5)
     fronts = [(name, b, e) for resource, name, b, e in report.deletions if resource.endswith("-front")]
@@ -635,6 +654,11 @@ def test_an_upgrade_of_api_and_web_fails_no_request(deployed: Deployed, image_ca
         f"(all answered 200 by the old instance: {sorted({s[3][:8] for s in drained})}); api instances "
         f"before {len(before)}, after {len(after)}"
     )
+    if load.failed:  # what the edge saw, to tell a timeout on a gone address from a refusal
+        edge = d.container("edge" if d.stack != "prod" else "edge-1")
+        seen = edge.logs(stdout=False, stderr=True, since=int(time.time() - (time.monotonic() - began))).decode()
+        print(f"frontend addresses: {addresses}\ndeletions: {report.deletions}\nedge errors:")
+        print("\n".join(line for line in seen.splitlines() if "upstream" in line)[-6000:])
     assert load.failed == [], load.failed[:10]
     apis = [r for r in _containers(d) if re.fullmatch(r"api(-\d+)?", r.name)]
     assert {r.name for r in apis} | {"web"} <= set(report.replaced), report
