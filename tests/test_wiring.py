@@ -836,6 +836,8 @@ DOCKER_NETWORKS = {
     # api and worker join the namespace of their Redis tunnel, which holds their networks.
     "api": set(),
     "api-redis-tls": {"frontend", "backend", "egress"},
+    # The api's draining front (spec.Handover) takes the api's port in the same namespace.
+    "api-front": set(),
     "worker": set(),
     "worker-redis-tls": {"backend", "egress"},
     "web": {"frontend"},

@@ -33,6 +33,7 @@ PYTHON = Path(sys.executable)
 FAST = [
     "tests/test_network_policy.py",
     "tests/test_handover_kubernetes.py",
+    "tests/test_handover_docker.py",
     "tests/test_deployed_settings.py",
     "tests/test_wiring.py",
     "tests/test_checkov_exceptions.py",
@@ -56,6 +57,7 @@ SERVERS = [
     "tests/test_redis_rotation_servers.py",
     "tests/test_cnpg_logins_servers.py",
     "tests/test_client_address.py",
+    "tests/test_drain_front_servers.py",
 ]
 TIMEOUT_SECONDS = 900
 
