@@ -283,12 +283,6 @@ def test_a_setting_no_container_reads_changes_no_container(key: str) -> None:
     assert inputs_changed(given("staging"), unread_changed(key)) == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docker.py _described keeps a spec's pydantic settings (Resources: ApiSettings, WorkerSettings, "
-    "the Redis tunnel's CacheSettings) as objects, which the digest's json.dumps(default=str) writes whole: "
-    "every field of those sections is in the keepers, so a setting no container reads replaces api or worker",
-)
 @pytest.mark.parametrize("key", list(UNREAD))
 def test_a_setting_no_container_reads_draws_no_revision(key: str) -> None:
     assert drawn(given("staging"), unread_changed(key)) == set()
