@@ -223,6 +223,13 @@ def _gateway_trust(s: EdgeSettings) -> list[str]:
     ]
 
 
+def _healthz(s: EdgeSettings) -> str:
+    # Probes are not traffic: not in the access log; with exporters, one status-log line each so
+    # the 5xx alert can take them out of stub_status's request count (exporters.probe_log).
+    log = exporter_conf.probe_log() if s.exporters else "access_log off;"
+    return f'    location = /healthz {{ {log} return 200 "ok\\n"; }}'
+
+
 def render(s: EdgeSettings) -> str:
     lines = [
         *main_context(s.temp_dir, workers=s.workers),
@@ -263,7 +270,7 @@ def render(s: EdgeSettings) -> str:
         f"    listen {s.http_port};",
         "    server_name _;",
         *([f"    location /.well-known/acme-challenge/ {{ root {s.acme_webroot}; }}"] if s.acme_webroot else []),
-        '    location = /healthz { access_log off; return 200 "ok\\n"; }',
+        _healthz(s),
     ]
     if s.trust_forwarded_proto:
         lines += [
@@ -284,7 +291,7 @@ def render(s: EdgeSettings) -> str:
         "    ssl_session_cache shared:TLS:10m;",
         "    ssl_session_timeout 1d;",
         "    ssl_session_tickets off;",
-        '    location = /healthz { access_log off; return 200 "ok\\n"; }',
+        _healthz(s),
         *_app_locations(s),
         "  }",
         *(exporter_conf.stub_status_server() if s.exporters else []),
