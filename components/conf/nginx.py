@@ -102,7 +102,7 @@ class EdgeSettings:
     cache_dir: str = "/var/cache/aixsss"
     mime_types: str = "/etc/nginx/mime.types"
     workers: int = 1  # nginx_base.workers_for(the edge's CPU limit)
-    # Exporters beside the edge (Kubernetes with monitoring.enabled): each response's status to
+    # Exporters beside the edge (monitoring.enabled): each 5xx answer's status and each probe to
     # mtail over loopback syslog, and stub_status on a loopback listener of its own. Off: the
     # file is exactly what it was before monitoring (the Docker tiers compare it).
     exporters: bool = False
