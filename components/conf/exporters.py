@@ -29,9 +29,10 @@ nginx-prometheus-exporter reads without NGINX Plus) counts connections and reque
 status codes. Real nginx can tell the status only in its log, so the edge sends a one-field log
 line over syslog (UDP on loopback) to mtail for each 5xx answer, and one for each request that
 is not traffic (health probes, stub_status scrapes); the total is stub_status's own count, which
-costs nothing per request. A line per request cost the edge about a tenth of its API throughput
-(issue 14: a UDP datagram, one ``send()``, per request; nginx cannot buffer syslog output, "logs
-to syslog cannot be buffered", ngx_http_log_module.c), and the alert needs only the 5xx. Other
+costs nothing per request. A line per request cost the edge 3 to 12 % more CPU per API call
+(issue 14; more with mtail reading each datagram on the same machine): a UDP datagram, one
+``send()``, per request, and nginx cannot buffer syslog output ("logs to syslog cannot be
+buffered", ngx_http_log_module.c); the alert needs only the 5xx. Other
 ways were weighed: njs shared dictionaries would count inside nginx (the image ships njs) but
 Debian 12's njs 0.7.9 predates ``js_shared_dict_zone`` (0.8.0), so nothing here could run it;
 an ingress or gateway controller's own metrics have codes, but which one a cluster runs is not
