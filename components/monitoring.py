@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import pulumi
 
 from components.conf import exporters
-from components.conf.alerts import Thresholds, docker_rules, kubernetes_rules
+from components.conf.alerts import DOCKER_STACK_LABEL, Thresholds, docker_rules, kubernetes_rules
 from components.conf.pgbackrest import CONFIG_PATH as PGBACKREST_CONFIG
 from components.conf.pgbackrest import ENV_CONFIG as PGBACKREST_ENV_CONFIG
 from components.config import Resources, StackConfig
@@ -138,8 +138,9 @@ def postgres_exporters(
 
 
 def edge_exporters(config: StackConfig) -> tuple[Exporter, ...]:
-    """nginx-prometheus-exporter on the edge's loopback stub_status listener, and mtail counting
-    the status log nginx sends it over loopback UDP (the 5xx rate; exporters.py says why)."""
+    """nginx-prometheus-exporter on the edge's loopback stub_status listener (every request), and
+    mtail counting the status log nginx sends it over loopback UDP (5xx answers and probes; the
+    5xx rate, exporters.py says why)."""
     return (
         Exporter(
             name="nginx-exporter",
@@ -220,7 +221,7 @@ def targets_of(
 def docker_stack_label(config: StackConfig) -> dict[str, str]:
     """The label every Docker target carries and every Docker rule selects: one Prometheus may
     scrape several stacks' hosts."""
-    return {"stack": config.environment.value}
+    return {DOCKER_STACK_LABEL: config.environment.value}
 
 
 def docker_scrape_configs(config: StackConfig, targets: Sequence[ScrapeTarget]) -> tuple[dict[str, Any], ...]:

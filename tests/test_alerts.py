@@ -114,32 +114,41 @@ def redis_cases(make: Any, sel: str, labels: dict[str, str]) -> list[Case]:
     ]  # fmt: skip
 
 
-def edge_cases(make: Any, sel: str, group: dict[str, str], pods: tuple[str, str]) -> list[Case]:
-    """Responses from two edges (``pods``: their distinguishing matchers), summed by ``group``."""
-    a, b = (f"{sel}, {p}" for p in pods)
+PROBES_PER_MINUTE = 12  # per edge: two probes every 10 s (readiness and liveness), as on Kubernetes
 
-    def responses(ok_a: str, ok_b: str, errors: str | None) -> dict[str, str]:
+
+def edge_cases(make: Any, sel: str, group: dict[str, str], edges: tuple[tuple[str, str], ...]) -> list[Case]:
+    """The 5xx ratio over one or two edges (``edges``: each its nginx exporter's and its mtail's
+    distinguishing matchers), summed by ``group``. stub_status counts every request, the probes
+    too; mtail counts the probes and the 5xx. Traffic is per minute, without the probes."""
+    (nginx_a, mtail_a), *rest = ((f"{sel}, {n}", f"{sel}, {m}") for n, m in edges)
+
+    def responses(traffic_a: int, traffic_b: int, errors: int | None) -> dict[str, str]:
         series = {
-            f'edge_http_responses_total{{{a}, status_class="2xx"}}': ok_a,
-            f'edge_http_responses_total{{{b}, status_class="2xx"}}': ok_b,
-            f'edge_http_responses_total{{{a}, status_class="4xx"}}': "0+60x30",
+            f"nginx_http_requests_total{{{nginx_a}}}": f"0+{traffic_a + PROBES_PER_MINUTE}x30",
+            f"edge_http_probes_total{{{mtail_a}}}": f"0+{PROBES_PER_MINUTE}x30",
         }
-        if errors:
-            series[f'edge_http_responses_total{{{a}, status_class="5xx"}}'] = errors
+        for nginx_b, mtail_b in rest:
+            series[f"nginx_http_requests_total{{{nginx_b}}}"] = f"0+{traffic_b + PROBES_PER_MINUTE}x30"
+            series[f"edge_http_probes_total{{{mtail_b}}}"] = f"0+{PROBES_PER_MINUTE}x30"
+        if errors is not None:
+            series[f'edge_http_responses_total{{{mtail_a}, status_class="5xx"}}'] = f"0+{errors}x30"
         return series
 
-    # Per minute: 300 + 300 2xx, 60 4xx, 60 5xx → 60/720 = 8.3 % > 5 %.
     return [
-        make("EdgeDown", "down", {f"nginx_up{{{a}}}": "0+0x20"}, "10m", [group | dict(_labels(a))]),
-        make("EdgeDown", "up", {f"nginx_up{{{a}}}": "1+0x20"}, "10m"),
-        make("EdgeHigh5xxRate", "8 percent", responses("0+300x30", "0+300x30", "0+60x30"), "15m", [group]),
-        make("EdgeHigh5xxRate", "under 1 percent", responses("0+300x30", "0+300x30", "0+6x30"), "15m"),
-        make("EdgeHigh5xxRate", "no 5xx", responses("0+300x30", "0+300x30", None), "15m"),
-        # Half the responses fail, but at 0.03 requests/s: too few for the ratio to page anyone.
-        make("EdgeHigh5xxRate", "little traffic",
-             {f'edge_http_responses_total{{{a}, status_class="2xx"}}': "0+1x30",
-              f'edge_http_responses_total{{{a}, status_class="5xx"}}': "0+1x30"}, "15m"),
-    ]  # fmt: skip
+        make("EdgeDown", "down", {f"nginx_up{{{nginx_a}}}": "0+0x20"}, "10m", [group | dict(_labels(nginx_a))]),
+        make("EdgeDown", "up", {f"nginx_up{{{nginx_a}}}": "1+0x20"}, "10m"),
+        # 300 + 300 2xx, 60 4xx, 60 5xx a minute: 60/720 = 8.3 % > 5 % (14 % with one edge).
+        make("EdgeHigh5xxRate", "8 percent", responses(420, 300, 60), "15m", [group]),
+        make("EdgeHigh5xxRate", "under 1 percent", responses(366, 300, 6), "15m"),
+        make("EdgeHigh5xxRate", "no 5xx", responses(360, 300, None), "15m"),
+        # Every request fails, but at 0.07 requests/s: too few for the ratio to page anyone. With
+        # the probes counted as traffic (0.2/s per edge) the rule would see enough, and 14 %.
+        make("EdgeHigh5xxRate", "little traffic", responses(4, 0, 4), "15m"),
+        # 1 in 12 at 0.2 requests/s fails: 8.3 %. With the probes counted as traffic, 1 in 36
+        # (2.8 %; one edge 1 in 24, 4.2 %) and silent.
+        make("EdgeHigh5xxRate", "probes are not traffic", responses(12, 0, 1), "15m", [group]),
+    ]
 
 
 def program_certificate_cases(make: Any) -> list[Case]:
@@ -214,7 +223,8 @@ CASES: list[Case] = [
         {f"cnpg_pg_replication_in_recovery{{{N}, {POD1}}}": "0+0x20",
          f"cnpg_pg_replication_is_wal_receiver_up{{{N}, {POD1}}}": "0+0x20"}, "10m"),
     *redis_cases(k8s, f'{N}, instance="10.0.0.7:9121"', NSL | {"instance": "10.0.0.7:9121"}),
-    *edge_cases(k8s, N, NSL, ('instance="10.0.0.8:9113", pod="edge-a"', 'instance="10.0.0.9:9113", pod="edge-b"')),
+    *edge_cases(k8s, N, NSL, (('instance="10.0.0.8:9113", pod="edge-a"', 'instance="10.0.0.8:3903", pod="edge-a"'),
+                              ('instance="10.0.0.9:9113", pod="edge-b"', 'instance="10.0.0.9:3903", pod="edge-b"'))),
     # cert-manager's Certificate expires at day 20: under 14 days left from day 6, firing an hour later.
     k8s("CertificateExpiringSoon", "cert-manager at day 8",
         {f"certmanager_certificate_expiration_timestamp_seconds{{{CERT.format(ns=NS)}}}": "1728000+0x500"}, "8d",
@@ -256,7 +266,10 @@ CASES: list[Case] = [
            {f"pg_stat_archiver_failed_count{{{PGX}}}": "0+0x30", f"pg_stat_archiver_archived_count{{{PGX}}}": "9+0x30"},
            "20m"),
     *redis_cases(docker, REDIS, REDIS_LABELS),
-    *edge_cases(docker, 'job="edge"', {"job": "edge"}, ('instance="edge-a:3903"', 'instance="edge-b:3903"')),
+    # One edge per Docker host; its exporters are two jobs, joined on the stack label.
+    *edge_cases(docker, 'stack="dev"', {"stack": "dev"},
+                (('instance="edge:9113", job="aixsss-dev-edge-nginx-exporter"',
+                  'instance="edge:3903", job="aixsss-dev-edge-mtail"'),)),
     *program_certificate_cases(docker),
 ]  # fmt: skip
 

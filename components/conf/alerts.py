@@ -33,8 +33,9 @@ Where each metric name was checked (sources of 2026-08, the versions the program
   failed-backup timestamp: a failing backup shows only as the age growing.
 - redis_exporter 1.45 and 1.88: ``redis_up``, ``redis_memory_used_bytes``,
   ``redis_memory_max_bytes`` (``maxmemory`` from INFO), ``redis_evicted_keys_total``.
-- nginx-prometheus-exporter: ``nginx_up``; mtail (exporters.mtail_program): the edge's responses
-  by ``status_class``.
+- nginx-prometheus-exporter: ``nginx_up`` and ``nginx_http_requests_total`` (stub_status's
+  requests); mtail (exporters.mtail_program): the edge's 5xx answers (``status_class="5xx"``)
+  and its requests that are not traffic (``edge_http_probes_total``).
 
 Certificates the program issues itself (pulumi-tls: the internal CA and leaves, the self-signed
 or bootstrap public certificate) are not cert-manager's and no exporter here reads a certificate
@@ -51,10 +52,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components.conf.exporters import EDGE_RESPONSES_METRIC
+from components.conf.exporters import EDGE_PROBES_METRIC, EDGE_REQUESTS_METRIC, EDGE_RESPONSES_METRIC
 
 RUNBOOK = "docs/runbooks/monitoring.md"
 
+# The label every Docker scrape target carries (monitoring.docker_stack_label): the edge's two
+# exporters are two jobs, so the 5xx ratio joins them on this one.
+DOCKER_STACK_LABEL = "stack"
 BARMAN_PLUGIN_PREFIX = "barman_cloud_cloudnative_pg_io_"
 PGBACKREST_STANZA = "aixsss"
 
@@ -316,7 +320,12 @@ def _redis_rules(sel: str, t: Thresholds, runbook: str) -> list[Rule]:
 
 
 def _edge_rules(sel: str, group: str, t: Thresholds, runbook: str) -> list[Rule]:
-    total = f"sum by ({group}) (rate({_m(EDGE_RESPONSES_METRIC, sel)}[5m]))"
+    # The edge's traffic: stub_status's request count less the requests that are not traffic
+    # (health probes and stub_status's own scrapes, each a status-log line that mtail counts).
+    # Two exporters, so two scrape targets: each side is summed by `group`, a label both carry.
+    requests = f"sum by ({group}) (rate({_m(EDGE_REQUESTS_METRIC, sel)}[5m]))"
+    probes = f"sum by ({group}) (rate({_m(EDGE_PROBES_METRIC, sel)}[5m]))"
+    total = f"({requests} - {probes})"
     five_xx = _m(EDGE_RESPONSES_METRIC, sel, 'status_class="5xx"')
     errors = f"sum by ({group}) (rate({five_xx}[5m]))"
     percent = _n(t.edge_5xx_ratio * 100)
@@ -438,11 +447,12 @@ def docker_rules(
     """The same alerts for a Docker host: postgres_exporter and pgbackrest_exporter instead of
     CloudNativePG, no replication (one instance), the program's certificates only (no
     cert-manager). ``selector`` is added to every metric (e.g. ``stack="dev"`` when one
-    Prometheus scrapes several hosts); the edge's ratio is per scrape ``job``."""
+    Prometheus scrapes several hosts); the edge's ratio is per ``stack`` label, which joins the
+    jobs of its two exporters."""
     groups = [
         {"name": "aixsss-postgres", "rules": _docker_postgres_rules(selector, thresholds, stanza, runbook)},
         {"name": "aixsss-redis", "rules": _redis_rules(selector, thresholds, runbook)},
-        {"name": "aixsss-edge", "rules": _edge_rules(selector, "job", thresholds, runbook)},
+        {"name": "aixsss-edge", "rules": _edge_rules(selector, DOCKER_STACK_LABEL, thresholds, runbook)},
     ]
     certificates = _program_certificate_rules(program_certificates or {}, thresholds, runbook)
     if certificates:

@@ -14,7 +14,7 @@ workflow; snapshots of 2026-08):
 - nginx-prometheus-exporter 1.5.3 (nginx/nginx-prometheus-exporter; release.yml tags the version
   without ``v``).
 - mtail 3.0.9 (google/mtail; goreleaser pushes ``ghcr.io/google/mtail:<version>``): the edge's
-  responses by status class, see below.
+  5xx answers and its requests that are not traffic, see below.
 - pgbackrest_exporter v0.23.0 (woblerr/pgbackrest_exporter; build.yml tags the git tag): the
   age of the last pgBackRest backup on a Docker host. Not in Debian: the real-daemon tier scrapes
   a thin stand-in with its flags and that metric (tests/realdocker/standins/exporters).
@@ -27,7 +27,12 @@ both the Debian and the pinned release (checked in the sources at both tags).
 Why mtail for the edge's 5xx rate: nginx's open-source ``stub_status`` (all that
 nginx-prometheus-exporter reads without NGINX Plus) counts connections and requests, never
 status codes. Real nginx can tell the status only in its log, so the edge sends a one-field log
-line per request over syslog (UDP on loopback) to mtail, which counts responses by class. Other
+line over syslog (UDP on loopback) to mtail for each 5xx answer, and one for each request that
+is not traffic (health probes, stub_status scrapes); the total is stub_status's own count, which
+costs nothing per request. A line per request cost the edge 3 to 12 % more CPU per API call
+(issue 14; more with mtail reading each datagram on the same machine): a UDP datagram, one
+``send()``, per request, and nginx cannot buffer syslog output ("logs to syslog cannot be
+buffered", ngx_http_log_module.c); the alert needs only the 5xx. Other
 ways were weighed: njs shared dictionaries would count inside nginx (the image ships njs) but
 Debian 12's njs 0.7.9 predates ``js_shared_dict_zone`` (0.8.0), so nothing here could run it;
 an ingress or gateway controller's own metrics have codes, but which one a cluster runs is not
@@ -144,7 +149,14 @@ STUB_STATUS_PATH = "/stub_status"
 STATUS_LOG_SERVER = "127.0.0.1:5140"
 STATUS_LOG_TAG = "aixsss_edge"
 STATUS_LOG_FORMAT = "aixsss_status"
+PROBE_LOG_FORMAT = "aixsss_probe"
+# 1 for the statuses the status log sends (5xx), 0 for the rest: access_log's if= skips a request
+# whose condition is 0 before it formats anything.
+STATUS_LOG_CONDITION = "$aixsss_status_logged"
 EDGE_RESPONSES_METRIC = "edge_http_responses_total"
+EDGE_PROBES_METRIC = "edge_http_probes_total"
+# stub_status's count of every request the edge read (nginx-prometheus-exporter 0.11 and 1.5.3).
+EDGE_REQUESTS_METRIC = "nginx_http_requests_total"
 
 
 def stub_status_server(
@@ -154,45 +166,76 @@ def stub_status_server(
     listener of its own, on loopback by default, so only a process in the edge's network
     namespace reads it (the exporter as a sidecar in the pod; on Docker a container started with
     the edge's network, ``network_mode: container:<edge>``). ``allow``/``deny`` repeat the rule
-    should the listener ever bind wider. Scrapes are not traffic: no access log, so they count
-    neither in the edge's log nor in its status log."""
+    should the listener ever bind wider. Scrapes are not traffic, yet stub_status counts them
+    among its requests: they stay out of the edge's log and go to the status log as probes
+    (``probe_log``), which the alert takes out of the total."""
     rules = " ".join(f"allow {a};" for a in allow)
     return [
         "  server {",
         f"    listen {listen};",
-        "    access_log off;",
+        f"    {probe_log()}",
         f"    location = {path} {{ stub_status; {rules} deny all; }}",
         "    location / { return 404; }",
         "  }",
     ]
 
 
-def status_log(server: str = STATUS_LOG_SERVER, *, tag: str = STATUS_LOG_TAG) -> list[str]:
-    """http-level lines that send each request's status to mtail over syslog (UDP), in addition
-    to the access log the edge already writes (access_log directives on one level add up).
+def _syslog(server: str, tag: str) -> str:
+    return f"syslog:server={server},tag={tag},nohostname"
 
-    The format ends in a literal newline (the string spans two lines of nginx.conf): mtail splits
+
+def status_log(server: str = STATUS_LOG_SERVER, *, tag: str = STATUS_LOG_TAG) -> list[str]:
+    """http-level lines that send each 5xx answer's status to mtail over syslog (UDP), in addition
+    to the access log the edge already writes (access_log directives on one level add up); and
+    the format of the probes' lines (``probe_log``).
+
+    Only 5xx, the one class the alert reads: any other answer costs a map lookup and no datagram.
+    The alert's total is stub_status's request count (``EDGE_REQUESTS_METRIC``) less the probes.
+
+    Each format ends in a literal newline (the string spans two lines of nginx.conf): mtail splits
     datagrams into lines at "\\n" and holds a line without one until the next arrives, and
     nginx's syslog messages carry none. ``nohostname``: the tag follows the timestamp directly,
     which mtail's pattern anchors on. UDP on loopback: a lost datagram costs one count, never a
     request; nginx resolves the address once at start, so it is a literal loopback address.
     """
     return [
+        f"  map $status {STATUS_LOG_CONDITION} {{",
+        "    ~^5 1;",
+        "    default 0;",
+        "  }",
         f"  log_format {STATUS_LOG_FORMAT} 'status=$status",
         "';",
-        f"  access_log syslog:server={server},tag={tag},nohostname {STATUS_LOG_FORMAT};",
+        f"  log_format {PROBE_LOG_FORMAT} 'probe",
+        "';",
+        f"  access_log {_syslog(server, tag)} {STATUS_LOG_FORMAT} if={STATUS_LOG_CONDITION};",
     ]
 
 
+def probe_log(server: str = STATUS_LOG_SERVER, *, tag: str = STATUS_LOG_TAG) -> str:
+    """The access_log of a location or server whose requests are not traffic (/healthz, the
+    stub_status listener): a status-log line each, so the alert can take them out of
+    stub_status's count. Set there, it replaces the inherited logs (no line on stdout, no status
+    line), as ``access_log off`` did. Probes come every few seconds: their datagrams cost
+    nothing measurable."""
+    return f"access_log {_syslog(server, tag)} {PROBE_LOG_FORMAT};"
+
+
 def mtail_program(tag: str = STATUS_LOG_TAG) -> str:
-    """The mtail program (one file in ``--progs``): responses by status class, a counter with
-    label ``status_class`` = 1xx … 5xx. Classes, not codes: five series per edge at most."""
+    """The mtail program (one file in ``--progs``): answers by status class, a counter with label
+    ``status_class`` (the status log sends only 5xx, so ``5xx`` is its one series), and the
+    requests that are not traffic, a counter without labels (exported as 0 from the start, so the
+    alert's subtraction has a series before the first probe: mtail initialises scalar counters,
+    internal/runtime/compiler/codegen/codegen.go in rc50 and 3.0.9)."""
     return "\n".join(
         [
-            "# Generated by the aixsss Pulumi program: the edge's responses by status class.",
+            "# Generated by the aixsss Pulumi program: the edge's 5xx answers and its probes.",
             f"counter {EDGE_RESPONSES_METRIC} by status_class",
+            f"counter {EDGE_PROBES_METRIC}",
             f"/ {tag}: status=(?P<class>[1-5])\\d\\d$/ {{",
             f'  {EDGE_RESPONSES_METRIC}[$class + "xx"]++',
+            "}",
+            f"/ {tag}: probe$/ {{",
+            f"  {EDGE_PROBES_METRIC}++",
             "}",
             "",
         ]

@@ -105,7 +105,7 @@ class EdgeSettings:
     cache_dir: str = "/var/cache/aixsss"
     mime_types: str = "/etc/nginx/mime.types"
     workers: int = 1  # nginx_base.workers_for(the edge's CPU limit)
-    # Exporters beside the edge (Kubernetes with monitoring.enabled): each response's status to
+    # Exporters beside the edge (monitoring.enabled): each 5xx answer's status and each probe to
     # mtail over loopback syslog, and stub_status on a loopback listener of its own. Off: the
     # file is exactly what it was before monitoring (the Docker tiers compare it).
     exporters: bool = False
@@ -226,6 +226,13 @@ def _gateway_trust(s: EdgeSettings) -> list[str]:
     ]
 
 
+def _healthz(s: EdgeSettings) -> str:
+    # Probes are not traffic: not in the access log; with exporters, one status-log line each so
+    # the 5xx alert can take them out of stub_status's request count (exporters.probe_log).
+    log = exporter_conf.probe_log() if s.exporters else "access_log off;"
+    return f'    location = /healthz {{ {log} return 200 "ok\\n"; }}'
+
+
 def render(s: EdgeSettings) -> str:
     lines = [
         *main_context(s.temp_dir, workers=s.workers),
@@ -266,7 +273,7 @@ def render(s: EdgeSettings) -> str:
         f"    listen {s.http_port};",
         "    server_name _;",
         *([f"    location /.well-known/acme-challenge/ {{ root {s.acme_webroot}; }}"] if s.acme_webroot else []),
-        '    location = /healthz { access_log off; return 200 "ok\\n"; }',
+        _healthz(s),
     ]
     if s.trust_forwarded_proto:
         lines += [
@@ -287,7 +294,7 @@ def render(s: EdgeSettings) -> str:
         "    ssl_session_cache shared:TLS:10m;",
         "    ssl_session_timeout 1d;",
         "    ssl_session_tickets off;",
-        '    location = /healthz { access_log off; return 200 "ok\\n"; }',
+        _healthz(s),
         *_app_locations(s),
         "  }",
         *(exporter_conf.stub_status_server() if s.exporters else []),

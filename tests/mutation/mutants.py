@@ -22,6 +22,9 @@ class Mutant:
     description: str
     # Also run the real-server tests (automatic for components/conf/).
     servers: bool = False
+    # Also these modules, which the fast selection does not run (e.g. the alert rules under
+    # promtool, the exporters against real servers).
+    tests: tuple[str, ...] = ()
 
 
 DOCKER = "components/platforms/docker.py"
@@ -1794,5 +1797,43 @@ MUTANTS: list[Mutant] = [
         "if spec.autoscale is None:  # else the autoscaler owns the count",
         "if True:  # else the autoscaler owns the count",
         "Kubernetes: the Deployment keeps replicas, so every pulumi up scales the autoscaled worker back",
+    ),
+    # ------------------------------------------------------------------ edge status log (monitoring)
+    Mutant(
+        "edge-status-log-every-answer",
+        "config",
+        "components/conf/exporters.py",
+        "{STATUS_LOG_FORMAT} if={STATUS_LOG_CONDITION};",
+        "{STATUS_LOG_FORMAT};",
+        "Edge: a status-log datagram for every answer again, not only 5xx (a tenth of the API throughput)",
+        tests=("tests/test_exporters.py",),
+    ),
+    Mutant(
+        "edge-healthz-probes-uncounted",
+        "wiring",
+        NGINX,
+        'log = exporter_conf.probe_log() if s.exporters else "access_log off;"',
+        'log = "access_log off;"',
+        "Edge: /healthz probes not in the status log, so the 5xx alert counts them as traffic",
+        tests=("tests/test_exporters.py",),
+    ),
+    Mutant(
+        "edge-stub-scrapes-uncounted",
+        "wiring",
+        "components/conf/exporters.py",
+        'f"    {probe_log()}",',
+        '"    access_log off;",',
+        "Edge: stub_status's scrapes not in the status log, so the 5xx alert counts them as traffic",
+        tests=("tests/test_exporters.py",),
+    ),
+    Mutant(
+        "edge-5xx-ratio-over-probes",
+        "config",
+        "components/conf/alerts.py",
+        'total = f"({requests} - {probes})"',
+        'total = f"({requests})"',
+        "Alerts: the edge's 5xx ratio divides by every request, probes included (diluted, and the "
+        "little-traffic guard always passes)",
+        tests=("tests/test_alerts.py",),
     ),
 ]
