@@ -13,7 +13,9 @@ stat line sums all its threads (proc(5): utime and stime of the whole thread gro
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -58,12 +60,18 @@ def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
     return found
 
 
-def spent(roots: Iterable[int], run: Callable[[], T]) -> tuple[T, float]:
+@dataclass(frozen=True)
+class Spent:
+    cpu_seconds: float  # user + system, of every process measured
+    wall_seconds: float  # how long the measurement lasted: pinned to one core, no more CPU than this
+
+
+def spent(roots: Iterable[int], run: Callable[[], T]) -> tuple[T, Spent]:
     """What ``run()`` returns, and the CPU seconds the processes of ``roots``' trees spent while it
     ran. A process that exits meanwhile (nginx's cache loader, a minute after the start) is left
     out of the sum; one started meanwhile is not seen: the servers measured start none."""
     pids = [pid for root in roots for pid in tree(root)]
-    before = cpu_seconds(pids)
+    before, start = cpu_seconds(pids), time.monotonic()
     result = run()
-    after = cpu_seconds(pids)
-    return result, sum(after[pid] - before[pid] for pid in after if pid in before)
+    after, end = cpu_seconds(pids), time.monotonic()
+    return result, Spent(sum(after[pid] - before[pid] for pid in after if pid in before), end - start)

@@ -55,6 +55,7 @@ class Sample:
     note: str = ""  # what makes the rate mean something else than it says
     completed: int = 0  # responses (or connections) the run got, whatever their status
     cpu_seconds: float | None = None  # what the server's own processes spent meanwhile (bench.cpu)
+    cpu_window_seconds: float | None = None  # from just before the load generator started to its end
 
     @property
     def cpu_us(self) -> float | None:

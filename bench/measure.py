@@ -71,7 +71,7 @@ def one(loader: Loader, stack: Stack, s: Scenario, target: str, seconds: int, pr
     if target == "direct":
         return _load(loader, stack, s, target, seconds, probed)
     sample, used = cpu.spent([stack.pids[target]], lambda: _load(loader, stack, s, target, seconds, probed))
-    sample.cpu_seconds = used
+    sample.cpu_seconds, sample.cpu_window_seconds = used.cpu_seconds, used.wall_seconds
     return sample
 
 

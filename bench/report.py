@@ -27,6 +27,7 @@ def _cpu(series: Series) -> dict[str, Any]:
     return {
         **_spread([us for us, _ in measured]),
         "cpu_seconds": [s.cpu_seconds for _, s in measured],
+        "window_seconds": [s.cpu_window_seconds for _, s in measured],
         "completed": [s.completed for _, s in measured],
     }
 
