@@ -119,12 +119,13 @@ def test_every_proxy_s_cpu_per_request_is_measured_and_printed(bench: Any) -> No
             ((us,), (seconds,), (completed,)) = cpu_us["runs"], cpu_us["cpu_seconds"], cpu_us["completed"]
             (window,) = cpu_us["window_seconds"]
             assert math.isfinite(us) and us == cpu_us["median"] == pytest.approx(seconds / completed * 1e6)
-            # Under load for the whole run, each proxy (master and workers) is busy for much of it
-            # (half to nine tenths of a core measured); pinned to the servers' one core, it spends
-            # no more than the run lasts (give or take a 10 ms clock tick per process). A server's
-            # workers left out, or a unit wrong, falls outside.
+            # Under load for the whole run, each proxy (master and workers) is busy for part of it
+            # (0.3 to 0.99 of a core measured; the stock proxy's HTTP/2 API run 0.1 in 3 s runs,
+            # once its connections are closed); pinned to the servers' one core, it spends no more
+            # than the run lasts (give or take a 10 ms clock tick per process). A server's workers
+            # left out (its master alone spends next to nothing), or a unit wrong, falls outside.
             cores = 1 if pinned else os.cpu_count() or 1
-            assert 0.1 * window <= seconds <= cores * window + 0.05, (name, target, cpu_us)
+            assert 0.05 * window <= seconds <= cores * window + 0.05, (name, target, cpu_us)
             assert SECONDS <= window <= SECONDS + 5, (name, target, cpu_us)
         assert set(scenario["cpu_ratios"]) == {"haproxy/edge", "stock/edge"}, name
         row = next(line for line in done.stdout.splitlines()[::-1] if line.startswith(f"{name} "))
