@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import load, measure, report, stack
+from bench import cpu, load, measure, report, stack
 
 # NGINX, HAPROXY: other binaries than Debian's (as the tests' tool() reads them).
 SERVERS = {
@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             "wrk_connections": load.WRK_CONNECTIONS,
             "h2_connections": load.H2_CONNECTIONS,
             "h2_streams": load.H2_STREAMS,
+            "cpu": "utime + stime of the proxy's processes (bench/cpu.py) during each run, per response",
+            "cpu_clock_ticks_per_second": cpu.CLOCK_TICKS,
         },
         "edge_edits": [servers.rate_edit],
         "rate_limit_directive": servers.rate_limit,
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     data = report.build(results, rates, meta)
     results_path, chart_path = report.write(data, args.out)
     print(report.table(data))
+    print()
+    print(report.cpu_table(data))
     print(f"\nthroughput edge: {servers.rate_edit} (its only edit beyond relocation)")
     print(f"wrote {results_path} and {chart_path}")
     for note in report.notes(data):

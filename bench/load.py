@@ -53,6 +53,16 @@ class Sample:
     bytes_per_response: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)
     note: str = ""  # what makes the rate mean something else than it says
+    completed: int = 0  # responses (or connections) the run got, whatever their status
+    cpu_seconds: float | None = None  # what the server's own processes spent meanwhile (bench.cpu)
+    cpu_window_seconds: float | None = None  # from just before the load generator started to its end
+
+    @property
+    def cpu_us(self) -> float | None:
+        """The server's CPU microseconds per response (or connection)."""
+        if self.cpu_seconds is None or not self.completed:
+            return None
+        return self.cpu_seconds / self.completed * 1e6
 
 
 @dataclass(frozen=True)
@@ -80,7 +90,8 @@ class Loader:
         good = r["requests"] - r["status_errors"]
         statuses = {str(k): v for k, v in r.get("statuses", {}).items()}
         unexpected = r["status_errors"] + r["socket_errors"]
-        return Sample(good / (r["duration_us"] / 1e6), unexpected, r["bytes"] / max(r["requests"], 1), statuses)
+        rate = good / (r["duration_us"] / 1e6)
+        return Sample(rate, unexpected, r["bytes"] / max(r["requests"], 1), statuses, completed=r["requests"])
 
     def h2load(self, url: str, seconds: int, headers: dict[str, str]) -> Sample:
         command = [*self.pin, "h2load", "-t1", f"-c{H2_CONNECTIONS}", f"-m{H2_STREAMS}", "-D", str(seconds)]
@@ -108,7 +119,8 @@ class Loader:
         note = ""
         if alive > 1.5 * int(requests.group(2)) / elapsed:
             note = "the server closed h2load's connections before the run ended (h2load does not reconnect)"
-        return Sample(ok / elapsed, unexpected, int(traffic.group(1)) / max(ok, 1), statuses, note)
+        answered = sum(statuses.values())
+        return Sample(ok / elapsed, unexpected, int(traffic.group(1)) / max(ok, 1), statuses, note, answered)
 
     def handshakes(self, port: int, path: str, seconds: int, *, resume: bool, response_bytes: int) -> Sample:
         """New TLS connections, one after another, each sending one request (`GET path HTTP/1.0`)
@@ -125,12 +137,12 @@ class Loader:
         total, per_connection = int(found.group(1)), int(found.group(2))
         unexpected = 0 if per_connection == response_bytes else total
         if not resume:
-            return Sample(total / elapsed, unexpected, per_connection, {"full": total})
+            return Sample(total / elapsed, unexpected, per_connection, {"full": total}, completed=total)
         # One mark per connection after the first: 'r' resumed its session, '*' a full handshake.
         marks = re.search(r"starting\s*\n([r*]*)", out)
         resumed = marks.group(1).count("r") if marks else 0
         return Sample(resumed / elapsed, unexpected + total - resumed, per_connection,
-                      {"resumed": resumed, "full": total - resumed})  # fmt: skip
+                      {"resumed": resumed, "full": total - resumed}, completed=total)  # fmt: skip
 
 
 def _run(command: list[str], seconds: int) -> str:

@@ -9,6 +9,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 
+from bench import cpu
 from bench.load import Loader, Sample
 from bench.scenarios import RATE_CASES, SCENARIOS, Scenario
 from bench.stack import DOMAIN, Stack
@@ -65,6 +66,16 @@ def _url(stack: Stack, scenario: Scenario, target: str) -> str:
 
 
 def one(loader: Loader, stack: Stack, s: Scenario, target: str, seconds: int, probed: dict[str, object]) -> Sample:
+    """One run, and for a proxy the CPU its own processes spent during it (the load generator's
+    start and end included: an idle server spends next to none)."""
+    if target == "direct":
+        return _load(loader, stack, s, target, seconds, probed)
+    sample, used = cpu.spent([stack.pids[target]], lambda: _load(loader, stack, s, target, seconds, probed))
+    sample.cpu_seconds, sample.cpu_window_seconds = used.cpu_seconds, used.wall_seconds
+    return sample
+
+
+def _load(loader: Loader, stack: Stack, s: Scenario, target: str, seconds: int, probed: dict[str, object]) -> Sample:
     if s.tool == "wrk":
         return loader.wrk(_url(stack, s, target), seconds, s.headers)
     if s.tool == "h2load":
@@ -89,7 +100,8 @@ def run(loader: Loader, stack: Stack, seconds: int, repeats: int) -> tuple[Resul
             for target in s.targets:
                 sample = one(loader, stack, s, target, seconds, results[s.name][target].probe)
                 results[s.name][target].samples.append(sample)
-                print(f"  [{repeat + 1}/{repeats}] {s.name:15} {target:8} {sample.rate:10.0f} {s.unit}"
+                cost = f"  {sample.cpu_us:8.1f} us CPU each" if sample.cpu_us is not None else ""
+                print(f"  [{repeat + 1}/{repeats}] {s.name:15} {target:8} {sample.rate:10.0f} {s.unit}{cost}"
                       + (f"  {sample.unexpected} unexpected" if sample.unexpected else ""), flush=True)  # fmt: skip
         for case in RATE_CASES:
             # Each case has an edge of its own; its earlier runs must not count against this one:

@@ -21,6 +21,7 @@ DOMAIN = "aixsss.localhost"
 @dataclass(frozen=True)
 class Stack:
     https: dict[str, int]  # edge, stock, haproxy and the rate cases' edges -> TLS port
+    pids: dict[str, int]  # edge, stock, haproxy -> the server's first process (nginx's master)
     api_port: int
     web_port: int
     ca: Path
@@ -40,11 +41,11 @@ def _udp_sink() -> Iterator[str]:
 
 
 def _edge(stack: contextlib.ExitStack, out: Path, nginx: str, work: Path, ports: proxies.Ports, raise_rate: bool,
-          status_log: str) -> tuple[str, str]:  # fmt: skip
+          status_log: str) -> tuple[str, str, int]:  # fmt: skip
     work.mkdir()
     conf, edit = proxies.edge_conf(out, nginx, work, ports, raise_rate=raise_rate, status_log=status_log)
-    stack.enter_context(nginx_running(nginx, work, conf, ports.https))
-    return conf, edit
+    master = stack.enter_context(nginx_running(nginx, work, conf, ports.https))
+    return conf, edit, master.pid
 
 
 @contextlib.contextmanager
@@ -63,21 +64,23 @@ def started(work: Path, nginx: str, haproxy: str) -> Iterator[Stack]:
         https = {name: free_port() for name in ("edge", "stock", "haproxy", *(c.name for c in RATE_CASES))}
         status_log = stack.enter_context(_udp_sink())
         edge_ports = proxies.Ports(https["edge"], free_port(), api, web)
-        _, rate_edit = _edge(stack, rendered.out, nginx, work / "edge", edge_ports, True, status_log)
+        pids: dict[str, int] = {}
+        _, rate_edit, pids["edge"] = _edge(stack, rendered.out, nginx, work / "edge", edge_ports, True, status_log)
         limited = ""
         for case in RATE_CASES:
             limited_ports = proxies.Ports(https[case.name], free_port(), api, web)
-            limited, _ = _edge(stack, rendered.out, nginx, work / case.name, limited_ports, False, status_log)
+            limited, _, _ = _edge(stack, rendered.out, nginx, work / case.name, limited_ports, False, status_log)
         ports = proxies.Ports(https["stock"], 0, api, web)
         (work / "stock").mkdir()
         stock = proxies.stock_conf(work / "stock", tls, ports)
-        stack.enter_context(nginx_running(nginx, work / "stock", stock, ports.https))
-        stack.enter_context(_haproxy(haproxy, work / "haproxy", tls, proxies.Ports(https["haproxy"], 0, api, web)))
+        pids["stock"] = stack.enter_context(nginx_running(nginx, work / "stock", stock, ports.https)).pid
+        haproxy_ports = proxies.Ports(https["haproxy"], 0, api, web)
+        pids["haproxy"] = stack.enter_context(_haproxy(haproxy, work / "haproxy", tls, haproxy_ports)).pid
         zone = next(line.strip() for line in limited.splitlines() if line.strip().startswith("limit_req_zone "))
         limit = next(line.strip() for line in limited.splitlines() if line.strip().startswith("limit_req "))
         rate, burst = re.search(r"rate=(\d+)r/s", zone), re.search(r"burst=(\d+)", limit)
         drain = int(burst.group(1)) / int(rate.group(1)) + 0.5 if rate and burst else 1.0
-        yield Stack(https, api, web, rendered.out / "certs/ca.crt", rate_edit, f"{zone} {limit}", drain)
+        yield Stack(https, pids, api, web, rendered.out / "certs/ca.crt", rate_edit, f"{zone} {limit}", drain)
 
 
 def _web_root(work: Path) -> Path:
@@ -88,7 +91,7 @@ def _web_root(work: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _haproxy(binary: str, work: Path, tls: proxies.Tls, ports: proxies.Ports) -> Iterator[None]:
+def _haproxy(binary: str, work: Path, tls: proxies.Tls, ports: proxies.Ports) -> Iterator[subprocess.Popen[bytes]]:
     work.mkdir()
     pem = work / "edge.pem"  # HAProxy reads the certificate and its key from one file
     pem.write_text(tls.cert.read_text() + tls.key.read_text())
@@ -96,5 +99,5 @@ def _haproxy(binary: str, work: Path, tls: proxies.Tls, ports: proxies.Ports) ->
     conf.write_text(proxies.haproxy_conf(pem, ports))
     checked = subprocess.run([binary, "-c", "-f", str(conf)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    with running([binary, "-db", "-f", str(conf)], ready=port_accepts(ports.https), log=work / "haproxy.log"):
-        yield
+    with running([binary, "-db", "-f", str(conf)], ready=port_accepts(ports.https), log=work / "haproxy.log") as p:
+        yield p

@@ -128,16 +128,16 @@ def serving(handler: type[BaseHTTPRequestHandler], port: int = 0) -> Iterator[in
 @contextlib.contextmanager
 def nginx_running(
     binary: str, work: Path, conf: str, port: int, env: Mapping[str, str] | None = None
-) -> Iterator[None]:
+) -> Iterator[subprocess.Popen[bytes]]:
     """nginx running ``conf`` (written to ``work``, after `nginx -t` accepted it) until the block
-    ends; ready when loopback ``port`` accepts."""
+    ends; ready when loopback ``port`` accepts. Yields its master process."""
     conf_path = work / "nginx.conf"
     conf_path.write_text(conf)
     command = [binary, "-e", "stderr", "-p", str(work), "-c", str(conf_path), "-g", "daemon off;"]
     checked = subprocess.run([*command[:-2], "-t"], capture_output=True, text=True, env=env)
     assert checked.returncode == 0, checked.stderr
-    with running(command, ready=port_accepts(port), log=work / "nginx.log", env=env):
-        yield
+    with running(command, ready=port_accepts(port), log=work / "nginx.log", env=env) as master:
+        yield master
 
 
 def nginx_version(binary: str) -> tuple[int, ...]:
