@@ -385,7 +385,8 @@ DELIVERY_CASES: list[tuple[str, dict[tuple[str, str], Change], str]] = [
      "web mounts the config volume aixsss-staging-edge-config-"),
     # A data volume named and labelled like a config volume (to go unprotected) is filled by no carrier.
     ("data named as config", {(VOLUME, "redis-data"): lambda p: p.update(
-        name="aixsss-staging-redis-config-0123abcd", labels=[*p["labels"], {"label": "aixsss.io/role", "value": "config"}])},
+        name="aixsss-staging-redis-config-0123abcd",
+        labels=[*p["labels"], {"label": "aixsss.io/role", "value": "config"}])},
      "aixsss-staging-redis-config-0123abcd is a config volume (unprotected) but no carrier fills it"),
 ]  # fmt: skip
 
