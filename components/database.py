@@ -202,13 +202,17 @@ class Database(Service):
 
     def retire_previous_logins(self, platform: Platform, clients_ready: list[pulumi.Resource]) -> None:
         """Once every client runs with this generation's role (``clients_ready``), the roles of
-        earlier generations can no longer log in and are dropped. One host only: under
-        CloudNativePG the Cluster's managed roles list them absent (cluster_logins). Before the
-        first rotation there is no earlier generation, and no job: the first deploy's critical
-        path ends at the api (issue 14; tests/test_deploy_order.py)."""
-        if platform.runs_postgres_clusters or self._config.secrets.rotation == 0:
+        generations before the previous one can no longer log in and are dropped. The previous
+        generation stays for one rotation: api and worker are replaced side by side, so its
+        clients still serve and drain until the end of this deploy (spec.Handover), as under
+        CloudNativePG, whose Cluster's managed roles drop a role one rotation late
+        (cluster_logins). One host only. Before the second rotation nothing is that old, and
+        there is no job: the first deploy's critical path ends at the api (issue 14)."""
+        rotation = self._config.secrets.rotation
+        if platform.runs_postgres_clusters or rotation < 2:
             return
-        retire = self._credentials_job("retire-logins", postgres.retire_logins_sql(USER, self.login_role), None)
+        kept = (self.login_role, postgres.login_role(USER, rotation - 1))
+        retire = self._credentials_job("retire-logins", postgres.retire_logins_sql(USER, kept), None)
         self.credentials_jobs.append(platform.place(retire, self, [*self.ready, *clients_ready]))
 
     def _credentials_job(self, name: str, sql: str, password: pulumi.Output[str] | None) -> ServiceSpec:

@@ -56,6 +56,7 @@ class LoadBalancer(Service):
             api_upstream=f"{platform.resolvable_name(api.NAME)}:{api.PORT}",
             web_upstream=f"{platform.resolvable_name(web.NAME)}:{web.PORT}",
             resolver=platform.resolver,
+            connect_timeout_seconds=nginx.UPSTREAM_CONNECT_TIMEOUT_SECONDS[platform.name],
             certificate_path=f"{tls_dir}/tls.crt",
             key_path=f"{tls_dir}/tls.key",
             http_port=HTTP_PORT,

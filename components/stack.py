@@ -159,7 +159,8 @@ def build(config: StackConfig) -> AixsssStack:
         api.migrations_ready + cache.ready,
         queue_password=cache.password,
     )
-    # A rotation's last step: the earlier generations' logins go once api and worker run with the new.
+    # A rotation's last step: logins older than the previous generation go once api and worker run
+    # with the new one (the previous generation's still drain: they go at the next rotation).
     database.retire_previous_logins(platform, [*api.ready, *worker.ready])
     web = Web(config, platform, images["web"])
     edge = LoadBalancer(config, platform, pki)

@@ -11,7 +11,7 @@ What each step needs is in components/stack.py: migrations wait for PostgreSQL a
 worker for the migrations and Redis, side by side; the Redis tunnel beside each of them for Redis
 alone (spec.Sidecar.after); the edge for none of them (nginx's `resolve`, LoadBalancer). On Docker
 a volume the image owns needs no root job first (spec.Volume.owned_by_image), and the job that
-retires the earlier logins exists from the first rotation on (Database.retire_previous_logins).
+retires the earlier logins exists from the second rotation on (Database.retire_previous_logins).
 """
 
 from __future__ import annotations
@@ -76,10 +76,13 @@ def test_the_critical_path_of_slow_resources_is_short(stack: str, target: str) -
 
 
 def test_the_first_deploy_before_any_rotation_has_no_job_to_retire_logins() -> None:
-    """Nothing to retire at rotation 0; from the first rotation on the job is there."""
+    """Nothing to retire at rotation 0, nor at 1 (generation 0's clients still drain); from the
+    second rotation on the job is there."""
     names = {r.name for r in run_program("dev", overrides={"target": "docker"}).of_type(CONTAINER)}
     assert not any(n.startswith("postgres-retire-logins") for n in names), sorted(names)
-    rotated = run_program("dev", overrides={"target": "docker", "secrets.rotation": 1}).of_type(CONTAINER)
+    first = run_program("dev", overrides={"target": "docker", "secrets.rotation": 1}).of_type(CONTAINER)
+    assert not any(r.name.startswith("postgres-retire-logins") for r in first), sorted(r.name for r in first)
+    rotated = run_program("dev", overrides={"target": "docker", "secrets.rotation": 2}).of_type(CONTAINER)
     assert any(r.name.startswith("postgres-retire-logins") for r in rotated)
 
 

@@ -35,8 +35,9 @@ def docker(overrides: dict[str, object] | None = None, prior: Deployment | None 
 
 
 def test_the_credentials_job_runs_between_the_server_and_its_clients_and_the_retirement_after_them() -> None:
-    # From the first rotation on: before it there is nothing to retire (test_deploy_order).
-    d = docker({"secrets.rotation": 1})
+    # From the second rotation on: before it nothing is older than the previous generation,
+    # which stays while its clients drain (test_deploy_order).
+    d = docker({"secrets.rotation": 2})
     postgres, grant, retire = (
         d.named("postgres", CONTAINER),
         job(d, "postgres-credentials"),
@@ -80,10 +81,10 @@ def test_with_backups_a_rotation_changes_only_the_servers_backup_keys() -> None:
 
 
 def test_a_rotation_gives_the_clients_a_new_login_role_and_reruns_the_jobs() -> None:
-    before = docker({"secrets.rotation": 1})
-    after = docker({"secrets.rotation": 2}, prior=before)
+    before = docker({"secrets.rotation": 2})
+    after = docker({"secrets.rotation": 3}, prior=before)
     urls = [urlsplit(env_of(d.named("api", CONTAINER))["DATABASE_URL"]) for d in (before, after)]
-    assert [u.username for u in urls] == ["aixsss_g1", "aixsss_g2"] and urls[0].password != urls[1].password
+    assert [u.username for u in urls] == ["aixsss_g2", "aixsss_g3"] and urls[0].password != urls[1].password
     # Each job is a new release for the new generation, so each runs again.
     for name in ("postgres-credentials", "postgres-retire-logins"):
         assert job(before, name).name != job(after, name).name, name
@@ -94,8 +95,8 @@ def test_a_rotation_gives_the_clients_a_new_login_role_and_reruns_the_jobs() -> 
 
 
 def test_an_unchanged_stack_reruns_no_credentials_job() -> None:
-    before = docker({"secrets.rotation": 1})
-    again = docker({"secrets.rotation": 1}, prior=before)
+    before = docker({"secrets.rotation": 2})
+    again = docker({"secrets.rotation": 2}, prior=before)
     for name in ("postgres-credentials", "postgres-retire-logins"):
         assert reveal(job(before, name).inputs) == reveal(job(again, name).inputs), name
 

@@ -1,8 +1,9 @@
 """secrets.rotation on a real PostgreSQL, step by step as a Docker deploy runs it (README:
 Secrets and rotation): the server and its credentials job of generation 0; then generation 1's
-credentials job, the clients' roll, and generation 1's retire job. A client that opens a new
-connection every few milliseconds with the credentials the running clients hold must never be
-refused; the old credentials must be refused at the end.
+credentials job and the clients' roll (no retire job: generation 0's clients still drain); then
+generation 2's credentials job, roll and retire job. A client that opens a new connection every
+few milliseconds with the credentials the running clients hold must never be refused; generation
+0's credentials must be refused at the end, generation 1's still accepted.
 
 Server: PostgreSQL 15 (Debian's) and 16 (tests/postgres16.py, the version the stacks deploy), each
 running the dev stack's rendered files (servers.rendered_database);
@@ -101,11 +102,14 @@ class Client:
         self._thread.join(10)
 
 
-def test_rotation_never_refuses_the_running_clients_and_retires_the_old_login(
+def test_rotation_never_refuses_the_running_clients_and_retires_the_login_before_the_previous(
     generations: list[Rendered], database: Database, tmp_path: Path
 ) -> None:
-    zero, one = database, login(generations[1], database)
-    assert (zero.user, one.user) == ("aixsss_g0", "aixsss_g1") and zero.password != one.password
+    zero, one, two = database, login(generations[1], database), login(generations[2], database)
+    assert (zero.user, one.user, two.user) == ("aixsss_g0", "aixsss_g1", "aixsss_g2")
+    # The first rotation retires nothing: generation 0's clients are still draining meanwhile.
+    with pytest.raises(AssertionError):
+        run_rendered_job(generations[1], database, "postgres-retire-logins")
     with connect(zero) as conn:
         conn.execute("CREATE TABLE made_by_generation_zero (id int)")
     started = time.monotonic()
@@ -116,42 +120,51 @@ def test_rotation_never_refuses_the_running_clients_and_retires_the_old_login(
             assert conn.execute("SELECT session_user, current_user").fetchone() == ("aixsss_g1", "aixsss")
             # What generation 0 created is the owner's, so generation 1 may change it.
             conn.execute("ALTER TABLE made_by_generation_zero ADD COLUMN note text")
-        lingering = connect(zero)  # a session the old clients still hold
+        lingering = connect(zero)  # a session generation 0's clients still hold
         time.sleep(0.5)
-        # 2. The clients roll: replaced containers start with generation 1's credentials.
+        # 2. The clients roll: new containers start with generation 1's credentials beside the
+        # old ones, which finish their work with generation 0's.
         clients.held = one
         time.sleep(0.5)
-        # 3. Once api and worker run the new generation, the old login goes.
-        run_rendered_job(generations[1], database, "postgres-retire-logins")
+        # 3. The next rotation: generation 2's role, the roll, then its retire job, while a
+        # generation-1 client is still draining.
+        run_rendered_job(generations[2], database, "postgres-credentials")
+        draining = connect(one)
+        clients.held = two
+        time.sleep(0.5)
+        run_rendered_job(generations[2], database, "postgres-retire-logins")
         time.sleep(0.5)
     window = time.monotonic() - started
     print(f"rotation: {clients.by_role} new connections in {window:.1f}s, {len(clients.refused)} refused")
-    assert clients.by_role["aixsss_g0"] >= 5 and clients.by_role["aixsss_g1"] >= 5, clients.by_role
+    assert all(clients.by_role[g] >= 5 for g in ("aixsss_g0", "aixsss_g1", "aixsss_g2")), clients.by_role
     assert clients.refused == []
-    # Dropped: no longer a member of the owner, so pg_hba.conf has no line that admits it.
+    # Generation 0 is dropped: no longer a member of the owner, so pg_hba.conf admits it nowhere.
     with pytest.raises(psycopg.OperationalError, match=r"pg_hba.conf rejects connection .* user \"aixsss_g0\""):
         connect(zero)
     with pytest.raises(psycopg.OperationalError):
         lingering.execute("SELECT 1")  # its session was ended
+    # Generation 1, the previous one, still works: its session and a new login.
+    assert draining.execute("SELECT session_user").fetchone() == ("aixsss_g1",)
     with connect(one) as conn:
         roles = conn.execute("SELECT rolname FROM pg_roles WHERE rolname ~ '^aixsss_g' ORDER BY 1").fetchall()
-        assert roles == [("aixsss_g1",)]
+        assert roles == [("aixsss_g1",), ("aixsss_g2",)]
+    draining.close()
 
 
-def test_the_measure_sees_a_lockout_when_the_old_login_goes_before_the_clients_roll(
+def test_the_measure_sees_a_lockout_when_a_login_goes_before_its_clients_roll(
     generations: list[Rendered], database: Database
 ) -> None:
-    """The control: the same client, with generation 2's retire job run before the roll (what a
-    rotation in place, ALTER ROLE on the clients' own role, amounts to) is refused."""
+    """The control: the same client still on generation 0 when generation 2's retire job runs
+    (two rotations in one, its clients never rolled) is refused."""
     run_rendered_job(generations[1], database, "postgres-credentials")
-    one, two = login(generations[1], database), login(generations[2], database)
-    with Client(held=one) as clients:
+    two = login(generations[2], database)
+    with Client(held=database) as clients:
         run_rendered_job(generations[2], database, "postgres-credentials")
         run_rendered_job(generations[2], database, "postgres-retire-logins")
         time.sleep(0.3)
         clients.held = two
         time.sleep(0.1)
-    assert clients.refused and all(r.startswith("aixsss_g1:") for r in clients.refused), clients.refused[:3]
+    assert clients.refused and all(r.startswith("aixsss_g0:") for r in clients.refused), clients.refused[:3]
     with connect(two) as conn:
         assert conn.execute("SELECT session_user").fetchone() == ("aixsss_g2",)
 

@@ -46,12 +46,15 @@ UPSTREAM_KEEPALIVE_TIME_SECONDS = 10
 # method, nothing having been sent): during a handover the name briefly lists an instance that
 # is not listening yet or any more, or whose address is gone. Each instance is tried at most once
 # per request (nginx's default number of tries: all of them; a fixed 3 failed prod's 3 old and 3
-# new api instances), within a bound, and each connect is short: on the host's bridge or through
-# kube-proxy a live instance answers a connect in well under a millisecond, a gone address never.
-# A failure after the request was sent is retried for idempotent methods only (never
-# `non_idempotent`: a POST must not run twice).
-UPSTREAM_CONNECT_TIMEOUT_SECONDS = 1
+# new api instances), within a bound. A failure after the request was sent is retried for
+# idempotent methods only (never `non_idempotent`: a POST must not run twice).
 UPSTREAM_RETRY_BOUND_SECONDS = 10
+# Each connect, by platform (EdgeSettings.connect_timeout_seconds). On one Docker host the edge
+# lists every instance's address; a live one answers a connect at once, a gone one (a replaced
+# container, for up to resolver_valid_seconds) never: 1 s, then the next. Behind a Kubernetes
+# Service it has one address, the ClusterIP, and no next one; there a dropped SYN (a full accept
+# queue) is sent again after Linux's initial 1 s timeout: 3 s lets that retransmission count.
+UPSTREAM_CONNECT_TIMEOUT_SECONDS = {"docker": 1, "kubernetes": 3}
 SECURITY_HEADERS = (
     ("Strict-Transport-Security", "max-age=63072000; includeSubDomains"),
     ("X-Content-Type-Options", "nosniff"),
@@ -99,6 +102,7 @@ class EdgeSettings:
     # replaced api or web container gets a new address, and `resolve` (nginx >= 1.27.3) follows it.
     resolver: str = "127.0.0.11"
     resolver_valid_seconds: int = 5
+    connect_timeout_seconds: int = UPSTREAM_CONNECT_TIMEOUT_SECONDS["docker"]
     temp_dir: str = "/tmp"
     # The hashed-asset cache: a writable directory of its own (a tmpfs on Docker's read-only root,
     # an emptyDir on Kubernetes), so a full cache never leaves temp files without room.
@@ -132,7 +136,7 @@ def _app_locations(s: EdgeSettings, *, require_forwarded_https: bool = False) ->
         # names): a client's own X-Forwarded-For would otherwise reach the app unchecked.
         "proxy_set_header X-Forwarded-For $remote_addr;",
         "proxy_set_header X-Forwarded-Proto https;",
-        f"proxy_connect_timeout {UPSTREAM_CONNECT_TIMEOUT_SECONDS}s;",
+        f"proxy_connect_timeout {s.connect_timeout_seconds}s;",
         f"proxy_next_upstream_timeout {UPSTREAM_RETRY_BOUND_SECONDS}s;",
     ]
     lines = [*_headers("    ")]

@@ -163,22 +163,25 @@ def grant_login_sql(owner: str, role: str, database: str = "aixsss", superuser: 
     )
 
 
-def retire_logins_sql(owner: str, role: str) -> str:
-    """After every client runs with generation's role: the others can no longer log in, their
-    sessions end, and they are dropped (they own nothing: their sessions act as the owner)."""
+def retire_logins_sql(owner: str, kept: tuple[str, ...]) -> str:
+    """The login roles not in ``kept`` (this generation's and the one before it) can no longer
+    log in, their sessions end, and they are dropped (they own nothing: their sessions act as the
+    owner). The previous generation is kept: its clients, replaced side by side, still finish
+    their work with it while this deploy runs (spec.Handover); it goes at the next rotation."""
     pattern = f"^{owner}_g[0-9]+$"
+    others = " AND ".join(f"rolname <> '{role}'" for role in kept)
+    sessions = " AND ".join(f"usename <> '{role}'" for role in kept)
     return "\n".join(
         [
             "\\set ON_ERROR_STOP on",
             f"SELECT format('ALTER ROLE %I NOLOGIN PASSWORD NULL', rolname) FROM pg_roles"
-            f" WHERE rolname ~ '{pattern}' AND rolname <> '{role}' \\gexec",
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            f" WHERE usename ~ '{pattern}' AND usename <> '{role}';",
+            f" WHERE rolname ~ '{pattern}' AND {others} \\gexec",
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename ~ '{pattern}' AND {sessions};",
             # Whatever a session made after `SET ROLE NONE` becomes the owner's, then the role goes
             # (DROP ROLE refuses a role that still owns or was granted anything).
             f"SELECT format('REASSIGN OWNED BY %1$I TO {owner}', rolname), format('DROP OWNED BY %1$I', rolname),"
             f" format('DROP ROLE %1$I', rolname) FROM pg_roles"
-            f" WHERE rolname ~ '{pattern}' AND rolname <> '{role}' \\gexec",
+            f" WHERE rolname ~ '{pattern}' AND {others} \\gexec",
             "",
         ]
     )

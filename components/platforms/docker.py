@@ -59,10 +59,18 @@ LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 # beside the old one (delete_before_replace=False overrides pulumi-docker's delete-first), and
 # `pulumi up` deletes the old set after every create, dependents first.
 REVISION_BYTES = 4
-# What the revision covers besides the spec and the images: this module, which turns specs into
-# containers. A new default here changes containers whose spec did not; replaced under their old
-# names they would collide with themselves, so any change to it starts a new revision.
-PLATFORM_SOURCE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+# What the revision covers besides the spec, the images and the records of the flows and ports on
+# its containers: the code that turns specs into containers (this module, the spec and the records'
+# formats). A new default there changes containers whose spec did not; replaced under their old
+# names they would collide with themselves, so any change to it starts a new revision. (A
+# pulumi-docker upgrade that forces replacements is not seen here: `pulumi up --replace` of the
+# revisions then, README: Releases and rollback.)
+PLATFORM_SOURCE = hashlib.sha256(
+    b"".join(
+        (Path(__file__).parent / name).read_bytes()
+        for name in ("docker.py", "base.py", "../spec.py", "../monitoring.py", "../conf/drain_front.py")
+    )
+).hexdigest()
 # The draining front (spec.Handover, drains_itself False): its config, in its config volume.
 FRONT = "front"
 FRONT_CONF = f"{CONFIG_DIR}/front.conf"
@@ -317,6 +325,9 @@ class DockerPlatform(pulumi.ComponentResource):
                 "spec": _described(spec),
                 "images": [i.image_id for i in images],
                 "extra": extra,
+                # Labels on its containers from other services' specs (the ports it reaches).
+                "flows": json.dumps([f.describe() for f in flows_of(spec, self._specs)]),
+                "ports": ports_record(spec),
                 "platform": PLATFORM_SOURCE,
             }
         )
@@ -664,14 +675,15 @@ class DockerPlatform(pulumi.ComponentResource):
                 # Healthy when the app answers through it: then the new set takes requests.
                 healthcheck=docker.ContainerHealthcheckArgs(
                     tests=["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{port}{path}"],
+                    # The app's own probe timing: awaited instead of the app, it gives it as long.
                     interval="10s",
                     timeout="5s",
-                    retries=3,
-                    start_period="10s",
-                    start_interval="1s",
+                    retries=5,
+                    start_period=f"{spec.probe.start_period_seconds if spec.probe else 20}s",
+                    start_interval="2s",
                 ),
                 wait=True,
-                wait_timeout=60,
+                wait_timeout=180,
                 # nginx's graceful stop (the image's STOPSIGNAL too, said here so no image decides).
                 stop_signal="SIGQUIT",
                 stop_timeout=handover.drain_seconds,

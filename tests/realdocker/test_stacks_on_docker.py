@@ -754,20 +754,34 @@ def _probe_logins(
 
 
 # dev only: the mechanism is the same in every stack, and a rotation replaces most containers
-# (about 5 minutes on an idle machine, with the backup scheduler's first check), which three
-# stacks would add to CI's hour. Last in the file: it leaves dev at generation 1.
+# (about 3 minutes each on an idle machine, with the backup scheduler's first check), which three
+# stacks would add to CI's hour. Last in the file: it leaves dev at generation 2.
 @pytest.mark.parametrize("deployed", ["dev"], indirect=True)
-def test_a_rotation_never_refuses_the_apis_logins_and_retires_the_old_role(
+def test_rotations_never_refuse_the_apis_logins_and_retire_the_role_before_the_previous(
     deployed: Deployed, image_cache: Path
 ) -> None:
-    """secrets.rotation 0 -> 1 with `pulumi up` (the applier), while the running api opens new
-    connections: none is refused for its credentials (README: Secrets and rotation). With backups
-    on, PostgreSQL itself restarts once (pgBackRest's keys rotate too): that is unavailability,
-    counted apart (a connection attempt to a removed container may hang instead, uncounted)."""
+    """secrets.rotation 0 -> 1 -> 2 with `pulumi up` (the applier), while the running api opens
+    new connections: none is refused for its credentials (README: Secrets and rotation). api and
+    worker are replaced side by side, so the previous generation's role stays while they drain:
+    the first rotation retires nothing, the second retires generation 0. With backups on,
+    PostgreSQL itself restarts (pgBackRest's keys rotate too): that is unavailability, counted
+    apart (a connection attempt to a removed container may hang instead, uncounted)."""
     d = deployed
+    first_url = api_env(d.container(_app_containers(d, "api")[0]))["DATABASE_URL"]
+    for generation in (1, 2):
+        _rotate(d, image_cache, generation)
+    # Generation 0's credentials are refused now; generation 1's, the previous, still log in.
+    api = d.container(_app_containers(d, "api")[0])
+    once = LOGIN_PROBE.replace("for(;;)", "for(let i=0;i<1;i++)")
+    old = api.exec_run(["node", "-e", once], workdir="/app", environment={"DATABASE_URL": first_url})
+    assert REFUSED.match(old.output.decode().strip()), old.output
+
+
+def _rotate(d: Deployed, image_cache: Path, generation: int) -> None:
     api = d.container(_app_containers(d, "api")[0])
     old_url = api_env(api)["DATABASE_URL"]
     old_redis = _held(api_env(api)["REDIS_URL"])
+    old_role, new_role = f"aixsss_g{generation - 1}", f"aixsss_g{generation}"
     lines: list[str] = []
     redis_lines: list[str] = []
     stop = threading.Event()
@@ -781,12 +795,12 @@ def test_a_rotation_never_refuses_the_apis_logins_and_retires_the_old_role(
     while not all(any(line.startswith("ok ") for line in got) for got in (lines, redis_lines)):
         assert time.monotonic() - started < 60, (lines[-3:], redis_lines[-3:])
         time.sleep(0.2)
-    rotated = program(d.stack, prior=d.deployment, **{"secrets.rotation": "1"})
+    rotated = program(d.stack, prior=d.deployment, **{"secrets.rotation": str(generation)})
     report = apply(d.host, d.applier, rotated, image_cache)
     d.deployment = rotated
     new_redis = _held(api_env(d.container(_app_containers(d, "api")[0]))["REDIS_URL"])
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not ("ok aixsss_g1" in lines and f"ok {new_redis}" in redis_lines):
+    while time.monotonic() < deadline and not (f"ok {new_role}" in lines and f"ok {new_redis}" in redis_lines):
         time.sleep(0.2)
     time.sleep(2)
     stop.set()
@@ -797,33 +811,38 @@ def test_a_rotation_never_refuses_the_apis_logins_and_retires_the_old_role(
     redis_unavailable = [line for line in redis_seen if line.startswith("err") and not REDIS_REFUSED.match(line)]
     refused = [line for line in seen if REFUSED.match(line)]
     unavailable = [line for line in seen if line.startswith("err") and not REFUSED.match(line)]
-    by_role = {role: sum(line == f"ok {role}" for line in seen) for role in ("aixsss_g0", "aixsss_g1")}
+    by_role = {role: sum(line == f"ok {role}" for line in seen) for role in (old_role, new_role)}
     print(
-        f"{d.stack} rotation in {time.monotonic() - started:.0f}s: logins {by_role}, refused {len(refused)}, "
-        f"server unavailable {len(unavailable)} ({sorted({u[:60] for u in unavailable})[:3]})"
+        f"{d.stack} rotation to {generation} in {time.monotonic() - started:.0f}s: logins {by_role}, refused "
+        f"{len(refused)}, server unavailable {len(unavailable)} ({sorted({u[:60] for u in unavailable})[:3]})"
     )
     print(
-        f"{d.stack} rotation: redis connections by password {by_slot}, refused {len(redis_refused)}, "
-        f"server unavailable {len(redis_unavailable)} ({sorted({u[:60] for u in redis_unavailable})[:3]})"
+        f"{d.stack} rotation to {generation}: redis connections by password {by_slot}, refused "
+        f"{len(redis_refused)}, server unavailable {len(redis_unavailable)} "
+        f"({sorted({u[:60] for u in redis_unavailable})[:3]})"
     )
     assert refused == [], refused[:5]
-    assert by_role["aixsss_g0"] > 0 and by_role["aixsss_g1"] > 0, (by_role, seen[-5:])
+    assert by_role[old_role] > 0 and by_role[new_role] > 0, (by_role, seen[-5:])
     # Redis: two password slots; the old one stays accepted until the next rotation (README).
     assert old_redis != new_redis
     assert redis_refused == [], redis_refused[:5]
     assert by_slot[old_redis] > 0 and by_slot[new_redis] > 0, (by_slot, redis_seen[-5:])
-    for job in ("postgres-credentials", "postgres-retire-logins"):
-        # A new release of each job (its config carrier is `<job>-config`, never started).
+    # A new release of each job (its config carrier is `<job>-config`, never started); the retire
+    # job only once a generation older than the previous one exists.
+    jobs = ("postgres-credentials", *(("postgres-retire-logins",) if generation >= 2 else ()))
+    for job in jobs:
         (name,) = [n for n in report.created + report.replaced if re.fullmatch(rf"{job}-[0-9a-f]{{12}}", n)]
         assert report.exit_codes[name] == 0, (name, report.exit_codes)
-    # Afterwards: only generation 1's role exists, and the old credentials are refused.
+    if generation < 2:
+        assert not [n for n in report.created + report.replaced if n.startswith("postgres-retire-logins")], report
+    # Afterwards: this generation's role and the previous one's, whose credentials still log in.
     postgres = d.container("postgres")
-    query = "SELECT string_agg(rolname, ',') FROM pg_roles WHERE rolname ~ '^aixsss_g'"
+    query = "SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolname ~ '^aixsss_g'"
     socket_psql = ["psql", "-X", "-A", "-t", "-h", "/var/run/postgresql", "-U", "postgres", "-d", "aixsss"]
     roles = postgres.exec_run([*socket_psql, "-c", query])
-    assert roles.exit_code == 0 and roles.output.decode().strip() == "aixsss_g1", roles.output
-    old = d.container(_app_containers(d, "api")[0]).exec_run(
-        ["node", "-e", LOGIN_PROBE.replace("for(;;)", "for(let i=0;i<1;i++)")],
-        workdir="/app", environment={"DATABASE_URL": old_url},
-    )  # fmt: skip
-    assert REFUSED.match(old.output.decode().strip()), old.output
+    assert roles.exit_code == 0 and roles.output.decode().strip() == f"{old_role},{new_role}", roles.output
+    once = LOGIN_PROBE.replace("for(;;)", "for(let i=0;i<1;i++)")
+    previous = d.container(_app_containers(d, "api")[0]).exec_run(
+        ["node", "-e", once], workdir="/app", environment={"DATABASE_URL": old_url}
+    )
+    assert previous.output.decode().strip() == f"ok {old_role}", previous.output
