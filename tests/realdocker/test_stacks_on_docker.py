@@ -664,8 +664,9 @@ def test_an_upgrade_of_api_and_web_fails_no_request(deployed: Deployed, image_ca
         f"before {len(before)}, after {len(after)}"
     )
     if load.failed:  # what the edge saw, to tell a timeout on a gone address from a refusal
-        edge = d.container("edge" if d.stack != "prod" else "edge-1")
+        edge = d.container(next(r.name for r in _containers(d) if re.fullmatch(r"edge(-\d+)?", r.name)))
         seen = edge.logs(stdout=False, stderr=True, since=int(time.time() - (time.monotonic() - began))).decode()
+        print(f"apply began at {began:.1f}; failures: {load.failed}")
         print(f"frontend addresses: {addresses}\ndeletions: {report.deletions}\nedge errors:")
         print("\n".join(line for line in seen.splitlines() if "upstream" in line)[-6000:])
     assert load.failed == [], load.failed[:10]
