@@ -415,8 +415,8 @@ def test_own_namespace_holds_every_object_and_every_address() -> None:
     assert "    proxy_ssl_name redis.team-a9.svc;" in tunnel
     assert env["S3_ENDPOINT"] == "https://minio.team-a9.svc:9000"
     conf = k8s_file(d, "edge", "/etc/aixsss/nginx.conf")
-    assert "    server api.team-a9.svc.cluster.local:3001 resolve max_fails=3 fail_timeout=10s;" in conf.splitlines()
-    assert "    server web.team-a9.svc.cluster.local:8080 resolve max_fails=3 fail_timeout=10s;" in conf.splitlines()
+    assert "    server api.team-a9.svc.cluster.local:3001 resolve max_fails=1 fail_timeout=10s;" in conf.splitlines()
+    assert "    server web.team-a9.svc.cluster.local:8080 resolve max_fails=1 fail_timeout=10s;" in conf.splitlines()
     provider = d.of_type("pulumi:providers:kubernetes")[0].plain
     assert provider["namespace"] == "team-a9"
 

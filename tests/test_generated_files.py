@@ -34,7 +34,7 @@ def test_nginx_tls_redirect_and_headers() -> None:
 def test_nginx_routes_limits_and_caching() -> None:
     conf = nginx.render(EDGE)
     assert "location /api/ {" in conf and "proxy_pass http://api;" in conf
-    assert "server api:3001 resolve max_fails=3 fail_timeout=10s;" in conf and "keepalive 32;" in conf
+    assert "server api:3001 resolve max_fails=1 fail_timeout=10s;" in conf and "keepalive 32;" in conf
     # `resolve` needs the upstream's state in shared memory, and a resolver to ask.
     assert "zone upstream_api 64k;" in conf and "resolver 127.0.0.11 valid=5s ipv6=off;" in conf
     assert "client_max_body_size 10m;" in conf

@@ -36,6 +36,7 @@ from harness import (
 from components import api, web
 from components.conf import nginx
 from components.config.model import WorkerSettings
+from components.platforms import docker as docker_platform
 from components.platforms.docker import DockerPlatform
 from components.spec import ServiceSpec
 
@@ -384,11 +385,20 @@ def test_each_service_gets_its_drain_as_grace(stack: str) -> None:
     d = first(stack)
     default = WorkerSettings.model_fields["stop_grace_seconds"].default
     grace = int(d.config.get("aixsss:worker.stopGraceSeconds", default))
-    expected = {"worker": grace, "web": web.DRAIN_SECONDS}
+    # web owns its namespace and, stopped, lingers with its address after nginx's drain (so the
+    # edge takes it out before the address goes); the api's tunnel lingers likewise.
+    linger = docker_platform.LINGER_SECONDS + 3
+    expected = {"worker": grace, "web": web.DRAIN_SECONDS + linger}
     for service, seconds in expected.items():
         for reg in replicas(d, service):
             assert reg.plain["destroyGraceSeconds"] == seconds, reg.name
             assert reg.plain["stopTimeout"] == seconds, reg.name
+    for app in replicas(d, "api"):
+        tunnel = container(d, f"{app.name}-redis-tls").plain
+        assert tunnel["destroyGraceSeconds"] == linger and tunnel["stopSignal"] == "SIGQUIT", app.name
+        assert tunnel["entrypoints"][:3] == ["/bin/sh", "-c", docker_platform.LINGER_SCRIPT], app.name
+    for worker in replicas(d, "worker"):  # nobody connects to a worker's address: no linger
+        assert container(d, f"{worker.name}-redis-tls").plain["entrypoints"][0] == "nginx", worker.name
 
 
 def test_the_worker_grace_follows_its_setting() -> None:

@@ -276,8 +276,8 @@ def test_kubernetes_services_select_their_pods_and_name_real_ports() -> None:
         assert declared == CONTAINER_PORTS[name], name
     nginx = k8s_file(d, "edge", "/etc/aixsss/nginx.conf").splitlines()
     # Fully qualified: nginx's resolver uses no search domains; re-resolved through the cluster DNS.
-    assert "    server api.aixsss-staging.svc.cluster.local:3001 resolve max_fails=3 fail_timeout=10s;" in nginx
-    assert "    server web.aixsss-staging.svc.cluster.local:8080 resolve max_fails=3 fail_timeout=10s;" in nginx
+    assert "    server api.aixsss-staging.svc.cluster.local:3001 resolve max_fails=1 fail_timeout=10s;" in nginx
+    assert "    server web.aixsss-staging.svc.cluster.local:8080 resolve max_fails=1 fail_timeout=10s;" in nginx
     assert "  resolver kube-dns.kube-system.svc.cluster.local valid=5s ipv6=off;" in nginx
     # PostgreSQL's clients use CloudNativePG's read-write Service (the primary, wherever it is),
     # on PostgreSQL's port, by a name the server certificate carries.
@@ -304,8 +304,8 @@ def test_docker_containers_answer_to_their_service_name() -> None:
             assert network["aliases"] == [name], (c.name, network)
     nginx = uploads(d, container(d, "edge"))["/etc/aixsss/nginx.conf"]["content"].splitlines()
     # Re-resolved through Docker's embedded DNS: a replaced api container has a new address.
-    assert "    server api:3001 resolve max_fails=3 fail_timeout=10s;" in nginx
-    assert "    server web:8080 resolve max_fails=3 fail_timeout=10s;" in nginx
+    assert "    server api:3001 resolve max_fails=1 fail_timeout=10s;" in nginx
+    assert "    server web:8080 resolve max_fails=1 fail_timeout=10s;" in nginx
     assert "  resolver 127.0.0.11 valid=5s ipv6=off;" in nginx
     env = docker_env(container(d, "api-1"))
     assert urlsplit(env["DATABASE_URL"]).hostname == "postgres" and urlsplit(env["DATABASE_URL"]).port == 5432

@@ -49,6 +49,8 @@ UPSTREAM_KEEPALIVE_TIME_SECONDS = 10
 # new api instances), within a bound. A failure after the request was sent is retried for
 # idempotent methods only (never `non_idempotent`: a POST must not run twice).
 UPSTREAM_RETRY_BOUND_SECONDS = 10
+# How long the edge keeps the addresses it looked up for api and web (`resolver ... valid=`).
+RESOLVER_VALID_SECONDS = 5
 # Each connect, by platform (EdgeSettings.connect_timeout_seconds). On one Docker host the edge
 # lists every instance's address; a live one answers a connect at once, a gone one (a replaced
 # container, for up to resolver_valid_seconds) never: 1 s, then the next. Behind a Kubernetes
@@ -101,7 +103,7 @@ class EdgeSettings:
     # The DNS server nginx asks, every `resolver_valid_seconds`, for the upstreams' addresses: a
     # replaced api or web container gets a new address, and `resolve` (nginx >= 1.27.3) follows it.
     resolver: str = "127.0.0.11"
-    resolver_valid_seconds: int = 5
+    resolver_valid_seconds: int = RESOLVER_VALID_SECONDS
     connect_timeout_seconds: int = UPSTREAM_CONNECT_TIMEOUT_SECONDS["docker"]
     temp_dir: str = "/tmp"
     # The hashed-asset cache: a writable directory of its own (a tmpfs on Docker's read-only root,
@@ -260,16 +262,19 @@ def render(s: EdgeSettings) -> str:
         "  limit_req_status 429;",
         f"  resolver {s.resolver} valid={s.resolver_valid_seconds}s ipv6=off;",
         "  resolver_timeout 5s;",
-        # `resolve` needs the upstream in shared memory (`zone`); keepalive stays per worker.
+        # `resolve` needs the upstream in shared memory (`zone`); keepalive stays per worker. One
+        # failure (nginx's default max_fails) takes an instance out for 10 s: an old one that
+        # refuses while it leaves is then skipped before its address goes, instead of costing
+        # each request a connect timeout until the next lookup drops it (spec.Handover).
         "  upstream api {",
         "    zone upstream_api 64k;",
-        f"    server {s.api_upstream} resolve max_fails=3 fail_timeout=10s;",
+        f"    server {s.api_upstream} resolve max_fails=1 fail_timeout=10s;",
         "    keepalive 32;",
         f"    keepalive_time {UPSTREAM_KEEPALIVE_TIME_SECONDS}s;",
         "  }",
         "  upstream web {",
         "    zone upstream_web 64k;",
-        f"    server {s.web_upstream} resolve max_fails=3 fail_timeout=10s;",
+        f"    server {s.web_upstream} resolve max_fails=1 fail_timeout=10s;",
         "    keepalive 16;",
         f"    keepalive_time {UPSTREAM_KEEPALIVE_TIME_SECONDS}s;",
         "  }",

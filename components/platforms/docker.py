@@ -13,7 +13,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components.conf import drain_front
+from components.conf import drain_front, nginx
 from components.conf.nginx_base import workers_for
 from components.config import Resources, StackConfig
 from components.monitoring import DOCKER_METRICS_NETWORK, SCRAPER, MonitoringSpec, docker_metrics_network
@@ -76,6 +76,19 @@ FRONT = "front"
 FRONT_CONF = f"{CONFIG_DIR}/front.conf"
 FRONT_UID = 101  # nginx-unprivileged, the edge's image
 FRONT_ROLE = "drain-front"
+# The namespace owner of a side-by-side service with ports (the api's tunnel, web itself) outlives
+# its process when stopped: its address still refuses connections for longer than the edge keeps a
+# lookup, so the edge takes it out (one refusal: max_fails) before the address is gone, which would
+# cost a request a connect timeout instead (and nginx fails a request whose next try meets a
+# changed address list). Docker removes a container's DNS name only with its address.
+LINGER_SECONDS = nginx.RESOLVER_VALID_SECONDS + 2
+# The owner's command, run by a shell that passes the stop on (SIGQUIT: nginx's graceful stop),
+# waits for it, then lingers; a command that exits by itself exits the container with its status.
+LINGER_SCRIPT = (
+    '"$@" & child=$!; '
+    f'trap \'kill -QUIT "$child" 2>/dev/null; wait "$child"; sleep {LINGER_SECONDS}; exit 0\' QUIT TERM; '
+    'wait "$child"'
+)
 
 
 def _described(value: object) -> object:
@@ -97,6 +110,19 @@ def _described(value: object) -> object:
     if isinstance(value, (list, tuple)):
         return [_described(v) for v in cast(list[object], value)]
     return value
+
+
+def _lingering(command: list[str] | None, grace: int | None) -> dict[str, Any]:
+    """A namespace owner's process under LINGER_SCRIPT: stopped with SIGQUIT, given its own grace
+    and the linger before the delete kills it."""
+    assert command, "a lingering owner names its command (the shell runs it)"
+    total = (grace or 0) + LINGER_SECONDS + 3
+    return {
+        "entrypoints": ["/bin/sh", "-c", LINGER_SCRIPT, "linger", *command],
+        "stop_signal": "SIGQUIT",
+        "stop_timeout": total,
+        "destroy_grace_seconds": total,
+    }
 
 
 def _digest(content: Any) -> str:
@@ -396,6 +422,8 @@ class DockerPlatform(pulumi.ComponentResource):
             for sidecar in spec.sidecars
         ]
         containers: list[docker.Container] = []
+        # Its namespace owners outlive their process when stopped (LINGER_SECONDS).
+        lingers = handover is not None and bool(spec.ports)
         # Draining fronts (spec.Handover): awaited instead of the app, healthy when it answers.
         fronts: list[docker.Container] = []
         # Each replica's network namespace: its first sidecar's, else its own (exporters join it).
@@ -406,7 +434,16 @@ class DockerPlatform(pulumi.ComponentResource):
             # its name, and it is up before the service starts (as a Kubernetes native sidecar).
             owner: docker.Container | None = None
             for sidecar, parts in zip(spec.sidecars, sidecar_parts, strict=True):
-                made = self._sidecar(spec, sidecar, parts, name, owner, parent, [*sidecar.after, *prepare])
+                made = self._sidecar(
+                    spec,
+                    sidecar,
+                    parts,
+                    name,
+                    owner,
+                    parent,
+                    [*sidecar.after, *prepare],
+                    linger=lingers and owner is None,
+                )
                 owner = owner or made
                 extra.append(made)
             containers.append(
@@ -421,6 +458,7 @@ class DockerPlatform(pulumi.ComponentResource):
                     parent,
                     depends_on + prepare,
                     awaited=front_parts is None,
+                    linger=lingers and owner is None,
                 )
             )
             namespaces.append((name, owner or containers[-1]))
@@ -520,6 +558,8 @@ class DockerPlatform(pulumi.ComponentResource):
         owner: docker.Container | None,
         parent: pulumi.Resource,
         depends_on: list[pulumi.Resource],
+        *,
+        linger: bool = False,
     ) -> docker.Container:
         image, volume, carrier = parts
         name = f"{service_container}-{sidecar.name}"
@@ -532,7 +572,7 @@ class DockerPlatform(pulumi.ComponentResource):
             _hardened(
                 name=self._physical(spec.name, name),
                 image=image.image_id,
-                entrypoints=sidecar.command,
+                **(_lingering(sidecar.command, None) if linger else {"entrypoints": sidecar.command}),
                 user=_user_of(sidecar.security),
                 tmpfs={path: "rw,noexec,nosuid,size=16m" for path in sidecar.security.tmpfs},
                 **_limits(sidecar.resources.memory_mb, sidecar.resources.cpu_millis),
@@ -572,6 +612,7 @@ class DockerPlatform(pulumi.ComponentResource):
         depends_on: list[pulumi.Resource],
         *,
         awaited: bool = True,
+        linger: bool = False,
     ) -> docker.Container:
         """``awaited``: `pulumi up` waits for its health check; False where a draining front,
         started right after it, is awaited instead (its check passes through it to the app)."""
@@ -600,12 +641,20 @@ class DockerPlatform(pulumi.ComponentResource):
         grace = spec.stop_grace_seconds
         if grace is None and spec.handover is not None and spec.handover.drains_itself:
             grace = spec.handover.drain_seconds
+        # Docker's default is 10 s; a worker finishing AI jobs needs longer. pulumi-docker's
+        # delete stops with destroy_grace_seconds, not stop_timeout (0 when unset).
+        stopping: dict[str, Any] = {
+            "entrypoints": spec.command,
+            "stop_timeout": grace,
+            "destroy_grace_seconds": grace,
+        }
+        if linger:
+            stopping = _lingering(spec.command, grace)
         container = docker.Container(
             name,
             _hardened(
                 name=self._physical(spec.name, name),
                 image=image.image_id,
-                entrypoints=spec.command,
                 command=spec.args,
                 envs=envs,
                 user=user,
@@ -627,12 +676,9 @@ class DockerPlatform(pulumi.ComponentResource):
                 # A container of a service with a sidecar joins the sidecar's namespace, so its
                 # networks and ports are the sidecar's (and loopback is shared with it).
                 **network,
-                # Docker's default is 10 s; a worker finishing AI jobs needs longer.
-                stop_timeout=grace,
+                **stopping,
                 # docker-init (tini) as PID 1, forwarding signals and reaping orphans (spec.init).
                 **({"init": True} if spec.init else {}),
-                # pulumi-docker's delete stops with this timeout, not stop_timeout (0 when unset).
-                destroy_grace_seconds=grace,
                 volumes=_mounts(spec, volumes) + mounts,
                 labels=_labels(spec.name, records),
             ),
