@@ -1690,8 +1690,8 @@ MUTANTS: list[Mutant] = [
         "docker-tunnel-waits-for-migrations",
         "wiring",
         "components/platforms/docker.py",
-        "[*sidecar.after, *prepare])",
-        "depends_on + prepare)",
+        "[*sidecar.after, *prepare],\n                    linger=",
+        "depends_on + prepare,\n                    linger=",
         "Docker: the Redis tunnel waits for what its service waits for (the migrations)",
     ),
     Mutant(
