@@ -581,8 +581,6 @@ def test_each_workload_runs_its_configured_image() -> None:
         "acme-client": "images.acmeClient",
         "api-redis-tls": "images.edge",
         "worker-redis-tls": "images.edge",
-        # The api's draining front (Docker, spec.Handover): nginx, the edge's image.
-        "api-front": "images.edge",
         # The exporters in their services' namespaces.
         "postgres-pg-exporter": "images.postgresExporter",
         "postgres-backup-exporter": "images.pgbackrestExporter",
@@ -601,8 +599,8 @@ def test_each_workload_runs_its_configured_image() -> None:
         pulled_for = "acme-client" if service == "edge-acme-client" else service
         if "-redis-tls" in c.name:
             pulled_for = f"{service}-redis-tls"
-        elif re.fullmatch(rf"{service}(-\d+)?-front(-config)?", c.name):
-            pulled_for = f"{service}-front"
+        elif re.fullmatch(rf"{service}(-\d+)?-front", c.name):
+            pulled_for = f"{service}-redis-tls"  # the front runs the tunnel's image (the edge's nginx)
         elif f"{c.name.removesuffix('-config')}-image" in exporter_images(runs):
             pulled_for = c.name.removesuffix("-config")
         assert c.plain["image"] == image_ids[f"{pulled_for}-image"], c.name

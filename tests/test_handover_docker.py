@@ -191,7 +191,7 @@ def test_every_container_and_config_volume_of_a_revisioned_service_carries_its_r
         mains = {r.name for r in replicas(d, service)}
         assert mains | {f"{service}-config"} <= seen[service], (service, seen[service])
     sidecars = {f"{r.name}-{part}" for r in replicas(d, "api") for part in ("front", "redis-tls")}
-    assert sidecars | {"api-front-config", "api-redis-tls-config"} <= seen["api"], seen["api"]
+    assert sidecars | {"api-redis-tls-config"} <= seen["api"], seen["api"]
     assert {f"{r.name}-redis-tls" for r in replicas(d, "worker")} <= seen["worker"], seen["worker"]
     assert container(d, "edge").plain["name"] == f"{prefix}-edge"
 
@@ -309,8 +309,7 @@ def with_image_id(prior: Deployment, image: str) -> Deployment:
     ("image", "expected"),
     [
         ("api-image", {"api"}),
-        # The front's image is not in the api's spec: only its id says it changed.
-        ("api-front-image", {"api"}),
+        # The front runs the tunnel's image (one resource): only its id says it changed.
         ("api-redis-tls-image", {"api"}),
         ("worker-image", {"worker"}),
         ("web-image", {"web"}),

@@ -593,7 +593,7 @@ DOCKER_FILES: dict[str, dict[str, tuple[str, str | None]]] = {
         "/etc/aixsss/tls/tls.key": ("0600", "101"),
     },
     # The api's release record (components/releases.py): read by the policy pack, no secret in it.
-    "api": {CA: ("0444", None), "/etc/aixsss/release.json": ("0444", None)},
+    "api": {CA: ("0444", None), "/etc/aixsss/release.json": ("0444", None), "/etc/aixsss/front.conf": ("0444", None)},
     "worker": {CA: ("0444", None)},
 }
 

@@ -125,6 +125,19 @@ def _lingering(command: list[str] | None, grace: int | None) -> dict[str, Any]:
     }
 
 
+def _with_markers(value: object, leaves: list[pulumi.Output[Any]]) -> object:
+    """``value`` with each Input that is not plain data replaced by its index in ``leaves``."""
+    if isinstance(value, pulumi.Output):
+        leaves.append(cast(pulumi.Output[Any], value))
+        return {"output": len(leaves) - 1}
+    if isinstance(value, dict):
+        items = cast(dict[str, object], value)
+        return {k: _with_markers(v, leaves) for k, v in items.items()}
+    if isinstance(value, list):
+        return [_with_markers(v, leaves) for v in cast(list[object], value)]
+    return value
+
+
 def _digest(content: Any) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -204,8 +217,8 @@ class DockerPlatform(pulumi.ComponentResource):
         self._volumes: dict[tuple[str, str], docker.Volume] = {}
         # Services replaced side by side (spec.Handover): their revision (REVISION_BYTES).
         self._revisions: dict[str, random.RandomId] = {}
-        # The images of sidecars, exporters and fronts, by logical name (one per service and part).
-        self._part_images: dict[str, docker.RemoteImage] = {}
+        # The images of sidecars, exporters and fronts, by service and image reference.
+        self._part_images: dict[tuple[str, str], docker.RemoteImage] = {}
         # Run-once containers: what depends on one waits for its exit code 0 (docker_jobs).
         self._jobs: list[docker.Container] = []
         self.provider = docker.Provider("docker", host=config.docker.host, opts=pulumi.ResourceOptions(parent=self))
@@ -317,7 +330,8 @@ class DockerPlatform(pulumi.ComponentResource):
         revision = self._revisions.get(service)
         if revision is None:
             return f"{self._prefix}-{base}"
-        return pulumi.Output.concat(self._prefix, "-", base, ".", revision.hex)
+        name = f"{self._prefix}-{base}"
+        return revision.hex.apply(lambda hex_: f"{name}.{hex_}")
 
     def _side_by_side(self, spec: ServiceSpec) -> Handover | None:
         """``spec``'s handover where Docker can run two sets at once: not for a service that
@@ -330,15 +344,17 @@ class DockerPlatform(pulumi.ComponentResource):
     def _part_image(
         self, spec: ServiceSpec, part: str, image_name: pulumi.Input[str], parent: pulumi.Resource
     ) -> docker.RemoteImage:
-        logical = f"{spec.name}-{part}-image"
-        if logical not in self._part_images:
-            self._part_images[logical] = docker.RemoteImage(
-                logical,
+        """The image of ``spec``'s ``part``: one resource per image the service's parts share (the
+        api's front and its tunnel both run the edge's nginx)."""
+        key = (spec.name, image_name if isinstance(image_name, str) else f"{spec.name}-{part}")
+        if key not in self._part_images:
+            self._part_images[key] = docker.RemoteImage(
+                f"{spec.name}-{part}-image",
                 name=image_name,
                 keep_locally=True,
                 opts=pulumi.ResourceOptions(parent=parent, provider=self.provider),
             )
-        return self._part_images[logical]
+        return self._part_images[key]
 
     def _revision(
         self, spec: ServiceSpec, images: list[docker.RemoteImage], extra: str, parent: pulumi.Resource
@@ -346,21 +362,28 @@ class DockerPlatform(pulumi.ComponentResource):
         """New random bytes whenever the spec, an image it runs (by id: a new image under the
         same tag too), ``extra`` (the front's config) or this module changes. The digest covers
         secrets (the environment), so the keepers stay secret; the bytes are random, not derived."""
-        content = pulumi.Output.from_input(
+        # The plain part is hashed here; the Outputs in it (images, secrets, certificates) are
+        # gathered into one Output.all instead of an Output per nested dict and list, which
+        # would cost the evaluation (issue 14: tests/test_evaluation_time.py).
+        leaves: list[pulumi.Output[Any]] = []
+        plain = _with_markers(
             {
                 "spec": _described(spec),
-                "images": [i.image_id for i in images],
                 "extra": extra,
                 # Labels on its containers from other services' specs (the ports it reaches).
                 "flows": json.dumps([f.describe() for f in flows_of(spec, self._specs)]),
                 "ports": ports_record(spec),
                 "platform": PLATFORM_SOURCE,
-            }
+            },
+            leaves,
         )
+        leaves += [i.image_id for i in images]
+        shape = _digest(plain)
+        content = pulumi.Output.all(*leaves).apply(lambda values: _digest([shape, values]))
         return random.RandomId(
             f"{spec.name}-revision",
             byte_length=REVISION_BYTES,
-            keepers={"content": pulumi.Output.secret(content.apply(_digest))},
+            keepers={"content": pulumi.Output.secret(content)},
             opts=pulumi.ResourceOptions(parent=parent),
         )
 
@@ -378,7 +401,13 @@ class DockerPlatform(pulumi.ComponentResource):
                     workers=workers_for(spec.resources.cpu_millis),
                 )
             )
-            spec = dataclasses.replace(spec, env={**spec.env, handover.app_port_env: str(handover.app_port)})
+            # Its config rides with the app's (one carrier and volume for both: fewer resources to
+            # evaluate, issue 14), which it mounts read-only as the app does.
+            spec = dataclasses.replace(
+                spec,
+                env={**spec.env, handover.app_port_env: str(handover.app_port)},
+                files=[*spec.files, ConfigFile(FRONT_CONF, front_conf)],
+            )
         self._specs[spec.name] = spec
         image = docker.RemoteImage(
             f"{spec.name}-image",
@@ -398,11 +427,7 @@ class DockerPlatform(pulumi.ComponentResource):
         config_volume, carrier = self._config_carrier(spec.name, spec.name, image, spec.files, _user(spec), parent)
         front_parts = None
         if front_conf is not None:
-            front_security = Security(run_as_user=FRONT_UID, run_as_group=FRONT_UID)
-            front_file = ConfigFile(FRONT_CONF, front_conf)
-            front_parts = self._shared_parts(
-                spec, FRONT, self._config.images.edge, front_security, [front_file], parent
-            )
+            front_parts = (self._part_image(spec, FRONT, self._config.images.edge, parent), config_volume, carrier)
         if carrier is not None:
             prepare.append(carrier)
         extra: list[pulumi.Resource] = []
@@ -466,7 +491,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 fronts.append(
                     self._front(spec, handover, front_parts, name, owner or containers[-1], containers[-1], parent)
                 )
-        for parts in [*sidecar_parts, *([front_parts] if front_parts else [])]:
+        for parts in sidecar_parts:
             extra += [r for r in parts if r is not None]
         for exporter in spec.exporters:
             extra += self._exporters(spec, exporter, namespaces, parent)
