@@ -25,6 +25,7 @@ from components.spec import (
     ConfigFile,
     Exporter,
     Handover,
+    Probe,
     Security,
     ServiceSpec,
     Sidecar,
@@ -136,6 +137,18 @@ def _with_markers(value: object, leaves: list[pulumi.Output[Any]]) -> object:
     if isinstance(value, list):
         return [_with_markers(v, leaves) for v in cast(list[object], value)]
     return value
+
+
+def _service_check(command: list[str], probe: Probe | None) -> docker.ContainerHealthcheckArgs:
+    """A service's health check on Docker: ``command``, with its probe's start period."""
+    return docker.ContainerHealthcheckArgs(
+        tests=["CMD", *command],
+        interval="10s",
+        timeout="5s",
+        retries=5,
+        start_period=f"{probe.start_period_seconds if probe else 20}s",
+        start_interval="2s",
+    )
 
 
 def _digest(content: Any) -> str:
@@ -646,14 +659,7 @@ class DockerPlatform(pulumi.ComponentResource):
         user = _user(spec)
         healthcheck = None
         if spec.probe is not None:
-            healthcheck = docker.ContainerHealthcheckArgs(
-                tests=["CMD", *spec.probe.command],
-                interval="10s",
-                timeout="5s",
-                retries=5,
-                start_period=f"{spec.probe.start_period_seconds}s",
-                start_interval="2s",
-            )
+            healthcheck = _service_check(spec.probe.command, spec.probe)
         network = self._network_args(spec) if namespace_owner is None else _joining(namespace_owner)
         records: dict[str, pulumi.Input[str]] = {
             FLOW_KEY: json.dumps([f.describe() for f in flows_of(spec, self._specs)]),
@@ -744,14 +750,9 @@ class DockerPlatform(pulumi.ComponentResource):
                 restart="unless-stopped",
                 must_run=True,
                 # Healthy when the app answers through it: then the new set takes requests.
-                healthcheck=docker.ContainerHealthcheckArgs(
-                    tests=["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{port}{path}"],
-                    # The app's own probe timing: awaited instead of the app, it gives it as long.
-                    interval="10s",
-                    timeout="5s",
-                    retries=5,
-                    start_period=f"{spec.probe.start_period_seconds if spec.probe else 20}s",
-                    start_interval="2s",
+                # The app's own probe timing: awaited instead of the app, it gives it as long.
+                healthcheck=_service_check(
+                    ["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{port}{path}"], spec.probe
                 ),
                 wait=True,
                 wait_timeout=180,

@@ -1187,8 +1187,8 @@ MUTANTS: list[Mutant] = [
         "d-healthcheck-shell",
         "wiring",
         DOCKER,
-        'tests=["CMD", *spec.probe.command],',
-        'tests=["CMD-SHELL", " ".join(spec.probe.command)],',
+        'tests=["CMD", *command],\n        interval="10s",',
+        'tests=["CMD-SHELL", " ".join(command)],\n        interval="10s",',
         "Docker: healthchecks through a shell the image may lack",
     ),
     Mutant(
