@@ -19,6 +19,7 @@ from components.spec import (
     Handover,
     Port,
     Probe,
+    Routes,
     Security,
     ServiceSpec,
     Zone,
@@ -35,6 +36,23 @@ TLS_DIR = f"{CONFIG_DIR}/tls"
 ACME_TLS_DIR = "/etc/nginx/tls"
 ACME_WEBROOT = "/var/www/acme"
 CACHE_DIR = "/var/cache/aixsss"
+# Where the platform writes api's and web's instances, where it announces them (spec.Routes).
+ROUTES_DIR = "/etc/nginx/routes"
+# A new instance of api or web is taken once it answers its health check from here (the edge's
+# own probe tool; through the api's draining front, as that front's Docker check goes).
+ROUTE_CHECK = ("curl", "-fs", "-o", "/dev/null", "--max-time", "5")
+# nginx's graceful reload, and a wait until it took: the master starts workers on the new config,
+# then tells the old ones to finish what they have (they retitle themselves "worker process is
+# shutting down"). A config it refuses leaves the old workers as they were: this fails after 10 s.
+RELOAD_SCRIPT = (
+    'title() { tr "\\0" "\\n" < "/proc/$1/cmdline" 2>/dev/null | head -n 1; }; '
+    "workers() { for p in /proc/[0-9]*; do p=${p#/proc/}; "
+    '[ "$(title "$p")" = "nginx: worker process" ] && echo "$p"; done; }; '
+    f"old=$(workers); nginx -c {CONF_PATH} -s reload || exit 1; "
+    "for i in $(seq 100); do left=; "
+    'for p in $old; do [ "$(title "$p")" = "nginx: worker process" ] && left=1; done; '
+    '[ -z "$left" ] && exit 0; sleep 0.1; done; exit 1'
+)
 
 
 class LoadBalancer(Service):
@@ -57,6 +75,7 @@ class LoadBalancer(Service):
             web_upstream=f"{platform.resolvable_name(web.NAME)}:{web.PORT}",
             resolver=platform.resolver,
             connect_timeout_seconds=nginx.UPSTREAM_CONNECT_TIMEOUT_SECONDS[platform.name],
+            routes_dir=ROUTES_DIR if platform.announces_routes else None,
             certificate_path=f"{tls_dir}/tls.crt",
             key_path=f"{tls_dir}/tls.key",
             http_port=HTTP_PORT,
@@ -116,7 +135,8 @@ class LoadBalancer(Service):
             ),
             # The config comes from CONFIG_DIR; with ACME, a reload every six hours serves
             # renewed certificates without a restart (lego's volume on Docker, the Secret that
-            # cert-manager rewrites in place on Kubernetes: one mechanism, no watcher).
+            # cert-manager rewrites in place on Kubernetes: one mechanism for both). On Docker
+            # the platform runs this beside its routes' watcher (spec.Routes).
             command=[
                 "/bin/sh",
                 "-c",
@@ -137,14 +157,18 @@ class LoadBalancer(Service):
             # nginx finishes what it proxies on SIGQUIT (the image's STOPSIGNAL); the longest is an
             # api request. On Docker its published ports cannot overlap (spec.Handover).
             handover=Handover(drain_seconds=nginx.API_READ_TIMEOUT_SECONDS),
+            routes=Routes(
+                directory=ROUTES_DIR,
+                line=nginx.UPSTREAM_SERVER,
+                check=ROUTE_CHECK,
+                reload=("/bin/sh", "-c", RELOAD_SCRIPT),
+            ),
             exporters=edge_exporters(config) if exporters_declared(config) else (),
         )
-        # nginx needs neither api nor web to start: `resolve` re-resolves their names while it runs
-        # and it answers 502 until they serve (nginx >= 1.27.3). So the edge starts beside them
-        # (issue 14: the deploy's critical path). On Docker the names are the api's Redis tunnel's
-        # alias (up once Redis is, long before the api) and web's (no dependencies); a name looked
-        # up before its container ran is retried after resolver_valid_seconds, the same window a
-        # replaced api or web already has.
+        # nginx needs neither api nor web to start: it answers 502 until they serve. So the edge
+        # starts beside them (issue 14: the deploy's critical path). On Kubernetes `resolve`
+        # (nginx >= 1.27.3) follows their Services; on Docker their instances arrive through the
+        # routes (spec.Routes), each once it answers its check.
         self._place(platform, spec, [])
 
     @staticmethod

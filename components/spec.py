@@ -353,6 +353,30 @@ class Handover:
 
 
 @dataclass(frozen=True)
+class Routes:
+    """A proxy that the platform tells which instances of its upstreams (``talks_to``) serve,
+    where a name cannot follow a side-by-side replacement cleanly.
+
+    Docker puts a container's DNS name and its address up and down together: a new instance is
+    listed before it listens, and an old one stays in a lookup the proxy holds after its address
+    is gone. nginx also fails a request outright when its address list changes between two tries
+    of that request. So on Docker the platform writes an upstream's instances, as soon as a new set
+    of them exists, into ``directory``/``<service>``/: one ``line`` per instance (``{address}``:
+    its container name and port) and the URL of its health check. The proxy takes them once every
+    new instance answers ``check`` (the URL appended), then reloads (``reload``, which returns once
+    the reload took and fails if it did not): its new workers take only the new set, its old ones
+    finish what they started, and only then does ``pulumi up`` delete the old set. A Kubernetes
+    Service's address stays while its endpoints follow readiness: nothing is written there (the
+    proxy names the Service).
+    """
+
+    directory: str
+    line: str
+    check: tuple[str, ...]
+    reload: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     image: pulumi.Input[str]
@@ -396,6 +420,8 @@ class ServiceSpec:
     autoscale: Autoscale | None = None
     # Replaced without failing work (api, worker, web, edge); None: stopped, then started anew.
     handover: Handover | None = None
+    # How the platform announces its upstreams' instances to it (a proxy; Routes).
+    routes: Routes | None = None
 
     @property
     def stateful(self) -> bool:

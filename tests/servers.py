@@ -22,13 +22,26 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from components.conf.nginx import UPSTREAM_SERVER
+from components.load_balancer import ROUTES_DIR
+
 LOOPBACK = "127.0.0.1"
 
 
+# Ports free_port handed out in this process: the kernel may offer a port again as soon as the
+# probing socket is closed, and two servers of one test given the same port collide (seen: the
+# nginx exporter reading mtail's page as stub_status).
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
+    while True:
+        with socket.socket() as s:
+            s.bind((LOOPBACK, 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def port_accepts(port: int) -> Callable[[], bool]:
@@ -206,19 +219,23 @@ def edge_conf(
     stub_status: str | None = None,
     status_log: str | None = None,
     extra: dict[str, str] | None = None,
+    routes: Path | None = None,
 ) -> str:
     """A Docker stack's rendered edge nginx.conf (its workload's config directory ``edge_dir``)
     relocated into ``work`` and onto loopback for nginx ``binary``: its files, listeners,
     upstreams and resolver, its exporters' listeners (exporter_edits), its asset cache
-    (edge_cache_edit), plus ``extra`` edits (each must be in the rendered text)."""
+    (edge_cache_edit), plus ``extra`` edits (each must be in the rendered text). The upstreams
+    are the stubs on ``ports``, or with ``routes`` whatever the route files there name."""
     paths = deployed_copy(edge_dir, work / "files")
     text = paths["/etc/aixsss/nginx.conf"].read_text()
     edits = {
         **exporter_edits(text, stub_status, status_log),
         "listen 8080;": f"listen {LOOPBACK}:{ports.http};",
         "listen 8443 ssl;": f"listen {LOOPBACK}:{ports.https} ssl;",
-        "server api:3001 resolve ": f"server {LOOPBACK}:{ports.api} resolve ",
-        "server web:8080 resolve ": f"server {LOOPBACK}:{ports.web} resolve ",
+        # Docker's edge takes its instances from the routes the platform writes (spec.Routes;
+        # tests/test_routes_servers.py runs that): here each upstream is the stub on its port.
+        f"include {ROUTES_DIR}/live/api/*.conf;": UPSTREAM_SERVER.format(address=f"{LOOPBACK}:{ports.api}"),
+        f"include {ROUTES_DIR}/live/web/*.conf;": UPSTREAM_SERVER.format(address=f"{LOOPBACK}:{ports.web}"),
         # The stubs listen on loopback here; Docker's DNS server exists only inside containers.
         "resolver 127.0.0.11 ": f"resolver {LOOPBACK} ",
         " /tmp/": f" {work}/",
@@ -234,8 +251,12 @@ def edge_conf(
         # Nor has it `resolve` on upstream servers (1.27.3; the image runs 1.29). The upstreams
         # are literal loopback addresses here, so there is nothing to re-resolve; the real-daemon
         # tier (tests/realdocker) proves re-resolution with an nginx that has it.
-        edits["server api:3001 resolve "] = f"server {LOOPBACK}:{ports.api} "
-        edits["server web:8080 resolve "] = f"server {LOOPBACK}:{ports.web} "
+        for upstream, port in (("api", ports.api), ("web", ports.web)):
+            line = UPSTREAM_SERVER.format(address=f"{LOOPBACK}:{port}").replace(" resolve", "")
+            edits[f"include {ROUTES_DIR}/live/{upstream}/*.conf;"] = line
+    if routes is not None:
+        for upstream in ("api", "web"):
+            edits[f"include {ROUTES_DIR}/live/{upstream}/*.conf;"] = f"include {routes}/live/{upstream}/*.conf;"
     return relocate(text, paths, edits | (extra or {}))
 
 

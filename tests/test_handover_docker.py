@@ -36,7 +36,6 @@ from harness import (
 from components import api, web
 from components.conf import nginx
 from components.config.model import WorkerSettings
-from components.platforms import docker as docker_platform
 from components.platforms.docker import DockerPlatform
 from components.spec import ServiceSpec
 
@@ -336,8 +335,8 @@ def test_a_new_image_under_the_same_tag_draws_a_revision(stack: str, image: str,
 def test_the_api_listens_behind_a_draining_front_in_its_namespace(stack: str) -> None:
     d = first(stack)
     edge_conf = delivered(d, container(d, "edge"))["/etc/aixsss/nginx.conf"]["content"]
-    # The edge sends api calls to the api's port, on the api's name (the namespace's alias).
-    assert f"server api:{api.PORT} " in edge_conf
+    # The edge takes the api's instances from its routes (tests/test_routes_docker.py).
+    assert "include /etc/nginx/routes/live/api/*.conf;" in edge_conf
     for app in replicas(d, "api"):
         front = container(d, f"{app.name}-front")
         assert front.plain["networkMode"] == app.plain["networkMode"]
@@ -384,20 +383,17 @@ def test_each_service_gets_its_drain_as_grace(stack: str) -> None:
     d = first(stack)
     default = WorkerSettings.model_fields["stop_grace_seconds"].default
     grace = int(d.config.get("aixsss:worker.stopGraceSeconds", default))
-    # web owns its namespace and, stopped, lingers with its address after nginx's drain (so the
-    # edge takes it out before the address goes); the api's tunnel lingers likewise.
-    linger = docker_platform.LINGER_SECONDS + 3
-    expected = {"worker": grace, "web": web.DRAIN_SECONDS + linger}
+    expected = {"worker": grace, "web": web.DRAIN_SECONDS}
     for service, seconds in expected.items():
         for reg in replicas(d, service):
             assert reg.plain["destroyGraceSeconds"] == seconds, reg.name
             assert reg.plain["stopTimeout"] == seconds, reg.name
-    for app in replicas(d, "api"):
-        tunnel = container(d, f"{app.name}-redis-tls").plain
-        assert tunnel["destroyGraceSeconds"] == linger and tunnel["stopSignal"] == "SIGQUIT", app.name
-        assert tunnel["entrypoints"][:3] == ["/bin/sh", "-c", docker_platform.LINGER_SCRIPT], app.name
-    for worker in replicas(d, "worker"):  # nobody connects to a worker's address: no linger
-        assert container(d, f"{worker.name}-redis-tls").plain["entrypoints"][0] == "nginx", worker.name
+    # An api's tunnel stops last, once its front drained and its app stopped: nothing is left to
+    # finish there, and the edge stopped sending to it before (its routes).
+    for service in ("api", "worker"):
+        for app in replicas(d, service):
+            tunnel = container(d, f"{app.name}-redis-tls").plain
+            assert tunnel["entrypoints"][0] == "nginx" and "destroyGraceSeconds" not in tunnel, app.name
 
 
 def test_the_worker_grace_follows_its_setting() -> None:

@@ -43,20 +43,30 @@ API_READ_TIMEOUT_SECONDS = 60
 # platforms keep an old instance serving at least this long (spec.Handover).
 UPSTREAM_KEEPALIVE_TIME_SECONDS = 10
 # A refused or unanswered connection goes to the next instance (nginx retries that for any
-# method, nothing having been sent): during a handover the name briefly lists an instance that
-# is not listening yet or any more, or whose address is gone. Each instance is tried at most once
-# per request (nginx's default number of tries: all of them; a fixed 3 failed prod's 3 old and 3
-# new api instances), within a bound. A failure after the request was sent is retried for
-# idempotent methods only (never `non_idempotent`: a POST must not run twice).
+# method, nothing having been sent): an instance that crashed, or behind a Kubernetes Service a
+# pod that left its endpoints a moment before the edge noticed. Each instance is tried at most
+# once per request (nginx's default number of tries: all of them), within a bound. A failure
+# after the request was sent is retried for idempotent methods only (never `non_idempotent`: a
+# POST must not run twice).
 UPSTREAM_RETRY_BOUND_SECONDS = 10
 # How long the edge keeps the addresses it looked up for api and web (`resolver ... valid=`).
 RESOLVER_VALID_SECONDS = 5
 # Each connect, by platform (EdgeSettings.connect_timeout_seconds). On one Docker host the edge
-# lists every instance's address; a live one answers a connect at once, a gone one (a replaced
-# container, for up to resolver_valid_seconds) never: 1 s, then the next. Behind a Kubernetes
-# Service it has one address, the ClusterIP, and no next one; there a dropped SYN (a full accept
-# queue) is sent again after Linux's initial 1 s timeout: 3 s lets that retransmission count.
+# lists every instance's address; a live one answers a connect at once, a gone one (a container
+# that crashed and came back elsewhere, for up to resolver_valid_seconds) never: 1 s, then the
+# next. Behind a Kubernetes Service it has one address, the ClusterIP, and no next one; there a
+# dropped SYN (a full accept queue) is sent again after Linux's initial 1 s timeout: 3 s lets
+# that retransmission count.
 UPSTREAM_CONNECT_TIMEOUT_SECONDS = {"docker": 1, "kubernetes": 3}
+# One upstream instance (an api or web container, or the Service in front of them): its name is
+# looked up again every resolver_valid_seconds (`resolve`, nginx >= 1.27.3, which needs the
+# upstream's `zone`), and one failure (nginx's default max_fails) takes it out for 10 s, so a
+# crashed instance costs one request's connect, not every request's.
+UPSTREAM_SERVER = "server {address} resolve max_fails=1 fail_timeout=10s;"
+# Where the platform's routes (spec.Routes) have not arrived yet (a first deploy on Docker), an
+# upstream still needs a server to be valid: this one is never chosen (`down`), so nginx answers
+# 502 until they arrive, as it does while the instances start.
+NO_INSTANCE_YET = "server 127.0.0.1:9 down;"
 SECURITY_HEADERS = (
     ("Strict-Transport-Security", "max-age=63072000; includeSubDomains"),
     ("X-Content-Type-Options", "nosniff"),
@@ -100,11 +110,16 @@ class EdgeSettings:
     # (X-Forwarded-For, for the rate limit's key) and the scheme (X-Forwarded-Proto). Required
     # with trust_forwarded_proto; any other peer's headers count for nothing.
     trusted_proxies: tuple[str, ...] = ()
-    # The DNS server nginx asks, every `resolver_valid_seconds`, for the upstreams' addresses: a
-    # replaced api or web container gets a new address, and `resolve` (nginx >= 1.27.3) follows it.
+    # The DNS server nginx asks, every `resolver_valid_seconds`, for the upstreams' addresses (a
+    # container that restarts may get a new one).
     resolver: str = "127.0.0.11"
     resolver_valid_seconds: int = RESOLVER_VALID_SECONDS
     connect_timeout_seconds: int = UPSTREAM_CONNECT_TIMEOUT_SECONDS["docker"]
+    # Docker: the instances of api and web come from the files the platform's watcher writes
+    # under `<routes_dir>/live/<upstream>/` once a new set is healthy (spec.Routes), not from
+    # their names.
+    # None: api_upstream and web_upstream are the instances (a Kubernetes Service each).
+    routes_dir: str | None = None
     temp_dir: str = "/tmp"
     # The hashed-asset cache: a writable directory of its own (a tmpfs on Docker's read-only root,
     # an emptyDir on Kubernetes), so a full cache never leaves temp files without room.
@@ -115,6 +130,24 @@ class EdgeSettings:
     # mtail over loopback syslog, and stub_status on a loopback listener of its own. Off: the
     # file is exactly what it was before monitoring (the Docker tiers compare it).
     exporters: bool = False
+
+
+def _upstream(s: EdgeSettings, name: str, address: str, *, keepalive: int) -> list[str]:
+    """The upstream ``name``: its instances (UPSTREAM_SERVER, or the routes' files), kept-alive
+    connections per worker, each reused for UPSTREAM_KEEPALIVE_TIME_SECONDS at most."""
+    if s.routes_dir is None:
+        servers = [UPSTREAM_SERVER.format(address=address)]
+    else:
+        servers = [NO_INSTANCE_YET, f"include {s.routes_dir}/live/{name}/*.conf;"]
+    return [
+        f"  upstream {name} {{",
+        # `resolve` keeps the upstream in shared memory; the keepalive cache stays per worker.
+        f"    zone upstream_{name} 64k;",
+        *(f"    {line}" for line in servers),
+        f"    keepalive {keepalive};",
+        f"    keepalive_time {UPSTREAM_KEEPALIVE_TIME_SECONDS}s;",
+        "  }",
+    ]
 
 
 def _headers(
@@ -262,22 +295,8 @@ def render(s: EdgeSettings) -> str:
         "  limit_req_status 429;",
         f"  resolver {s.resolver} valid={s.resolver_valid_seconds}s ipv6=off;",
         "  resolver_timeout 5s;",
-        # `resolve` needs the upstream in shared memory (`zone`); keepalive stays per worker. One
-        # failure (nginx's default max_fails) takes an instance out for 10 s: an old one that
-        # refuses while it leaves is then skipped before its address goes, instead of costing
-        # each request a connect timeout until the next lookup drops it (spec.Handover).
-        "  upstream api {",
-        "    zone upstream_api 64k;",
-        f"    server {s.api_upstream} resolve max_fails=1 fail_timeout=10s;",
-        "    keepalive 32;",
-        f"    keepalive_time {UPSTREAM_KEEPALIVE_TIME_SECONDS}s;",
-        "  }",
-        "  upstream web {",
-        "    zone upstream_web 64k;",
-        f"    server {s.web_upstream} resolve max_fails=1 fail_timeout=10s;",
-        "    keepalive 16;",
-        f"    keepalive_time {UPSTREAM_KEEPALIVE_TIME_SECONDS}s;",
-        "  }",
+        *_upstream(s, "api", s.api_upstream, keepalive=32),
+        *_upstream(s, "web", s.web_upstream, keepalive=16),
         "  server {",
         f"    listen {s.http_port};",
         "    server_name _;",

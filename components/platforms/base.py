@@ -55,6 +55,9 @@ class Platform(Protocol):
     runs_postgres_clusters: bool
     # The DNS server a proxy asks to re-resolve service names while it runs.
     resolver: str
+    # Whether a proxy learns its upstreams' instances from the platform (spec.Routes: Docker),
+    # not from their names (a Kubernetes Service).
+    announces_routes: bool
 
     @property
     def namespace_name(self) -> str | None:

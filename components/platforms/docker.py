@@ -13,10 +13,11 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components.conf import drain_front, nginx
+from components.conf import drain_front
 from components.conf.nginx_base import workers_for
 from components.config import Resources, StackConfig
 from components.monitoring import DOCKER_METRICS_NETWORK, SCRAPER, MonitoringSpec, docker_metrics_network
+from components.platforms import docker_routes
 from components.platforms.base import FLOW_KEY, PORTS_KEY, Placement, flows_of, ports_record
 from components.platforms.docker_jobs import succeeded
 from components.spec import (
@@ -26,6 +27,7 @@ from components.spec import (
     Exporter,
     Handover,
     Probe,
+    Routes,
     Security,
     ServiceSpec,
     Sidecar,
@@ -77,19 +79,8 @@ FRONT = "front"
 FRONT_CONF = f"{CONFIG_DIR}/front.conf"
 FRONT_UID = 101  # nginx-unprivileged, the edge's image
 FRONT_ROLE = "drain-front"
-# The namespace owner of a side-by-side service with ports (the api's tunnel, web itself) outlives
-# its process when stopped: its address still refuses connections for longer than the edge keeps a
-# lookup, so the edge takes it out (one refusal: max_fails) before the address is gone, which would
-# cost a request a connect timeout instead (and nginx fails a request whose next try meets a
-# changed address list). Docker removes a container's DNS name only with its address.
-LINGER_SECONDS = nginx.RESOLVER_VALID_SECONDS + 2
-# The owner's command, run by a shell that passes the stop on (SIGQUIT: nginx's graceful stop),
-# waits for it, then lingers; a command that exits by itself exits the container with its status.
-LINGER_SCRIPT = (
-    '"$@" & child=$!; '
-    f'trap \'kill -QUIT "$child" 2>/dev/null; wait "$child"; sleep {LINGER_SECONDS}; exit 0\' QUIT TERM; '
-    'wait "$child"'
-)
+# The container that tells a proxy (spec.Routes) the instances of one of its upstreams.
+ROUTES_ROLE = "routes"
 
 
 def _described(value: object) -> object:
@@ -111,19 +102,6 @@ def _described(value: object) -> object:
     if isinstance(value, (list, tuple)):
         return [_described(v) for v in cast(list[object], value)]
     return value
-
-
-def _lingering(command: list[str] | None, grace: int | None) -> dict[str, Any]:
-    """A namespace owner's process under LINGER_SCRIPT: stopped with SIGQUIT, given its own grace
-    and the linger before the delete kills it."""
-    assert command, "a lingering owner names its command (the shell runs it)"
-    total = (grace or 0) + LINGER_SECONDS + 3
-    return {
-        "entrypoints": ["/bin/sh", "-c", LINGER_SCRIPT, "linger", *command],
-        "stop_signal": "SIGQUIT",
-        "stop_timeout": total,
-        "destroy_grace_seconds": total,
-    }
 
 
 def _with_markers(value: object, leaves: list[pulumi.Output[Any]]) -> object:
@@ -232,6 +210,10 @@ class DockerPlatform(pulumi.ComponentResource):
         self._revisions: dict[str, random.RandomId] = {}
         # The images of sidecars, exporters and fronts, by service and image reference.
         self._part_images: dict[tuple[str, str], docker.RemoteImage] = {}
+        # What a proxy's routes name (spec.Routes), by service: the namespace owner of each
+        # instance (its container name is the instance's DNS name), the service's own containers
+        # (started: from then on its probe's time runs), its port and its probe's path.
+        self._instances: dict[str, tuple[list[docker.Container], list[docker.Container], int, str]] = {}
         # Run-once containers: what depends on one waits for its exit code 0 (docker_jobs).
         self._jobs: list[docker.Container] = []
         self.provider = docker.Provider("docker", host=config.docker.host, opts=pulumi.ResourceOptions(parent=self))
@@ -281,6 +263,7 @@ class DockerPlatform(pulumi.ComponentResource):
     # nginx re-resolves upstream names through Docker's embedded DNS server, which answers
     # container names and aliases on user-defined networks (docs.docker.com, "Container networking").
     resolver = "127.0.0.11"
+    announces_routes = True  # Platform.announces_routes
 
     def resolvable_name(self, service: str) -> str:
         return service
@@ -444,6 +427,16 @@ class DockerPlatform(pulumi.ComponentResource):
         if carrier is not None:
             prepare.append(carrier)
         extra: list[pulumi.Resource] = []
+        routes_mounts: list[docker.ContainerVolumeArgs] = []
+        routes = spec.routes
+        if routes is not None:
+            routes_volume, routes_owner = self._routes_volume(spec, routes, image, parent)
+            routes_mounts = [
+                docker.ContainerVolumeArgs(volume_name=routes_volume.name, container_path=routes.directory)
+            ]
+            prepare.append(routes_owner)
+            assert spec.command, f"{spec.name}: a proxy with routes names its command (the watcher runs it)"
+            spec = dataclasses.replace(spec, command=docker_routes.watching(routes, spec.command))
         acme_volumes: list[docker.ContainerVolumeArgs] = []
         if spec.acme is not None:
             acme_volumes, acme_client = self._acme_client(spec, parent)
@@ -460,8 +453,6 @@ class DockerPlatform(pulumi.ComponentResource):
             for sidecar in spec.sidecars
         ]
         containers: list[docker.Container] = []
-        # Its namespace owners outlive their process when stopped (LINGER_SECONDS).
-        lingers = handover is not None and bool(spec.ports)
         # Draining fronts (spec.Handover): awaited instead of the app, healthy when it answers.
         fronts: list[docker.Container] = []
         # Each replica's network namespace: its first sidecar's, else its own (exporters join it).
@@ -480,7 +471,6 @@ class DockerPlatform(pulumi.ComponentResource):
                     owner,
                     parent,
                     [*sidecar.after, *prepare],
-                    linger=lingers and owner is None,
                 )
                 owner = owner or made
                 extra.append(made)
@@ -489,14 +479,13 @@ class DockerPlatform(pulumi.ComponentResource):
                     spec,
                     image,
                     volumes,
-                    [*acme_volumes, *config_mount],
+                    [*acme_volumes, *config_mount, *routes_mounts],
                     carrier,
                     name,
                     owner,
                     parent,
                     depends_on + prepare,
                     awaited=front_parts is None,
-                    linger=lingers and owner is None,
                 )
             )
             namespaces.append((name, owner or containers[-1]))
@@ -504,6 +493,11 @@ class DockerPlatform(pulumi.ComponentResource):
                 fronts.append(
                     self._front(spec, handover, front_parts, name, owner or containers[-1], containers[-1], parent)
                 )
+        if routes is not None:
+            extra += self._announcers(spec, routes, image, routes_mounts, [*prepare, *containers], parent)
+        if spec.ports and not spec.run_once:
+            path = spec.probe.http_path if spec.probe is not None and spec.probe.http_path else "/"
+            self._instances[spec.name] = ([o for _, o in namespaces], containers, spec.ports[0].port, path)
         for parts in sidecar_parts:
             extra += [r for r in parts if r is not None]
         for exporter in spec.exporters:
@@ -596,8 +590,6 @@ class DockerPlatform(pulumi.ComponentResource):
         owner: docker.Container | None,
         parent: pulumi.Resource,
         depends_on: list[pulumi.Resource],
-        *,
-        linger: bool = False,
     ) -> docker.Container:
         image, volume, carrier = parts
         name = f"{service_container}-{sidecar.name}"
@@ -610,7 +602,7 @@ class DockerPlatform(pulumi.ComponentResource):
             _hardened(
                 name=self._physical(spec.name, name),
                 image=image.image_id,
-                **(_lingering(sidecar.command, None) if linger else {"entrypoints": sidecar.command}),
+                entrypoints=sidecar.command,
                 user=_user_of(sidecar.security),
                 tmpfs={path: "rw,noexec,nosuid,size=16m" for path in sidecar.security.tmpfs},
                 **_limits(sidecar.resources.memory_mb, sidecar.resources.cpu_millis),
@@ -650,7 +642,6 @@ class DockerPlatform(pulumi.ComponentResource):
         depends_on: list[pulumi.Resource],
         *,
         awaited: bool = True,
-        linger: bool = False,
     ) -> docker.Container:
         """``awaited``: `pulumi up` waits for its health check; False where a draining front,
         started right after it, is awaited instead (its check passes through it to the app)."""
@@ -679,8 +670,6 @@ class DockerPlatform(pulumi.ComponentResource):
             "stop_timeout": grace,
             "destroy_grace_seconds": grace,
         }
-        if linger:
-            stopping = _lingering(spec.command, grace)
         container = docker.Container(
             name,
             _hardened(
@@ -993,6 +982,90 @@ class DockerPlatform(pulumi.ComponentResource):
         )
         self._jobs.append(owner_job)
         return owner_job
+
+    def _routes_volume(
+        self, spec: ServiceSpec, routes: Routes, image: docker.RemoteImage, parent: pulumi.Resource
+    ) -> tuple[docker.Volume, docker.Container]:
+        """``spec``'s routes volume (docker_routes), and the job that hands it to its user."""
+        volume = docker.Volume(
+            f"{spec.name}-routes",
+            name=f"{self._prefix}-{spec.name}-routes",
+            labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in LABELS.items()],
+            # Protected like every volume of a protected stack, though its routes are rewritten.
+            opts=self._child_opts(parent, [], stateful=True),
+        )
+        user = _user(spec)
+        assert user is not None, f"{spec.name}: routes are written as its user"
+        # One watcher records what is live; one host publishes the proxy's ports once anyway.
+        assert spec.replicas == 1, f"{spec.name}: routes serve a single proxy on Docker"
+        return volume, self._chown_job(f"{spec.name}-routes", image, user, {routes.directory: volume}, spec, parent)
+
+    def _announcers(
+        self,
+        spec: ServiceSpec,
+        routes: Routes,
+        image: docker.RemoteImage,
+        mounts: list[docker.ContainerVolumeArgs],
+        proxies: list[pulumi.Resource],
+        parent: pulumi.Resource,
+    ) -> list[docker.Container]:
+        """Per upstream of ``spec`` placed before it, a container that writes that upstream's
+        instances (docker_routes) as soon as they are started, and is healthy once ``spec`` (the
+        ``proxies``, started before it) says it loaded them: after each new instance answered its
+        check from there, which is as long as the instances take to start.
+
+        Each is replaced delete-first under its fixed name: removing one changes nothing (the file
+        stays until the next one is written). A new set of instances gives it new names to write,
+        so `pulumi up` waits for the proxy to take the new set, all before it deletes the old set
+        at its end."""
+        user = _user(spec)
+        announcers: list[docker.Container] = []
+        unplaced = [u for u in spec.talks_to if u not in self._instances]
+        if unplaced:
+            raise ValueError(f"{spec.name}: its upstreams {unplaced} must be placed before it (their routes name them)")
+        for upstream in spec.talks_to:
+            owners, started, port, path = self._instances[upstream]
+            written = pulumi.Output.all(*(o.name for o in owners)).apply(
+                lambda names, upstream=upstream, port=port, path=path: docker_routes.file_for(
+                    routes, upstream, [(f"{n}:{port}", f"http://{n}:{port}{path}") for n in names]
+                )
+            )
+            name = f"{spec.name}-routes-{upstream}"
+            announcers.append(
+                docker.Container(
+                    name,
+                    _hardened(
+                        name=f"{self._prefix}-{name}",
+                        image=image.image_id,
+                        entrypoints=docker_routes.announcing(routes, upstream),
+                        command=[written.apply(lambda w: w[0])],
+                        user=user,
+                        network_mode="none",
+                        **_limits(16, 100),
+                        restart="unless-stopped",
+                        must_run=True,
+                        healthcheck=docker.ContainerHealthcheckArgs(
+                            tests=written.apply(lambda w: ["CMD", *docker_routes.loaded_check(routes, w[1])]),
+                            # Docker before 25 ignores start_interval: 5 s is the longest a new
+                            # set waits for its switch there. Its start is the instances' (the
+                            # api's front waits as long: _service_check, wait_timeout).
+                            interval="5s",
+                            timeout="5s",
+                            retries=3,
+                            start_period="180s",
+                            start_interval="1s",
+                        ),
+                        wait=True,
+                        wait_timeout=200,
+                        volumes=mounts,
+                        labels=_labels(spec.name, {ROLE_KEY: ROUTES_ROLE, "aixsss.io/routes": upstream}),
+                    ),
+                    # Once the instances' own containers are created (the api's are not awaited:
+                    # its fronts are), so its wait runs with their start, not before it.
+                    opts=self._child_opts(parent, [*proxies, *started]),
+                )
+            )
+        return announcers
 
     def _acme_client(
         self, spec: ServiceSpec, parent: pulumi.Resource

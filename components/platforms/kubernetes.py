@@ -214,6 +214,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
     # The cluster DNS Service (kube-dns is its name on every distribution, CoreDNS included),
     # resolved once at start through the pod's resolv.conf; NetworkPolicy allow-dns admits it.
     resolver = "kube-dns.kube-system.svc.cluster.local"
+    announces_routes = False  # Platform.announces_routes
 
     def resolvable_name(self, service: str) -> str:
         # nginx's resolver uses no search domains: the fully qualified Service name.
