@@ -40,7 +40,7 @@ CACHE_DIR = "/var/cache/aixsss"
 ROUTES_DIR = "/etc/nginx/routes"
 # A new instance of api or web is taken once it answers its health check from here (the edge's
 # own probe tool; through the api's draining front, as that front's Docker check goes).
-ROUTE_CHECK = ("curl", "-fs", "-o", "/dev/null", "--max-time", "5")
+ROUTE_CHECK = ("curl", "-fsS", "-o", "/dev/null", "--max-time", "5")
 # nginx's graceful reload, and a wait until it took: the master starts workers on the new config,
 # then tells the old ones to finish what they have (they retitle themselves "worker process is
 # shutting down"). A config it refuses leaves the old workers as they were: this fails after 10 s.

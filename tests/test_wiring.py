@@ -303,10 +303,16 @@ def test_docker_containers_answer_to_their_service_name() -> None:
                 continue
             assert network["aliases"] == [name], (c.name, network)
     nginx = uploads(d, container(d, "edge"))["/etc/aixsss/nginx.conf"]["content"].splitlines()
-    # Re-resolved through Docker's embedded DNS: a replaced api container has a new address.
-    assert "    server api:3001 resolve max_fails=1 fail_timeout=10s;" in nginx
-    assert "    server web:8080 resolve max_fails=1 fail_timeout=10s;" in nginx
+    # The edge takes api's and web's instances from its routes (tests/test_routes_docker.py): each
+    # by its namespace owner's container name, looked up through Docker's embedded DNS again
+    # every 5 s (a restarted container may get a new address).
+    assert "    include /etc/nginx/routes/live/api/*.conf;" in nginx
+    assert "    include /etc/nginx/routes/live/web/*.conf;" in nginx
     assert "  resolver 127.0.0.11 valid=5s ipv6=off;" in nginx
+    [routes] = reveal(container(d, "edge-routes-api").inputs["command"])
+    for tunnel in ("api-1-redis-tls", "api-2-redis-tls"):
+        name = reveal(container(d, tunnel).plain["name"])
+        assert f"server {name}:3001 resolve max_fails=1 fail_timeout=10s;" in routes.splitlines(), tunnel
     env = docker_env(container(d, "api-1"))
     assert urlsplit(env["DATABASE_URL"]).hostname == "postgres" and urlsplit(env["DATABASE_URL"]).port == 5432
     # Redis through the tunnel beside each api container, which owns the namespace api-1 joins.
@@ -850,6 +856,9 @@ DOCKER_NETWORKS = {
     "redis-exporter": set(),
     "edge-nginx-exporter": set(),
     "edge-mtail": set(),
+    # The edge's route containers only write a file into the edge's routes volume: no network.
+    "edge-routes-api": set(),
+    "edge-routes-web": set(),
 }
 # dev publishes the data ports on loopback (docker.publishDataPorts).
 DEV_PUBLISHERS = {"postgres", "redis", "minio"}
@@ -1072,7 +1081,10 @@ def test_docker_volumes_are_handed_to_the_service_user() -> None:
         assert {v["volumeName"] for v in chown["volumes"]} == service_volumes, name
         assert d.depends_on(container(d, name), container(d, f"{name}-volume-owner")), name
     owners = {c.name for c in d.of_type(CONTAINER) if c.name.endswith("-volume-owner")}
-    assert owners == {f"{name}-volume-owner" for name in VOLUME_OWNERS}, owners
+    # The edge's routes volume: the edge writes what it loaded there (docker_routes).
+    assert owners == {f"{name}-volume-owner" for name in VOLUME_OWNERS} | {"edge-routes-volume-owner"}, owners
+    routes = container(d, "edge-routes-volume-owner").plain
+    assert routes["entrypoints"] == ["chown", "-R", container(d, "edge").plain["user"]]
     for name, user in IMAGE_OWNED.items():
         assert container(d, name).plain["user"] == user, name
 

@@ -58,7 +58,7 @@ same() {{ [ -f "$2" ] && [ "$(cat "$1")" = "$(cat "$2")" ]; }}
 note() {{ echo "routes: $*" >&2; }}
 checked() {{
   grep "^# check " "$1" | while read -r _ _ url; do
-    live | grep -qxF "# check $url" || {check} "$url" || exit 1
+    live | grep -qxF "# check $url" || {check} "$url" 2>/dev/null || {{ echo "$url"; exit 1; }}
   done
 }}
 take() {{
@@ -77,8 +77,9 @@ record
       cp "$f" "$staged" || continue
       same "$staged" "$routes/{LIVE}/$s/{INSTANCES}" && continue
       same "$staged" "$routes/.refused.$s" && continue
-      if ! checked "$staged"; then
-        same "$staged" "$routes/.waiting.$s" || note "$s: waiting for its new instances to answer"
+      if failing=$(checked "$staged"); [ -n "$failing" ]; then
+        same "$staged" "$routes/.waiting.$s" ||
+          note "$s: waiting for its new instances to answer: $failing: $({check} "$failing" 2>&1)"
         cp "$staged" "$routes/.waiting.$s"; continue
       fi
       if take "$s" "$staged"; then note "$s: took $(grep "^# routes " "$staged")"

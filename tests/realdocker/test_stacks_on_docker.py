@@ -34,7 +34,7 @@ from rendering import SETTINGS as RENDER_SETTINGS
 
 from components.conf import nginx
 from offline.engine import Deployment, Registration, reveal, run_program
-from tests.realdocker.applier import Applier, ApplyReport
+from tests.realdocker.applier import Applier, ApplyError, ApplyReport
 from tests.realdocker.images import APP_OVERRIDES, ensure_images
 
 CONTAINER = "docker:index/container:Container"
@@ -84,7 +84,14 @@ def program(stack: str, prior: Deployment | None = None, **extra: str) -> Deploy
 def apply(host: str, applier: Applier, deployment: Deployment, cache: Path) -> ApplyReport:
     references = {reveal(r.inputs["name"]) for r in deployment.of_type("docker:index/remoteImage:RemoteImage")}
     ensure_images(host, references, cache)
-    return applier.apply(deployment)
+    try:
+        return applier.apply(deployment)
+    except ApplyError:
+        # A route container waits for the edge: its log says what it waits for (docker_routes).
+        client = docker.DockerClient(base_url=host)
+        for edge in client.containers.list(all=True, filters={"label": "aixsss.service=edge"}):
+            print(f"{edge.name}'s log:\n" + edge.logs(tail=40).decode(errors="replace"))
+        raise
 
 
 @pytest.fixture(scope="module", params=list(SETTINGS))
@@ -680,12 +687,7 @@ def test_an_upgrade_of_api_and_web_fails_no_request(deployed: Deployed, image_ca
         assert len(before) == replicas, ("control: the load reaches every api", before, load.failed[:3])
         upgraded = program(d.stack, prior=d.deployment, **{"images.api": new_api, "images.web": new_web})
         began = time.monotonic()
-        try:
-            report = apply(d.host, d.applier, upgraded, image_cache)
-        except Exception:
-            edge = d.container(next(r.name for r in _containers(d) if re.fullmatch(r"edge(-\d+)?", r.name)))
-            print("the edge's log:\n" + edge.logs(tail=60).decode(errors="replace"))
-            raise
+        report = apply(d.host, d.applier, upgraded, image_cache)
         applied = time.monotonic()
         d.deployment = upgraded
         addresses |= _frontend_addresses(d)
