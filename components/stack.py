@@ -159,11 +159,12 @@ def build(config: StackConfig) -> AixsssStack:
         api.migrations_ready + cache.ready,
         queue_password=cache.password,
     )
-    # A rotation's last step: logins older than the previous generation go once api and worker run
-    # with the new one (the previous generation's still drain: they go at the next rotation).
-    database.retire_previous_logins(platform, [*api.ready, *worker.ready])
     web = Web(config, platform, images["web"])
     edge = LoadBalancer(config, platform, pki)
+    # A rotation's last step: logins older than the previous generation go once api and worker run
+    # with the new one (the previous generation's still drain: they go at the next rotation). On
+    # Docker the api's new instances answer once the edge took them (its routes, in edge.ready).
+    database.retire_previous_logins(platform, [*api.ready, *worker.ready, *edge.ready])
     certificates = list(certs.values()) + ([edge.certificate] if edge.certificate else [])
     monitoring = None
     if exporters_declared(config):

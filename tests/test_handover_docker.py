@@ -358,24 +358,28 @@ def test_the_api_listens_behind_a_draining_front_in_its_namespace(stack: str) ->
         assert front.plain["stopTimeout"] == nginx.API_READ_TIMEOUT_SECONDS
         # The api stops at once on SIGTERM: no grace of its own, the front drained it already.
         assert "destroyGraceSeconds" not in app.plain and "stopTimeout" not in app.plain
-        # `pulumi up` waits for the front, whose check passes through it to the app.
-        assert front.plain["wait"] is True and not app.plain.get("wait")
+        # `pulumi up` waits for neither: the edge's route container waits until the edge checked
+        # every new front the way the front's own check goes, through it to the app.
+        assert not front.plain.get("wait") and not app.plain.get("wait")
+        assert front.urn in d.named("edge-routes-api", CONTAINER).dependencies
         check = front.plain["healthcheck"]["tests"]
         assert check[-1] == f"http://127.0.0.1:{api.PORT}{api.HEALTH_PATH}"
         assert labels(front)[ROLE] == "drain-front"
 
 
-def test_what_waits_for_the_api_waits_for_its_fronts() -> None:
+def test_what_waits_for_the_api_waits_for_the_edge_to_take_it() -> None:
     # From the second rotation the job that retires the logins before the previous generation
-    # waits until the api answers with the new one: through its fronts, which are awaited, not the
-    # api containers, which are not. (The previous generation, which the old api still drains
-    # with, stays: tests/test_rotation_servers.py.)
+    # waits until the api answers with the new one: once the edge took its new instances (its
+    # route container, awaited), each checked through its front. (The previous generation, which
+    # the old api still drains with, stays: tests/test_rotation_servers.py.)
     d = run_program("prod", overrides={**stack_overrides("prod", "docker"), "secrets.rotation": 2})
     [retire] = [
         r for r in d.of_type(CONTAINER) if r.name.startswith("postgres-retire-logins-") and not labels(r).get(ROLE)
     ]
+    routes = container(d, "edge-routes-api")
+    assert routes.urn in retire.dependencies and routes.plain["wait"] is True
     for app in replicas(d, "api"):
-        assert container(d, f"{app.name}-front").urn in retire.dependencies, app.name
+        assert container(d, f"{app.name}-front").urn in routes.dependencies, app.name
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -116,14 +116,13 @@ def test_each_upstream_is_announced_to_the_edge_which_checks_its_new_instances(s
         # as long as the instances may take to start.
         assert reg.plain["wait"] is True and reg.plain["mustRun"] is True
         assert reg.plain["waitTimeout"] > 180 and reg.plain["healthcheck"]["startPeriod"] == "180s"
-        # Written as soon as the instances exist (it takes their names), not after the api's
-        # fronts are healthy: the edge checks them (the deploy's critical path stays short,
-        # tests/test_deploy_order.py).
+        # Written once everything its check goes through is created (the api's app and fronts,
+        # which nothing awaits: the edge checks them, and the deploy's critical path stays short,
+        # tests/test_deploy_order.py), so its wait runs with their start and needs nothing
+        # created after it.
         if upstream == api.NAME:
             fronts = [r for r in d.of_type(CONTAINER) if labels(r).get(ROLE) == "drain-front"]
-            assert fronts and not any(r.urn in reg.dependencies for r in fronts)
-        # But once the service's own containers are created, so its wait (the instances' start
-        # period) runs with their start, not from before the migrations.
+            assert fronts and all(r.urn in reg.dependencies and not r.plain.get("wait") for r in fronts)
         assert all(r.urn in reg.dependencies for r in apps), upstream
         assert owner_job.urn in reg.dependencies and edge.urn in reg.dependencies
         # The edge's image and user, nothing else: no network, a read-only root, no capabilities.

@@ -211,8 +211,8 @@ class DockerPlatform(pulumi.ComponentResource):
         # The images of sidecars, exporters and fronts, by service and image reference.
         self._part_images: dict[tuple[str, str], docker.RemoteImage] = {}
         # What a proxy's routes name (spec.Routes), by service: the namespace owner of each
-        # instance (its container name is the instance's DNS name), the service's own containers
-        # (started: from then on its probe's time runs), its port and its probe's path.
+        # instance (its container name is the instance's DNS name), the containers its check
+        # goes through (the service's own, and the api's fronts), its port and its probe's path.
         self._instances: dict[str, tuple[list[docker.Container], list[docker.Container], int, str]] = {}
         # Run-once containers: what depends on one waits for its exit code 0 (docker_jobs).
         self._jobs: list[docker.Container] = []
@@ -453,7 +453,7 @@ class DockerPlatform(pulumi.ComponentResource):
             for sidecar in spec.sidecars
         ]
         containers: list[docker.Container] = []
-        # Draining fronts (spec.Handover): awaited instead of the app, healthy when it answers.
+        # Draining fronts (spec.Handover): healthy when the app answers through them.
         fronts: list[docker.Container] = []
         # Each replica's network namespace: its first sidecar's, else its own (exporters join it).
         namespaces: list[tuple[str, docker.Container]] = []
@@ -493,11 +493,14 @@ class DockerPlatform(pulumi.ComponentResource):
                 fronts.append(
                     self._front(spec, handover, front_parts, name, owner or containers[-1], containers[-1], parent)
                 )
+        announcers: list[docker.Container] = []
         if routes is not None:
-            extra += self._announcers(spec, routes, image, routes_mounts, [*prepare, *containers], parent)
+            announcers = self._announcers(spec, routes, image, routes_mounts, [*prepare, *containers], parent)
+            extra += announcers
         if spec.ports and not spec.run_once:
             path = spec.probe.http_path if spec.probe is not None and spec.probe.http_path else "/"
-            self._instances[spec.name] = ([o for _, o in namespaces], containers, spec.ports[0].port, path)
+            instances = [*containers, *fronts]
+            self._instances[spec.name] = ([o for _, o in namespaces], instances, spec.ports[0].port, path)
         for parts in sidecar_parts:
             extra += [r for r in parts if r is not None]
         for exporter in spec.exporters:
@@ -509,7 +512,8 @@ class DockerPlatform(pulumi.ComponentResource):
         exposed = [f"{p.host_ip}:{p.published}->{p.port}" for p in spec.ports if p.published]
         return Placement(
             spec=spec,
-            ready=list(fronts or containers),
+            # A proxy with routes is ready once it took its upstreams' instances.
+            ready=[*(fronts or containers), *announcers],
             networks=networks,
             exposed=exposed,
             non_root=spec.security.run_as_user not in (None, 0),
@@ -643,8 +647,9 @@ class DockerPlatform(pulumi.ComponentResource):
         *,
         awaited: bool = True,
     ) -> docker.Container:
-        """``awaited``: `pulumi up` waits for its health check; False where a draining front,
-        started right after it, is awaited instead (its check passes through it to the app)."""
+        """``awaited``: `pulumi up` waits for its health check; False where a draining front is
+        started right after it (its check passes through the front to the app, and the edge's
+        route container awaits that check: docker_routes)."""
         security = spec.security
         envs = _envs(spec)
         user = _user(spec)
@@ -719,8 +724,8 @@ class DockerPlatform(pulumi.ComponentResource):
         parent: pulumi.Resource,
     ) -> docker.Container:
         """The draining front of one replica (drain_front.py): in its namespace on the service's
-        port, started once the app is healthy and depending on it, so the first of the old set a
-        later `pulumi up` deletes; SIGQUIT with the drain as grace lets its requests finish."""
+        port, started after the app and depending on it, so the first of the old set a later
+        `pulumi up` deletes; SIGQUIT with the drain as grace lets its requests finish."""
         image, volume, carrier = parts
         assert volume is not None and carrier is not None
         port = spec.ports[0].port
@@ -738,13 +743,12 @@ class DockerPlatform(pulumi.ComponentResource):
                 **_limits(64, spec.resources.cpu_millis),
                 restart="unless-stopped",
                 must_run=True,
-                # Healthy when the app answers through it: then the new set takes requests.
-                # The app's own probe timing: awaited instead of the app, it gives it as long.
+                # Healthy when the app answers through it, with the app's own probe timing. Not
+                # awaited: the edge's route container is, which waits until the edge checked every
+                # new front the same way and took them (docker_routes).
                 healthcheck=_service_check(
                     ["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{port}{path}"], spec.probe
                 ),
-                wait=True,
-                wait_timeout=180,
                 # nginx's graceful stop (the image's STOPSIGNAL too, said here so no image decides).
                 stop_signal="SIGQUIT",
                 stop_timeout=handover.drain_seconds,
@@ -1060,8 +1064,9 @@ class DockerPlatform(pulumi.ComponentResource):
                         volumes=mounts,
                         labels=_labels(spec.name, {ROLE_KEY: ROUTES_ROLE, "aixsss.io/routes": upstream}),
                     ),
-                    # Once the instances' own containers are created (the api's are not awaited:
-                    # its fronts are), so its wait runs with their start, not before it.
+                    # Once everything the check goes through is created (the api's app and
+                    # fronts, not awaited: this is), so its wait runs with their start and
+                    # depends on nothing created after it.
                     opts=self._child_opts(parent, [*proxies, *started]),
                 )
             )
