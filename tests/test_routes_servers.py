@@ -42,6 +42,9 @@ SLOW_SECONDS = 3.0
 # The watcher looks every WATCH_INTERVAL_SECONDS, then reloads onto old and new, and after
 # RESOLVE_SECONDS onto the new alone, each time waiting for the old workers.
 SWITCH_WITHIN_SECONDS = docker_routes.WATCH_INTERVAL_SECONDS + docker_routes.RESOLVE_SECONDS + 4
+# How long a switch may take on a loaded CI machine (the suite runs beside the Docker tier): the
+# waits for what must happen end as soon as it does; the figure printed is the time it took.
+TAKEN_WITHIN_SECONDS = 30
 
 
 def _instance(name: str) -> type[BaseHTTPRequestHandler]:
@@ -129,6 +132,10 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
 def edge(dev: Rendered, tmp_path: Path) -> Iterator[Edge]:
     binary = tool("nginx", "/usr/sbin/nginx")
     unshare = tool("unshare", "/usr/bin/unshare")
+    if os.geteuid() != 0:
+        # A PID namespace of its own needs root here; CI runs as root and must run this.
+        assert os.environ.get("CI") != "true", "tests/test_routes_servers.py needs root for unshare --pid"
+        pytest.skip("unshare --pid needs root (CI runs as root)")
     work, routes_dir = tmp_path / "nginx", tmp_path / "routes"
     work.mkdir()
     routes_dir.mkdir()
@@ -198,8 +205,8 @@ def test_the_edge_takes_an_announced_set_once_it_answers_and_its_old_workers_fin
             time.sleep(0.3)  # the slow call is in flight on the old instance
             with serving(_instance("new"), new):
                 began = time.monotonic()
-                added = began + until(adding.exists, SWITCH_WITHIN_SECONDS)  # the first reload
-                took = until(lambda: edge.loaded(new_mark), SWITCH_WITHIN_SECONDS)
+                added = began + until(adding.exists, TAKEN_WITHIN_SECONDS)  # the first reload
+                took = until(lambda: edge.loaded(new_mark), TAKEN_WITHIN_SECONDS)
                 assert not edge.loaded(old_mark) and not adding.exists()
                 # Every call after the edge said so goes to the new set.
                 assert [edge.get("/api/health") for _ in range(8)] == [(200, "new")] * 8
