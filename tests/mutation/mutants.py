@@ -258,17 +258,19 @@ MUTANTS: list[Mutant] = [
         "d-front-not-awaited",
         "wiring",
         DOCKER,
-        "wait=True,\n                wait_timeout=180,\n                # nginx's graceful stop",
-        "wait=False,\n                wait_timeout=180,\n                # nginx's graceful stop",
-        "Docker: pulumi up deletes the old api set before the new front answers",
+        "instances = [*containers, *fronts]",
+        "instances = containers",
+        "Docker: the api's route container does not wait for its fronts, which its awaited check "
+        "goes through (a serial apply waits for what is created after it)",
     ),
     Mutant(
         "d-ready-not-front",
         "wiring",
         DOCKER,
+        "ready=[*(fronts or containers), *announcers],",
         "ready=list(fronts or containers),",
-        "ready=list(containers),",
-        "Docker: what waits for the api waits for a container pulumi up does not await",
+        "Docker: what waits for the api waits for containers pulumi up does not await, not for the "
+        "edge to have taken them",
     ),
     Mutant(
         "d-web-no-drain-grace",
@@ -750,7 +752,7 @@ MUTANTS: list[Mutant] = [
         "rotation-retire-before-roll",
         "secrets",
         "components/stack.py",
-        "database.retire_previous_logins(platform, [*api.ready, *worker.ready])",
+        "database.retire_previous_logins(platform, [*api.ready, *worker.ready, *edge.ready])",
         "database.retire_previous_logins(platform, [])",
         "rotation: the old login is retired before api and worker run with the new one",
     ),
