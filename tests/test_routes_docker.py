@@ -111,7 +111,8 @@ def test_each_upstream_is_announced_to_the_edge_which_checks_its_new_instances(s
             nginx.UPSTREAM_SERVER.format(address=f"{n}:{port}") for n in instances
         ]
         assert reg.plain["entrypoints"] == docker_routes.announcing(routes_spec(), upstream)
-        assert reveal(reg.plain["healthcheck"]["tests"]) == ["CMD", *docker_routes.loaded_check(routes_spec(), mark)]
+        assert reg.plain["healthcheck"]["tests"] == ["CMD", *docker_routes.loaded_check(routes_spec(), upstream)]
+        assert mark == text.splitlines()[0]  # what the check reads back from the file
         # `pulumi up` waits for the edge to take it before it goes on (and deletes an old set),
         # as long as the instances may take to start.
         assert reg.plain["wait"] is True and reg.plain["mustRun"] is True

@@ -94,7 +94,13 @@ class Edge:
             connection.close()
 
     def loaded(self, mark: str) -> bool:
-        return subprocess.run(docker_routes.loaded_check(self.routes, mark)).returncode == 0
+        """``mark`` is among what the watcher recorded as live."""
+        loaded = Path(self.routes.directory) / docker_routes.LOADED
+        return loaded.exists() and mark in loaded.read_text().splitlines()
+
+    def announced_is_loaded(self, upstream: str) -> bool:
+        """The route container's own health check: what it wrote is loaded."""
+        return subprocess.run(docker_routes.loaded_check(self.routes, upstream)).returncode == 0
 
 
 @contextlib.contextmanager
@@ -208,6 +214,7 @@ def test_the_edge_takes_an_announced_set_once_it_answers_and_its_old_workers_fin
                 added = began + until(adding.exists, TAKEN_WITHIN_SECONDS)  # the first reload
                 took = until(lambda: edge.loaded(new_mark), TAKEN_WITHIN_SECONDS)
                 assert not edge.loaded(old_mark) and not adding.exists()
+                assert edge.announced_is_loaded("api") and edge.announced_is_loaded("web")
                 # Every call after the edge said so goes to the new set.
                 assert [edge.get("/api/health") for _ in range(8)] == [(200, "new")] * 8
                 caller.join(timeout=SLOW_SECONDS + 10)
@@ -221,7 +228,7 @@ def test_the_edge_takes_an_announced_set_once_it_answers_and_its_old_workers_fin
                 # on an invalid port) are never said to be loaded; the edge keeps its set.
                 with announced(edge.routes, "api", [99999], checked=new) as refused:
                     time.sleep(SWITCH_WITHIN_SECONDS)
-                    assert not edge.loaded(refused)
+                    assert not edge.loaded(refused) and not edge.announced_is_loaded("api")
                     assert edge.loaded(new_mark)
                     assert edge.get("/api/health") == (200, "new")
     assert "invalid port" in edge.log.read_text()

@@ -1029,10 +1029,11 @@ class DockerPlatform(pulumi.ComponentResource):
             raise ValueError(f"{spec.name}: its upstreams {unplaced} must be placed before it (their routes name them)")
         for upstream in spec.talks_to:
             owners, started, port, path = self._instances[upstream]
+            # One Output per route container (its file); its check reads the mark back from it.
             written = pulumi.Output.all(*(o.name for o in owners)).apply(
                 lambda names, upstream=upstream, port=port, path=path: docker_routes.file_for(
                     routes, upstream, [(f"{n}:{port}", f"http://{n}:{port}{path}") for n in names]
-                )
+                )[0]
             )
             name = f"{spec.name}-routes-{upstream}"
             announcers.append(
@@ -1042,14 +1043,14 @@ class DockerPlatform(pulumi.ComponentResource):
                         name=f"{self._prefix}-{name}",
                         image=image.image_id,
                         entrypoints=docker_routes.announcing(routes, upstream),
-                        command=[written.apply(lambda w: w[0])],
+                        command=[written],
                         user=user,
                         network_mode="none",
                         **_limits(16, 100),
                         restart="unless-stopped",
                         must_run=True,
                         healthcheck=docker.ContainerHealthcheckArgs(
-                            tests=written.apply(lambda w: ["CMD", *docker_routes.loaded_check(routes, w[1])]),
+                            tests=["CMD", *docker_routes.loaded_check(routes, upstream)],
                             # Docker before 25 ignores start_interval: 5 s is the longest a new
                             # set waits for its switch there. Its start is the instances' (the
                             # api's front waits as long: _service_check, wait_timeout).

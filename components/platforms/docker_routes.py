@@ -118,6 +118,10 @@ def announcing(routes: Routes, service: str) -> list[str]:
     return ["/bin/sh", "-c", script, "announce"]
 
 
-def loaded_check(routes: Routes, mark: str) -> list[str]:
-    """Healthy once the proxy has loaded the file marked ``mark``."""
-    return ["grep", "-qxF", mark, f"{routes.directory}/{LOADED}"]
+def loaded_check(routes: Routes, service: str) -> list[str]:
+    """Healthy once the proxy has loaded the file the route container wrote (its `# routes` line,
+    read back from it: the check needs no value known only at deploy time)."""
+    announced = f"{routes.directory}/{ANNOUNCED}/{service}/{INSTANCES}"
+    loaded = f"{routes.directory}/{LOADED}"
+    script = f'mark=$(head -n 1 {shlex.quote(announced)}) && [ -n "$mark" ] && grep -qxF "$mark" {shlex.quote(loaded)}'
+    return ["/bin/sh", "-c", script]
