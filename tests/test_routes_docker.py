@@ -125,7 +125,7 @@ def test_each_upstream_is_announced_to_the_edge_which_checks_its_new_instances(s
             fronts = [r for r in d.of_type(CONTAINER) if labels(r).get(ROLE) == "drain-front"]
             assert fronts and all(r.urn in reg.dependencies and not r.plain.get("wait") for r in fronts)
         assert all(r.urn in reg.dependencies for r in apps), upstream
-        assert owner_job.urn in reg.dependencies and edge.urn in reg.dependencies
+        assert edge.urn in reg.dependencies and d.depends_on(reg, owner_job)
         # The edge's image and user, nothing else: no network, a read-only root, no capabilities.
         assert reg.plain["image"] == edge.plain["image"] and reg.plain["user"] == edge.plain["user"]
         assert reg.plain["networkMode"] == "none" and reg.plain["readOnly"] is True

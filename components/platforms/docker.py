@@ -495,7 +495,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 )
         announcers: list[docker.Container] = []
         if routes is not None:
-            announcers = self._announcers(spec, routes, image, routes_mounts, [*prepare, *containers], parent)
+            announcers = self._announcers(spec, routes, image, routes_mounts, list(containers), parent)
             extra += announcers
         if spec.ports and not spec.run_once:
             path = spec.probe.http_path if spec.probe is not None and spec.probe.http_path else "/"
