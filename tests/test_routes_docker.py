@@ -101,7 +101,7 @@ def test_each_upstream_is_announced_to_the_edge_which_checks_its_new_instances(s
         instances = owners(d, upstream)
         apps = [r for r in d.of_type(CONTAINER) if re.fullmatch(rf"{upstream}(-\d+)?", r.name)]
         assert len(instances) == len(apps) >= 1, (instances, apps)
-        text, mark = docker_routes.file_for(
+        text = docker_routes.file_for(
             routes_spec(), upstream, [(f"{n}:{port}", f"http://{n}:{port}{CHECKED[upstream]}") for n in instances]
         )
         # Every instance by its container's name, in the edge's own server line, with its check.
@@ -112,7 +112,8 @@ def test_each_upstream_is_announced_to_the_edge_which_checks_its_new_instances(s
         ]
         assert reg.plain["entrypoints"] == docker_routes.announcing(routes_spec(), upstream)
         assert reg.plain["healthcheck"]["tests"] == ["CMD", *docker_routes.loaded_check(routes_spec(), upstream)]
-        assert mark == text.splitlines()[0]  # what the check reads back from the file
+        # What the check reads back from the file: its `# routes` line, with the routes' digest.
+        assert re.fullmatch(rf"# routes {upstream} [0-9a-f]{{16}}", text.splitlines()[0])
         # `pulumi up` waits for the edge to take it before it goes on (and deletes an old set),
         # as long as the instances may take to start.
         assert reg.plain["wait"] is True and reg.plain["mustRun"] is True

@@ -107,14 +107,14 @@ class Edge:
 def announced(routes: Routes, upstream: str, ports: list[int], checked: int | None = None) -> Iterator[str]:
     """The route container's script writing ``upstream``'s routes (instances on loopback
     ``ports``, each checked at /api/health on its port or on ``checked``); yields their mark."""
-    text, mark = docker_routes.file_for(
+    text = docker_routes.file_for(
         routes, upstream, [(f"{LOOPBACK}:{p}", f"http://{LOOPBACK}:{checked or p}/api/health") for p in ports]
     )
     process = subprocess.Popen(
         [*docker_routes.announcing(routes, upstream), text], start_new_session=True, stdout=subprocess.DEVNULL
     )
     try:
-        yield mark
+        yield text.splitlines()[0]  # its `# routes` line, what `loaded` records
     finally:
         os.killpg(process.pid, signal.SIGTERM)  # its sleep too, as its container's end would
         process.wait(timeout=10)

@@ -1033,7 +1033,7 @@ class DockerPlatform(pulumi.ComponentResource):
             written = pulumi.Output.all(*(o.name for o in owners)).apply(
                 lambda names, upstream=upstream, port=port, path=path: docker_routes.file_for(
                     routes, upstream, [(f"{n}:{port}", f"http://{n}:{port}{path}") for n in names]
-                )[0]
+                )
             )
             name = f"{spec.name}-routes-{upstream}"
             announcers.append(

@@ -93,13 +93,12 @@ exec "$@"
     return ["/bin/sh", "-c", script, "routes", routes.directory, *command]
 
 
-def file_for(routes: Routes, service: str, instances: list[tuple[str, str]]) -> tuple[str, str]:
-    """``service``'s routes file for ``instances`` (each its host:port and its check's URL), and
-    its `# routes` line."""
+def file_for(routes: Routes, service: str, instances: list[tuple[str, str]]) -> str:
+    """``service``'s routes file for ``instances`` (each its host:port and its check's URL). Its
+    first line, `# routes <service> <digest>`, is what LOADED records once the proxy took it."""
     lines = [f"# check {url}" for _, url in instances] + [routes.line.format(address=a) for a, _ in instances]
     digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
-    mark = f"# routes {service} {digest}"
-    return "\n".join([mark, *lines, ""]), mark
+    return "\n".join([f"# routes {service} {digest}", *lines, ""])
 
 
 def announcing(routes: Routes, service: str) -> list[str]:
